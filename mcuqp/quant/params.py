@@ -1,0 +1,85 @@
+"""Integer kernel parameters derived from quantization scales, exactly as TFLite Micro
+derives them at Prepare time (float32 scales widened to double, then QuantizeMultiplier).
+
+Both front ends call these, so a torch model and a .tflite model with the same scales
+lower to the same integers.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from mcuqp.ir import AddAttrs, Requant
+from mcuqp.quant.fixedpoint import Rounding, _round_half_away, quantize_multiplier
+
+QMIN, QMAX = -128, 127
+
+
+def conv_requant(
+    input_scale: float, weight_scales: np.ndarray, output_scale: float, rounding: Rounding = "double"
+) -> Requant:
+    """Per-channel (or per-tensor) multiplier/shift for conv, depthwise and fully connected:
+    effective scale = in_scale * w_scale / out_scale, computed in double."""
+    in_s = float(np.float32(input_scale))
+    out_s = float(np.float32(output_scale))
+    mults, shifts = [], []
+    for ws in np.atleast_1d(np.asarray(weight_scales, dtype=np.float32)):
+        m, s = quantize_multiplier(in_s * float(ws) / out_s, rounding)
+        mults.append(m)
+        shifts.append(s)
+    return Requant(np.array(mults, dtype=np.int32), np.array(shifts, dtype=np.int32))
+
+
+def activation_range(activation: str | None, scale: float, zero_point: int) -> tuple[int, int]:
+    """TFLite CalculateActivationRangeQuantized for int8 outputs.
+
+    activation: None/"none", "relu", "relu6" or "relu_n1_to_1"."""
+    s = np.float32(scale)
+
+    def q(x: float) -> int:
+        return int(zero_point) + _round_half_away(float(np.float32(x) / s))
+
+    act = (activation or "none").lower()
+    if act == "none":
+        return QMIN, QMAX
+    if act == "relu":
+        return max(QMIN, q(0.0)), QMAX
+    if act == "relu6":
+        return max(QMIN, q(0.0)), min(QMAX, q(6.0))
+    if act == "relu_n1_to_1":
+        return max(QMIN, q(-1.0)), min(QMAX, q(1.0))
+    raise ValueError(f"unsupported fused activation {activation!r}")
+
+
+def add_attrs(
+    in1_scale: float,
+    in1_zp: int,
+    in2_scale: float,
+    in2_zp: int,
+    out_scale: float,
+    out_zp: int,
+    activation: str | None = None,
+) -> AddAttrs:
+    """TFLite int8 ADD parameters (left_shift 20, inputs rescaled to twice the larger scale)."""
+    s1 = float(np.float32(in1_scale))
+    s2 = float(np.float32(in2_scale))
+    so = float(np.float32(out_scale))
+    left_shift = 20
+    twice_max = 2.0 * max(s1, s2)
+    m1, sh1 = quantize_multiplier(s1 / twice_max)
+    m2, sh2 = quantize_multiplier(s2 / twice_max)
+    mo, sho = quantize_multiplier(twice_max / ((1 << left_shift) * so))
+    lo, hi = activation_range(activation, out_scale, out_zp)
+    return AddAttrs(
+        left_shift=left_shift,
+        input1_offset=-int(in1_zp),
+        input1_multiplier=m1,
+        input1_shift=sh1,
+        input2_offset=-int(in2_zp),
+        input2_multiplier=m2,
+        input2_shift=sh2,
+        output_offset=int(out_zp),
+        output_multiplier=mo,
+        output_shift=sho,
+        act_min=lo,
+        act_max=hi,
+    )

@@ -1,0 +1,143 @@
+/*
+ * mcuqp neural-network kernels: public prototypes and parameter structs.
+ *
+ * Data layouts (batch is always 1 in generated models, but kernels honour dims.n):
+ *   activations     NHWC int8, or (1, N) int8 for vectors
+ *   conv weights    OHWI int8  (out_ch, kh, kw, in_ch), symmetric, zero point 0
+ *   depthwise w.    1HWC int8  (1, kh, kw, in_ch * depth_multiplier)
+ *   fully-conn. w.  (out_ch, in_ch) int8, row-major
+ *   bias            int32, one per output channel, scale in_scale * w_scale, or NULL
+ *
+ * Offsets follow TFLite: input_offset = -input_zero_point, output_offset =
+ * +output_zero_point. act_min/act_max are the clamp in the output's int8 domain
+ * (fused ReLU/ReLU6 become a narrower clamp). Requantization multipliers are Q31 in
+ * [2^30, 2^31) with TFLite shift convention (see mcuqp_fixedpoint.h).
+ *
+ * Every kernel returns MCUQP_OK, or MCUQP_ERR_ARG when its arguments are inconsistent.
+ * Kernels never allocate; the ones that need scratch have a *_buffer_size() helper.
+ */
+#ifndef MCUQP_NN_H
+#define MCUQP_NN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+    MCUQP_OK = 0,
+    MCUQP_ERR_ARG = -1,
+} mcuqp_status;
+
+typedef struct {
+    int32_t n;
+    int32_t h;
+    int32_t w;
+    int32_t c;
+} mcuqp_dims;
+
+/* Per-output-channel (or per-tensor when count == 1) requantization. */
+typedef struct {
+    const int32_t *multiplier;
+    const int32_t *shift;
+    int32_t count; /* 1 (per-tensor) or the number of output channels */
+} mcuqp_requant;
+
+typedef struct {
+    int32_t input_offset;
+    int32_t output_offset;
+    int32_t stride_h;
+    int32_t stride_w;
+    int32_t pad_h; /* top padding */
+    int32_t pad_w; /* left padding */
+    int32_t dilation_h;
+    int32_t dilation_w;
+    int32_t depth_multiplier; /* depthwise only */
+    int32_t act_min;
+    int32_t act_max;
+} mcuqp_conv_params;
+
+typedef struct {
+    int32_t input_offset;
+    int32_t filter_offset;
+    int32_t output_offset;
+    int32_t act_min;
+    int32_t act_max;
+} mcuqp_fc_params;
+
+typedef struct {
+    int32_t stride_h;
+    int32_t stride_w;
+    int32_t pad_h;
+    int32_t pad_w;
+    int32_t filter_h;
+    int32_t filter_w;
+    int32_t act_min;
+    int32_t act_max;
+} mcuqp_pool_params;
+
+typedef struct {
+    int32_t left_shift;
+    int32_t input1_offset;
+    int32_t input1_multiplier;
+    int32_t input1_shift;
+    int32_t input2_offset;
+    int32_t input2_multiplier;
+    int32_t input2_shift;
+    int32_t output_offset;
+    int32_t output_multiplier;
+    int32_t output_shift;
+    int32_t act_min;
+    int32_t act_max;
+} mcuqp_add_params;
+
+typedef struct {
+    int32_t input_multiplier;
+    int32_t input_left_shift;
+    int32_t diff_min;
+} mcuqp_softmax_params;
+
+/* y = requant(conv(x + input_offset, w) + bias) + output_offset, clamped. */
+mcuqp_status mcuqp_conv2d_s8(const mcuqp_conv_params *params, const mcuqp_requant *quant,
+                             const mcuqp_dims *input_dims, const int8_t *input,
+                             const mcuqp_dims *filter_dims, const int8_t *filter,
+                             const int32_t *bias, const mcuqp_dims *output_dims, int8_t *output);
+
+/* filter_dims = (1, kh, kw, in_ch * depth_multiplier). */
+mcuqp_status mcuqp_depthwise_conv2d_s8(const mcuqp_conv_params *params, const mcuqp_requant *quant,
+                                       const mcuqp_dims *input_dims, const int8_t *input,
+                                       const mcuqp_dims *filter_dims, const int8_t *filter,
+                                       const int32_t *bias, const mcuqp_dims *output_dims,
+                                       int8_t *output);
+
+/* batches rows of in_ch inputs -> batches rows of out_ch outputs. */
+mcuqp_status mcuqp_fully_connected_s8(const mcuqp_fc_params *params, const mcuqp_requant *quant,
+                                      int32_t batches, int32_t in_ch, const int8_t *input,
+                                      int32_t out_ch, const int8_t *filter, const int32_t *bias,
+                                      int8_t *output);
+
+/* Pooling: input and output share scale and zero point. Average uses TFLite's rounding
+ * ((sum +- count/2) / count over the in-bounds window). */
+mcuqp_status mcuqp_max_pool2d_s8(const mcuqp_pool_params *params, const mcuqp_dims *input_dims,
+                                 const int8_t *input, const mcuqp_dims *output_dims, int8_t *output);
+mcuqp_status mcuqp_avg_pool2d_s8(const mcuqp_pool_params *params, const mcuqp_dims *input_dims,
+                                 const int8_t *input, const mcuqp_dims *output_dims, int8_t *output);
+
+/* Elementwise add of two int8 tensors of `size` elements (no broadcasting). */
+mcuqp_status mcuqp_add_s8(const mcuqp_add_params *params, int32_t size, const int8_t *input1,
+                          const int8_t *input2, int8_t *output);
+
+/* TFLite integer softmax over rows of row_size; output scale 1/256, zero point -128. */
+mcuqp_status mcuqp_softmax_s8(const mcuqp_softmax_params *params, int32_t rows, int32_t row_size,
+                              const int8_t *input, int8_t *output);
+
+/* Copy for reshapes that cannot alias (memmove semantics: overlap allowed). */
+mcuqp_status mcuqp_reshape_s8(int32_t size, const int8_t *input, int8_t *output);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MCUQP_NN_H */
