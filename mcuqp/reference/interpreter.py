@@ -1,0 +1,116 @@
+"""Execute an integer graph with the numpy reference kernels, exactly as the C does.
+
+Runs a whole batch at once: the batch is the leading axis (the graph itself has batch 1).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from mcuqp.errors import UnsupportedModelError
+from mcuqp.ir import Graph, Op, OpKind
+from mcuqp.quant.fixedpoint import Rounding
+
+Env = dict[str, np.ndarray]
+
+
+def _const(graph: Graph, name: str) -> np.ndarray:
+    return graph.tensors[name].data
+
+
+def _optional_const(graph: Graph, op: Op, i: int) -> np.ndarray | None:
+    return _const(graph, op.inputs[i]) if len(op.inputs) > i and op.inputs[i] else None
+
+
+def _conv(graph: Graph, op: Op, env: Env, rounding: Rounding) -> np.ndarray:
+    from mcuqp.reference.conv2d import conv2d_s8
+
+    return conv2d_s8(env[op.inputs[0]], _const(graph, op.inputs[1]), _optional_const(graph, op, 2), op.attrs, rounding)
+
+
+def _depthwise(graph: Graph, op: Op, env: Env, rounding: Rounding) -> np.ndarray:
+    from mcuqp.reference.depthwise_conv2d import depthwise_conv2d_s8
+
+    return depthwise_conv2d_s8(
+        env[op.inputs[0]], _const(graph, op.inputs[1]), _optional_const(graph, op, 2), op.attrs, rounding
+    )
+
+
+def _fc(graph: Graph, op: Op, env: Env, rounding: Rounding) -> np.ndarray:
+    from mcuqp.reference.fully_connected import fully_connected_s8
+
+    x = env[op.inputs[0]]
+    out_shape = graph.tensors[op.outputs[0]].shape
+    y = fully_connected_s8(
+        x.reshape(-1, x.shape[-1]), _const(graph, op.inputs[1]), _optional_const(graph, op, 2), op.attrs, rounding
+    )
+    return y.reshape((x.shape[0], *out_shape[1:])) if len(out_shape) > 1 else y
+
+
+def _max_pool(graph: Graph, op: Op, env: Env, rounding: Rounding) -> np.ndarray:
+    from mcuqp.reference.pooling import max_pool2d_s8
+
+    return max_pool2d_s8(env[op.inputs[0]], op.attrs)
+
+
+def _avg_pool(graph: Graph, op: Op, env: Env, rounding: Rounding) -> np.ndarray:
+    from mcuqp.reference.pooling import avg_pool2d_s8
+
+    return avg_pool2d_s8(env[op.inputs[0]], op.attrs)
+
+
+def _add(graph: Graph, op: Op, env: Env, rounding: Rounding) -> np.ndarray:
+    from mcuqp.reference.add import add_s8
+
+    return add_s8(env[op.inputs[0]], env[op.inputs[1]], op.attrs)
+
+
+def _softmax(graph: Graph, op: Op, env: Env, rounding: Rounding) -> np.ndarray:
+    from mcuqp.reference.softmax import softmax_s8
+
+    return softmax_s8(env[op.inputs[0]], op.attrs)
+
+
+def _reshape(graph: Graph, op: Op, env: Env, rounding: Rounding) -> np.ndarray:
+    x = env[op.inputs[0]]
+    out_shape = graph.tensors[op.outputs[0]].shape
+    return x.reshape((x.shape[0], *out_shape[1:]))
+
+
+KERNELS: dict[OpKind, Callable[[Graph, Op, Env, Rounding], np.ndarray]] = {
+    OpKind.CONV2D: _conv,
+    OpKind.DEPTHWISE_CONV2D: _depthwise,
+    OpKind.FULLY_CONNECTED: _fc,
+    OpKind.MAX_POOL2D: _max_pool,
+    OpKind.AVG_POOL2D: _avg_pool,
+    OpKind.ADD: _add,
+    OpKind.SOFTMAX: _softmax,
+    OpKind.RESHAPE: _reshape,
+}
+
+
+def run_all(graph: Graph, x: np.ndarray, *, rounding: Rounding = "double") -> Env:
+    """Every tensor's value (batch-first) after running `x` (int8, (N, *input_shape[1:]))."""
+    inp = graph.input
+    x = np.asarray(x)
+    if x.dtype != np.int8:
+        raise ValueError(f"reference input must be int8, got {x.dtype}")
+    if tuple(x.shape[1:]) != tuple(inp.shape[1:]):
+        raise ValueError(f"input shape {x.shape} does not match the model's {inp.shape} (batch first)")
+    env: Env = {inp.name: x}
+    for op in graph.ops:
+        fn = KERNELS.get(op.kind)
+        if fn is None:
+            raise UnsupportedModelError(f"no reference kernel for op {op.kind.value} ({op.name})")
+        y = fn(graph, op, env, rounding)
+        expected = graph.tensors[op.outputs[0]].shape
+        if tuple(y.shape[1:]) != tuple(expected[1:]):
+            raise AssertionError(f"{op.name}: reference produced {y.shape}, graph says {expected}")
+        env[op.outputs[0]] = y
+    return env
+
+
+def run(graph: Graph, x: np.ndarray, *, rounding: Rounding = "double") -> np.ndarray:
+    """The graph output (int8, batch-first) for input `x`."""
+    return run_all(graph, x, rounding=rounding)[graph.outputs[0]]
