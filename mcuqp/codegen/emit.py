@@ -1,0 +1,289 @@
+"""Generate the C library for an integer graph: model.h, model.c and the runtime files
+it needs, into a folder that builds on its own.
+
+Each op becomes constant parameter structs plus one kernel call on arena offsets
+decided by the memory plan. Nothing is allocated at run time.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jinja2
+import numpy as np
+
+from mcuqp.codegen.carrays import const_array
+from mcuqp.errors import UnsupportedModelError
+from mcuqp.ir import Graph, Op, OpKind, Tensor
+from mcuqp.plan.memory import MemoryPlan
+from mcuqp.quant.fixedpoint import Rounding
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATES = ROOT / "templates"
+RUNTIME = ROOT / "runtime_c"
+PUBLIC_HEADERS = ("mcuqp_nn.h", "mcuqp_fixedpoint.h", "mcuqp_profile.h")
+
+
+@dataclass
+class Layer:
+    index: int
+    name: str
+    kind: str
+    source: str
+    decls: list[str] = field(default_factory=list)
+    call: str | None = None  # None: no code (e.g. an aliased reshape)
+    comment: str = ""
+
+
+@dataclass
+class GeneratedModel:
+    model_c: str
+    model_h: str
+    kernels: list[str]  # kernel source file names under runtime_c/src
+    arena_bytes: int
+    weight_bytes: int  # bytes of constant tensors (weights, biases) in flash
+    param_bytes: int  # bytes of requantization arrays and parameter structs
+
+
+def c_ident(name: str) -> str:
+    s = re.sub(r"[^0-9A-Za-z_]", "_", name)
+    return s if s and not s[0].isdigit() else "_" + s
+
+
+def nhwc(shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    s = (1,) * (4 - len(shape)) + tuple(int(x) for x in shape)
+    if len(s) != 4:
+        raise UnsupportedModelError(f"tensor of rank {len(shape)} is not supported (at most 4)")
+    return s  # type: ignore[return-value]
+
+
+class _Emitter:
+    def __init__(self, graph: Graph, plan: MemoryPlan):
+        self.graph = graph
+        self.plan = plan
+        self.weight_bytes = 0
+        self.param_bytes = 0
+
+    def buf(self, tensor: str) -> str:
+        return f"(mcuqp_arena + {self.plan.offsets[tensor]})"
+
+    def dims(self, layer: Layer, suffix: str, shape: tuple[int, ...]) -> str:
+        n, h, w, c = nhwc(shape)
+        name = f"l{layer.index}_{suffix}"
+        layer.decls.append(f"static const mcuqp_dims {name} = {{{n}, {h}, {w}, {c}}};\n")
+        self.param_bytes += 16
+        return f"&{name}"
+
+    def const(self, layer: Layer, suffix: str, a: np.ndarray, comment: str = "", weight: bool = True) -> str:
+        name = f"l{layer.index}_{suffix}"
+        layer.decls.append(const_array(name, a, comment=comment))
+        if weight:
+            self.weight_bytes += a.nbytes
+        else:
+            self.param_bytes += a.nbytes
+        return name
+
+    def tensor_const(self, layer: Layer, suffix: str, op: Op, i: int) -> str:
+        if len(op.inputs) <= i or not op.inputs[i]:
+            return "NULL"
+        t = self.graph.tensors[op.inputs[i]]
+        return self.const(layer, suffix, t.data, comment=f"{t.name} {t.dtype.value} {list(t.shape)}")
+
+    def requant(self, layer: Layer, requant) -> str:
+        m = self.const(layer, "mult", requant.multiplier, weight=False)
+        s = self.const(layer, "shift", requant.shift, weight=False)
+        name = f"l{layer.index}_quant"
+        layer.decls.append(f"static const mcuqp_requant {name} = {{{m}, {s}, {requant.multiplier.size}}};\n")
+        self.param_bytes += 12
+        return f"&{name}"
+
+    def struct(self, layer: Layer, ctype: str, fields: dict[str, int]) -> str:
+        name = f"l{layer.index}_params"
+        body = ", ".join(f".{k} = {int(v)}" for k, v in fields.items())
+        layer.decls.append(f"static const {ctype} {name} = {{{body}}};\n")
+        self.param_bytes += 4 * len(fields)
+        return f"&{name}"
+
+    # --- one function per op kind ---------------------------------------------------
+
+    def conv(self, layer: Layer, op: Op) -> None:
+        a = op.attrs
+        x, y = self.graph.tensors[op.inputs[0]], self.graph.tensors[op.outputs[0]]
+        w = self.graph.tensors[op.inputs[1]]
+        params = self.struct(layer, "mcuqp_conv_params", {
+            "input_offset": a.input_offset, "output_offset": a.output_offset,
+            "stride_h": a.stride[0], "stride_w": a.stride[1],
+            "pad_h": a.padding.top, "pad_w": a.padding.left,
+            "dilation_h": a.dilation[0], "dilation_w": a.dilation[1],
+            "depth_multiplier": a.depth_multiplier, "act_min": a.act_min, "act_max": a.act_max,
+        })
+        quant = self.requant(layer, a.requant)
+        wname = self.tensor_const(layer, "weights", op, 1)
+        bname = self.tensor_const(layer, "bias", op, 2)
+        fn = "mcuqp_conv2d_s8" if op.kind == OpKind.CONV2D else "mcuqp_depthwise_conv2d_s8"
+        layer.call = (
+            f"{fn}({params}, {quant}, {self.dims(layer, 'in', x.shape)}, {self.buf(x.name)}, "
+            f"{self.dims(layer, 'filter', w.shape)}, {wname}, {bname}, "
+            f"{self.dims(layer, 'out', y.shape)}, {self.buf(y.name)})"
+        )
+
+    def fully_connected(self, layer: Layer, op: Op) -> None:
+        a = op.attrs
+        x, y = self.graph.tensors[op.inputs[0]], self.graph.tensors[op.outputs[0]]
+        w = self.graph.tensors[op.inputs[1]]
+        out_ch, in_ch = w.shape
+        params = self.struct(layer, "mcuqp_fc_params", {
+            "input_offset": a.input_offset, "filter_offset": a.filter_offset,
+            "output_offset": a.output_offset, "act_min": a.act_min, "act_max": a.act_max,
+        })
+        quant = self.requant(layer, a.requant)
+        wname = self.tensor_const(layer, "weights", op, 1)
+        bname = self.tensor_const(layer, "bias", op, 2)
+        layer.call = (
+            f"mcuqp_fully_connected_s8({params}, {quant}, {x.size // in_ch}, {in_ch}, {self.buf(x.name)}, "
+            f"{out_ch}, {wname}, {bname}, {self.buf(y.name)})"
+        )
+
+    def pool(self, layer: Layer, op: Op) -> None:
+        a = op.attrs
+        x, y = self.graph.tensors[op.inputs[0]], self.graph.tensors[op.outputs[0]]
+        params = self.struct(layer, "mcuqp_pool_params", {
+            "stride_h": a.stride[0], "stride_w": a.stride[1],
+            "pad_h": a.padding.top, "pad_w": a.padding.left,
+            "filter_h": a.filter[0], "filter_w": a.filter[1],
+            "act_min": a.act_min, "act_max": a.act_max,
+        })
+        fn = "mcuqp_max_pool2d_s8" if op.kind == OpKind.MAX_POOL2D else "mcuqp_avg_pool2d_s8"
+        layer.call = (
+            f"{fn}({params}, {self.dims(layer, 'in', x.shape)}, {self.buf(x.name)}, "
+            f"{self.dims(layer, 'out', y.shape)}, {self.buf(y.name)})"
+        )
+
+    def add(self, layer: Layer, op: Op) -> None:
+        a = op.attrs
+        x1, x2 = (self.graph.tensors[n] for n in op.inputs[:2])
+        y = self.graph.tensors[op.outputs[0]]
+        if x1.shape != x2.shape:
+            raise UnsupportedModelError(f"{op.name}: ADD with broadcasting ({x1.shape} + {x2.shape}) is not supported")
+        fields = {k: getattr(a, k) for k in (
+            "left_shift", "input1_offset", "input1_multiplier", "input1_shift", "input2_offset",
+            "input2_multiplier", "input2_shift", "output_offset", "output_multiplier", "output_shift",
+            "act_min", "act_max")}
+        params = self.struct(layer, "mcuqp_add_params", fields)
+        layer.call = f"mcuqp_add_s8({params}, {y.size}, {self.buf(x1.name)}, {self.buf(x2.name)}, {self.buf(y.name)})"
+
+    def softmax(self, layer: Layer, op: Op) -> None:
+        a = op.attrs
+        x, y = self.graph.tensors[op.inputs[0]], self.graph.tensors[op.outputs[0]]
+        params = self.struct(layer, "mcuqp_softmax_params", {
+            "input_multiplier": a.input_multiplier, "input_left_shift": a.input_left_shift,
+            "diff_min": a.diff_min,
+        })
+        row = x.shape[-1]
+        layer.call = f"mcuqp_softmax_s8({params}, {x.size // row}, {row}, {self.buf(x.name)}, {self.buf(y.name)})"
+
+    def reshape(self, layer: Layer, op: Op) -> None:
+        x, y = self.graph.tensors[op.inputs[0]], self.graph.tensors[op.outputs[0]]
+        if self.plan.offsets[x.name] == self.plan.offsets[y.name]:
+            layer.comment = "aliased: the output shares the input's bytes"
+            return
+        layer.call = f"mcuqp_reshape_s8({y.size}, {self.buf(x.name)}, {self.buf(y.name)})"
+
+
+_EMITTERS: dict[OpKind, Callable[[_Emitter, Layer, Op], None]] = {
+    OpKind.CONV2D: _Emitter.conv,
+    OpKind.DEPTHWISE_CONV2D: _Emitter.conv,
+    OpKind.FULLY_CONNECTED: _Emitter.fully_connected,
+    OpKind.MAX_POOL2D: _Emitter.pool,
+    OpKind.AVG_POOL2D: _Emitter.pool,
+    OpKind.ADD: _Emitter.add,
+    OpKind.SOFTMAX: _Emitter.softmax,
+    OpKind.RESHAPE: _Emitter.reshape,
+}
+
+
+def kernel_file(kind: OpKind) -> str:
+    return f"{kind.value}_s8.c"
+
+
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def _qparams(t: Tensor) -> tuple[float, int]:
+    return (t.quant.s, t.quant.zp) if t.quant is not None else (1.0, 0)
+
+
+def generate(graph: Graph, plan: MemoryPlan, *, rounding: Rounding = "double", board: str = "") -> GeneratedModel:
+    """Render model.c / model.h for `graph` with tensors placed by `plan`."""
+    graph.validate()
+    emitter = _Emitter(graph, plan)
+    layers: list[Layer] = []
+    kernels: list[str] = []
+    for step, op_index in enumerate(plan.order):
+        op = graph.ops[op_index]
+        fn = _EMITTERS.get(op.kind)
+        if fn is None:
+            raise UnsupportedModelError(f"no C kernel for op {op.kind.value} ({op.name})")
+        layer = Layer(step, op.name, op.kind.value, op.source)
+        fn(emitter, layer, op)
+        layers.append(layer)
+        if layer.call is not None and kernel_file(op.kind) not in kernels:
+            kernels.append(kernel_file(op.kind))
+    inp, out = graph.input, graph.output
+    in_s, in_zp = _qparams(inp)
+    out_s, out_zp = _qparams(out)
+    ctx = dict(
+        graph=graph,
+        name=graph.name,
+        board=board,
+        layers=layers,
+        arena_bytes=max(plan.arena_bytes, 1),
+        input=inp,
+        output=out,
+        input_offset=plan.offsets[inp.name],
+        output_offset=plan.offsets[out.name],
+        input_scale=repr(float(in_s)),
+        input_zero_point=in_zp,
+        output_scale=repr(float(out_s)),
+        output_zero_point=out_zp,
+        rounding=rounding,
+        single_rounding=int(rounding == "single"),
+    )
+    env = _env()
+    return GeneratedModel(
+        model_c=env.get_template("model.c.j2").render(**ctx),
+        model_h=env.get_template("model.h.j2").render(**ctx),
+        kernels=kernels,
+        arena_bytes=plan.arena_bytes,
+        weight_bytes=emitter.weight_bytes,
+        param_bytes=emitter.param_bytes,
+    )
+
+
+def write_library(gen: GeneratedModel, out_dir: Path) -> list[Path]:
+    """Write model.c/h plus the runtime headers and the kernels used into `out_dir`
+    (a self-contained folder: `cc -I. *.c` builds it)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "model.c").write_text(gen.model_c)
+    (out_dir / "model.h").write_text(gen.model_h)
+    files = [out_dir / "model.c", out_dir / "model.h"]
+    for h in PUBLIC_HEADERS:
+        src = RUNTIME / "include" / h
+        if src.exists():
+            files.append(Path(shutil.copy2(src, out_dir / h)))
+    for k in gen.kernels:
+        src = RUNTIME / "src" / k
+        if not src.exists():
+            raise UnsupportedModelError(f"kernel source {k} is missing from runtime_c/src")
+        files.append(Path(shutil.copy2(src, out_dir / k)))
+    return files
