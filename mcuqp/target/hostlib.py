@@ -105,3 +105,44 @@ def build_runtime(defines: tuple[str, ...] = (), cc: str = "gcc") -> Path:
 
 def load_runtime(defines: tuple[str, ...] = ()) -> C.CDLL:
     return C.CDLL(str(build_runtime(defines)))
+
+
+class HostModel:
+    """A generated model library (model.c + kernels) compiled for the host."""
+
+    def __init__(self, lib_dir: Path, input_size: int, output_size: int, defines: tuple[str, ...] = ()):
+        srcs = sorted(Path(lib_dir).glob("*.c"))
+        h = hashlib.sha256()
+        for p in srcs + sorted(Path(lib_dir).glob("*.h")):
+            h.update(p.name.encode())
+            h.update(p.read_bytes())
+        h.update(" ".join(HOST_CFLAGS + list(defines)).encode())
+        cache = Path(os.environ.get("MCUQP_CACHE", Path(tempfile.gettempdir()) / "mcuqp-cache"))
+        cache.mkdir(parents=True, exist_ok=True)
+        so = cache / f"model-{h.hexdigest()[:16]}.so"
+        if not so.exists():
+            tmp = so.with_suffix(f".{os.getpid()}.tmp")
+            cmd = ["gcc", *HOST_CFLAGS, *[f"-D{d}" for d in defines], "-shared", "-I", str(lib_dir),
+                   *map(str, srcs), "-o", str(tmp)]
+            subprocess.run(cmd, check=True, capture_output=True, text=True)
+            os.replace(tmp, so)
+        self._lib = C.CDLL(str(so))
+        self._invoke = self._lib.mcuqp_model_invoke
+        self._invoke.argtypes = [C.POINTER(C.c_int8), C.POINTER(C.c_int8)]
+        self._invoke.restype = C.c_int
+        self.input_size = input_size
+        self.output_size = output_size
+
+    def __call__(self, inputs: np.ndarray) -> np.ndarray:
+        """Run every row of `inputs` (N, ...) int8; returns (N, output_size) int8."""
+        x = np.ascontiguousarray(inputs, dtype=np.int8).reshape(len(inputs), -1)
+        if x.shape[1] != self.input_size:
+            raise ValueError(f"input rows have {x.shape[1]} bytes, the model takes {self.input_size}")
+        out = np.zeros((len(x), self.output_size), dtype=np.int8)
+        for i in range(len(x)):
+            row = np.ascontiguousarray(x[i])
+            dst = out[i]
+            rc = self._invoke(ptr(row), dst.ctypes.data_as(C.POINTER(C.c_int8)))
+            if rc != 0:
+                raise RuntimeError(f"mcuqp_model_invoke failed at layer {rc - 1}")
+        return out
