@@ -110,3 +110,118 @@ def multiply_by_quantized_multiplier_greater_than_one(
 
 def saturate_int8(x: np.ndarray) -> np.ndarray:
     return np.clip(x, -128, 127).astype(np.int8)
+
+
+# ---- gemmlowp fixed-point pieces used by the int8 softmax ---------------------------
+# A gemmlowp FixedPoint<int32, I> value is its raw int32 with I integer bits and 31 - I
+# fractional bits; products of FixedPoint values are saturating_rounding_doubling_high_mul
+# of the raws (the integer bits add up). Exponents and integer-bit counts are compile-time
+# constants in gemmlowp, so they are plain Python ints here.
+
+SOFTMAX_SCALED_DIFF_INTEGER_BITS = 5
+SOFTMAX_ACCUMULATION_INTEGER_BITS = 12
+
+
+def saturating_rounding_multiply_by_pot(x: np.ndarray | int, exponent: int) -> np.ndarray:
+    """gemmlowp SaturatingRoundingMultiplyByPOT<exponent>: x * 2^exponent, saturating to
+    int32 when exponent > 0, rounding half away from zero when exponent < 0."""
+    x = np.asarray(x, dtype=np.int64)
+    if exponent == 0:
+        return x.copy()
+    if exponent < 0:
+        return rounding_divide_by_pot(x, -exponent)
+    threshold = (1 << (31 - exponent)) - 1
+    out = wrap_int32(x << exponent)
+    out = np.where(x > threshold, INT32_MAX, out)
+    return np.where(x < -threshold, INT32_MIN, out).astype(np.int64)
+
+
+def rescale(x: np.ndarray | int, src_integer_bits: int, dst_integer_bits: int) -> np.ndarray:
+    """gemmlowp Rescale<dst>(FixedPoint<int32, src>)."""
+    return saturating_rounding_multiply_by_pot(x, src_integer_bits - dst_integer_bits)
+
+
+def rounding_half_sum(a: np.ndarray | int, b: np.ndarray | int) -> np.ndarray:
+    """gemmlowp RoundingHalfSum for int32: (a + b + sign) / 2 in 64 bits, truncating."""
+    s = np.asarray(a, dtype=np.int64) + np.asarray(b, dtype=np.int64)
+    t = s + np.where(s >= 0, 1, -1)
+    return np.where(t >= 0, t >> 1, -((-t) >> 1)).astype(np.int64)
+
+
+def count_leading_zeros_u32(x: np.ndarray | int) -> np.ndarray:
+    """Leading zero bits of x as a uint32 (32 for 0), like TFLite's CountLeadingZeros."""
+    x = np.asarray(x, dtype=np.int64) & 0xFFFFFFFF
+    n = np.zeros(x.shape, dtype=np.int64)
+    for bits in (16, 8, 4, 2, 1):
+        small = x < (np.int64(1) << (32 - bits))
+        n = np.where(small, n + bits, n)
+        x = np.where(small, x << bits, x)
+    return np.where(x == 0, 32, n)
+
+
+def exp_on_interval_between_negative_one_quarter_and_0_excl(a: np.ndarray | int) -> np.ndarray:
+    """gemmlowp: exp(a) for FixedPoint<int32, 0> a in [-1/4, 0), by a 4th-order Taylor
+    expansion around -1/8. Result is FixedPoint<int32, 0>."""
+    srdhm = saturating_rounding_doubling_high_mul
+    constant_term = 1895147668  # exp(-1/8) in Q0.31
+    constant_1_over_3 = 715827883  # 1/3 in Q0.31
+    x = np.asarray(a, dtype=np.int64) + (1 << 28)  # a + 1/8
+    x2 = srdhm(x, x)
+    x3 = srdhm(x2, x)
+    x4 = srdhm(x2, x2)
+    x4_over_4 = saturating_rounding_multiply_by_pot(x4, -2)
+    poly = saturating_rounding_multiply_by_pot(srdhm(x4_over_4 + x3, constant_1_over_3) + x2, -1)
+    return constant_term + srdhm(constant_term, x + poly)
+
+
+# exp(-2^k) in Q0.31 for k = -2..4: gemmlowp's barrel-shifter constants.
+_EXP_BARREL = ((-2, 1672461947), (-1, 1302514674), (0, 790015084), (1, 290630308), (2, 39332535), (3, 720401), (4, 242))
+
+
+def exp_on_negative_values(a: np.ndarray | int, integer_bits: int) -> np.ndarray:
+    """gemmlowp exp_on_negative_values: exp(a) for a FixedPoint<int32, integer_bits> a <= 0;
+    result is FixedPoint<int32, 0> (raw INT32_MAX for a == 0)."""
+    a = np.asarray(a, dtype=np.int64)
+    fractional_bits = 31 - integer_bits
+    one_quarter = 1 << (fractional_bits - 2)
+    a_mod_quarter_minus_one_quarter = (a & (one_quarter - 1)) - one_quarter
+    result = exp_on_interval_between_negative_one_quarter_and_0_excl(
+        rescale(a_mod_quarter_minus_one_quarter, integer_bits, 0)
+    )
+    remainder = a_mod_quarter_minus_one_quarter - a
+    for exponent, multiplier in _EXP_BARREL:
+        if integer_bits > exponent:
+            bit = (remainder >> (fractional_bits + exponent)) & 1
+            result = np.where(bit != 0, saturating_rounding_doubling_high_mul(result, multiplier), result)
+    if integer_bits > 5:
+        clamp = -(1 << (36 - integer_bits))  # -32.0
+        result = np.where(a < clamp, 0, result)
+    return np.where(a == 0, INT32_MAX, result).astype(np.int64)
+
+
+def one_over_one_plus_x_for_x_in_0_1(a: np.ndarray | int) -> np.ndarray:
+    """gemmlowp: 1 / (1 + a) for FixedPoint<int32, 0> a in [0, 1), by three Newton-Raphson
+    steps in FixedPoint<int32, 2>. Result is FixedPoint<int32, 0>."""
+    srdhm = saturating_rounding_doubling_high_mul
+    half_denominator = rounding_half_sum(a, INT32_MAX)
+    constant_48_over_17 = 1515870810
+    constant_neg_32_over_17 = -1010580540
+    one_f2 = 1 << 29
+    x = constant_48_over_17 + srdhm(half_denominator, constant_neg_32_over_17)
+    for _ in range(3):
+        half_denominator_times_x = srdhm(half_denominator, x)
+        one_minus_half_denominator_times_x = one_f2 - half_denominator_times_x
+        x = x + rescale(srdhm(x, one_minus_half_denominator_times_x), 4, 2)
+    # ExactMulByPot<-1> turns Q2 into Q1 without touching the raw; then Rescale<0>.
+    return rescale(x, 1, 0)
+
+
+def get_reciprocal(x: np.ndarray | int, x_integer_digits: int) -> tuple[np.ndarray, np.ndarray]:
+    """TFLite GetReciprocal: for a positive FixedPoint<int32, x_integer_digits> x, returns
+    (1/x normalised to FixedPoint<int32, 0>, num_bits_over_unit)."""
+    x = np.asarray(x, dtype=np.int64)
+    headroom_plus_one = count_leading_zeros_u32(x)
+    num_bits_over_unit = x_integer_digits - headroom_plus_one
+    shifted = ((x & 0xFFFFFFFF) << headroom_plus_one) & 0xFFFFFFFF
+    shifted_sum_minus_one = wrap_int32(shifted - (1 << 31))
+    return one_over_one_plus_x_for_x_in_0_1(shifted_sum_minus_one), num_bits_over_unit

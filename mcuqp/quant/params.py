@@ -83,3 +83,24 @@ def add_attrs(
         act_min=lo,
         act_max=hi,
     )
+
+
+def softmax_attrs(input_scale: float, beta: float = 1.0, rounding: Rounding = "double") -> SoftmaxAttrs:
+    """TFLite Micro's int8 SoftmaxPrepare: PreprocessSoftmaxScaling with 5 integer bits
+    for the scaled difference, and diff_min = -CalculateInputRadius(5, left_shift).
+
+    beta * input_scale * 2^26 (from float32 values, in double) becomes a multiplier
+    greater than one; TFLite rejects scales where it is not, and so does this."""
+    from mcuqp.errors import UnsupportedModelError
+    from mcuqp.ir import SoftmaxAttrs
+    from mcuqp.quant.fixedpoint import SOFTMAX_SCALED_DIFF_INTEGER_BITS as bits
+
+    max_real = float((1 << 30) - 1 if rounding == "single" else (1 << 31) - 1)
+    real = min(float(np.float32(beta)) * float(np.float32(input_scale)) * float(1 << (31 - bits)), max_real)
+    if not real > 1.0:
+        raise UnsupportedModelError(
+            f"softmax input scale {input_scale} x beta {beta} is too small for int8 softmax (needs > 2^-26)"
+        )
+    multiplier, left_shift = quantize_multiplier(real, rounding)
+    radius = int(np.floor(float((1 << bits) - 1) * float(1 << (31 - bits)) / float(1 << left_shift)))
+    return SoftmaxAttrs(beta=float(beta), input_multiplier=multiplier, input_left_shift=left_shift, diff_min=-radius)

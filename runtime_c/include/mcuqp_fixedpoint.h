@@ -78,4 +78,139 @@ MCUQP_INLINE int32_t mcuqp_mul_by_qm_greater_than_one(int32_t x, int32_t multipl
     return mcuqp_srdhm(mcuqp_shl_wrap(x, left_shift), multiplier);
 }
 
+/* ---- gemmlowp fixed-point pieces used by the int8 softmax -------------------------
+ * A gemmlowp FixedPoint<int32, I> is its raw int32 with I integer and 31 - I fractional
+ * bits; the product of two is mcuqp_srdhm of the raws (integer bits add up). */
+
+#define MCUQP_SOFTMAX_SCALED_DIFF_INTEGER_BITS 5
+#define MCUQP_SOFTMAX_ACCUMULATION_INTEGER_BITS 12
+
+/* RoundingDivideByPOT for exponents in [0, 62]: exact round-half-away-from-zero of
+ * x / 2^exponent (0 or -1 once the exponent passes 31, where the 32-bit form is undefined). */
+MCUQP_INLINE int32_t mcuqp_rdbpot64(int32_t x, int32_t exponent)
+{
+    const int64_t mask = ((int64_t)1 << exponent) - 1;
+    const int64_t remainder = (int64_t)x & mask;
+    const int64_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
+    return (int32_t)(((int64_t)x >> exponent) + (remainder > threshold ? 1 : 0));
+}
+
+/* gemmlowp SaturatingRoundingMultiplyByPOT: x * 2^exponent, saturating for exponent > 0,
+ * rounding half away from zero for exponent < 0. exponent in [-31, 30]. */
+MCUQP_INLINE int32_t mcuqp_srmbpot(int32_t x, int32_t exponent)
+{
+    if (exponent < 0) {
+        return mcuqp_rdbpot(x, -exponent);
+    }
+    if (exponent == 0) {
+        return x;
+    }
+    const int32_t threshold = (int32_t)(((int64_t)1 << (31 - exponent)) - 1);
+    if (x > threshold) {
+        return INT32_MAX;
+    }
+    if (x < -threshold) {
+        return INT32_MIN;
+    }
+    return mcuqp_shl_wrap(x, exponent);
+}
+
+/* gemmlowp Rescale<dst>(FixedPoint<int32, src>). */
+MCUQP_INLINE int32_t mcuqp_fp_rescale(int32_t x, int32_t src_integer_bits, int32_t dst_integer_bits)
+{
+    return mcuqp_srmbpot(x, src_integer_bits - dst_integer_bits);
+}
+
+/* gemmlowp RoundingHalfSum for int32. */
+MCUQP_INLINE int32_t mcuqp_rounding_half_sum(int32_t a, int32_t b)
+{
+    const int64_t sum = (int64_t)a + (int64_t)b;
+    return (int32_t)((sum + (sum >= 0 ? 1 : -1)) / 2);
+}
+
+/* Leading zero bits of a uint32 (32 for 0), portable. */
+MCUQP_INLINE int32_t mcuqp_clz_u32(uint32_t x)
+{
+    int32_t n = 0;
+    if (x == 0u) {
+        return 32;
+    }
+    if ((x & 0xFFFF0000u) == 0u) { n += 16; x <<= 16; }
+    if ((x & 0xFF000000u) == 0u) { n += 8; x <<= 8; }
+    if ((x & 0xF0000000u) == 0u) { n += 4; x <<= 4; }
+    if ((x & 0xC0000000u) == 0u) { n += 2; x <<= 2; }
+    if ((x & 0x80000000u) == 0u) { n += 1; }
+    return n;
+}
+
+/* exp(a) for a FixedPoint<int32, 0> a in [-1/4, 0): Taylor expansion around -1/8 to
+ * fourth order. Returns FixedPoint<int32, 0>. */
+MCUQP_INLINE int32_t mcuqp_exp_on_interval_between_negative_one_quarter_and_0_excl(int32_t a)
+{
+    const int32_t constant_term = 1895147668;     /* exp(-1/8) */
+    const int32_t constant_1_over_3 = 715827883; /* 1/3 */
+    const int32_t x = a + (1 << 28);             /* a + 1/8 */
+    const int32_t x2 = mcuqp_srdhm(x, x);
+    const int32_t x3 = mcuqp_srdhm(x2, x);
+    const int32_t x4 = mcuqp_srdhm(x2, x2);
+    const int32_t x4_over_4 = mcuqp_srmbpot(x4, -2);
+    const int32_t poly = mcuqp_srmbpot(mcuqp_srdhm(x4_over_4 + x3, constant_1_over_3) + x2, -1);
+    return constant_term + mcuqp_srdhm(constant_term, x + poly);
+}
+
+/* exp(a) for a FixedPoint<int32, integer_bits> a <= 0 (integer_bits in [0, 29]), as
+ * FixedPoint<int32, 0>: the fractional quarter by Taylor series, then one constant
+ * multiply per set bit of the rest (exp(-2^k) for k = -2..4). */
+MCUQP_INLINE int32_t mcuqp_exp_on_negative_values(int32_t a, int32_t integer_bits)
+{
+    static const int32_t barrel[7] = {1672461947, 1302514674, 790015084, 290630308,
+                                      39332535,   720401,     242};
+    const int32_t fractional_bits = 31 - integer_bits;
+    const int32_t one_quarter = (int32_t)1 << (fractional_bits - 2);
+    const int32_t a_mod_quarter_minus_one_quarter = (a & (one_quarter - 1)) - one_quarter;
+    int32_t result = mcuqp_exp_on_interval_between_negative_one_quarter_and_0_excl(
+        mcuqp_fp_rescale(a_mod_quarter_minus_one_quarter, integer_bits, 0));
+    const uint32_t remainder = (uint32_t)a_mod_quarter_minus_one_quarter - (uint32_t)a;
+    int32_t k;
+    for (k = -2; k <= 4; ++k) {
+        if (integer_bits > k && ((remainder >> (fractional_bits + k)) & 1u) != 0u) {
+            result = mcuqp_srdhm(result, barrel[k + 2]);
+        }
+    }
+    if (integer_bits > 5 && a < -((int32_t)1 << (36 - integer_bits))) {
+        result = 0; /* below -32 */
+    }
+    return a == 0 ? INT32_MAX : result;
+}
+
+/* 1 / (1 + a) for a FixedPoint<int32, 0> a in [0, 1): three Newton-Raphson steps in
+ * FixedPoint<int32, 2> from the 48/17 - 32/17 * d initial guess. */
+MCUQP_INLINE int32_t mcuqp_one_over_one_plus_x_for_x_in_0_1(int32_t a)
+{
+    const int32_t half_denominator = mcuqp_rounding_half_sum(a, INT32_MAX);
+    const int32_t constant_48_over_17 = 1515870810;
+    const int32_t constant_neg_32_over_17 = -1010580540;
+    const int32_t one_q2 = (int32_t)1 << 29;
+    int32_t x = constant_48_over_17 + mcuqp_srdhm(half_denominator, constant_neg_32_over_17);
+    int i;
+    for (i = 0; i < 3; ++i) {
+        const int32_t half_denominator_times_x = mcuqp_srdhm(half_denominator, x);
+        const int32_t one_minus_half_denominator_times_x = one_q2 - half_denominator_times_x;
+        x = x + mcuqp_fp_rescale(mcuqp_srdhm(x, one_minus_half_denominator_times_x), 4, 2);
+    }
+    /* Reading the Q2 raw as Q1 halves it; then back to Q0. */
+    return mcuqp_fp_rescale(x, 1, 0);
+}
+
+/* TFLite GetReciprocal: 1 / x for a positive FixedPoint<int32, x_integer_digits> x,
+ * normalised to FixedPoint<int32, 0>; *num_bits_over_unit is the power of two taken out. */
+MCUQP_INLINE int32_t mcuqp_get_reciprocal(int32_t x, int32_t x_integer_digits, int32_t *num_bits_over_unit)
+{
+    const int32_t headroom_plus_one = mcuqp_clz_u32((uint32_t)x);
+    const uint32_t shifted = headroom_plus_one >= 32 ? 0u : (uint32_t)x << headroom_plus_one;
+    const int32_t shifted_sum_minus_one = (int32_t)(shifted - 0x80000000u);
+    *num_bits_over_unit = x_integer_digits - headroom_plus_one;
+    return mcuqp_one_over_one_plus_x_for_x_in_0_1(shifted_sum_minus_one);
+}
+
 #endif /* MCUQP_FIXEDPOINT_H */
