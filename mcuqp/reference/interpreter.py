@@ -63,13 +63,13 @@ def _avg_pool(graph: Graph, op: Op, env: Env, rounding: Rounding) -> np.ndarray:
 def _add(graph: Graph, op: Op, env: Env, rounding: Rounding) -> np.ndarray:
     from mcuqp.reference.add import add_s8
 
-    return add_s8(env[op.inputs[0]], env[op.inputs[1]], op.attrs)
+    return add_s8(env[op.inputs[0]], env[op.inputs[1]], op.attrs, rounding)
 
 
 def _softmax(graph: Graph, op: Op, env: Env, rounding: Rounding) -> np.ndarray:
     from mcuqp.reference.softmax import softmax_s8
 
-    return softmax_s8(env[op.inputs[0]], op.attrs)
+    return softmax_s8(env[op.inputs[0]], op.attrs, rounding)
 
 
 def _reshape(graph: Graph, op: Op, env: Env, rounding: Rounding) -> np.ndarray:
