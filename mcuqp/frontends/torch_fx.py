@@ -1,0 +1,741 @@
+"""Torch front end: torch.fx symbolic trace -> `FloatGraph` (NHWC, TFLite weight layouts).
+
+Batch norm is folded into the conv (or linear) before it, ReLU/ReLU6 are fused into the
+op that produces their input when they are its only consumer, dropout and identities
+vanish, and a Flatten of an NCHW map feeding a Linear permutes that Linear's input
+columns so that the NHWC flatten computes what torch computes.
+
+Value names are torch.fx node names; a fused op is named after its last fx node (a
+conv+bn+relu is named after the relu), so its name is that of the tensor it produces.
+"""
+from __future__ import annotations
+
+import operator
+import os
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.fx as fx
+import torch.nn.functional as F
+from torch import nn
+from torch.fx.passes.shape_prop import ShapeProp
+
+from mcuqp.errors import McuqpError, UnsupportedModelError
+from mcuqp.frontends.float_graph import FloatGraph, FloatOp
+from mcuqp.ir import OpKind, Padding
+
+SUPPORTED = (
+    "Conv2d (groups=1 or depthwise), BatchNorm2d after a conv, BatchNorm1d after a Linear, Linear, "
+    "ReLU, ReLU6 / Hardtanh(0, 6), MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, mean over (H, W), "
+    "Flatten / view / reshape to (N, -1), add of two tensors, Softmax(dim=1), Dropout, Identity"
+)
+
+_TORCH_DIR = os.path.dirname(torch.__file__)
+_FRAME = re.compile(r'File "([^"]+)", line (\d+)')
+
+_RELU_FNS = {F.relu, torch.relu, torch.relu_, F.relu_}
+_ADD_FNS = {operator.add, operator.iadd, torch.add}
+_SOFTMAX_FNS = {F.softmax, torch.softmax}
+_FLATTEN_FNS = {torch.flatten}
+_MEAN_FNS = {torch.mean}
+_DROPOUT_FNS = {F.dropout, F.dropout2d}
+
+_ARGS: dict[object, tuple[str, ...]] = {
+    F.relu: ("input", "inplace"),
+    F.relu_: ("input",),
+    torch.relu: ("input",),
+    torch.relu_: ("input",),
+    F.relu6: ("input", "inplace"),
+    F.hardtanh: ("input", "min_val", "max_val", "inplace"),
+    F.max_pool2d: ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices"),
+    F.avg_pool2d: ("input", "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override"),
+    F.adaptive_avg_pool2d: ("input", "output_size"),
+    F.softmax: ("input", "dim", "_stacklevel", "dtype"),
+    torch.softmax: ("input", "dim", "dtype"),
+    torch.flatten: ("input", "start_dim", "end_dim"),
+    torch.mean: ("input", "dim", "keepdim", "dtype"),
+    torch.add: ("input", "other", "alpha"),
+    operator.add: ("input", "other"),
+    operator.iadd: ("input", "other"),
+    F.dropout: ("input", "p", "training", "inplace"),
+    F.dropout2d: ("input", "p", "training", "inplace"),
+    "relu": ("input",),
+    "relu_": ("input",),
+    "softmax": ("input", "dim", "dtype"),
+    "flatten": ("input", "start_dim", "end_dim"),
+    "mean": ("input", "dim", "keepdim", "dtype"),
+    "add": ("input", "other", "alpha"),
+    "add_": ("input", "other", "alpha"),
+}
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _pair(v: int | tuple[int, ...] | list[int]) -> tuple[int, int]:
+    if isinstance(v, (tuple, list)):
+        return (int(v[0]), int(v[1])) if len(v) == 2 else (int(v[0]), int(v[0]))
+    return int(v), int(v)
+
+
+def _location(node: fx.Node) -> str | None:
+    """file:line of the user code that created `node` (last frame outside torch)."""
+    frames = _FRAME.findall(node.meta.get("stack_trace") or "")
+    for path, line in reversed(frames):
+        if not os.path.abspath(path).startswith(_TORCH_DIR):
+            return f"{os.path.basename(path)}:{line}"
+    return None
+
+
+def _type_name(obj: object) -> str:
+    cls = obj if isinstance(obj, type) else type(obj)
+    mod = cls.__module__ or ""
+    if mod.startswith("torch.nn.modules"):
+        return f"nn.{cls.__name__}"
+    if mod.startswith("torch.nn.functional"):
+        return f"F.{cls.__name__}"
+    return cls.__qualname__
+
+
+def _target_name(node: fx.Node) -> str:
+    t = node.target
+    if node.op == "call_method":
+        return f"Tensor.{t}"
+    mod = getattr(t, "__module__", None) or ""
+    name = getattr(t, "__name__", str(t))
+    if mod == "torch.nn.functional":
+        return f"F.{name}"
+    if mod in ("_operator", "operator"):
+        return f"operator.{name}"
+    if mod.startswith("torch") or mod == "":
+        return f"torch.{name}"
+    return f"{mod}.{name}"
+
+
+def _owner(node: fx.Node) -> str:
+    """The module path that owns a functional node ('' for the top module)."""
+    stack = node.meta.get("nn_module_stack") or {}
+    return list(stack.values())[-1][0] if stack else ""
+
+
+@dataclass
+class _Ctx:
+    gm: fx.GraphModule
+    modules: dict[str, nn.Module]
+    ops: list[FloatOp] = field(default_factory=list)
+    by_name: dict[str, FloatOp] = field(default_factory=dict)
+    alias: dict[str, str] = field(default_factory=dict)  # fx node name -> value name
+    torch_shape: dict[str, tuple[int, ...]] = field(default_factory=dict)  # value -> torch shape (batch 1)
+    flatten_chw: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # flatten value -> (C, H, W)
+    input_name: str = ""
+    root_type: str = "model"
+
+    def where(self, node: fx.Node) -> str:
+        loc = _location(node)
+        # no user frame: only torch containers (an nn.Sequential) called the layer
+        return f" at {loc}" if loc else f" in {self.root_type}"
+
+    def describe(self, node: fx.Node) -> str:
+        if node.op == "call_module":
+            return f"'{node.target}' ({_type_name(self.modules[node.target])}){self.where(node)}"
+        owner = _owner(node)
+        inside = f" in '{owner}'" if owner else ""
+        return f"'{node.name}' ({_target_name(node)}){inside}{self.where(node)}"
+
+    def fail(self, node: fx.Node, why: str) -> UnsupportedModelError:
+        kind = "layer" if node.op == "call_module" else "operation"
+        return UnsupportedModelError(f"unsupported {kind} {self.describe(node)}: {why}")
+
+    def source(self, node: fx.Node) -> str:
+        return self.describe(node)
+
+    def value(self, node: fx.Node, arg: object) -> str:
+        if not isinstance(arg, fx.Node) or arg.name not in self.alias:
+            raise self.fail(node, f"unsupported operand {arg!r} (only tensors from supported layers)")
+        return self.alias[arg.name]
+
+    def add(self, op: FloatOp, torch_shape: tuple[int, ...]) -> FloatOp:
+        self.ops.append(op)
+        self.by_name[op.name] = op
+        self.torch_shape[op.name] = torch_shape
+        self.alias[op.name] = op.name
+        return op
+
+    def rename(self, op: FloatOp, new: str, fx_name: str) -> None:
+        """Fold fx node `new` into `op`: the op now produces that node's value."""
+        old = op.name
+        del self.by_name[old]
+        op.name = new
+        op.fused.append(fx_name)
+        self.by_name[new] = op
+        self.torch_shape[new] = self.torch_shape.pop(old)
+        for k, v in self.alias.items():
+            if v == old:
+                self.alias[k] = new
+        self.alias[fx_name] = new
+
+
+def _shape(node: fx.Node) -> tuple[int, ...] | None:
+    meta = node.meta.get("tensor_meta")
+    if meta is None or not hasattr(meta, "shape"):
+        return None
+    return tuple(int(d) for d in meta.shape)
+
+
+def _batch1(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return (1, *shape[1:])
+
+
+def _nhwc(torch_shape: tuple[int, ...]) -> tuple[int, ...]:
+    if len(torch_shape) == 4:
+        n, c, h, w = torch_shape
+        return (n, h, w, c)
+    return torch_shape
+
+
+def _bind(node: fx.Node, key: object) -> dict[str, object]:
+    names = _ARGS[key]
+    bound = dict(zip(names, node.args))
+    bound.update(node.kwargs)
+    return bound
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy().astype(np.float64)
+
+
+# ----------------------------------------------------------------------------- classification
+
+
+def _is_shape_query(node: fx.Node) -> bool:
+    return _shape(node) is None
+
+
+def _is_identity(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
+    if node.op == "call_module":
+        m = modules[node.target]
+        if isinstance(m, (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout)):
+            return True
+        if isinstance(m, nn.Flatten) and len(_shape(node.args[0]) or ()) == 2 and m.start_dim in (1, -1):
+            return True
+        return False
+    if node.op == "call_function" and node.target in _DROPOUT_FNS:
+        return not _bind(node, node.target).get("training", True)
+    if node.op == "call_method" and node.target == "contiguous":
+        return True
+    return False
+
+
+def _real_users(node: fx.Node, modules: dict[str, nn.Module]) -> list[fx.Node]:
+    """Consumers of `node`'s tensor value, looking through identities and ignoring
+    shape queries (x.size(0) feeding a view)."""
+    out: list[fx.Node] = []
+    for u in node.users:
+        if u.op != "output" and _is_shape_query(u):
+            continue
+        if u.op != "output" and _is_identity(u, modules):
+            out.extend(_real_users(u, modules))
+        else:
+            out.append(u)
+    return out
+
+
+def _through_identities(node: fx.Node, modules: dict[str, nn.Module]) -> fx.Node:
+    """The node that really produces `node`'s value (skipping dropout, identity, ...)."""
+    while node.op != "placeholder" and _is_identity(node, modules):
+        node = node.args[0] if node.args else node.kwargs["input"]
+    return node
+
+
+def _activation_kind(node: fx.Node, modules: dict[str, nn.Module]) -> str | None:
+    """'relu' / 'relu6' if the node is one, else None. Raises for other hardtanh ranges."""
+    if node.op == "call_module":
+        m = modules[node.target]
+        if isinstance(m, nn.ReLU):
+            return "relu"
+        if isinstance(m, nn.ReLU6):
+            return "relu6"
+        if isinstance(m, nn.Hardtanh) and (m.min_val, m.max_val) == (0.0, 6.0):
+            return "relu6"
+        return None
+    if node.op == "call_function":
+        if node.target in _RELU_FNS:
+            return "relu"
+        if node.target is F.relu6:
+            return "relu6"
+        if node.target is F.hardtanh:
+            b = _bind(node, F.hardtanh)
+            if (float(b.get("min_val", -1.0)), float(b.get("max_val", 1.0))) == (0.0, 6.0):
+                return "relu6"
+        return None
+    if node.op == "call_method" and node.target in ("relu", "relu_"):
+        return "relu"
+    return None
+
+
+# ----------------------------------------------------------------------------- layers
+
+
+def _out_pad(in_size: int, out_size: int, k: int, s: int, d: int, before: int) -> int:
+    """Padding after the input implied by the output size (kept for reporting)."""
+    return max(0, (out_size - 1) * s + d * (k - 1) + 1 - in_size - before)
+
+
+def _conv(ctx: _Ctx, node: fx.Node, m: nn.Conv2d) -> None:
+    x = ctx.value(node, node.args[0])
+    in_shape = ctx.torch_shape[x]
+    out_shape = _batch1(_shape(node))
+    if m.padding_mode != "zeros":
+        raise ctx.fail(node, f"unsupported padding_mode={m.padding_mode!r} (only 'zeros')")
+    cin, cout = m.in_channels, m.out_channels
+    kh, kw = m.kernel_size
+    sh, sw = m.stride
+    dh, dw = m.dilation
+    if isinstance(m.padding, str):
+        if m.padding == "valid":
+            ph = pw = 0
+        else:  # 'same' (stride 1): torch puts the odd pixel after, like TFLite
+            ph, pw = dh * (kh - 1) // 2, dw * (kw - 1) // 2
+    else:
+        ph, pw = m.padding
+    _, _, h, w = in_shape
+    pad = Padding(ph, _out_pad(h, out_shape[2], kh, sh, dh, ph), pw, _out_pad(w, out_shape[3], kw, sw, dw, pw))
+    wt = _np(m.weight)
+    bias = _np(m.bias) if m.bias is not None else np.zeros(cout)
+    common = dict(
+        name=node.name,
+        inputs=[x],
+        shape=_nhwc(out_shape),
+        bias=bias,
+        stride=(sh, sw),
+        padding=pad,
+        dilation=(dh, dw),
+        source=ctx.source(node),
+        fused=[node.name],
+    )
+    if m.groups == 1:
+        op = FloatOp(OpKind.CONV2D, weight=wt.transpose(0, 2, 3, 1), **common)  # OIHW -> OHWI
+    elif m.groups == cin and cout % cin == 0:
+        # torch (C*k, 1, KH, KW): output channel c*k + m reads input channel c, as in TFLite.
+        op = FloatOp(
+            OpKind.DEPTHWISE_CONV2D, weight=wt.transpose(1, 2, 3, 0), depth_multiplier=cout // cin, **common
+        )
+    else:
+        raise ctx.fail(node, f"grouped conv with groups={m.groups} is not supported (only 1 or in_channels)")
+    ctx.add(op, out_shape)
+
+
+def _linear(ctx: _Ctx, node: fx.Node, m: nn.Linear) -> None:
+    x = ctx.value(node, node.args[0])
+    if len(ctx.torch_shape[x]) != 2:
+        raise ctx.fail(node, f"Linear on a {len(ctx.torch_shape[x])}-D tensor is not supported (flatten to (N, features) first)")
+    wt = _np(m.weight)
+    if x in ctx.flatten_chw:
+        c, h, w = ctx.flatten_chw[x]
+        # torch flattened (c, h, w); the graph flattens NHWC (h, w, c)
+        wt = wt.reshape(-1, c, h, w).transpose(0, 2, 3, 1).reshape(wt.shape[0], -1)
+    bias = _np(m.bias) if m.bias is not None else np.zeros(m.out_features)
+    out_shape = _batch1(_shape(node))
+    ctx.add(
+        FloatOp(
+            OpKind.FULLY_CONNECTED,
+            node.name,
+            [x],
+            out_shape,
+            weight=wt,
+            bias=bias,
+            source=ctx.source(node),
+            fused=[node.name],
+        ),
+        out_shape,
+    )
+
+
+def _batchnorm(ctx: _Ctx, node: fx.Node, m: nn.modules.batchnorm._BatchNorm) -> None:
+    x = ctx.value(node, node.args[0])
+    prod = ctx.by_name.get(x)
+    is2d = isinstance(m, nn.BatchNorm2d)
+    kinds = (OpKind.CONV2D, OpKind.DEPTHWISE_CONV2D) if is2d else (OpKind.FULLY_CONNECTED,)
+    follows = "a Conv2d" if is2d else "a Linear"
+    if prod is None or prod.kind not in kinds or prod.activation is not None or len(prod.fused) != 1:
+        raise ctx.fail(node, f"batch norm can only be folded into {follows} directly before it")
+    src = _through_identities(node.args[0], ctx.modules)
+    if len(_real_users(src, ctx.modules)) != 1:
+        raise ctx.fail(node, "batch norm cannot be folded: the layer before it has other consumers")
+    if m.running_mean is None or m.running_var is None:
+        raise ctx.fail(node, "batch norm without running statistics (track_running_stats=False) cannot be folded")
+    mean, var = _np(m.running_mean), _np(m.running_var)
+    gamma = _np(m.weight) if m.weight is not None else np.ones_like(mean)
+    beta = _np(m.bias) if m.bias is not None else np.zeros_like(mean)
+    s = gamma / np.sqrt(var + m.eps)
+    axis = 3 if prod.kind == OpKind.DEPTHWISE_CONV2D else 0
+    shape = [1] * prod.weight.ndim
+    shape[axis] = -1
+    prod.weight = prod.weight * s.reshape(shape)
+    prod.bias = (prod.bias - mean) * s + beta
+    ctx.rename(prod, node.name, node.name)
+
+
+def _activation(ctx: _Ctx, node: fx.Node, kind: str) -> None:
+    x = ctx.value(node, node.args[0] if node.args else node.kwargs.get("input"))
+    prod = ctx.by_name.get(x)
+    fusable = (
+        OpKind.CONV2D,
+        OpKind.DEPTHWISE_CONV2D,
+        OpKind.FULLY_CONNECTED,
+        OpKind.ADD,
+        OpKind.MAX_POOL2D,
+        OpKind.AVG_POOL2D,
+    )
+    if prod is None or prod.kind not in fusable:
+        what = "the model input" if prod is None else f"a {prod.kind.value}"
+        raise ctx.fail(
+            node, f"{kind} on {what} cannot be fused (only after a conv, linear, add or pool)"
+        )
+    src = _through_identities(node.args[0] if node.args else node.kwargs["input"], ctx.modules)
+    users = _real_users(src, ctx.modules)
+    if len(users) != 1:
+        others = ", ".join(u.name for u in users if u is not node)
+        raise ctx.fail(node, f"{kind} cannot be fused: its input '{x}' is also used by {others}")
+    # relu(relu6(x)) == relu6(relu(x)) == relu6(x)
+    prod.activation = "relu6" if "relu6" in (kind, prod.activation) else "relu"
+    ctx.rename(prod, node.name, node.name)
+
+
+def _pool(ctx: _Ctx, node: fx.Node, kind: OpKind, k: tuple[int, int], s: tuple[int, int], p: tuple[int, int],
+          name: str | None = None) -> FloatOp:
+    x = ctx.value(node, node.args[0] if node.args else node.kwargs["input"])
+    in_shape = ctx.torch_shape[x]
+    if len(in_shape) != 4:
+        raise ctx.fail(node, "pooling needs an (N, C, H, W) input")
+    _, c, h, w = in_shape
+    oh, ow = (h + 2 * p[0] - k[0]) // s[0] + 1, (w + 2 * p[1] - k[1]) // s[1] + 1
+    out_shape = (1, c, oh, ow)
+    pad = Padding(p[0], _out_pad(h, oh, k[0], s[0], 1, p[0]), p[1], _out_pad(w, ow, k[1], s[1], 1, p[1]))
+    op = FloatOp(
+        kind,
+        name or node.name,
+        [x],
+        _nhwc(out_shape),
+        stride=s,
+        padding=pad,
+        filter=k,
+        source=ctx.source(node),
+        fused=[node.name],
+    )
+    return ctx.add(op, out_shape)
+
+
+def _check_pool_shape(ctx: _Ctx, node: fx.Node, op: FloatOp) -> None:
+    got = _batch1(_shape(node))
+    if ctx.torch_shape[op.name][1:] != got[1:]:
+        raise ctx.fail(node, "ceil_mode pooling that changes the output size is not supported")
+
+
+def _max_pool(ctx: _Ctx, node: fx.Node, kernel, stride, padding, dilation, ceil_mode, return_indices) -> None:
+    if return_indices:
+        raise ctx.fail(node, "max pool with return_indices is not supported")
+    if _pair(dilation) != (1, 1):
+        raise ctx.fail(node, "dilated max pool is not supported")
+    k = _pair(kernel)
+    s = _pair(stride) if stride not in (None, [], ()) else k
+    op = _pool(ctx, node, OpKind.MAX_POOL2D, k, s, _pair(padding))
+    _check_pool_shape(ctx, node, op)
+
+
+def _avg_pool(ctx: _Ctx, node: fx.Node, kernel, stride, padding, ceil_mode, count_include_pad, divisor) -> None:
+    if divisor is not None:
+        raise ctx.fail(node, "avg pool with divisor_override is not supported")
+    p = _pair(padding)
+    if p != (0, 0) and count_include_pad:
+        raise ctx.fail(
+            node,
+            "avg pool with padding and count_include_pad=True differs from TFLite (which excludes padding "
+            "from the count); set count_include_pad=False",
+        )
+    k = _pair(kernel)
+    s = _pair(stride) if stride not in (None, [], ()) else k
+    op = _pool(ctx, node, OpKind.AVG_POOL2D, k, s, p)
+    _check_pool_shape(ctx, node, op)
+
+
+def _adaptive_avg(ctx: _Ctx, node: fx.Node, output_size, name: str | None = None) -> FloatOp:
+    x = ctx.value(node, node.args[0])
+    in_shape = ctx.torch_shape[x]
+    if len(in_shape) != 4:
+        raise ctx.fail(node, "pooling needs an (N, C, H, W) input")
+    _, _, h, w = in_shape
+    oh, ow = _pair(output_size) if output_size is not None else (h, w)
+    oh, ow = oh or h, ow or w
+    if h % oh or w % ow:
+        raise ctx.fail(node, f"adaptive avg pool from {h}x{w} to {oh}x{ow} needs divisible sizes")
+    k = (h // oh, w // ow)
+    return _pool(ctx, node, OpKind.AVG_POOL2D, k, k, (0, 0), name)
+
+
+def _flatten_to(ctx: _Ctx, node: fx.Node, x: str) -> None:
+    """Flatten value `x` to (N, features); `node`'s torch output shape is already checked."""
+    in_shape = ctx.torch_shape[x]
+    if len(in_shape) == 2:
+        ctx.alias[node.name] = x
+        return
+    feats = int(np.prod(in_shape[1:]))
+    ctx.add(
+        FloatOp(OpKind.RESHAPE, node.name, [x], (1, feats), source=ctx.source(node), fused=[node.name]),
+        (1, feats),
+    )
+    if len(in_shape) == 4:
+        _, c, h, w = in_shape
+        if c > 1 and h * w > 1:
+            ctx.flatten_chw[node.name] = (c, h, w)
+    else:
+        raise ctx.fail(node, f"flatten of a {len(in_shape)}-D tensor is not supported")
+
+
+def _reshape(ctx: _Ctx, node: fx.Node) -> None:
+    x = ctx.value(node, node.args[0])
+    in_shape = ctx.torch_shape[x]
+    out = _shape(node)
+    if len(out) != 2 or out[1] != int(np.prod(in_shape[1:])) or out[0] != _shape(node.args[0])[0]:
+        raise ctx.fail(node, f"reshape to {tuple(out)} is not supported (only to (N, -1))")
+    _flatten_to(ctx, node, x)
+
+
+def _mean(ctx: _Ctx, node: fx.Node, b: dict[str, object]) -> None:
+    x = ctx.value(node, b["input"])
+    in_shape = ctx.torch_shape[x]
+    dims = b.get("dim")
+    dims = tuple(dims) if isinstance(dims, (tuple, list)) else (dims,)
+    if len(in_shape) != 4 or sorted(d % 4 for d in dims if d is not None) != [2, 3] or b.get("dtype"):
+        raise ctx.fail(node, "mean is supported only over the spatial dims (2, 3) of an (N, C, H, W) tensor")
+    if b.get("keepdim", False):
+        _adaptive_avg(ctx, node, 1)
+        return
+    pool = _adaptive_avg(ctx, node, 1, name=f"{node.name}.pool")
+    c = in_shape[1]
+    ctx.add(FloatOp(OpKind.RESHAPE, node.name, [pool.name], (1, c), source=ctx.source(node), fused=[node.name]), (1, c))
+
+
+def _add(ctx: _Ctx, node: fx.Node, b: dict[str, object]) -> None:
+    if b.get("alpha", 1) != 1:
+        raise ctx.fail(node, "add with alpha != 1 is not supported")
+    a, c = b.get("input"), b.get("other")
+    if not (isinstance(a, fx.Node) and isinstance(c, fx.Node)):
+        raise ctx.fail(node, "adding a constant is not supported (only the sum of two tensors)")
+    xa, xc = ctx.value(node, a), ctx.value(node, c)
+    if ctx.torch_shape[xa] != ctx.torch_shape[xc]:
+        raise ctx.fail(node, f"add with broadcasting {ctx.torch_shape[xa]} + {ctx.torch_shape[xc]} is not supported")
+    shape = ctx.torch_shape[xa]
+    ctx.add(FloatOp(OpKind.ADD, node.name, [xa, xc], _nhwc(shape), source=ctx.source(node), fused=[node.name]), shape)
+
+
+def _softmax(ctx: _Ctx, node: fx.Node, dim: object) -> None:
+    x = ctx.value(node, node.args[0] if node.args else node.kwargs["input"])
+    shape = ctx.torch_shape[x]
+    if len(shape) != 2 or dim not in (1, -1):
+        raise ctx.fail(node, "softmax is supported only over dim 1 of an (N, classes) tensor")
+    ctx.add(FloatOp(OpKind.SOFTMAX, node.name, [x], shape, source=ctx.source(node), fused=[node.name]), shape)
+
+
+# ----------------------------------------------------------------------------- dispatch
+
+
+def _call_module(ctx: _Ctx, node: fx.Node) -> bool:
+    m = ctx.modules[node.target]
+    if isinstance(m, nn.Conv2d):
+        _conv(ctx, node, m)
+    elif isinstance(m, nn.Linear):
+        _linear(ctx, node, m)
+    elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
+        _batchnorm(ctx, node, m)
+    elif isinstance(m, nn.MaxPool2d):
+        _max_pool(ctx, node, m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode, m.return_indices)
+    elif isinstance(m, nn.AvgPool2d):
+        _avg_pool(ctx, node, m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad, m.divisor_override)
+    elif isinstance(m, nn.AdaptiveAvgPool2d):
+        _adaptive_avg(ctx, node, m.output_size)
+    elif isinstance(m, nn.Flatten):
+        if m.start_dim != 1 or m.end_dim != -1:
+            raise ctx.fail(node, "Flatten is supported only with start_dim=1, end_dim=-1")
+        _flatten_to(ctx, node, ctx.value(node, node.args[0]))
+    elif isinstance(m, nn.Softmax):
+        _softmax(ctx, node, m.dim)
+    else:
+        return False
+    return True
+
+
+def _call_function(ctx: _Ctx, node: fx.Node) -> bool:
+    t = node.target
+    if t is F.max_pool2d:
+        b = _bind(node, t)
+        _max_pool(ctx, node, b["kernel_size"], b.get("stride"), b.get("padding", 0), b.get("dilation", 1),
+                  b.get("ceil_mode", False), b.get("return_indices", False))
+    elif t is F.avg_pool2d:
+        b = _bind(node, t)
+        _avg_pool(ctx, node, b["kernel_size"], b.get("stride"), b.get("padding", 0), b.get("ceil_mode", False),
+                  b.get("count_include_pad", True), b.get("divisor_override"))
+    elif t is F.adaptive_avg_pool2d:
+        _adaptive_avg(ctx, node, _bind(node, t)["output_size"])
+    elif t in _ADD_FNS:
+        _add(ctx, node, _bind(node, t))
+    elif t in _SOFTMAX_FNS:
+        b = _bind(node, t)
+        if b.get("dtype") is not None:
+            raise ctx.fail(node, "softmax with a dtype is not supported")
+        _softmax(ctx, node, b.get("dim"))
+    elif t in _FLATTEN_FNS:
+        b = _bind(node, t)
+        if b.get("start_dim", 0) != 1 or b.get("end_dim", -1) != -1:
+            raise ctx.fail(node, "flatten is supported only with start_dim=1, end_dim=-1")
+        _flatten_to(ctx, node, ctx.value(node, b["input"]))
+    elif t in _MEAN_FNS:
+        _mean(ctx, node, _bind(node, t))
+    elif t is torch.reshape:
+        _reshape(ctx, node)
+    else:
+        return False
+    return True
+
+
+def _call_method(ctx: _Ctx, node: fx.Node) -> bool:
+    t = node.target
+    if t in ("view", "reshape"):
+        _reshape(ctx, node)
+    elif t == "flatten":
+        b = _bind(node, t)
+        if b.get("start_dim", 0) != 1 or b.get("end_dim", -1) != -1:
+            raise ctx.fail(node, "flatten is supported only with start_dim=1, end_dim=-1")
+        _flatten_to(ctx, node, ctx.value(node, b["input"]))
+    elif t == "mean":
+        _mean(ctx, node, _bind(node, t))
+    elif t in ("add", "add_"):
+        _add(ctx, node, _bind(node, t))
+    elif t == "softmax":
+        b = _bind(node, t)
+        _softmax(ctx, node, b.get("dim"))
+    else:
+        return False
+    return True
+
+
+def _convert_node(ctx: _Ctx, node: fx.Node) -> None:
+    if _is_identity(node, ctx.modules):
+        ctx.alias[node.name] = ctx.value(node, node.args[0] if node.args else node.kwargs["input"])
+        return
+    act = _activation_kind(node, ctx.modules)
+    if act is not None:
+        _activation(ctx, node, act)
+        return
+    handled = {
+        "call_module": _call_module,
+        "call_function": _call_function,
+        "call_method": _call_method,
+    }.get(node.op, lambda c, n: False)(ctx, node)
+    if handled:
+        return
+    if _is_shape_query(node) and node.op != "get_attr":
+        return  # x.size(0), x.shape[0]: consumed by a view/reshape
+    raise ctx.fail(node, f"supported are {SUPPORTED}")
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def _trace(module: nn.Module) -> fx.GraphModule:
+    tracer = fx.Tracer()
+    tracer.record_stack_traces = True
+    try:
+        graph = tracer.trace(module)
+    except Exception as e:  # noqa: BLE001 - any tracing failure is a model mcuqp cannot read
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UnsupportedModelError(
+            f"cannot trace {type(module).__name__} with torch.fx ({msg}); the forward must not branch on "
+            "tensor values"
+        ) from None
+    gm = fx.GraphModule(tracer.root, graph, type(module).__name__)
+    gm.graph.eliminate_dead_code()
+    gm.recompile()
+    return gm
+
+
+def _propagate_shapes(gm: fx.GraphModule, example: torch.Tensor, name: str) -> None:
+    try:
+        with torch.no_grad():
+            ShapeProp(gm).propagate(example)
+    except Exception as e:  # noqa: BLE001 - wrong example shape for the model
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise McuqpError(
+            f"{name} does not run on an input of shape {tuple(example.shape)}: {msg}"
+        ) from None
+
+
+def _check_flattens(ctx: _Ctx, output: str) -> None:
+    """A flatten of a multi-channel spatial map is only equivalent to torch's when a
+    Linear reads it (its columns were permuted)."""
+    for name, (c, h, w) in ctx.flatten_chw.items():
+        readers = [op for op in ctx.ops if name in op.inputs]
+        bad = [op for op in readers if op.kind != OpKind.FULLY_CONNECTED]
+        if bad or name == output:
+            who = bad[0].source if bad else "the model output"
+            raise UnsupportedModelError(
+                f"flatten {ctx.by_name[name].source} of a {c}x{h}x{w} map feeds {who}: mcuqp keeps maps "
+                "channels-last, so such a flatten must feed Linear layers only"
+            )
+
+
+def import_torch(module: nn.Module, example_input: torch.Tensor | np.ndarray) -> FloatGraph:
+    """Trace `module` with torch.fx and lower it to a float graph.
+
+    `example_input` (batch-first, NCHW or (N, features)) fixes the input shape."""
+    if not isinstance(module, nn.Module):
+        raise McuqpError(f"expected a torch nn.Module, got {type(module).__name__}")
+    example = torch.as_tensor(np.asarray(example_input) if not isinstance(example_input, torch.Tensor) else example_input)
+    example = example.detach().to(torch.float32)
+    if example.ndim not in (2, 4):
+        raise McuqpError(
+            f"example input must be (N, C, H, W) or (N, features); got shape {tuple(example.shape)}"
+        )
+    was_training = module.training
+    module.eval()  # trace and run in inference mode: dropout off, batch norm on running stats
+    try:
+        gm = _trace(module)
+        _propagate_shapes(gm, example, type(module).__name__)
+        return _lower(gm, type(module).__name__, _type_name(module))
+    finally:
+        module.train(was_training)
+
+
+def _lower(gm: fx.GraphModule, name: str, root_type: str) -> FloatGraph:
+    ctx = _Ctx(gm, dict(gm.named_modules()), root_type=root_type)
+    output: str | None = None
+    for node in gm.graph.nodes:
+        if node.op == "placeholder":
+            if ctx.input_name:
+                raise UnsupportedModelError(f"{name}.forward takes several inputs; mcuqp supports one")
+            shape = _shape(node)
+            ctx.input_name = node.name
+            ctx.alias[node.name] = node.name
+            ctx.torch_shape[node.name] = _batch1(shape)
+        elif node.op == "output":
+            res = node.args[0]
+            if not isinstance(res, fx.Node):
+                raise UnsupportedModelError(f"{name}.forward returns {type(res).__name__}; mcuqp supports one tensor")
+            output = ctx.value(node, res)
+        elif node.op == "get_attr":
+            raise UnsupportedModelError(
+                f"{name} uses parameter or buffer '{node.target}' directly{ctx.where(node)}: "
+                f"only parameters of supported layers are allowed ({SUPPORTED})"
+            )
+        else:
+            _convert_node(ctx, node)
+    if output is None or output == ctx.input_name:
+        raise UnsupportedModelError(f"{name} has no supported layers between its input and output")
+    _check_flattens(ctx, output)
+    for op in ctx.ops:
+        op.weight = None if op.weight is None else op.weight.astype(np.float32)
+        op.bias = None if op.bias is None else op.bias.astype(np.float32)
+    return FloatGraph(name, ctx.input_name, _nhwc(ctx.torch_shape[ctx.input_name]), ctx.ops, output)
+
