@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,12 @@ def inputs(n: int, seed: int = 0) -> np.ndarray:
         x[-2] = -128
         x[-2, 15] = -127
     return x
+
+
+def symbol(fw: build.Firmware, name: str) -> tuple[int, int]:
+    out = subprocess.run(["arm-none-eabi-nm", "-S", str(fw.elf)], capture_output=True, text=True).stdout
+    addr, size = next(ln.split()[:2] for ln in out.splitlines() if ln.endswith(" " + name))
+    return int(addr, 16) & ~1, int(size, 16)
 
 
 def fw_build(board: str, out: Path, **kw) -> build.Firmware:
@@ -167,12 +174,17 @@ def test_stack_high_water_tracks_stack_use(firmwares, tmp_path):
 
 @pytest.mark.qemu
 def test_oversized_constant_fails_at_link_time(firmwares, tmp_path):
-    extra = 5_000_000 - (4 << 20)
-    with pytest.raises(BudgetError) as e:
-        fw_build(DEFAULT_BOARD, tmp_path, defines=["FAKE_BIG_TABLE_BYTES=5000000"])
-    m = re.fullmatch(r"firmware does not fit mps2-an386: region FLASH overflowed by (\d+) bytes "
-                     r"\(flash budget 4194304 B\); shrink the model or raise --flash", str(e.value))
-    assert m and extra < int(m.group(1)) <= extra + firmwares[DEFAULT_BOARD].flash_bytes + 64
+    def overflow(table_bytes: int) -> int:
+        with pytest.raises(BudgetError) as e:
+            fw_build(DEFAULT_BOARD, tmp_path, defines=[f"FAKE_BIG_TABLE_BYTES={table_bytes}"])
+        m = re.fullmatch(r"firmware does not fit mps2-an386: region FLASH overflowed by (\d+) bytes "
+                         r"\(flash budget 4194304 B\); shrink the model or raise --flash", str(e.value))
+        assert m, str(e.value)
+        return int(m.group(1))
+
+    over = overflow(5_000_000)
+    assert over > 5_000_000 - (4 << 20) + firmwares[DEFAULT_BOARD].flash_bytes
+    assert overflow(5_000_016) == over + 16  # the excess is reported byte for byte
 
 
 @pytest.mark.qemu
@@ -211,10 +223,32 @@ def test_guest_failures_propagate(firmwares, tmp_path):
         qemu.run_firmware(fw, "mps2-an386", inputs(1), OUT_SIZE)
     with pytest.raises(McuqpError, match="inputs must be an int8 array"):
         qemu.run_firmware(fw, None, inputs(1).astype(np.int16), OUT_SIZE)
-    div = fw_build("mps2-an385", tmp_path, defines=["FAKE_DIVIDE_BY_INPUT"])
-    x[2, 14], x[2, 15] = 0, 0
-    with pytest.raises(McuqpError, match=r"exit code 14 \(UsageFault\): UsageFault pc=0x"):
-        qemu.run_firmware(div, None, x, OUT_SIZE)
+
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("board", ["mps2-an385", "mps3-an547"])
+def test_fault_reports_the_faulting_instruction(board, tmp_path):
+    fw = fw_build(board, tmp_path, defines=["FAKE_DIVIDE_BY_INPUT"])
+    x = inputs(3)
+    x[1, 15] = 0  # integer division by zero traps (CCR.DIV_0_TRP)
+    with pytest.raises(McuqpError, match=r"exit code 14 \(UsageFault\): UsageFault pc=0x") as e:
+        qemu.run_firmware(fw, None, x, OUT_SIZE)
+    pc = int(re.search(r"pc=(0x[0-9a-f]+)", str(e.value)).group(1), 16)
+    cfsr = int(re.search(r"cfsr=(0x[0-9a-f]+)", str(e.value)).group(1), 16)
+    start, size = symbol(fw, "mcuqp_model_invoke")
+    assert start <= pc < start + size and cfsr == 1 << 25  # UFSR.DIVBYZERO
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("board, message", [
+    ("mps2-an386", r"exit code 5 \(stack exhausted\): stack exhausted: all 2048 bytes used"),
+    ("mps3-an547", r"exit code 14 \(UsageFault\): UsageFault .*cfsr=0x00100000"),  # v8-M MSPLIM: STKOF
+])
+def test_stack_overflow_is_caught(board, message, tmp_path):
+    fw = fw_build(board, tmp_path, defines=["FAKE_STACK_BYTES=3000"], stack_bytes=2048)
+    with pytest.raises(McuqpError, match=message):
+        qemu.run_firmware(fw, None, inputs(2), OUT_SIZE)
 
 
 @pytest.mark.qemu

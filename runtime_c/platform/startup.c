@@ -148,16 +148,21 @@ void mcuqp_fault_report(const uint32_t *frame, uint32_t code)
     mcuqp_sh_exit((int32_t)code);
 }
 
-/* Each handler passes the faulting frame (MSP) and its exit code, then continues on a
- * fresh stack so that a fault caused by stack overflow can still be reported. */
+/* Each handler passes the faulting frame (MSP) and its exit code to the reporter. It
+ * stays on the current stack, below the frame, unless the stack is nearly used up (a
+ * fault caused by overflow): then it restarts at the stack top so the report can run. */
 #define MCUQP_STR2(x) #x
 #define MCUQP_STR(x) MCUQP_STR2(x)
 #define MCUQP_FAULT_HANDLER(fn, code)                                                     \
     __attribute__((naked)) void fn(void)                                                  \
     {                                                                                     \
         __asm__ volatile("mrs r0, msp\n\t"                                                \
+                         "ldr r2, =__stack_limit + 512\n\t"                               \
+                         "cmp r0, r2\n\t"                                                 \
+                         "bhs 1f\n\t"                                                     \
                          "ldr r2, =__stack_top\n\t"                                       \
-                         "msr msp, r2\n\t"                                                \
+                         "msr msp, r2\n"                                                  \
+                         "1:\n\t"                                                         \
                          "movs r1, #" MCUQP_STR(code) "\n\t"                              \
                          "b mcuqp_fault_report\n\t"                                       \
                          ".ltorg");                                                       \
