@@ -1,0 +1,297 @@
+"""Post-training int8 quantization of a float graph to an integer `ir.Graph`.
+
+The arithmetic follows TFLite's converter (tensorflow/lite/tools/optimize/
+quantization_utils.cc), in float32 where it computes in float32, so that a TFLite-style
+engine given the same float model and ranges derives the same numbers:
+- activations: asymmetric int8, scale = (max - min) / 255, zero point nudged from min,
+  round(-128 - min / scale) clamped to [-128, 127]; ranges always include 0;
+- weights: per-channel symmetric in [-127, 127], scale = max|w_c| / 127 (conv axis 0,
+  depthwise axis 3, fully connected axis 0); a channel whose bias would overflow int32
+  gets a larger scale (TFLite's AdjustWeightsForBiasScale); an all-zero channel with zero
+  bias gets a tiny positive scale;
+- bias: int32, scale input_scale * weight_scale_c, round(b / scale);
+- max/avg pool and reshape outputs share their input's quantization, softmax outputs
+  are (1/256, -128); kernel integers come from `mcuqp.quant.params`.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from mcuqp import ir
+from mcuqp.errors import McuqpError
+from mcuqp.frontends.float_graph import FloatGraph, FloatOp, to_graph_layout, to_torch_layout
+from mcuqp.frontends.torch_fx import import_torch
+from mcuqp.quant import params
+from mcuqp.quant.calibrate import Method, Range, calibrate
+from mcuqp.quant.fixedpoint import Rounding
+
+INT32_MAX = (1 << 31) - 1
+ZERO_CHANNEL_SCALE = np.float32(1e-10)  # any positive value: the channel's weights are all 0
+SOFTMAX_OUTPUT = ir.QParams(np.float32(1.0 / 256.0), -128)
+# ops whose output quantization is fixed by TFLite (not by a calibrated range)
+SHARED_QPARAMS = (ir.OpKind.MAX_POOL2D, ir.OpKind.AVG_POOL2D, ir.OpKind.RESHAPE)
+
+
+def _round_half_away(x: np.ndarray) -> np.ndarray:
+    """std::round; exact for float32 inputs (widened to float64 first)."""
+    x = np.asarray(x, dtype=np.float64)
+    return np.sign(x) * np.floor(np.abs(x) + 0.5)
+
+
+# ----------------------------------------------------------------------------- formulas
+
+
+def activation_qparams(lo: float, hi: float, bits: int = 8) -> tuple[np.float32, int]:
+    """TFLite's GetAsymmetricQuantizationParams (float32 arithmetic): (scale, zero point)."""
+    qmin, qmax = np.float32(-(1 << (bits - 1))), np.float32((1 << (bits - 1)) - 1)
+    lo32, hi32 = np.float32(min(float(lo), 0.0)), np.float32(max(float(hi), 0.0))
+    scale = np.float32((hi32 - lo32) / (qmax - qmin))
+    if not scale > 0:
+        raise McuqpError(f"activation range [{lo}, {hi}] is empty: cannot quantize")
+    zp_from_min = np.float32(qmin - lo32 / scale)
+    if zp_from_min < qmin:
+        zp = int(qmin)
+    elif zp_from_min > qmax:
+        zp = int(qmax)
+    else:
+        zp = int(_round_half_away(zp_from_min))
+    return scale, zp
+
+
+def quantize_weights(
+    w: np.ndarray,
+    axis: int,
+    *,
+    bias: np.ndarray | None = None,
+    input_scale: float | None = None,
+    bits: int = 8,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel symmetric quantization along `axis`: (int8 weights, float32 scales).
+
+    With `bias` and `input_scale`, a channel whose int32 bias would overflow gets a larger
+    scale, as TFLite's converter does."""
+    qmax = (1 << (bits - 1)) - 1
+    w = np.asarray(w, dtype=np.float32)
+    moved = np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)
+    half_range = np.abs(moved).max(axis=1).astype(np.float32) if moved.size else np.zeros(w.shape[axis], np.float32)
+    if bias is not None and input_scale is not None:
+        in_s = float(np.float32(input_scale))
+        b = np.abs(np.asarray(bias, dtype=np.float32)).astype(np.float64)
+        too_big = b >= 0.5 * in_s * (half_range.astype(np.float64) / qmax) * INT32_MAX
+        adjusted = (2.0 * b / INT32_MAX * (qmax / in_s)).astype(np.float32)
+        half_range = np.where(too_big & (b > 0), adjusted, half_range)
+    scales = (half_range / np.float32(qmax)).astype(np.float32)
+    with np.errstate(divide="ignore"):
+        inv = np.where(half_range > 0, np.float32(qmax) / half_range, np.float32(0)).astype(np.float32)
+    scales = np.where(half_range > 0, scales, ZERO_CHANNEL_SCALE).astype(np.float32)
+    shape = [1] * w.ndim
+    shape[axis] = -1
+    prod = (w * inv.reshape(shape)).astype(np.float32)  # float32 product, as TFLite
+    q = np.clip(_round_half_away(prod), -qmax, qmax).astype(np.int8)
+    return q, scales
+
+
+def quantize_bias(b: np.ndarray, input_scale: float, weight_scales: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """TFLite's SymmetricPerChannelBiasQuantize: (int32 bias, float32 bias scales)."""
+    scales = (np.float32(input_scale) * np.asarray(weight_scales, dtype=np.float32)).astype(np.float32)
+    with np.errstate(divide="ignore"):
+        inv = np.where(scales > 0, 1.0 / scales.astype(np.float64), 0.0).astype(np.float32)
+    prod = (np.asarray(b, dtype=np.float32) * inv).astype(np.float32)
+    q = np.clip(_round_half_away(prod), -INT32_MAX, INT32_MAX).astype(np.int32)
+    return q, scales
+
+
+# ----------------------------------------------------------------------------- lowering
+
+
+def _weight_axis(op: FloatOp) -> int:
+    return 3 if op.kind == ir.OpKind.DEPTHWISE_CONV2D else 0
+
+
+def _check_ranges(fg: FloatGraph, ranges: dict[str, Range]) -> None:
+    names = set(fg.value_names())
+    unknown = sorted(set(ranges) - names)
+    if unknown:
+        raise McuqpError(
+            f"ranges given for unknown values {', '.join(map(repr, unknown))}; the values of {fg.name} are "
+            f"{', '.join(fg.value_names())}"
+        )
+    for k, (lo, hi) in ranges.items():
+        if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
+            raise McuqpError(f"range for {k!r} must be finite with min <= max, got ({lo}, {hi})")
+
+
+def _needs_range(fg: FloatGraph) -> list[str]:
+    out = [fg.input_name]
+    for op in fg.ops:
+        if op.kind not in SHARED_QPARAMS and op.kind != ir.OpKind.SOFTMAX:
+            out.append(op.name)
+    return out
+
+
+def _weighted(g: ir.Graph, op: FloatOp, x: ir.Tensor, y_q: ir.QParams, rounding: Rounding) -> ir.Op:
+    axis = _weight_axis(op)
+    in_s = x.quant.s
+    wq, ws = quantize_weights(op.weight, axis, bias=op.bias, input_scale=in_s)
+    bq, bs = quantize_bias(op.bias, in_s, ws)
+    w_name, b_name = f"{op.name}.weight", f"{op.name}.bias"
+    g.add_tensor(ir.Tensor(w_name, wq.shape, ir.DType.INT8, ir.QParams(ws, np.zeros_like(ws, np.int32), axis), wq))
+    g.add_tensor(ir.Tensor(b_name, bq.shape, ir.DType.INT32, ir.QParams(bs, np.zeros_like(bs, np.int32), 0), bq))
+    requant = params.conv_requant(in_s, ws, y_q.s, rounding)
+    lo, hi = params.activation_range(op.activation, y_q.s, y_q.zp)
+    if op.kind == ir.OpKind.FULLY_CONNECTED:
+        attrs = ir.FullyConnectedAttrs(
+            input_offset=-x.quant.zp, filter_offset=0, output_offset=y_q.zp, requant=requant, act_min=lo, act_max=hi
+        )
+    else:
+        attrs = ir.ConvAttrs(
+            stride=op.stride,
+            padding=op.padding,
+            dilation=op.dilation,
+            depth_multiplier=op.depth_multiplier,
+            input_offset=-x.quant.zp,
+            output_offset=y_q.zp,
+            requant=requant,
+            act_min=lo,
+            act_max=hi,
+        )
+    return ir.Op(op.kind, op.name, [x.name, w_name, b_name], [op.name], attrs, op.source)
+
+
+def _softmax_attrs(op: FloatOp, x: ir.Tensor, rounding: Rounding) -> object:
+    fn = getattr(params, "softmax_attrs", None)
+    if fn is None:
+        raise McuqpError(f"{op.source}: int8 softmax parameters are not available in this build")
+    return fn(x.quant.s, 1.0, rounding)
+
+
+def lower_to_int8(float_graph: FloatGraph, ranges: dict[str, Range], *, rounding: Rounding = "double") -> ir.Graph:
+    """The integer graph for given activation ranges (keyed by value name). Needs a range
+    for the input and for every conv, depthwise, linear and add output; ranges of pool,
+    reshape and softmax outputs are ignored (TFLite fixes them)."""
+    _check_ranges(float_graph, ranges)
+    missing = [n for n in _needs_range(float_graph) if n not in ranges]
+    if missing:
+        raise McuqpError(f"no activation range for {', '.join(map(repr, missing))}")
+    fg = float_graph
+    g = ir.Graph(name=fg.name)
+    q_in = ir.QParams(*activation_qparams(*ranges[fg.input_name]))
+    g.add_tensor(ir.Tensor(fg.input_name, fg.input_shape, ir.DType.INT8, q_in))
+    g.inputs.append(fg.input_name)
+    for op in fg.ops:
+        x = g.tensor(op.inputs[0])
+        if op.kind in SHARED_QPARAMS:
+            y_q = ir.QParams(x.quant.scale.copy(), x.quant.zero_point.copy())
+        elif op.kind == ir.OpKind.SOFTMAX:
+            y_q = ir.QParams(SOFTMAX_OUTPUT.scale.copy(), SOFTMAX_OUTPUT.zero_point.copy())
+        else:
+            y_q = ir.QParams(*activation_qparams(*ranges[op.name]))
+        if op.kind in (ir.OpKind.CONV2D, ir.OpKind.DEPTHWISE_CONV2D, ir.OpKind.FULLY_CONNECTED):
+            new = _weighted(g, op, x, y_q, rounding)
+        elif op.kind in (ir.OpKind.MAX_POOL2D, ir.OpKind.AVG_POOL2D):
+            lo, hi = params.activation_range(op.activation, y_q.s, y_q.zp)
+            attrs = ir.PoolAttrs(filter=op.filter, stride=op.stride, padding=op.padding, act_min=lo, act_max=hi)
+            new = ir.Op(op.kind, op.name, [x.name], [op.name], attrs, op.source)
+        elif op.kind == ir.OpKind.ADD:
+            x2 = g.tensor(op.inputs[1])
+            attrs = params.add_attrs(x.quant.s, x.quant.zp, x2.quant.s, x2.quant.zp, y_q.s, y_q.zp, op.activation)
+            new = ir.Op(op.kind, op.name, [x.name, x2.name], [op.name], attrs, op.source)
+        elif op.kind == ir.OpKind.RESHAPE:
+            new = ir.Op(op.kind, op.name, [x.name], [op.name], ir.ReshapeAttrs(new_shape=op.shape), op.source)
+        elif op.kind == ir.OpKind.SOFTMAX:
+            new = ir.Op(op.kind, op.name, [x.name], [op.name], _softmax_attrs(op, x, rounding), op.source)
+        else:
+            raise McuqpError(f"cannot quantize {op.kind.value} {op.source}")
+        g.add_tensor(ir.Tensor(op.name, op.shape, ir.DType.INT8, y_q))
+        g.ops.append(new)
+    g.outputs.append(fg.output_name)
+    g.validate()
+    return g
+
+
+def quantize(
+    float_graph: FloatGraph,
+    calib_inputs: np.ndarray | None,
+    *,
+    method: Method = "minmax",
+    ranges_override: dict[str, tuple[float, float]] | None = None,
+    rounding: Rounding = "double",
+    percentile: float = 99.99,
+) -> ir.Graph:
+    """Calibrate on `calib_inputs` (float, torch layout (N, C, H, W) or (N, features)) and
+    quantize to int8.
+
+    `ranges_override` sets (min, max) of chosen values, keyed by value name: the torch.fx
+    node name of the last layer fused into the op producing it (for conv -> bn -> relu,
+    the relu's node, e.g. 'features_2'; the input placeholder's name, e.g. 'x', for the
+    input). `FloatGraph.value_names()` lists them. Ranges of pool, reshape and softmax
+    outputs are ignored (they share their input's or a fixed quantization). With a range
+    for every other value, `calib_inputs` may be None."""
+    overrides = {k: (float(v[0]), float(v[1])) for k, v in (ranges_override or {}).items()}
+    _check_ranges(float_graph, overrides)
+    if calib_inputs is None:
+        ranges: dict[str, Range] = {}
+        missing = [n for n in _needs_range(float_graph) if n not in overrides]
+        if missing:
+            raise McuqpError(f"no calibration data and no range for {', '.join(map(repr, missing))}")
+    else:
+        ranges = calibrate(float_graph, calib_inputs, method=method, percentile=percentile)
+    ranges.update(overrides)
+    return lower_to_int8(float_graph, ranges, rounding=rounding)
+
+
+def quantize_module(
+    module: nn.Module,
+    calib_inputs: np.ndarray,
+    *,
+    method: Method = "minmax",
+    ranges_override: dict[str, tuple[float, float]] | None = None,
+    rounding: Rounding = "double",
+    percentile: float = 99.99,
+) -> ir.Graph:
+    """`import_torch` then `quantize`, with the calibration data fixing the input shape."""
+    x = np.asarray(calib_inputs.detach().cpu() if isinstance(calib_inputs, torch.Tensor) else calib_inputs)
+    if x.ndim < 2 or len(x) == 0:
+        raise McuqpError(f"calibration data must be a non-empty batch (N, C, H, W) or (N, features), got {x.shape}")
+    fg = import_torch(module, torch.as_tensor(x[:1], dtype=torch.float32))
+    return quantize(fg, x, method=method, ranges_override=ranges_override, rounding=rounding, percentile=percentile)
+
+
+# ----------------------------------------------------------------------------- I/O
+
+
+def quantize_input(graph: ir.Graph, x_nchw: np.ndarray) -> np.ndarray:
+    """Float inputs in torch layout -> int8 in the graph's layout (batch-first), as
+    TFLite's QUANTIZE does: round(x / scale) half away from zero, + zero point, clamp."""
+    inp = graph.input
+    x = to_graph_layout(np.asarray(x_nchw, dtype=np.float32))
+    if tuple(x.shape[1:]) != tuple(inp.shape[1:]):
+        want = to_torch_layout(np.zeros((1, *inp.shape[1:]), np.int8)).shape[1:]
+        raise McuqpError(f"input has shape {tuple(np.shape(x_nchw))}; the model expects (N, {', '.join(map(str, want))})")
+    q = _round_half_away((x / inp.quant.scale[0]).astype(np.float32)) + inp.quant.zp
+    return np.clip(q, -128, 127).astype(np.int8)
+
+
+def dequantize_output(graph: ir.Graph, y: np.ndarray, *, torch_layout: bool = True) -> np.ndarray:
+    """int8 outputs (batch-first) -> float32, scale * (q - zero point); 4-D outputs are
+    returned NCHW unless `torch_layout` is False."""
+    out = graph.output
+    y = np.asarray(y)
+    f = (float(out.quant.scale[0]) * (y.astype(np.int64) - out.quant.zp)).astype(np.float32)
+    return to_torch_layout(f) if torch_layout else f
+
+
+__all__ = [
+    "activation_qparams",
+    "quantize_weights",
+    "quantize_bias",
+    "lower_to_int8",
+    "quantize",
+    "quantize_module",
+    "quantize_input",
+    "dequantize_output",
+]
