@@ -297,3 +297,28 @@ def test_constant_add_and_data_dependent_control_flow_are_rejected() -> None:
 def test_wrong_example_shape_is_a_user_error() -> None:
     with pytest.raises(McuqpError, match=r"does not run on an input of shape \(1, 3, 8, 8\)"):
         import_torch(DigitsCNN(), torch.rand(1, 3, 8, 8))
+
+
+class LeNet(nn.Module):
+    """The classic ordering: relu after pooling, view(-1, features), log-free head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 6, 5, padding=2)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.fc1 = nn.Linear(16 * 5 * 5, 32)
+        self.fc2 = nn.Linear(32, 10)
+
+    def forward(self, x):
+        x = F.relu(F.max_pool2d(self.conv1(x), 2))
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2, 2)
+        x = x.view(-1, 16 * 5 * 5)
+        x = F.dropout(F.relu(self.fc1(x)), training=self.training)
+        return self.fc2(x)
+
+
+def test_lenet_relu_after_pool_and_view() -> None:
+    fg = _compare(LeNet().eval(), torch.rand(2, 1, 28, 28))
+    pool = fg.ops[1]
+    assert pool.kind == OpKind.MAX_POOL2D and pool.activation == "relu"
+    assert [op.kind for op in fg.ops][-3:] == [OpKind.RESHAPE, OpKind.FULLY_CONNECTED, OpKind.FULLY_CONNECTED]

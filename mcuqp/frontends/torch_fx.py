@@ -122,7 +122,6 @@ def _owner(node: fx.Node) -> str:
 
 @dataclass
 class _Ctx:
-    gm: fx.GraphModule
     modules: dict[str, nn.Module]
     ops: list[FloatOp] = field(default_factory=list)
     by_name: dict[str, FloatOp] = field(default_factory=dict)
@@ -147,9 +146,6 @@ class _Ctx:
     def fail(self, node: fx.Node, why: str) -> UnsupportedModelError:
         kind = "layer" if node.op == "call_module" else "operation"
         return UnsupportedModelError(f"unsupported {kind} {self.describe(node)}: {why}")
-
-    def source(self, node: fx.Node) -> str:
-        return self.describe(node)
 
     def value(self, node: fx.Node, arg: object) -> str:
         if not isinstance(arg, fx.Node) or arg.name not in self.alias:
@@ -312,7 +308,7 @@ def _conv(ctx: _Ctx, node: fx.Node, m: nn.Conv2d) -> None:
         stride=(sh, sw),
         padding=pad,
         dilation=(dh, dw),
-        source=ctx.source(node),
+        source=ctx.describe(node),
         fused=[node.name],
     )
     if m.groups == 1:
@@ -346,7 +342,7 @@ def _linear(ctx: _Ctx, node: fx.Node, m: nn.Linear) -> None:
             out_shape,
             weight=wt,
             bias=bias,
-            source=ctx.source(node),
+            source=ctx.describe(node),
             fused=[node.name],
         ),
         out_shape,
@@ -422,7 +418,7 @@ def _pool(ctx: _Ctx, node: fx.Node, kind: OpKind, k: tuple[int, int], s: tuple[i
         stride=s,
         padding=pad,
         filter=k,
-        source=ctx.source(node),
+        source=ctx.describe(node),
         fused=[node.name],
     )
     return ctx.add(op, out_shape)
@@ -483,7 +479,7 @@ def _flatten_to(ctx: _Ctx, node: fx.Node, x: str) -> None:
         return
     feats = int(np.prod(in_shape[1:]))
     ctx.add(
-        FloatOp(OpKind.RESHAPE, node.name, [x], (1, feats), source=ctx.source(node), fused=[node.name]),
+        FloatOp(OpKind.RESHAPE, node.name, [x], (1, feats), source=ctx.describe(node), fused=[node.name]),
         (1, feats),
     )
     if len(in_shape) == 4:
@@ -515,7 +511,7 @@ def _mean(ctx: _Ctx, node: fx.Node, b: dict[str, object]) -> None:
         return
     pool = _adaptive_avg(ctx, node, 1, name=f"{node.name}.pool")
     c = in_shape[1]
-    ctx.add(FloatOp(OpKind.RESHAPE, node.name, [pool.name], (1, c), source=ctx.source(node), fused=[node.name]), (1, c))
+    ctx.add(FloatOp(OpKind.RESHAPE, node.name, [pool.name], (1, c), source=ctx.describe(node), fused=[node.name]), (1, c))
 
 
 def _add(ctx: _Ctx, node: fx.Node, b: dict[str, object]) -> None:
@@ -528,7 +524,7 @@ def _add(ctx: _Ctx, node: fx.Node, b: dict[str, object]) -> None:
     if ctx.torch_shape[xa] != ctx.torch_shape[xc]:
         raise ctx.fail(node, f"add with broadcasting {ctx.torch_shape[xa]} + {ctx.torch_shape[xc]} is not supported")
     shape = ctx.torch_shape[xa]
-    ctx.add(FloatOp(OpKind.ADD, node.name, [xa, xc], _nhwc(shape), source=ctx.source(node), fused=[node.name]), shape)
+    ctx.add(FloatOp(OpKind.ADD, node.name, [xa, xc], _nhwc(shape), source=ctx.describe(node), fused=[node.name]), shape)
 
 
 def _softmax(ctx: _Ctx, node: fx.Node, dim: object) -> None:
@@ -536,7 +532,7 @@ def _softmax(ctx: _Ctx, node: fx.Node, dim: object) -> None:
     shape = ctx.torch_shape[x]
     if len(shape) != 2 or dim not in (1, -1):
         raise ctx.fail(node, "softmax is supported only over dim 1 of an (N, classes) tensor")
-    ctx.add(FloatOp(OpKind.SOFTMAX, node.name, [x], shape, source=ctx.source(node), fused=[node.name]), shape)
+    ctx.add(FloatOp(OpKind.SOFTMAX, node.name, [x], shape, source=ctx.describe(node), fused=[node.name]), shape)
 
 
 # ----------------------------------------------------------------------------- dispatch
@@ -709,7 +705,7 @@ def import_torch(module: nn.Module, example_input: torch.Tensor | np.ndarray) ->
 
 
 def _lower(gm: fx.GraphModule, name: str, root_type: str) -> FloatGraph:
-    ctx = _Ctx(gm, dict(gm.named_modules()), root_type=root_type)
+    ctx = _Ctx(dict(gm.named_modules()), root_type=root_type)
     output: str | None = None
     for node in gm.graph.nodes:
         if node.op == "placeholder":
