@@ -101,6 +101,13 @@ class OpKind(str, Enum):
     ADD = "add"
     SOFTMAX = "softmax"
     RESHAPE = "reshape"
+    # Imported from TFLite (attrs at the end of this file).
+    MUL = "mul"
+    MEAN = "mean"
+    PAD = "pad"
+    CONCATENATION = "concatenation"
+    LOGISTIC = "logistic"
+    QUANTIZE = "quantize"
 
 
 @dataclass(frozen=True)
@@ -272,3 +279,74 @@ class Graph:
         for name in self.outputs:
             if name not in defined:
                 raise ValueError(f"graph output {name!r} is never produced")
+
+
+# ---- attrs of the ops added for TFLite import (MUL, MEAN, PAD, CONCATENATION, LOGISTIC,
+# QUANTIZE). Integer parameters follow TFLite Micro's Prepare for each op.
+
+
+@dataclass
+class MulAttrs:
+    """TFLite int8 MUL. inputs: [x1, x2] (either may be a constant); outputs: [y].
+    y = clamp(MBQM((x1 + input1_offset) * (x2 + input2_offset)) + output_offset), with
+    TFLite's broadcasting (shapes right-aligned, a dimension of 1 repeats; rank <= 4)."""
+
+    input1_offset: int = 0
+    input2_offset: int = 0
+    output_offset: int = 0
+    output_multiplier: int = 0
+    output_shift: int = 0
+    act_min: int = -128
+    act_max: int = 127
+
+
+@dataclass
+class MeanAttrs:
+    """TFLite Micro int8 MEAN over H and W of an NHWC input; outputs (1, 1, 1, C) or (1, C).
+    y = clamp(MBQM(sum + count * input_offset, multiplier, shift) + output_offset), where
+    (multiplier, shift) already includes TFLM's 1/count adjustment of in_scale/out_scale."""
+
+    count: int = 1  # H * W of the input
+    input_offset: int = 0
+    output_offset: int = 0
+    multiplier: int = 0
+    shift: int = 0
+
+
+@dataclass
+class PadAttrs:
+    """Constant padding; paddings[i] = (before, after) for input dimension i (batch: (0, 0)).
+    The border holds pad_value (the output zero point for PAD, the constant for PADV2)."""
+
+    paddings: tuple[tuple[int, int], ...] = ()
+    pad_value: int = 0
+
+
+@dataclass
+class ConcatAttrs:
+    """Concatenation along `axis` (>= 1) of inputs sharing the output's scale and zero
+    point (TFLite Micro refuses int8 inputs whose quantization differs): a plain copy."""
+
+    axis: int = -1
+
+
+@dataclass
+class LogisticAttrs:
+    """TFLite Micro int8 LOGISTIC; output scale 1/256, zero point -128. The input minus its
+    zero point is scaled to gemmlowp FixedPoint<int32, 4> by (input_multiplier,
+    input_left_shift); |x - zp| >= input_range_radius saturates."""
+
+    input_zero_point: int = 0
+    input_multiplier: int = 0
+    input_left_shift: int = 0
+    input_range_radius: int = 0
+
+
+@dataclass
+class QuantizeAttrs:
+    """int8 -> int8 QUANTIZE (TFLite Requantize): y = clamp(MBQM(x + input_offset) + output_offset)."""
+
+    input_offset: int = 0
+    output_offset: int = 0
+    multiplier: int = 0
+    shift: int = 0

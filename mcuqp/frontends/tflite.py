@@ -14,6 +14,7 @@ IR can be compared with TFLite Micro tensor by tensor (`TfliteImport.tensor_inde
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from tflite.utils import BUILTIN_OPCODE2NAME
 from mcuqp import ir
 from mcuqp.errors import McuqpError, UnsupportedModelError
 from mcuqp.quant import params as qp
+from mcuqp.quant.fixedpoint import _round_half_away, quantize_multiplier, wrap_int32
 
 # tflite.TensorType values we read.
 _FLOAT32, _FLOAT16, _INT32, _UINT8, _INT64, _INT16, _INT8, _FLOAT64, _INT4 = 0, 1, 2, 3, 4, 7, 9, 10, 17
@@ -591,6 +593,156 @@ def _lower_reshape(ctx: _Ctx, op: TfOp) -> list[_IrOp]:
     return [_IrOp(ir.OpKind.RESHAPE, [ctx.ir_act(op.inputs[0])], ctx.ir_act(op.outputs[0]), attrs)]
 
 
+# ---- TFLite Micro Prepare for the ops quant/params.py does not cover (float32 scales
+# widened to double, as TFLM does).
+
+
+def _double(x: float) -> float:
+    """A float32 scale widened to double, as TFLite Micro reads it."""
+    return float(np.float32(x))
+
+
+def mul_attrs(s1: float, zp1: int, s2: float, zp2: int, so: float, zpo: int, activation: str | None) -> ir.MulAttrs:
+    """TFLM CalculateOpDataMul: one multiplier for in1_scale * in2_scale / out_scale."""
+    m, sh = quantize_multiplier(_double(s1) * _double(s2) / _double(so))
+    lo, hi = qp.activation_range(activation, so, zpo)
+    return ir.MulAttrs(input1_offset=-zp1, input2_offset=-zp2, output_offset=zpo, output_multiplier=m,
+                       output_shift=sh, act_min=lo, act_max=hi)
+
+
+def mean_attrs(in_scale: float, in_zp: int, out_scale: float, out_zp: int, count: int) -> ir.MeanAttrs:
+    """TFLM int8 MEAN: QuantizeMultiplier(in/out), then QuantizedMeanOrSum folds 1/count into
+    it: shift by floor(log2(count)) (at most 32, and keeping shift >= -31) and divide."""
+    m, sh = quantize_multiplier(_double(in_scale) / _double(out_scale))
+    k = min(count.bit_length() - 1, 32, 31 + sh)
+    return ir.MeanAttrs(count=count, input_offset=-in_zp, output_offset=out_zp,
+                        multiplier=int((m << k) // count), shift=sh - k)
+
+
+def logistic_attrs(in_scale: float, in_zp: int) -> ir.LogisticAttrs:
+    """TFLM int8 LOGISTIC Prepare: in_scale * 2^27 split by frexp into a Q31 multiplier and a
+    left shift (no QuantizeMultiplier normalisation), radius = CalculateInputRadius(4, shift)."""
+    q, left_shift = math.frexp(_double(in_scale) * float(1 << 27))
+    if not 0 <= left_shift <= 62:
+        raise _Reject(f"input scale {in_scale} is out of range for int8 logistic")
+    radius = math.floor(15.0 * float(1 << 27) / float(1 << left_shift))
+    return ir.LogisticAttrs(input_zero_point=in_zp, input_multiplier=int(wrap_int32(_round_half_away(q * (1 << 31)))),
+                            input_left_shift=left_shift, input_range_radius=radius)
+
+
+def quantize_attrs(in_scale: float, in_zp: int, out_scale: float, out_zp: int) -> ir.QuantizeAttrs:
+    m, sh = quantize_multiplier(_double(in_scale) / _double(out_scale))
+    return ir.QuantizeAttrs(input_offset=-in_zp, output_offset=out_zp, multiplier=m, shift=sh)
+
+
+def _operand(ctx: _Ctx, index: int, role: str) -> tuple[TfTensor, str]:
+    """An int8 activation or an int8 per-tensor-quantized constant, with its IR name."""
+    t = ctx.t(index) if index >= 0 else None
+    if t is not None and index in ctx.known:
+        if t.type != _INT8 or not t.quantized or t.scale.size != 1:
+            raise _Reject(f"{role} '{t.name}' must be an int8 constant with per-tensor quantization")
+        return t, ctx.ir_const(index)
+    t = ctx.act(index, role)
+    return t, ctx.ir_act(index)
+
+
+def _lower_mul(ctx: _Ctx, op: TfOp) -> list[_IrOp]:
+    if all(i in ctx.known for i in op.inputs[:2]):
+        raise _Reject("both inputs are constants")
+    (a, a_name), (b, b_name) = _operand(ctx, op.inputs[0], "input 1"), _operand(ctx, op.inputs[1], "input 2")
+    y = ctx.act(op.outputs[0], "output")
+    if max(len(a.shape), len(b.shape), len(y.shape)) > 4:
+        raise _Reject("more than 4 dimensions")
+    try:
+        shape = np.broadcast_shapes(a.shape, b.shape)
+    except ValueError:
+        raise _Reject(f"shapes {list(a.shape)} and {list(b.shape)} do not broadcast") from None
+    if tuple(shape) != y.shape:
+        raise _Reject(f"output shape {list(y.shape)}, expected {list(shape)}")
+    attrs = mul_attrs(a.scale[0], int(a.zero_point[0]), b.scale[0], int(b.zero_point[0]), y.scale[0],
+                      int(y.zero_point[0]), _activation(op))
+    return [_IrOp(ir.OpKind.MUL, [a_name, b_name], ctx.ir_act(op.outputs[0]), attrs)]
+
+
+def _lower_mean(ctx: _Ctx, op: TfOp) -> list[_IrOp]:
+    x, y = ctx.act(op.inputs[0], "input"), ctx.act(op.outputs[0], "output")
+    _rank4(x, "input")
+    axes = ctx.const(op.inputs[1], "axis", _INT32)
+    resolved = {int(a) % 4 for a in ctx.known[axes.index].reshape(-1)}
+    if resolved != {1, 2}:
+        raise _Reject(f"mean over axes {sorted(resolved)}; mcuqp supports the mean over H and W (axes 1, 2)")
+    c = x.shape[3]
+    expected = (1, 1, 1, c) if op.options["KeepDims"] else (1, c)
+    if y.shape != expected:
+        raise _Reject(f"output shape {list(y.shape)}, expected {list(expected)}")
+    attrs = mean_attrs(x.scale[0], int(x.zero_point[0]), y.scale[0], int(y.zero_point[0]), x.shape[1] * x.shape[2])
+    return [_IrOp(ir.OpKind.MEAN, [ctx.ir_act(op.inputs[0])], ctx.ir_act(op.outputs[0]), attrs)]
+
+
+def _lower_pad(ctx: _Ctx, op: TfOp) -> list[_IrOp]:
+    x, y = ctx.act(op.inputs[0], "input"), ctx.act(op.outputs[0], "output")
+    if len(x.shape) > 4:
+        raise _Reject("more than 4 dimensions")
+    if not _same_qparams(x, y):
+        raise _Reject("input and output quantization differ")
+    p = ctx.const(op.inputs[1], "paddings", _INT32)
+    pads = ctx.known[p.index].astype(np.int64)
+    if pads.shape != (len(x.shape), 2) or np.any(pads < 0):
+        raise _Reject(f"paddings {pads.tolist()} do not fit a {len(x.shape)}-D input")
+    paddings = tuple((int(b), int(a)) for b, a in pads)
+    if y.shape != tuple(d + b + a for d, (b, a) in zip(x.shape, paddings)):
+        raise _Reject(f"output shape {list(y.shape)} does not match the paddings")
+    value = int(y.zero_point[0])
+    if op.opcode == "PADV2" and len(op.inputs) > 2 and op.inputs[2] >= 0:
+        v = ctx.const(op.inputs[2], "constant value", _INT8)
+        if ctx.known[v.index].size != 1 or not v.quantized or not _same_qparams(v, y):
+            raise _Reject("the constant value must be one int8 with the output's quantization")
+        value = int(ctx.known[v.index].reshape(-1)[0])
+    attrs = ir.PadAttrs(paddings=paddings, pad_value=value)
+    return [_IrOp(ir.OpKind.PAD, [ctx.ir_act(op.inputs[0])], ctx.ir_act(op.outputs[0]), attrs)]
+
+
+def _lower_concat(ctx: _Ctx, op: TfOp) -> list[_IrOp]:
+    y = ctx.act(op.outputs[0], "output")
+    if _activation(op) is not None:
+        raise _Reject("a fused activation is not supported (TFLite Micro refuses it too)")
+    if all(i in ctx.known for i in op.inputs):
+        raise _Reject("all inputs are constants")
+    operands = [_operand(ctx, i, f"input {k + 1}") for k, i in enumerate(op.inputs)]
+    rank = len(y.shape)
+    axis = op.options["Axis"] + rank if op.options["Axis"] < 0 else op.options["Axis"]
+    if not 1 <= axis < rank or rank > 4:
+        raise _Reject(f"axis {op.options['Axis']} of a {rank}-D output")
+    for t, _ in operands:
+        if len(t.shape) != rank or any(t.shape[d] != y.shape[d] for d in range(rank) if d != axis):
+            raise _Reject(f"input {list(t.shape)} does not concatenate into {list(y.shape)}")
+        if not _same_qparams(t, y):
+            raise _Reject(f"input '{t.name}' has a different scale or zero point than the output "
+                          "(TFLite Micro refuses int8 concatenation with requantization)")
+    if sum(t.shape[axis] for t, _ in operands) != y.shape[axis]:
+        raise _Reject(f"inputs do not add up to the output's {y.shape[axis]} along axis {axis}")
+    return [_IrOp(ir.OpKind.CONCATENATION, [n for _, n in operands], ctx.ir_act(op.outputs[0]),
+                  ir.ConcatAttrs(axis=axis))]
+
+
+def _lower_logistic(ctx: _Ctx, op: TfOp) -> list[_IrOp]:
+    x, y = ctx.act(op.inputs[0], "input"), ctx.act(op.outputs[0], "output")
+    if x.shape != y.shape:
+        raise _Reject("logistic changes the shape")
+    if int(y.zero_point[0]) != -128 or np.float32(y.scale[0]) != np.float32(1.0 / 256):
+        raise _Reject(f"output quantization ({y.scale[0]}, {y.zero_point[0]}) must be (1/256, -128)")
+    attrs = logistic_attrs(x.scale[0], int(x.zero_point[0]))
+    return [_IrOp(ir.OpKind.LOGISTIC, [ctx.ir_act(op.inputs[0])], ctx.ir_act(op.outputs[0]), attrs)]
+
+
+def _lower_quantize(ctx: _Ctx, op: TfOp) -> list[_IrOp]:
+    x, y = ctx.act(op.inputs[0], "input"), ctx.act(op.outputs[0], "output")
+    if x.shape != y.shape:
+        raise _Reject("quantize changes the shape")
+    attrs = quantize_attrs(x.scale[0], int(x.zero_point[0]), y.scale[0], int(y.zero_point[0]))
+    return [_IrOp(ir.OpKind.QUANTIZE, [ctx.ir_act(op.inputs[0])], ctx.ir_act(op.outputs[0]), attrs)]
+
+
 Lowerer = Callable[[_Ctx, TfOp], list[_IrOp]]
 LOWERERS: dict[str, Lowerer] = {
     "CONV_2D": _lower_conv,
@@ -602,6 +754,13 @@ LOWERERS: dict[str, Lowerer] = {
     "SOFTMAX": _lower_softmax,
     "RESHAPE": _lower_reshape,
     "SQUEEZE": _lower_reshape,
+    "MUL": _lower_mul,
+    "MEAN": _lower_mean,
+    "PAD": _lower_pad,
+    "PADV2": _lower_pad,
+    "CONCATENATION": _lower_concat,
+    "LOGISTIC": _lower_logistic,
+    "QUANTIZE": _lower_quantize,
 }
 
 

@@ -114,3 +114,74 @@ def run_all(graph: Graph, x: np.ndarray, *, rounding: Rounding = "double") -> En
 def run(graph: Graph, x: np.ndarray, *, rounding: Rounding = "double") -> np.ndarray:
     """The graph output (int8, batch-first) for input `x`."""
     return run_all(graph, x, rounding=rounding)[graph.outputs[0]]
+
+
+# ---- ops added for TFLite import: MUL, MEAN, PAD, CONCATENATION, LOGISTIC, QUANTIZE.
+# Their inputs may be constants (MUL, CONCATENATION), which are broadcast over the batch.
+
+
+def _batch_size(op: Op, env: Env) -> int:
+    return next(env[name].shape[0] for name in op.inputs if name in env)
+
+
+def _operand(graph: Graph, env: Env, name: str, rank: int) -> np.ndarray:
+    """Input `name`, batch first, with `rank` dimensions: missing leading dimensions of an
+    activation go after its batch axis (TFLite extends shapes on the left); a constant's
+    leading 1 broadcasts over the batch."""
+    if name in env:
+        x = env[name]
+        return x.reshape((x.shape[0],) + (1,) * (rank - x.ndim) + x.shape[1:])
+    data = graph.tensors[name].data
+    return data.reshape((1,) * (rank - data.ndim) + data.shape)
+
+
+def _mul(graph: Graph, op: Op, env: Env, rounding: Rounding) -> np.ndarray:
+    from mcuqp.reference.mul import mul_s8
+
+    rank = len(graph.tensors[op.outputs[0]].shape)
+    return mul_s8(_operand(graph, env, op.inputs[0], rank), _operand(graph, env, op.inputs[1], rank), op.attrs,
+                  rounding)
+
+
+def _mean(graph: Graph, op: Op, env: Env, rounding: Rounding) -> np.ndarray:
+    from mcuqp.reference.mean import mean_s8
+
+    y = mean_s8(env[op.inputs[0]], op.attrs, rounding)
+    return y.reshape((y.shape[0], *graph.tensors[op.outputs[0]].shape[1:]))
+
+
+def _pad(graph: Graph, op: Op, env: Env, rounding: Rounding) -> np.ndarray:
+    from mcuqp.reference.pad import pad_s8
+
+    return pad_s8(env[op.inputs[0]], op.attrs)
+
+
+def _concatenation(graph: Graph, op: Op, env: Env, rounding: Rounding) -> np.ndarray:
+    from mcuqp.reference.concatenation import concatenation_s8
+
+    n = _batch_size(op, env)
+    xs = [env[name] if name in env else np.broadcast_to(graph.tensors[name].data, (n, *graph.tensors[name].shape[1:]))
+          for name in op.inputs]
+    return concatenation_s8(xs, op.attrs)
+
+
+def _logistic(graph: Graph, op: Op, env: Env, rounding: Rounding) -> np.ndarray:
+    from mcuqp.reference.logistic import logistic_s8
+
+    return logistic_s8(env[op.inputs[0]], op.attrs, rounding)
+
+
+def _quantize(graph: Graph, op: Op, env: Env, rounding: Rounding) -> np.ndarray:
+    from mcuqp.reference.quantize import quantize_s8
+
+    return quantize_s8(env[op.inputs[0]], op.attrs, rounding)
+
+
+KERNELS.update({
+    OpKind.MUL: _mul,
+    OpKind.MEAN: _mean,
+    OpKind.PAD: _pad,
+    OpKind.CONCATENATION: _concatenation,
+    OpKind.LOGISTIC: _logistic,
+    OpKind.QUANTIZE: _quantize,
+})

@@ -136,6 +136,74 @@ mcuqp_status mcuqp_softmax_s8(const mcuqp_softmax_params *params, int32_t rows, 
 /* Copy for reshapes that cannot alias (memmove semantics: overlap allowed). */
 mcuqp_status mcuqp_reshape_s8(int32_t size, const int8_t *input, int8_t *output);
 
+/* ---- ops added for TFLite import (MUL, MEAN, PAD, CONCATENATION, LOGISTIC, QUANTIZE) ---- */
+
+typedef struct {
+    int32_t input1_offset;
+    int32_t input2_offset;
+    int32_t output_offset;
+    int32_t output_multiplier;
+    int32_t output_shift;
+    int32_t act_min;
+    int32_t act_max;
+} mcuqp_mul_params;
+
+typedef struct {
+    int32_t count; /* input h * w */
+    int32_t input_offset;
+    int32_t output_offset;
+    int32_t multiplier; /* includes the 1/count of TFLite Micro's MEAN */
+    int32_t shift;
+} mcuqp_mean_params;
+
+typedef struct {
+    int32_t before[4]; /* n, h, w, c */
+    int32_t after[4];
+    int32_t pad_value;
+} mcuqp_pad_params;
+
+typedef struct {
+    int32_t input_zero_point;
+    int32_t input_multiplier;
+    int32_t input_left_shift;
+    int32_t input_range_radius;
+} mcuqp_logistic_params;
+
+typedef struct {
+    int32_t input_offset;
+    int32_t output_offset;
+    int32_t multiplier;
+    int32_t shift;
+} mcuqp_quantize_params;
+
+/* y = requant((x1 + input1_offset) * (x2 + input2_offset)) + output_offset, clamped. Each
+ * dimension of an input equals the output's or is 1 (broadcast). */
+mcuqp_status mcuqp_mul_s8(const mcuqp_mul_params *params, const mcuqp_dims *input1_dims,
+                          const int8_t *input1, const mcuqp_dims *input2_dims, const int8_t *input2,
+                          const mcuqp_dims *output_dims, int8_t *output);
+
+/* Mean over h and w: input (n, h, w, c) -> n * c outputs. */
+mcuqp_status mcuqp_mean_s8(const mcuqp_mean_params *params, const mcuqp_dims *input_dims,
+                           const int8_t *input, int8_t *output);
+
+/* Constant padding; output dims = input dims + before + after. */
+mcuqp_status mcuqp_pad_s8(const mcuqp_pad_params *params, const mcuqp_dims *input_dims,
+                          const int8_t *input, const mcuqp_dims *output_dims, int8_t *output);
+
+/* Concatenation of num_inputs tensors seen as (outer_size, axis_sizes[i], inner_size); the
+ * inputs share the output's quantization, so this is a copy. */
+mcuqp_status mcuqp_concatenation_s8(int32_t num_inputs, const int8_t *const *inputs,
+                                    const int32_t *axis_sizes, int32_t outer_size,
+                                    int32_t inner_size, int8_t *output);
+
+/* TFLite Micro int8 logistic; output scale 1/256, zero point -128. */
+mcuqp_status mcuqp_logistic_s8(const mcuqp_logistic_params *params, int32_t size,
+                               const int8_t *input, int8_t *output);
+
+/* int8 -> int8 requantization (QUANTIZE between two int8 quantizations). */
+mcuqp_status mcuqp_quantize_s8(const mcuqp_quantize_params *params, int32_t size,
+                               const int8_t *input, int8_t *output);
+
 #ifdef __cplusplus
 }
 #endif
