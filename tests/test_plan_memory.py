@@ -1,0 +1,471 @@
+"""Static memory planner: placement correctness on random DAGs (checked by an
+independent overlap check and by simulating execution on a byte arena), optimality
+on chains, order search, aliasing, scratch, reports."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mcuqp.errors import McuqpError
+from mcuqp.ir import (
+    AddAttrs, ConvAttrs, DType, FullyConnectedAttrs, Graph, Op, OpKind, Padding, ReshapeAttrs, Tensor,
+)
+from mcuqp.plan.memory import plan_memory, validate_plan
+from mcuqp.plan.report import plan_json, plan_table, plot_plan
+
+SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "models" / "mlperf_tiny"
+
+
+# --- graph building -----------------------------------------------------------------------
+
+
+class Builder:
+    def __init__(self, name: str = "g"):
+        self.g = Graph(name=name)
+
+    def act(self, name: str, shape: tuple[int, ...]) -> str:
+        self.g.add_tensor(Tensor(name, shape, DType.INT8))
+        return name
+
+    def input(self, name: str, shape: tuple[int, ...]) -> str:
+        self.g.inputs.append(self.act(name, shape))
+        return name
+
+    def fc(self, name: str, x: str, n_out: int) -> str:
+        n_in = self.g.tensors[x].size
+        w = self.g.add_tensor(Tensor(f"{name}.w", (n_out, n_in), DType.INT8, data=np.zeros((n_out, n_in), np.int8)))
+        y = self.act(name, (1, n_out))
+        self.g.ops.append(Op(OpKind.FULLY_CONNECTED, name, [x, w.name], [y], FullyConnectedAttrs()))
+        return y
+
+    def conv(self, name: str, x: str, cout: int) -> str:
+        _, h, w_, cin = self.g.tensors[x].shape
+        w = self.g.add_tensor(Tensor(f"{name}.w", (cout, 1, 1, cin), DType.INT8, data=np.zeros((cout, 1, 1, cin), np.int8)))
+        b = self.g.add_tensor(Tensor(f"{name}.b", (cout,), DType.INT32, data=np.zeros(cout, np.int32)))
+        y = self.act(name, (1, h, w_, cout))
+        self.g.ops.append(Op(OpKind.CONV2D, name, [x, w.name, b.name], [y], ConvAttrs((1, 1), Padding())))
+        return y
+
+    def add(self, name: str, a: str, b: str) -> str:
+        y = self.act(name, self.g.tensors[a].shape)
+        self.g.ops.append(Op(OpKind.ADD, name, [a, b], [y], AddAttrs()))
+        return y
+
+    def reshape(self, name: str, x: str, shape: tuple[int, ...]) -> str:
+        y = self.act(name, shape)
+        self.g.ops.append(Op(OpKind.RESHAPE, name, [x], [y], ReshapeAttrs(shape)))
+        return y
+
+    def done(self, *outputs: str) -> Graph:
+        self.g.outputs = list(outputs)
+        self.g.validate()
+        return self.g
+
+
+def random_dag(rng: np.random.Generator, n_ops: int) -> Graph:
+    """Random chains with branches, adds, reshapes and dead ends; sizes from a small set
+    (so adds find partners) including sizes that are not multiples of 4."""
+    sizes = [3, 8, 12, 16, 16, 24, 32, 37, 64, 100]
+    b = Builder(f"dag{n_ops}")
+    avail = [b.input("in", (1, int(rng.choice(sizes))))]
+    for k in range(n_ops):
+        recent = lambda: avail[-1 - min(int(rng.exponential(1.5)), len(avail) - 1)]  # noqa: E731
+        r = rng.random()
+        x = recent()
+        size = b.g.tensors[x].size
+        partners = [t for t in avail if t != x and b.g.tensors[t].size == size]
+        if r < 0.25 and partners:
+            avail.append(b.add(f"add{k}", x, partners[int(rng.integers(len(partners)))]))
+        elif r < 0.3:
+            avail.append(b.add(f"add{k}", x, x))
+        elif r < 0.45:
+            shape = (1, size) if b.g.tensors[x].shape != (1, size) else (1, 1, size)
+            avail.append(b.reshape(f"reshape{k}", x, shape))
+        else:
+            avail.append(b.fc(f"fc{k}", x, int(rng.choice(sizes))))
+    outs = [avail[-1]]
+    if rng.random() < 0.3 and len(avail) > 2:
+        extra = avail[int(rng.integers(1, len(avail) - 1))]
+        if extra != outs[0]:
+            outs.append(extra)
+    return b.done(*outs)
+
+
+# --- independent checks -------------------------------------------------------------------
+
+
+def lifetimes(g: Graph, order: list[int]) -> dict[str, tuple[int, int]]:
+    """Recomputed here, independently of the planner."""
+    pos = {oi: s for s, oi in enumerate(order)}
+    last = max(len(order) - 1, 0)
+    life: dict[str, list[int]] = {t: [0, 0] for t in g.inputs}
+    for oi in order:
+        for y in g.ops[oi].outputs:
+            life[y] = [pos[oi], pos[oi]]
+    for oi in order:
+        for x in g.ops[oi].inputs:
+            if x in life:
+                life[x][1] = max(life[x][1], pos[oi])
+    for t in g.outputs:
+        life[t][1] = last
+    return {t: (a, b) for t, (a, b) in life.items()}
+
+
+def root_of(plan, t: str) -> str:
+    while t in plan.aliases:
+        t = plan.aliases[t]
+    return t
+
+
+def check_no_overlap(g: Graph, plan) -> None:
+    life = lifetimes(g, plan.order)
+    names = list(life)
+    for i, a in enumerate(names):
+        assert plan.offsets[a] % plan.alignment == 0
+        assert plan.offsets[a] + g.tensors[a].nbytes <= plan.arena_bytes
+        for b in names[i + 1:]:
+            (s1, e1), (s2, e2) = life[a], life[b]
+            oa, ob = plan.offsets[a], plan.offsets[b]
+            bytes_meet = oa < ob + g.tensors[b].nbytes and ob < oa + g.tensors[a].nbytes
+            if s1 <= e2 and s2 <= e1 and bytes_meet:
+                assert root_of(plan, a) == root_of(plan, b), f"{a} and {b} overlap"
+                assert oa == ob
+
+
+def simulate(g: Graph, plan, rng: np.random.Generator) -> None:
+    """Run the graph on a byte arena at the planned offsets with stand-in kernels that
+    read every input element; any clobbered input shows up as a wrong value. Non-in-place
+    kernels must not write over their inputs; aliased reshapes copy nothing; scratch is
+    filled with garbage while the op runs."""
+    arena = np.zeros(plan.arena_bytes, np.uint8)
+    ref: dict[str, np.ndarray] = {}
+
+    def view(t: str) -> np.ndarray:
+        return arena[plan.offsets[t]:plan.offsets[t] + g.tensors[t].nbytes]
+
+    for t in g.inputs:
+        ref[t] = rng.integers(0, 256, g.tensors[t].nbytes, dtype=np.uint8)
+        view(t)[:] = ref[t]
+    for step, oi in enumerate(plan.order):
+        op = g.ops[oi]
+        ins = [x for x in op.inputs if x in ref]
+        for x in ins:
+            assert np.array_equal(view(x), ref[x]), f"step {step} ({op.name}): input {x} was clobbered"
+        if oi in plan.scratch_offsets:
+            off = plan.scratch_offsets[oi]
+            arena[off:off + plan.scratch[oi]] = rng.integers(0, 256, plan.scratch[oi], dtype=np.uint8)
+            for x in ins:
+                assert np.array_equal(view(x), ref[x]), f"{op.name}: scratch overlaps input {x}"
+        y = op.outputs[0]
+        n = g.tensors[y].nbytes
+        if op.kind == OpKind.RESHAPE:
+            out = ref[ins[0]].copy()
+        elif op.kind == OpKind.ADD:
+            out = (ref[op.inputs[0]].astype(np.int64) * 3 + ref[op.inputs[1]]).astype(np.uint8)
+        else:
+            out = ((int(ref[ins[0]].astype(np.int64).sum()) + np.arange(n) * 7 + oi * 13) % 256).astype(np.uint8)
+        ref[y] = out
+        oy = plan.offsets[y]
+        for x in ins:  # only elementwise add may write over an input, and only exactly
+            ox = plan.offsets[x]
+            if oy < ox + g.tensors[x].nbytes and ox < oy + n:
+                assert op.kind in (OpKind.ADD, OpKind.RESHAPE) and ox == oy, f"{op.name} writes over input {x}"
+        if not (op.kind == OpKind.RESHAPE and oy == plan.offsets[ins[0]]):
+            view(y)[:] = out
+    for t in g.outputs:
+        assert np.array_equal(view(t), ref[t]), f"graph output {t} was clobbered"
+
+
+def aliased_peak(g: Graph, plan) -> int:
+    """Largest sum of distinct live storage (aliases counted once) at one step."""
+    life = lifetimes(g, plan.order)
+    best = 0
+    for s in range(max(len(plan.order), 1)):
+        roots = {root_of(plan, t): g.tensors[t].nbytes for t, (a, b) in life.items() if a <= s <= b}
+        best = max(best, sum(roots.values()))
+    return best
+
+
+def plain_peak(g: Graph, order: list[int]) -> int:
+    life = lifetimes(g, order)
+    return max(sum(g.tensors[t].nbytes for t, (a, b) in life.items() if a <= s <= b) for s in range(len(order)))
+
+
+# --- tests --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_dags_place_without_overlap(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    for _ in range(25):
+        g = random_dag(rng, int(rng.integers(1, 14)))
+        alignment = int(rng.choice([1, 4, 8]))
+        scratch = {int(i): int(rng.integers(1, 50)) for i in rng.choice(len(g.ops), size=min(2, len(g.ops)), replace=False)}
+        for sc in ({}, scratch):
+            plan = plan_memory(g, alignment=alignment, scratch=sc)
+            validate_plan(g, plan)
+            check_no_overlap(g, plan)
+            simulate(g, plan, rng)
+            assert plan.arena_bytes >= aliased_peak(g, plan)
+            assert plan.arena_bytes >= max([0, *sc.values()])
+            assert plan.arena_bytes % alignment == 0
+            assert plan.lower_bound_bytes == plain_peak(g, plan.order)
+            assert set(plan.offsets) == {t.name for t in g.activations()}
+            assert sorted(plan.order) == list(range(len(g.ops)))
+            listed = plan_memory(g, order=list(range(len(g.ops))), alignment=alignment, scratch=sc)
+            assert plan.arena_bytes <= listed.arena_bytes  # the order search never loses
+            boundary = set(g.inputs) | set(g.outputs)
+            producers = g.producers()
+            for t, r in plan.aliases.items():
+                assert producers[t].kind in (OpKind.ADD, OpKind.RESHAPE)
+                assert not (t in boundary and r in boundary)
+
+
+@pytest.mark.parametrize("alignment", [1, 4])
+def test_chain_arena_equals_lower_bound(alignment: int) -> None:
+    rng = np.random.default_rng(7)
+    for _ in range(60):
+        b = Builder("chain")
+        x = b.input("in", (1, int(rng.integers(1, 200)) * alignment))
+        for k in range(int(rng.integers(1, 12))):
+            x = b.fc(f"fc{k}", x, int(rng.integers(1, 200)) * alignment)
+        g = b.done(x)
+        plan = plan_memory(g, alignment=alignment)
+        validate_plan(g, plan)
+        assert plan.arena_bytes == plan.lower_bound_bytes == plain_peak(g, plan.order)
+
+
+def test_chain_where_greedy_by_size_alone_is_not_optimal() -> None:
+    # sizes 100, 90, 50, 60, 10: largest-first first-fit puts 50 above 90 (arena 240)
+    b = Builder("chain")
+    x = b.input("in", (1, 100))
+    for k, n in enumerate([90, 50, 60, 10]):
+        x = b.fc(f"fc{k}", x, n)
+    g = b.done(x)
+    plan = plan_memory(g, alignment=1)
+    assert plan.arena_bytes == plan.lower_bound_bytes == 190
+    assert plan.strategy != "greedy_size_first_fit"
+
+
+def two_branch_graph() -> Graph:
+    """x -> a1 -> a2 and x -> b1 -> b2, add(a2, b2); listed interleaved (a1, b1, a2, b2)."""
+    b = Builder("branches")
+    x = b.input("x", (1, 8, 8, 16))  # 1024 B
+    a1 = b.conv("a1", x, 16)
+    b1 = b.conv("b1", x, 16)
+    a2 = b.conv("a2", a1, 2)
+    b2 = b.conv("b2", b1, 2)
+    return b.done(b.add("y", a2, b2))
+
+
+def test_order_search_lowers_the_peak_of_an_interleaved_branch() -> None:
+    g = two_branch_graph()
+    listed = plan_memory(g, order=[0, 1, 2, 3, 4], alignment=1)
+    assert listed.arena_bytes == 3072  # x, a1, b1 live together
+    plan = plan_memory(g, alignment=1)
+    validate_plan(g, plan)
+    assert plan.arena_bytes == 2176  # one branch at a time: x + a1 + a2
+    assert plan.order in ([0, 2, 1, 3, 4], [1, 3, 0, 2, 4])
+    assert plan.arena_bytes < listed.arena_bytes
+
+
+def test_residual_block_keeps_its_only_order_and_adds_in_place() -> None:
+    b = Builder("residual")
+    x = b.input("x", (1, 8, 8, 8))
+    h = b.conv("c1", x, 8)
+    h = b.conv("c2", h, 8)
+    y = b.add("add", h, x)
+    out = b.conv("head", y, 4)
+    g = b.done(out)
+    plan = plan_memory(g, alignment=4)
+    validate_plan(g, plan)
+    assert plan.order == [0, 1, 2, 3]
+    assert plan.aliases == {"add": "c2"}  # c2 dies at the add; x (a graph input) would also do
+    assert plan.offsets["add"] == plan.offsets["c2"]
+    assert plan.arena_bytes == plan.peak_storage_bytes == 3 * 512
+    assert plan.lower_bound_bytes == 3 * 512
+
+
+def test_add_does_not_overwrite_an_input_that_is_read_later() -> None:
+    b = Builder("g")
+    x = b.input("x", (1, 16))
+    a = b.fc("a", x, 16)
+    s = b.add("s", a, x)
+    y = b.fc("y", s, 16)
+    z = b.add("z", y, a)  # a is read again after s: s may not overwrite a
+    g = b.done(z)
+    plan = plan_memory(g, order=[0, 1, 2, 3], alignment=1)
+    validate_plan(g, plan)
+    assert plan.aliases.get("s") != "a"
+    assert plan.aliases.get("s") == "x"  # x dies at s and is not a graph output
+    assert plan.aliases["z"] == "y"  # y dies at z (a would too); z is a graph output, y is not
+
+
+def test_graph_input_and_output_never_share_storage() -> None:
+    b = Builder("g")
+    x = b.input("x", (1, 4, 4, 2))
+    r = b.reshape("r", x, (1, 32))
+    g = b.done(r)
+    plan = plan_memory(g, alignment=4)
+    validate_plan(g, plan)
+    assert plan.aliases == {}
+    assert plan.offsets["r"] != plan.offsets["x"]
+
+    b = Builder("g")
+    x = b.input("x", (1, 16))
+    y = b.add("y", x, x)
+    g = b.done(y)
+    plan = plan_memory(g)
+    assert plan.aliases == {}
+    assert plan.arena_bytes == 32
+
+
+def test_reshape_output_aliases_its_input() -> None:
+    b = Builder("g")
+    x = b.input("x", (1, 2, 2, 3))  # 12 B
+    c = b.conv("c", x, 16)  # 64 B
+    r = b.reshape("flat", c, (1, 64))
+    y = b.fc("fc", r, 10)
+    g = b.done(y)
+    plan = plan_memory(g, alignment=4)
+    validate_plan(g, plan)
+    assert plan.aliases == {"flat": "c"}
+    assert plan.offsets["flat"] == plan.offsets["c"]
+    assert plan.lower_bound_bytes == 128  # no-aliasing measure: c and flat both live at the reshape
+    assert plan.steps[1].storage_bytes == 64  # the reshape costs nothing
+    assert plan.arena_bytes == 64 + 12  # x + c, or c + fc output (10 B rounded to 12)
+    simulate(g, plan, np.random.default_rng(0))
+
+    bad = plan_memory(g, alignment=4)
+    bad.aliases = {}  # same bytes without the declared alias: the validator must refuse
+    with pytest.raises(McuqpError, match="overlap"):
+        validate_plan(g, bad)
+
+
+def test_validate_plan_rejects_broken_plans() -> None:
+    g = two_branch_graph()
+    plan = plan_memory(g)
+    plan.offsets["a1"] = plan.offsets["x"]  # live together at the first step
+    with pytest.raises(McuqpError, match="overlap"):
+        validate_plan(g, plan)
+
+    plan = plan_memory(g)
+    plan.offsets["a1"] = plan.arena_bytes
+    with pytest.raises(McuqpError, match="outside"):
+        validate_plan(g, plan)
+
+    plan = plan_memory(g)
+    plan.order = [1, 3, 2, 0, 4]
+    with pytest.raises(McuqpError, match="before its producer"):
+        validate_plan(g, plan)
+
+    plan = plan_memory(g)  # a conv may not alias (it reads while it writes)
+    plan.offsets["a2"] = plan.offsets["a1"]
+    plan.aliases["a2"] = "a1"
+    g.tensors["a2"].shape = g.tensors["a1"].shape
+    with pytest.raises(McuqpError, match="cannot write"):
+        validate_plan(g, plan)
+
+
+def test_bad_arguments_raise_one_line_errors() -> None:
+    g = two_branch_graph()
+    for order in ([0, 1, 2, 3], [0, 0, 1, 2, 3], [2, 0, 1, 3, 4]):
+        with pytest.raises(McuqpError):
+            plan_memory(g, order=order)
+    with pytest.raises(McuqpError, match="alignment"):
+        plan_memory(g, alignment=0)
+    with pytest.raises(McuqpError, match="scratch"):
+        plan_memory(g, scratch={9: 10})
+    g.ops.reverse()
+    with pytest.raises(McuqpError, match="invalid graph"):
+        plan_memory(g)
+
+
+def test_scratch_is_planned_beside_the_live_tensors() -> None:
+    g = two_branch_graph()
+    plan = plan_memory(g, alignment=4, scratch={0: 100, 4: 30})
+    validate_plan(g, plan)
+    assert plan.scratch_bytes == 100
+    assert set(plan.scratch_offsets) == {0, 4}
+    step0 = plan.order.index(0)
+    assert plan.steps[step0].storage_bytes == plan.steps[step0].live_bytes + 100
+    simulate(g, plan, np.random.default_rng(1))
+    plan.scratch_offsets[0] = plan.offsets["x"]  # x is read by op 0 while its scratch is in use
+    with pytest.raises(McuqpError, match="overlap"):
+        validate_plan(g, plan)
+
+
+def test_planning_a_40_op_branching_graph_is_fast() -> None:
+    rng = np.random.default_rng(3)
+    b = Builder("wide")
+    x = b.input("in", (1, 64))
+    for k in range(10):  # ten blocks of two branches joined by an add: 4 ops each
+        p = b.fc(f"p{k}", x, 32)
+        q = b.fc(f"q{k}", x, int(rng.choice([16, 32, 48])))
+        q = b.fc(f"r{k}", q, 32)
+        x = b.add(f"add{k}", p, q)
+    g = b.done(x)
+    assert len(g.ops) == 40
+    t0 = time.process_time()
+    plan = plan_memory(g)
+    assert time.process_time() - t0 < 1.0
+    validate_plan(g, plan)
+    assert plan.arena_bytes <= plan_memory(g, order=list(range(40))).arena_bytes
+
+
+@pytest.mark.parametrize(("model", "bound"), [
+    ("kws_ref_model", 16000), ("vww_96_int8", 55296), ("pretrainedResnet_quant", 49152), ("ad01_int8", 768),
+])
+def test_mlperf_tiny_lower_bounds_match_the_published_numbers(model: str, bound: int) -> None:
+    path = SHARED / f"{model}.tflite"
+    if not path.exists():
+        pytest.skip(f"{path} absent (shared MLPerf Tiny models not available)")
+    from mcuqp.frontends.tflite import load_tflite
+
+    g = load_tflite(str(path))
+    listed = plan_memory(g, order=list(range(len(g.ops))))
+    assert listed.lower_bound_bytes == bound
+    plan = plan_memory(g)
+    validate_plan(g, plan)
+    assert plan.peak_storage_bytes <= plan.arena_bytes <= listed.arena_bytes
+    assert plan.arena_bytes <= bound
+    simulate(g, plan, np.random.default_rng(0))
+
+
+def test_reports(tmp_path: Path) -> None:
+    b = Builder("report")
+    x = b.input("x", (1, 4, 4, 3))
+    c = b.conv("c", x, 4)
+    r = b.reshape("flat", c, (1, 64))
+    y = b.fc("fc", r, 10)
+    g = b.done(y)
+    plan = plan_memory(g, scratch={0: 16})
+
+    table = plan_table(g, plan)
+    lines = table.splitlines()
+    assert len(lines) == 1 + len(g.ops) + 1
+    peak = plan.peak_step
+    assert "<- peak" in lines[1 + peak] and sum("<- peak" in line for line in lines) >= 1
+    for op in g.ops:
+        assert op.name in table
+    assert "flat=c" in table and f"arena {plan.arena_bytes:,} B" in table
+
+    data = json.loads(json.dumps(plan_json(g, plan)))
+    assert {"arena_bytes", "scratch_bytes", "lower_bound_bytes", "layers"} <= set(data)
+    assert data["arena_bytes"] == plan.arena_bytes and data["scratch_bytes"] == 16
+    assert [layer["op"] for layer in data["layers"]] == [g.ops[i].name for i in plan.order]
+    assert [layer["live_bytes"] for layer in data["layers"]] == [s.live_bytes for s in plan.steps]
+    assert {t["name"]: t["alias_of"] for t in data["tensors"]}["flat"] == "c"
+
+    out = plot_plan(g, plan, tmp_path / "plan.png")
+    raw = out.read_bytes()
+    assert raw[:8] == b"\x89PNG\r\n\x1a\n"
+    import matplotlib.image
+
+    img = matplotlib.image.imread(out)
+    assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 100
+    assert img[..., :3].std() > 0  # something was drawn
