@@ -15,7 +15,7 @@ import numpy as np
 from mcuqp.codegen.emit import GeneratedModel, generate, write_library
 from mcuqp.errors import McuqpError
 from mcuqp.ir import Graph
-from mcuqp.plan.memory import MemoryPlan, plan_memory
+from mcuqp.plan.memory import MemoryPlan, plan_memory, validate_plan
 from mcuqp.quant.fixedpoint import Rounding
 from mcuqp.reference.interpreter import run as reference_run
 from mcuqp.target.boards import DEFAULT_BOARD, Board, load_board
@@ -158,6 +158,7 @@ def compile(
     graph = model.graph if isinstance(model, LoadedModel) else model
     b = load_board(board)
     plan = plan_memory(graph)
+    validate_plan(graph, plan)
     gen = generate(graph, plan, rounding=rounding, board=b.name)
     target = Path(out_dir)
     tmp = _atomic_dir(target)

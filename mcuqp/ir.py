@@ -268,6 +268,8 @@ class Graph:
         defined = set(self.inputs) | {t.name for t in self.constants()}
         for op in self.ops:
             for name in op.inputs:
+                if not name:  # an absent optional input (e.g. no bias)
+                    continue
                 if name not in self.tensors:
                     raise ValueError(f"op {op.name}: unknown input tensor {name!r}")
                 if name not in defined:
