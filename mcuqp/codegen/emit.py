@@ -70,6 +70,13 @@ class _Emitter:
     def buf(self, tensor: str) -> str:
         return f"(mcuqp_arena + {self.plan.offsets[tensor]})"
 
+    def operand(self, layer: Layer, op: Op, i: int) -> str:
+        """An input that is either an activation in the arena or a constant array."""
+        t = self.graph.tensors[op.inputs[i]]
+        if t.is_const:
+            return self.const(layer, f"in{i}", t.data, comment=f"{t.name} {t.dtype.value} {list(t.shape)}")
+        return self.buf(t.name)
+
     def dims(self, layer: Layer, suffix: str, shape: tuple[int, ...]) -> str:
         n, h, w, c = nhwc(shape)
         name = f"l{layer.index}_{suffix}"
@@ -173,7 +180,8 @@ class _Emitter:
             "input2_multiplier", "input2_shift", "output_offset", "output_multiplier", "output_shift",
             "act_min", "act_max")}
         params = self.struct(layer, "mcuqp_add_params", fields)
-        layer.call = f"mcuqp_add_s8({params}, {y.size}, {self.buf(x1.name)}, {self.buf(x2.name)}, {self.buf(y.name)})"
+        a1, a2 = self.operand(layer, op, 0), self.operand(layer, op, 1)
+        layer.call = f"mcuqp_add_s8({params}, {y.size}, {a1}, {a2}, {self.buf(y.name)})"
 
     def softmax(self, layer: Layer, op: Op) -> None:
         a = op.attrs
@@ -192,6 +200,70 @@ class _Emitter:
             return
         layer.call = f"mcuqp_reshape_s8({y.size}, {self.buf(x.name)}, {self.buf(y.name)})"
 
+    def mul(self, layer: Layer, op: Op) -> None:
+        a = op.attrs
+        x1, x2 = (self.graph.tensors[n] for n in op.inputs[:2])
+        y = self.graph.tensors[op.outputs[0]]
+        params = self.struct(layer, "mcuqp_mul_params", {k: getattr(a, k) for k in (
+            "input1_offset", "input2_offset", "output_offset", "output_multiplier", "output_shift",
+            "act_min", "act_max")})
+        layer.call = (
+            f"mcuqp_mul_s8({params}, {self.dims(layer, 'in1', x1.shape)}, {self.operand(layer, op, 0)}, "
+            f"{self.dims(layer, 'in2', x2.shape)}, {self.operand(layer, op, 1)}, "
+            f"{self.dims(layer, 'out', y.shape)}, {self.buf(y.name)})"
+        )
+
+    def mean(self, layer: Layer, op: Op) -> None:
+        a = op.attrs
+        x, y = self.graph.tensors[op.inputs[0]], self.graph.tensors[op.outputs[0]]
+        params = self.struct(layer, "mcuqp_mean_params", {k: getattr(a, k) for k in (
+            "count", "input_offset", "output_offset", "multiplier", "shift")})
+        layer.call = f"mcuqp_mean_s8({params}, {self.dims(layer, 'in', x.shape)}, {self.buf(x.name)}, {self.buf(y.name)})"
+
+    def pad(self, layer: Layer, op: Op) -> None:
+        a = op.attrs
+        x, y = self.graph.tensors[op.inputs[0]], self.graph.tensors[op.outputs[0]]
+        pads = [(0, 0)] * (4 - len(a.paddings)) + [tuple(p) for p in a.paddings]
+        name = f"l{layer.index}_params"
+        before = ", ".join(str(int(p[0])) for p in pads)
+        after = ", ".join(str(int(p[1])) for p in pads)
+        layer.decls.append(
+            f"static const mcuqp_pad_params {name} = {{{{{before}}}, {{{after}}}, {int(a.pad_value)}}};\n"
+        )
+        self.param_bytes += 36
+        layer.call = (
+            f"mcuqp_pad_s8(&{name}, {self.dims(layer, 'in', x.shape)}, {self.buf(x.name)}, "
+            f"{self.dims(layer, 'out', y.shape)}, {self.buf(y.name)})"
+        )
+
+    def concatenation(self, layer: Layer, op: Op) -> None:
+        y = self.graph.tensors[op.outputs[0]]
+        axis = op.attrs.axis % len(y.shape)
+        ins = [self.graph.tensors[n] for n in op.inputs]
+        ptrs = f"l{layer.index}_inputs"
+        layer.decls.append(
+            f"static const int8_t *const {ptrs}[{len(ins)}] = {{"
+            + ", ".join(self.operand(layer, op, i) for i in range(len(ins))) + "};\n"
+        )
+        sizes = self.const(layer, "axis_sizes", np.array([t.shape[axis] for t in ins], dtype=np.int32), weight=False)
+        outer = int(np.prod(y.shape[:axis], dtype=np.int64))
+        inner = int(np.prod(y.shape[axis + 1:], dtype=np.int64))
+        layer.call = f"mcuqp_concatenation_s8({len(ins)}, {ptrs}, {sizes}, {outer}, {inner}, {self.buf(y.name)})"
+
+    def logistic(self, layer: Layer, op: Op) -> None:
+        a = op.attrs
+        x, y = self.graph.tensors[op.inputs[0]], self.graph.tensors[op.outputs[0]]
+        params = self.struct(layer, "mcuqp_logistic_params", {k: getattr(a, k) for k in (
+            "input_zero_point", "input_multiplier", "input_left_shift", "input_range_radius")})
+        layer.call = f"mcuqp_logistic_s8({params}, {y.size}, {self.buf(x.name)}, {self.buf(y.name)})"
+
+    def quantize(self, layer: Layer, op: Op) -> None:
+        a = op.attrs
+        x, y = self.graph.tensors[op.inputs[0]], self.graph.tensors[op.outputs[0]]
+        params = self.struct(layer, "mcuqp_quantize_params", {k: getattr(a, k) for k in (
+            "input_offset", "output_offset", "multiplier", "shift")})
+        layer.call = f"mcuqp_quantize_s8({params}, {y.size}, {self.buf(x.name)}, {self.buf(y.name)})"
+
 
 _EMITTERS: dict[OpKind, Callable[[_Emitter, Layer, Op], None]] = {
     OpKind.CONV2D: _Emitter.conv,
@@ -202,6 +274,12 @@ _EMITTERS: dict[OpKind, Callable[[_Emitter, Layer, Op], None]] = {
     OpKind.ADD: _Emitter.add,
     OpKind.SOFTMAX: _Emitter.softmax,
     OpKind.RESHAPE: _Emitter.reshape,
+    OpKind.MUL: _Emitter.mul,
+    OpKind.MEAN: _Emitter.mean,
+    OpKind.PAD: _Emitter.pad,
+    OpKind.CONCATENATION: _Emitter.concatenation,
+    OpKind.LOGISTIC: _Emitter.logistic,
+    OpKind.QUANTIZE: _Emitter.quantize,
 }
 
 

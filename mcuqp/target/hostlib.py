@@ -124,7 +124,9 @@ class HostModel:
             tmp = so.with_suffix(f".{os.getpid()}.tmp")
             cmd = ["gcc", *HOST_CFLAGS, *[f"-D{d}" for d in defines], "-shared", "-I", str(lib_dir),
                    *map(str, srcs), "-o", str(tmp)]
-            subprocess.run(cmd, check=True, capture_output=True, text=True)
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            if r.returncode != 0:
+                raise RuntimeError(f"host build of {lib_dir} failed:\n{r.stderr}")
             os.replace(tmp, so)
         self._lib = C.CDLL(str(so))
         self._invoke = self._lib.mcuqp_model_invoke
