@@ -1,0 +1,105 @@
+/*
+ * Fully connected, int8 -> int8 (TFLite int8 FullyConnected / FullyConnectedPerChannel
+ * semantics).
+ *
+ * input   (batches, in_ch) int8, row-major             batches, in_ch, out_ch >= 1
+ * filter  (out_ch, in_ch) int8, row-major
+ * bias    (out_ch,) int32, or NULL for none
+ * output  (batches, out_ch) int8
+ * params  input_offset = -input zero point in [-127, 128],
+ *         filter_offset = -filter zero point in [-127, 128] (0 for symmetric weights),
+ *         output_offset = output zero point in [-128, 127],
+ *         act_min <= act_max within [-128, 127]
+ * quant   count 1 (per-tensor) or out_ch (per-channel); shifts in [-31, 30]
+ *
+ * For output (b, oc):
+ *   acc = sum over i of (filter[oc][i] + filter_offset) * (input[b][i] + input_offset)
+ *         + bias[oc]
+ *   y   = clamp(requantize(acc, multiplier[oc], shift[oc]) + output_offset, act_min, act_max)
+ * The int32 accumulator wraps in two's complement (uint32 arithmetic, defined behaviour);
+ * it cannot wrap for in_ch below 33025 and a bias below 2^30.
+ *
+ * Speed: with a filter offset the sum splits into sum(filter * (input + input_offset))
+ * plus filter_offset * sum(input + input_offset), the latter computed once per row.
+ */
+#include "mcuqp_fixedpoint.h"
+#include "mcuqp_nn.h"
+
+/* sum of (x[i] + offset) * w[i], modulo 2^32 */
+static inline uint32_t dot_offset_s8(const int8_t *x, const int8_t *w, int32_t n, int32_t offset)
+{
+    uint32_t acc = 0u;
+    int32_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        acc += (uint32_t)((x[i] + offset) * w[i] + (x[i + 1] + offset) * w[i + 1] + (x[i + 2] + offset) * w[i + 2] +
+                          (x[i + 3] + offset) * w[i + 3]);
+    }
+    for (; i < n; ++i) {
+        acc += (uint32_t)((x[i] + offset) * w[i]);
+    }
+    return acc;
+}
+
+static int valid_args(const mcuqp_fc_params *p, const mcuqp_requant *q, int32_t batches, int32_t in_ch,
+                      int32_t out_ch)
+{
+    int32_t i;
+    if (batches < 1 || in_ch < 1 || out_ch < 1 || p->input_offset < -127 || p->input_offset > 128 ||
+        p->filter_offset < -127 || p->filter_offset > 128 || p->output_offset < -128 || p->output_offset > 127 ||
+        p->act_min > p->act_max || p->act_min < -128 || p->act_max > 127) {
+        return 0;
+    }
+    if (q->multiplier == NULL || q->shift == NULL || (q->count != 1 && q->count != out_ch)) {
+        return 0;
+    }
+    for (i = 0; i < q->count; ++i) {
+        if (q->shift[i] < -31 || q->shift[i] > 30) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+mcuqp_status mcuqp_fully_connected_s8(const mcuqp_fc_params *params, const mcuqp_requant *quant,
+                                      int32_t batches, int32_t in_ch, const int8_t *input,
+                                      int32_t out_ch, const int8_t *filter, const int32_t *bias,
+                                      int8_t *output)
+{
+    if (params == NULL || quant == NULL || input == NULL || filter == NULL || output == NULL ||
+        !valid_args(params, quant, batches, in_ch, out_ch)) {
+        return MCUQP_ERR_ARG;
+    }
+
+    const int32_t in_offset = params->input_offset;
+    const int32_t out_offset = params->output_offset;
+    /* clamp(r + out_offset, act_min, act_max) without an int32 overflow in the add */
+    const int32_t lo = params->act_min - out_offset;
+    const int32_t hi = params->act_max - out_offset;
+    const int per_channel = quant->count != 1;
+    int32_t b;
+    for (b = 0; b < batches; ++b) {
+        const int8_t *x = input + (size_t)b * (size_t)in_ch;
+        int8_t *y = output + (size_t)b * (size_t)out_ch;
+        uint32_t filter_offset_term = 0u;
+        if (params->filter_offset != 0) {
+            uint32_t x_sum = 0u;
+            int32_t i;
+            for (i = 0; i < in_ch; ++i) {
+                x_sum += (uint32_t)(x[i] + in_offset);
+            }
+            filter_offset_term = (uint32_t)params->filter_offset * x_sum;
+        }
+        const int8_t *w = filter;
+        int32_t oc;
+        for (oc = 0; oc < out_ch; ++oc, w += in_ch) {
+            uint32_t acc = dot_offset_s8(x, w, in_ch, in_offset) + filter_offset_term;
+            if (bias != NULL) {
+                acc += (uint32_t)bias[oc];
+            }
+            const int32_t q = per_channel ? oc : 0;
+            const int32_t r = mcuqp_requantize((int32_t)acc, quant->multiplier[q], quant->shift[q]);
+            y[oc] = (int8_t)(mcuqp_clamp_i32(r, lo, hi) + out_offset);
+        }
+    }
+    return MCUQP_OK;
+}
