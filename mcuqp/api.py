@@ -120,6 +120,14 @@ def load(
     )
 
 
+def compile_plan(model: LoadedModel | Graph) -> MemoryPlan:
+    """The memory plan `compile` would use, without generating anything."""
+    graph = model.graph if isinstance(model, LoadedModel) else model
+    plan = plan_memory(graph)
+    validate_plan(graph, plan)
+    return plan
+
+
 @dataclass
 class CompileResult:
     out_dir: Path
@@ -157,8 +165,7 @@ def compile(
     into place, so a failure never leaves a half-written library)."""
     graph = model.graph if isinstance(model, LoadedModel) else model
     b = load_board(board)
-    plan = plan_memory(graph)
-    validate_plan(graph, plan)
+    plan = compile_plan(graph)
     gen = generate(graph, plan, rounding=rounding, board=b.name)
     target = Path(out_dir)
     tmp = _atomic_dir(target)
@@ -186,7 +193,9 @@ class VerifyResult:
     mismatches: int  # inputs whose output vector differs from the reference
     mismatched_elements: int
     flash_bytes: int
+    model_flash_bytes: int  # the generated model and its kernels (the rest is startup and the test harness)
     ram_bytes: int  # data + bss (holds the arena) + measured stack high-water
+    model_ram_bytes: int  # the model's own data + bss (the arena) + measured stack high-water
     static_ram_bytes: int
     stack_bytes: int
     arena_bytes: int
@@ -211,7 +220,9 @@ class VerifyResult:
             "mismatched_elements": self.mismatched_elements,
             "compared": self.compared,
             "flash_bytes": self.flash_bytes,
+            "model_flash_bytes": self.model_flash_bytes,
             "ram_bytes": self.ram_bytes,
+            "model_ram_bytes": self.model_ram_bytes,
             "static_ram_bytes": self.static_ram_bytes,
             "stack_bytes": self.stack_bytes,
             "arena_bytes": self.arena_bytes,
@@ -249,6 +260,7 @@ def verify(
     """Build the model with the verification firmware, run it on QEMU and compare every
     output with the numpy reference, exactly."""
     from mcuqp.target.build import build_firmware, platform_include_dirs, platform_sources
+    from mcuqp.target.mapfile import flash_bytes_of, ram_bytes_of
     from mcuqp.target.qemu import run_firmware
 
     if model.verify_inputs is None or len(model.verify_inputs) == 0:
@@ -264,6 +276,9 @@ def verify(
         defines = ["MCUQP_PROFILE"] + (["MCUQP_SINGLE_ROUNDING=1"] if rounding == "single" else [])
         fw = build_firmware(sources, [lib.out_dir, *platform_include_dirs()], b, Path(work) / "build", defines=defines)
         run = run_firmware(fw, b, x.reshape(n, -1), graph.output.size, timeout=timeout)
+        model_objects = {f.stem + ".o" for f in lib.files if f.suffix == ".c"}
+        model_flash = flash_bytes_of(fw.map, model_objects)
+        model_ram = ram_bytes_of(fw.map, model_objects)
     dev = run.outputs.reshape(ref.shape)
     diff = dev != ref
     counts = np.asarray(run.instructions, dtype=np.int64)
@@ -278,7 +293,9 @@ def verify(
         mismatches=int(diff.reshape(n, -1).any(axis=1).sum()),
         mismatched_elements=int(diff.sum()),
         flash_bytes=fw.flash_bytes,
+        model_flash_bytes=model_flash,
         ram_bytes=fw.static_ram_bytes + run.stack_bytes,
+        model_ram_bytes=model_ram + run.stack_bytes,
         static_ram_bytes=fw.static_ram_bytes,
         stack_bytes=run.stack_bytes,
         arena_bytes=lib.plan.arena_bytes,
@@ -294,6 +311,16 @@ def verify(
     if save_io is not None:
         save_verification_io(result, graph, Path(save_io))
     return result
+
+
+def oracle_first_mismatch(model: LoadedModel, n_inputs: int) -> tuple[str, str, int] | None:
+    """Per-layer comparison of the numpy reference with TFLite Micro on a .tflite model:
+    the first op whose output differs as (op, tensor, values), or None."""
+    if not str(model.source).endswith(".tflite"):
+        raise McuqpError("--per-layer compares with TFLite Micro layer by layer: it needs a .tflite model")
+    from mcuqp.oracle import first_mismatch
+
+    return first_mismatch(model.graph, model.source, np.ascontiguousarray(model.verify_inputs[:n_inputs]))
 
 
 def save_verification_io(result: VerifyResult, graph: Graph, out: Path) -> None:

@@ -119,7 +119,8 @@ def _print_verify(res, title: str | None = None) -> None:
 @click.option("--save-io", type=click.Path(file_okay=False), default=None, help="Write inputs.npy, outputs_device.npy and io.json here.")
 @calib_option
 @rounding_option
-@click.option("--per-layer", is_flag=True, help="Print instructions per layer.")
+@click.option("--per-layer", is_flag=True,
+              help="Compare every layer with TFLite Micro (.tflite models) and print instructions per layer.")
 @json_option
 def verify(model: str, board: str, n_inputs: int, save_io: str | None, calib: str | None, rounding: str,
            per_layer: bool, as_json: bool) -> None:
@@ -127,15 +128,26 @@ def verify(model: str, board: str, n_inputs: int, save_io: str | None, calib: st
     from mcuqp import api
 
     loaded = api.load(model, calib=calib, rounding=rounding)
+    mismatch = api.oracle_first_mismatch(loaded, n_inputs) if per_layer else None
     res = api.verify(loaded, board=board, n_inputs=n_inputs, rounding=rounding, save_io=save_io)
     if as_json:
-        click.echo(json.dumps(res.summary()))
+        out = res.summary()
+        if per_layer:
+            out["first_mismatch_layer"] = None if mismatch is None else {
+                "op": mismatch[0], "tensor": mismatch[1], "values": mismatch[2]}
+        click.echo(json.dumps(out))
     else:
         _print_verify(res, f"{Path(model).name} on {res.board}:")
         if per_layer:
+            if mismatch is None:
+                click.echo(f"  per-layer vs TFLite Micro every layer's output is equal on {res.compared} inputs")
+            else:
+                click.echo(f"  per-layer vs TFLite Micro first difference at {mismatch[0]} "
+                           f"(tensor {mismatch[1]}: {mismatch[2]} values differ)")
+            click.echo("  instructions per layer:")
             for layer in res.layers:
-                click.echo(f"    {layer.index:3d} {layer.kind:<18} {layer.name:<32} {_fmt_int(layer.instructions):>12}")
-    if not res.bit_exact:
+                click.echo(f"    {layer.index:3d} {layer.kind:<18} {layer.name:<40} {_fmt_int(layer.instructions):>12}")
+    if not res.bit_exact or mismatch is not None:
         sys.exit(1)
 
 
