@@ -166,7 +166,7 @@ def compile(
     graph = model.graph if isinstance(model, LoadedModel) else model
     b = load_board(board)
     plan = compile_plan(graph)
-    gen = generate(graph, plan, rounding=rounding, board=b.name)
+    gen = generate(graph, plan, rounding=rounding, board=b.name, features=b.features)
     target = Path(out_dir)
     tmp = _atomic_dir(target)
     try:

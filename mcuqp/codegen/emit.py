@@ -16,6 +16,7 @@ import jinja2
 import numpy as np
 
 from mcuqp.codegen.carrays import const_array
+from mcuqp.codegen.kernels import kernel_source
 from mcuqp.errors import UnsupportedModelError
 from mcuqp.ir import Graph, Op, OpKind, Tensor
 from mcuqp.plan.memory import MemoryPlan
@@ -42,7 +43,7 @@ class Layer:
 class GeneratedModel:
     model_c: str
     model_h: str
-    kernels: list[str]  # kernel source file names under runtime_c/src
+    kernels: list[Path]  # kernel sources (portable or a board-specific variant)
     arena_bytes: int
     weight_bytes: int  # bytes of constant tensors (weights, biases) in flash
     param_bytes: int  # bytes of requantization arrays and parameter structs
@@ -283,10 +284,6 @@ _EMITTERS: dict[OpKind, Callable[[_Emitter, Layer, Op], None]] = {
 }
 
 
-def kernel_file(kind: OpKind) -> str:
-    return f"{kind.value}_s8.c"
-
-
 def _env() -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES)),
@@ -301,12 +298,19 @@ def _qparams(t: Tensor) -> tuple[float, int]:
     return (t.quant.s, t.quant.zp) if t.quant is not None else (1.0, 0)
 
 
-def generate(graph: Graph, plan: MemoryPlan, *, rounding: Rounding = "double", board: str = "") -> GeneratedModel:
+def generate(
+    graph: Graph,
+    plan: MemoryPlan,
+    *,
+    rounding: Rounding = "double",
+    board: str = "",
+    features: frozenset[str] = frozenset(),
+) -> GeneratedModel:
     """Render model.c / model.h for `graph` with tensors placed by `plan`."""
     graph.validate()
     emitter = _Emitter(graph, plan)
     layers: list[Layer] = []
-    kernels: list[str] = []
+    kernels: list[Path] = []
     for step, op_index in enumerate(plan.order):
         op = graph.ops[op_index]
         fn = _EMITTERS.get(op.kind)
@@ -315,8 +319,8 @@ def generate(graph: Graph, plan: MemoryPlan, *, rounding: Rounding = "double", b
         layer = Layer(step, op.name, op.kind.value, op.source)
         fn(emitter, layer, op)
         layers.append(layer)
-        if layer.call is not None and kernel_file(op.kind) not in kernels:
-            kernels.append(kernel_file(op.kind))
+        if layer.call is not None and kernel_source(op.kind, features) not in kernels:
+            kernels.append(kernel_source(op.kind, features))
     inp, out = graph.input, graph.output
     in_s, in_zp = _qparams(inp)
     out_s, out_zp = _qparams(out)
@@ -359,9 +363,6 @@ def write_library(gen: GeneratedModel, out_dir: Path) -> list[Path]:
         src = RUNTIME / "include" / h
         if src.exists():
             files.append(Path(shutil.copy2(src, out_dir / h)))
-    for k in gen.kernels:
-        src = RUNTIME / "src" / k
-        if not src.exists():
-            raise UnsupportedModelError(f"kernel source {k} is missing from runtime_c/src")
-        files.append(Path(shutil.copy2(src, out_dir / k)))
+    for src in gen.kernels:
+        files.append(Path(shutil.copy2(src, out_dir / src.name)))
     return files
