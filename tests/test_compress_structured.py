@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mcuqp.compress.channels import analyze, keep_top, mask_channels, remove_channels
+from mcuqp.compress.channels import Member, analyze, keep_top, mask_channels, remove_channels
 from mcuqp.compress.structured import filter_l1, prune_filters
 from mcuqp.errors import McuqpError
 
@@ -43,7 +43,7 @@ class Residual(nn.Module):
         x = F.relu(s + self.body(s))
         x = F.relu(self.dw(x))
         x = F.adaptive_avg_pool2d(x, 1)
-        return self.head(torch.flatten(x, 1))
+        return self.head(x.view(x.size(0), -1))
 
 
 def _randomize_bn(model):
@@ -61,7 +61,7 @@ def test_spaces_plain():
     torch.manual_seed(0)
     g = analyze(Plain(), torch.zeros(1, 1, 8, 8))
     assert set(g.spaces) == {"conv1", "conv2", "fc1", "fc2"}
-    assert g.spaces["conv1"].channelwise == ["bn1"]
+    assert g.spaces["conv1"].channelwise == [Member("bn1")]
     assert [(c.layer, c.hw) for c in g.spaces["conv2"].consumers] == [("fc1", 16)]
     assert g.spaces["fc2"].blocked == "reaches the network output"
     assert {s.key for s in g.prunable()} == {"conv1", "conv2", "fc1"}
@@ -72,9 +72,9 @@ def test_spaces_residual():
     g = analyze(Residual(), torch.zeros(1, 1, 8, 8))
     s = g.spaces["stem"]
     assert s.producers == ["stem", "body.3"]  # both sides of the add are one space
-    assert set(s.channelwise) == {"stem_bn", "dw"}
+    assert {(m.layer, m.mult) for m in s.channelwise} == {("stem_bn", 1), ("dw", 1)}
     assert {c.layer for c in s.consumers} == {"body.0", "head"}
-    assert g.spaces["body.0"].prunable
+    assert s.prunable and g.spaces["body.0"].prunable
 
 
 @pytest.mark.parametrize("cls", [Plain, Residual])
@@ -117,3 +117,27 @@ def test_unprunable_space_rejected():
     g = analyze(model, torch.zeros(1, 1, 8, 8))
     with pytest.raises(McuqpError, match="not prunable"):
         remove_channels(model, g, {"fc2": torch.tensor([0])})
+
+
+@pytest.mark.parametrize("name", ["digits", "mnist5k"])
+def test_bundled_models(name):
+    from mcuqp.models import build_model
+
+    torch.manual_seed(0)
+    model = _randomize_bn(build_model(name))
+    x = torch.rand(4, *model.input_shape)
+    g = analyze(model, x)
+    prunable = {s.key for s in g.prunable()}
+    if name == "mnist5k":
+        # the residual joins features.2 and the block's pointwise conv into one space
+        assert prunable == {"features.0.0", "features.2.0", "features.5.0", "classifier.1"}
+        assert g.spaces["features.2.0"].producers == ["features.2.0", "features.4.pointwise.0"]
+    else:
+        # behind the depthwise conv with multiplier 2 each stem channel is a pair of channels
+        assert prunable == {"stem.0", "mix.0"}
+        s = g.spaces["stem.0"]
+        assert ("expand.0", 2) in {(m.layer, m.mult) for m in s.channelwise}
+        assert ("mix.0", 1, 2) in {(c.layer, c.hw, c.mult) for c in s.consumers}
+    keep = {k: torch.arange(0, g.spaces[k].size, 2) for k in prunable}
+    with torch.no_grad():
+        torch.testing.assert_close(remove_channels(model, g, keep)(x), mask_channels(model, g, keep)(x), rtol=1e-5, atol=1e-5)

@@ -48,8 +48,27 @@ _RESHAPE_FUNCTIONS = {torch.flatten, torch.reshape}
 
 @dataclass
 class Consumer:
+    """A conv/linear reading the space: each space channel is `mult` consecutive input channels
+    of the layer (mult > 1 behind a depthwise conv with a channel multiplier), and each of those
+    is `hw` consecutive columns of a Linear fed through a flatten."""
+
     layer: str
-    hw: int = 1  # input columns per channel (H*W for a Linear fed through a flatten)
+    hw: int = 1
+    mult: int = 1
+
+    @property
+    def width(self) -> int:
+        """Input columns (Linear) or input channels x hw (conv) per space channel."""
+        return self.mult * self.hw
+
+
+@dataclass
+class Member:
+    """A batch norm or depthwise conv whose output channels c*mult .. c*mult+mult-1 belong to
+    space channel c."""
+
+    layer: str
+    mult: int = 1
 
 
 @dataclass
@@ -57,7 +76,7 @@ class ChannelSpace:
     key: str  # name of the first producer
     size: int
     producers: list[str] = field(default_factory=list)
-    channelwise: list[str] = field(default_factory=list)  # batch norms and depthwise convs
+    channelwise: list[Member] = field(default_factory=list)  # batch norms and depthwise convs
     consumers: list[Consumer] = field(default_factory=list)
     blocked: str = ""  # why the space cannot be pruned ("" = prunable)
 
@@ -78,10 +97,12 @@ class ChannelGraph:
 
 @dataclass
 class _View:
-    """How a tensor's axis 1 relates to a space: per-channel (hw=0) or flattened (hw columns each)."""
+    """How a tensor's axis 1 relates to a space: `mult` consecutive channels per space channel,
+    per-channel (hw=0) or flattened (hw columns per channel)."""
 
     sid: int
     hw: int = 0
+    mult: int = 1
 
 
 class _Spaces:
@@ -124,7 +145,8 @@ class _Spaces:
 
 
 def _is_depthwise(m: nn.Conv2d) -> bool:
-    return m.groups > 1 and m.groups == m.in_channels == m.out_channels
+    """Depthwise, with any channel multiplier (output channel c*k + j reads input channel c)."""
+    return m.groups > 1 and m.groups == m.in_channels and m.out_channels % m.in_channels == 0
 
 
 def _shape(node: fx.Node) -> tuple[int, ...] | None:
@@ -178,20 +200,21 @@ def analyze(model: nn.Module, example: torch.Tensor) -> ChannelGraph:
             if parametrize.is_parametrized(m):
                 raise McuqpError(f"{name} has a weight parametrization: prune channels before quantizing")
             if isinstance(m, nn.Conv2d) and m.groups == 1 and src is not None and src.hw == 0:
-                sp.get(src.sid).consumers.append(Consumer(name))
+                sp.get(src.sid).consumers.append(Consumer(name, 1, src.mult))
                 sid = sp.new(name, m.out_channels)
                 sp.get(sid).producers.append(name)
                 env[node] = _View(sid)
             elif isinstance(m, nn.Conv2d) and _is_depthwise(m) and src is not None and src.hw == 0:
-                sp.get(src.sid).channelwise.append(name)
-                env[node] = src
+                mult = src.mult * (m.out_channels // m.in_channels)
+                sp.get(src.sid).channelwise.append(Member(name, mult))
+                env[node] = _View(src.sid, 0, mult)
             elif isinstance(m, nn.Linear) and src is not None and shape is not None and len(shape) == 2:
-                sp.get(src.sid).consumers.append(Consumer(name, max(src.hw, 1)))
+                sp.get(src.sid).consumers.append(Consumer(name, max(src.hw, 1), src.mult))
                 sid = sp.new(name, m.out_features)
                 sp.get(sid).producers.append(name)
                 env[node] = _View(sid)
             elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) and src is not None and src.hw == 0:
-                sp.get(src.sid).channelwise.append(name)
+                sp.get(src.sid).channelwise.append(Member(name, src.mult))
                 env[node] = src
             elif isinstance(m, _CHANNELWISE_MODULES) and src is not None:
                 env[node] = src
@@ -204,14 +227,15 @@ def analyze(model: nn.Module, example: torch.Tensor) -> ChannelGraph:
         if node.op in ("call_function", "call_method"):
             fn = node.target
             tensor_args = [a for a in node.all_input_nodes if a in env]
-            if not tensor_args:
-                continue  # shape arithmetic (x.size(0), ...)
+            if not tensor_args or shape is None:
+                continue  # shape queries and arithmetic (x.size(0), x.shape[0], ...)
             if (fn in _CHANNELWISE_FUNCTIONS or fn in _CHANNELWISE_METHODS) and src is not None and len(tensor_args) == 1:
                 env[node] = src
             elif fn in _ADDS or fn == "add":
                 views = [env[a] for a in node.args[:2] if isinstance(a, fx.Node) and a in env]
-                if len(views) == 2 and len(node.args) == 2 and not node.kwargs and views[0].hw == views[1].hw:
-                    env[node] = _View(sp.union(views[0].sid, views[1].sid), views[0].hw)
+                same = len(views) == 2 and (views[0].hw, views[0].mult) == (views[1].hw, views[1].mult)
+                if same and len(node.args) == 2 and not node.kwargs:
+                    env[node] = _View(sp.union(views[0].sid, views[1].sid), views[0].hw, views[0].mult)
                 else:
                     block_inputs(node, "added to a non-channel value")
                     _new_blocked(sp, env, node, shape, "add")
@@ -236,7 +260,7 @@ def analyze(model: nn.Module, example: torch.Tensor) -> ChannelGraph:
     roots = sorted({sp.find(i) for i in range(len(sp.parent))})
     for r in roots:
         s = sp.info[r]
-        users = s.producers + s.channelwise + [c.layer for c in s.consumers]
+        users = s.producers + [c.layer for c in s.channelwise] + [c.layer for c in s.consumers]
         if shared & set(users):
             s.blocked = s.blocked or f"layer {sorted(shared & set(users))[0]} is called more than once"
     spaces = {}
@@ -262,7 +286,7 @@ def _flatten_view(sp: _Spaces, node: fx.Node, src: _View | None, shape, name: st
     in_shape = _shape(node.args[0]) if node.args and isinstance(node.args[0], fx.Node) else None
     if src is not None and in_shape and shape and len(shape) == 2 and in_shape[0] == shape[0]:
         if len(in_shape) == 4 and src.hw == 0:
-            return _View(src.sid, in_shape[2] * in_shape[3])
+            return _View(src.sid, in_shape[2] * in_shape[3], src.mult)
         if len(in_shape) == 2:
             return src
     if src is not None:
@@ -327,9 +351,9 @@ def _slice_layer(m: nn.Module, out_idx: torch.Tensor | None, in_idx: torch.Tenso
             w = w.index_select(1, in_idx)
             mask = None if mask is None else mask.index_select(1, in_idx)
         out_c = w.shape[0]
-        in_c = out_c if depthwise else w.shape[1]
+        in_c = out_c // (m.out_channels // m.in_channels) if depthwise else w.shape[1]
         new = nn.Conv2d(in_c, out_c, m.kernel_size, m.stride, m.padding, m.dilation,
-                        groups=out_c if depthwise else 1, bias=m.bias is not None, padding_mode=m.padding_mode)
+                        groups=in_c if depthwise else 1, bias=m.bias is not None, padding_mode=m.padding_mode)
     elif isinstance(m, nn.Linear):
         if in_idx is not None:
             w = w.index_select(1, in_idx)
@@ -345,8 +369,9 @@ def _slice_layer(m: nn.Module, out_idx: torch.Tensor | None, in_idx: torch.Tenso
     return new
 
 
-def _columns(keep: torch.Tensor, hw: int) -> torch.Tensor:
-    return (keep[:, None] * hw + torch.arange(hw)[None, :]).reshape(-1)
+def _columns(keep: torch.Tensor, width: int) -> torch.Tensor:
+    """The `width` consecutive indices of every kept channel."""
+    return (keep[:, None] * width + torch.arange(width)[None, :]).reshape(-1)
 
 
 def remove_channels(model: nn.Module, graph: ChannelGraph, keep: dict[str, torch.Tensor]) -> nn.Module:
@@ -364,17 +389,20 @@ def remove_channels(model: nn.Module, graph: ChannelGraph, keep: dict[str, torch
         if idx.numel() == 0 or idx.min() < 0 or idx.max() >= s.size or len(set(idx.tolist())) != idx.numel():
             raise McuqpError(f"invalid channel selection for {key!r}")
         idx = torch.sort(idx).values
-        for n in s.producers + s.channelwise:
+        for n in s.producers:
             out_idx[n] = idx
+        for c in s.channelwise:
+            out_idx[c.layer] = _columns(idx, c.mult)
         for c in s.consumers:
-            in_idx[c.layer] = _columns(idx, c.hw)
+            in_idx[c.layer] = _columns(idx, c.width)
     if graph.fixed_reshapes and keep:
         root: nn.Module = copy.deepcopy(graph.traced)
         _rewrite_reshapes(root, graph.fixed_reshapes)
     else:
         root = copy.deepcopy(model)
     for name in sorted(set(out_idx) | set(in_idx)):
-        _set_module(root, name, _slice_layer(root.get_submodule(name), out_idx.get(name), in_idx.get(name)))
+        old = root.get_submodule(name)
+        _set_module(root, name, _slice_layer(old, out_idx.get(name), in_idx.get(name)).train(old.training))
     return root
 
 
@@ -397,12 +425,13 @@ def mask_channels(model: nn.Module, graph: ChannelGraph, keep: dict[str, torch.T
         s = graph.spaces[key]
         drop = torch.ones(s.size, dtype=torch.bool)
         drop[torch.as_tensor(idx, dtype=torch.long)] = False
-        for n in s.producers + s.channelwise:
+        members = [(n, 1) for n in s.producers] + [(c.layer, c.mult) for c in s.channelwise]
+        for n, mult in members:
             m = root.get_submodule(n)
             for attr in ("weight", "bias"):
                 t = getattr(m, attr, None)
                 if t is not None:
-                    t[drop] = 0.0
+                    t[drop.repeat_interleave(mult)] = 0.0
     return root
 
 

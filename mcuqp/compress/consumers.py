@@ -4,7 +4,8 @@ For a consumer conv, every output pixel is W · patch: the patch (C, kh*kw) is t
 field; for a Linear fed through a flatten it is (C, H*W), and (C, 1) for a plain Linear. We
 sample rows (image, output pixel) and return X of shape (rows, C, k) so that the consumer's
 output before bias is  X.reshape(rows, C*k) @ W.reshape(n_out, C*k).T  — the form used by
-LASSO channel selection (He et al. 2017) and by correlation-based merging.
+LASSO channel selection (He et al. 2017). Behind a depthwise conv with a channel multiplier,
+the `mult` input channels that come from one space channel form one group of k columns.
 """
 from __future__ import annotations
 
@@ -60,9 +61,10 @@ class Patches:
 
 
 def patches(
-    module: nn.Module, inputs: torch.Tensor, hw: int, *, per_image: int = 8, seed: int = 0
+    module: nn.Module, inputs: torch.Tensor, hw: int = 1, mult: int = 1, *, per_image: int = 8, seed: int = 0
 ) -> Patches:
-    """Sample `per_image` output positions per image of a consumer conv (all rows for a Linear)."""
+    """Sample `per_image` output positions per image of a consumer conv (all rows for a Linear).
+    `mult` consecutive input channels (of `hw` columns each) make one space channel."""
     if isinstance(module, nn.Conv2d):
         if module.groups != 1:
             raise UnsupportedModelError("grouped convolutions are not supported as consumers here")
@@ -74,13 +76,13 @@ def patches(
         gen = torch.Generator().manual_seed(seed)
         take = min(per_image, positions)
         pos = torch.stack([torch.randperm(positions, generator=gen)[:take] for _ in range(n)])  # (n, take)
-        x = cols.permute(0, 3, 1, 2)[torch.arange(n)[:, None], pos].reshape(n * take, c, k)
-        w = module.weight.detach().reshape(module.out_channels, c, k)
+        x = cols.permute(0, 3, 1, 2)[torch.arange(n)[:, None], pos].reshape(n * take, c // mult, mult * k)
+        w = module.weight.detach().reshape(module.out_channels, c // mult, mult * k)
     elif isinstance(module, nn.Linear):
         x = inputs.reshape(inputs.shape[0], -1)
-        c = x.shape[1] // hw
-        x = x.reshape(x.shape[0], c, hw)
-        w = module.weight.detach().reshape(module.out_features, c, hw)
+        c = x.shape[1] // (hw * mult)
+        x = x.reshape(x.shape[0], c, mult * hw)
+        w = module.weight.detach().reshape(module.out_features, c, mult * hw)
     else:
         raise UnsupportedModelError(f"{type(module).__name__} is not a consumer layer")
     b = None if module.bias is None else module.bias.detach()

@@ -23,19 +23,21 @@ from mcuqp.compress.consumers import layer_inputs, set_consumer_weight
 from mcuqp.errors import McuqpError
 
 
-def channel_activations(inputs: torch.Tensor, hw: int) -> torch.Tensor:
-    """(C, samples) activations of each channel: every pixel of every image is a sample."""
+def channel_activations(inputs: torch.Tensor, hw: int = 1, mult: int = 1) -> torch.Tensor:
+    """(C, mult, samples) activations of each space channel (its `mult` consumer input channels
+    behind a depthwise multiplier): every pixel of every image is a sample."""
     if inputs.dim() == 4:
-        return inputs.transpose(0, 1).reshape(inputs.shape[1], -1)
+        n, c_in = inputs.shape[:2]
+        return inputs.reshape(n, c_in // mult, mult, -1).permute(1, 2, 0, 3).reshape(c_in // mult, mult, -1)
     flat = inputs.reshape(inputs.shape[0], -1)
-    c = flat.shape[1] // hw
-    return flat.reshape(-1, c, hw).transpose(0, 1).reshape(c, -1)
+    c = flat.shape[1] // (hw * mult)
+    return flat.reshape(-1, c, mult, hw).permute(1, 2, 0, 3).reshape(c, mult, -1)
 
 
 def correlation_matrix(acts: torch.Tensor) -> torch.Tensor:
-    """|Pearson correlation| between channels; a constant channel counts as perfectly
-    correlated with every other (it is fully explained by a bias)."""
-    a = acts.double()
+    """|Pearson correlation| between channels (rows of `acts`, flattened); a constant channel
+    counts as perfectly correlated with every other (it is fully explained by a bias)."""
+    a = acts.reshape(acts.shape[0], -1).double()
     a = a - a.mean(1, keepdim=True)
     std = a.norm(dim=1)
     dead = std < 1e-12
@@ -56,10 +58,17 @@ def linear_fit(a_j: torch.Tensor, a_i: torch.Tensor) -> tuple[float, float]:
 
 
 @torch.no_grad()
-def merge_channel(weight: torch.Tensor, bias: torch.Tensor, j: int, i: int, alpha: float, beta: float) -> None:
-    """In place on a (n_out, C, k) consumer weight and its (n_out,) bias: move channel j onto i."""
-    weight[:, i] += alpha * weight[:, j]
-    bias += beta * weight[:, j].sum(1)
+def merge_channel(weight: torch.Tensor, bias: torch.Tensor, j: int, i: int, alpha: list[float], beta: list[float]) -> None:
+    """In place on a (n_out, C, mult*k) consumer weight and its (n_out,) bias: move channel j
+    onto i, sub-channel m (of k columns) with its own alpha[m], beta[m]."""
+    n_out, _, width = weight.shape
+    mult = len(alpha)
+    wj = weight[:, j].reshape(n_out, mult, width // mult)
+    wi = weight[:, i].reshape(n_out, mult, width // mult)
+    a = torch.as_tensor(alpha, dtype=weight.dtype)[None, :, None]
+    b = torch.as_tensor(beta, dtype=weight.dtype)[None, :, None]
+    weight[:, i] = (wi + a * wj).reshape(n_out, width)
+    bias += (b * wj).sum((1, 2))
     weight[:, j] = 0.0
 
 
@@ -96,7 +105,7 @@ def prune_correlation(
 
 
 def _merge_space(model: nn.Module, space: ChannelSpace, xs: torch.Tensor, n_keep: int, selection: str, rng) -> torch.Tensor:
-    acts = [channel_activations(layer_inputs(model, c.layer, xs), c.hw) for c in space.consumers]
+    acts = [channel_activations(layer_inputs(model, c.layer, xs), c.hw, c.mult) for c in space.consumers]
     corr = sum(correlation_matrix(a) for a in acts) / len(acts)
     layers = [model.get_submodule(c.layer) for c in space.consumers]
     weights = [m.weight.detach().clone().reshape(m.weight.shape[0], space.size, -1).double() for m in layers]
@@ -118,8 +127,8 @@ def _merge_space(model: nn.Module, space: ChannelSpace, xs: torch.Tensor, n_keep
             others = live[live != j]
             i = others[int(torch.argmax(corr[j, others]))]
         for a_c, w, bias in zip(acts, weights, biases):
-            alpha, beta = linear_fit(a_c[j], a_c[i])
-            merge_channel(w, bias, int(j), int(i), alpha, beta)
+            fits = [linear_fit(a_c[j, m], a_c[i, m]) for m in range(a_c.shape[1])]
+            merge_channel(w, bias, int(j), int(i), [f[0] for f in fits], [f[1] for f in fits])
         alive[j] = False
     for m, w, bias in zip(layers, weights, biases):
         set_consumer_weight(m, w.float(), bias.float())

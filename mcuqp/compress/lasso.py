@@ -90,6 +90,7 @@ def prune_lasso(
     samples: int = 512,
     per_image: int = 8,
     seed: int = 0,
+    max_rows: int = 40_000,
 ) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     """Prune `ratio` of the channels of every prunable space (per space key when a dict);
     `x` are unlabelled inputs. selection="random" keeps random channels (same refit), the
@@ -112,6 +113,9 @@ def prune_lasso(
             parts = [_design(c, t) for c, t in zip(cur, tgt)]
             a = np.concatenate([p[0] for p in parts])
             y = np.concatenate([p[1] for p in parts])
+            if len(a) > max_rows:  # the selection needs a sample of the rows, not all of them
+                rows = rng.choice(len(a), max_rows, replace=False)
+                a, y = a[rows], y[rows]
             keep = torch.as_tensor(lasso_select(a, y, n_keep), dtype=torch.long)
         else:
             keep = torch.as_tensor(np.sort(rng.permutation(space.size)[:n_keep]), dtype=torch.long)
@@ -130,8 +134,9 @@ def _consumer_data(current, original, graph, space: ChannelSpace, xs, per_image:
     for i, consumer in enumerate(space.consumers):
         m_cur = current.get_submodule(consumer.layer)
         m_orig = original.get_submodule(consumer.layer)
-        p_cur = patches(m_cur, layer_inputs(current, consumer.layer, xs), consumer.hw, per_image=per_image, seed=seed + i)
-        p_orig = patches(m_orig, layer_inputs(original, consumer.layer, xs), consumer.hw, per_image=per_image, seed=seed + i)
+        kw = dict(per_image=per_image, seed=seed + i)
+        p_cur = patches(m_cur, layer_inputs(current, consumer.layer, xs), consumer.hw, consumer.mult, **kw)
+        p_orig = patches(m_orig, layer_inputs(original, consumer.layer, xs), consumer.hw, consumer.mult, **kw)
         cur.append(p_cur)
         y = p_orig.output() + (0 if p_orig.bias is None else p_orig.bias)
         out_key = produced.get(consumer.layer)

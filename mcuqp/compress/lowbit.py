@@ -9,7 +9,9 @@
 - intN (N = 2, 4, 8): symmetric, scale = max|W| / (2^(N-1) - 1), levels -(2^(N-1)-1) .. 2^(N-1)-1.
 
 All are scale-equivariant per channel, so after batch-norm folding or per-channel int8 PTQ the
-levels stay exact: ternary becomes {-127, 0, 127} * alpha/127 and binary ±127 * alpha/127.
+levels stay exact: ternary becomes {-127, 0, 127} * alpha/127, binary ±127 * alpha/127 and int2
+{-127, 0, 127} * max/127. int4 levels k * max/7 are not on the int8 grid max/127 (127 is prime):
+int8 PTQ moves each by less than half an int8 step and keeps all 15 distinct.
 With a pruning mask, statistics (mean|W|, max|W|) are taken over the kept weights and pruned
 weights quantize to exactly zero.
 
