@@ -93,6 +93,31 @@ def compile_cmd(model: str, board: str, out_dir: str, calib: str | None, roundin
     click.echo(f"  arena         {_fmt_int(info['arena_bytes'])} B (live-activation lower bound {_fmt_int(info['lower_bound_bytes'])} B)")
 
 
+@main.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@board_option
+@calib_option
+@click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Draw the arena over time to this PNG.")
+@json_option
+def plan(model: str, board: str, calib: str | None, plot: str | None, as_json: bool) -> None:
+    """Plan MODEL's static arena and print the live tensors per layer."""
+    from mcuqp import api
+    from mcuqp.plan.report import plan_json, plan_table, plot_plan
+    from mcuqp.target.boards import load_board
+
+    load_board(board)  # an unknown board is an error even though planning is board-independent
+    loaded = api.load(model, calib=calib)
+    p = api.compile_plan(loaded)
+    if plot:
+        plot_plan(loaded.graph, p, plot)
+    if as_json:
+        click.echo(json.dumps(plan_json(loaded.graph, p)))
+        return
+    click.echo(plan_table(loaded.graph, p).rstrip("\n"))
+    if plot:
+        click.echo(f"plot written to {plot}")
+
+
 def _print_verify(res, title: str | None = None) -> None:
     if title:
         click.echo(title)
