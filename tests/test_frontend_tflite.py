@@ -421,6 +421,19 @@ def test_int16_activations_are_rejected(tmp_path: Path) -> None:
         load_tflite(_write(tmp_path, b))
 
 
+def test_int4_weights_are_reported_not_called_corrupt(tmp_path: Path) -> None:
+    import tflite
+
+    raw = bytearray(_conv_model(depthwise=False).build())
+    g = tflite.Model.GetRootAsModel(raw, 0).Subgraphs(0)
+    w = next(g.Tensors(i) for i in range(g.TensorsLength()) if g.Tensors(i).Name() == b"w")
+    raw[w._tab.Pos + w._tab.Offset(6)] = 17  # Tensor.type (vtable slot 6) := INT4
+    path = tmp_path / "int4.tflite"
+    path.write_bytes(bytes(raw))
+    with pytest.raises(UnsupportedModelError, match=r"#0 CONV_2D \(weights 'w' is int4, expected int8\)"):
+        load_tflite(path)
+
+
 def test_dynamic_reshape_is_reported(tmp_path: Path) -> None:
     b = ModelBuilder()
     x = b.add_input("x", (1, 4), scale=0.1, zero_point=0)

@@ -30,7 +30,7 @@ from mcuqp.quant import params as qp
 from mcuqp.quant.fixedpoint import _round_half_away, quantize_multiplier, wrap_int32
 
 # tflite.TensorType values we read.
-_FLOAT32, _FLOAT16, _INT32, _UINT8, _INT64, _INT16, _INT8, _FLOAT64, _INT4 = 0, 1, 2, 3, 4, 7, 9, 10, 17
+_FLOAT32, _FLOAT16, _INT32, _UINT8, _INT64, _INT16, _INT8, _FLOAT64 = 0, 1, 2, 3, 4, 7, 9, 10
 _NP_DTYPES: dict[int, np.dtype] = {
     _FLOAT32: np.dtype("<f4"),
     _FLOAT16: np.dtype("<f2"),
@@ -155,9 +155,10 @@ def _parse_tensor(model: Any, raw: bytes, index: int, t: Any) -> TfTensor:
     ttype = int(t.Type())
     data = None
     payload = _buffer_data(model, raw, t)
-    if payload is not None:
-        if ttype not in _NP_DTYPES:
-            raise ValueError(f"tensor {index} ({name}) has constant data of type {_TYPE_NAMES.get(ttype, ttype)}")
+    if payload is not None and ttype not in _NP_DTYPES:
+        # e.g. int4 or string constants: kept as raw bytes; any op using them is reported.
+        data = np.frombuffer(payload, dtype=np.uint8).copy()
+    elif payload is not None:
         arr = np.frombuffer(payload, dtype=_NP_DTYPES[ttype])
         if arr.size != int(np.prod(shape, dtype=np.int64)):
             raise ValueError(f"tensor {index} ({name}): buffer holds {arr.size} values for shape {shape}")
