@@ -306,7 +306,8 @@ def test_quantize_multiplier_matches_c_libm(shims, rounding):
     two and the hand-checked cases."""
     rng = np.random.default_rng(10)
     f32 = lambda v: v.astype(np.float32).astype(np.float64)  # noqa: E731
-    ratios = f32(10 ** rng.uniform(-3, 0, 3000)) * f32(10 ** rng.uniform(-4, 0, 3000)) / f32(10 ** rng.uniform(-3, 1, 3000))
+    in_s, w_s, out_s = (f32(10 ** rng.uniform(lo, hi, 3000)) for lo, hi in ((-3, 0), (-4, 0), (-3, 1)))
+    ratios = in_s * w_s / out_s
     exps = rng.integers(-40, 40, 500).astype(np.float64)
     near_pot = np.concatenate([2.0**exps * (1 - 2.0**-33), 2.0**exps * (1 - 2.0**-32), 2.0**exps * (0.5 + 2.0**-32)])
     reals = np.ascontiguousarray(np.concatenate([ratios, 2.0 ** rng.uniform(-35, 35, 2000), near_pot,

@@ -1,7 +1,8 @@
 """conv2d, depthwise conv2d and fully connected: host-compiled C == numpy reference, bit
 for bit, over randomized shapes and quantization (both rounding modes); the numpy
 reference == literal TFLite-style loops on small cases and == TFLite Micro on single-op
-models; bad arguments are refused by both; the kernels build for Cortex-M."""
+models; bad arguments are refused by both; the kernels build for Cortex-M and, built for
+QEMU's Cortex-M3/M4 boards, give the numpy outputs there too."""
 from __future__ import annotations
 
 import ctypes as C
@@ -313,7 +314,8 @@ def loop_conv(x, w, bias, a: ConvAttrs, depthwise: bool, out_hw: tuple[int, int]
                             if not (0 <= iy < h and 0 <= ix < wd):
                                 continue
                             if depthwise:
-                                acc += int(w[0, fy, fx, oc]) * (int(x[b, iy, ix, oc // a.depth_multiplier]) + a.input_offset)
+                                ic = oc // a.depth_multiplier
+                                acc += int(w[0, fy, fx, oc]) * (int(x[b, iy, ix, ic]) + a.input_offset)
                             else:
                                 for ic in range(cin):
                                     acc += int(w[oc, fy, fx, ic]) * (int(x[b, iy, ix, ic]) + a.input_offset)
@@ -352,7 +354,8 @@ def test_fc_numpy_matches_reference_loops():
         want = fully_connected_s8(x, w, bias, a)
         for b in range(x.shape[0]):
             for oc in range(w.shape[0]):
-                acc = sum((int(w[oc, i]) + a.filter_offset) * (int(x[b, i]) + a.input_offset) for i in range(x.shape[1]))
+                acc = sum((int(w[oc, i]) + a.filter_offset) * (int(x[b, i]) + a.input_offset)
+                          for i in range(x.shape[1]))
                 acc += 0 if bias is None else int(bias[oc])
                 q = 0 if a.requant.multiplier.size == 1 else oc
                 r = tflite_requantize(acc, int(a.requant.multiplier[q]), int(a.requant.shift[q]))
@@ -651,3 +654,135 @@ def test_kernels_compile_for_cortex_m(tmp_path, cpu):
             capture_output=True, text=True,
         )
         assert r.returncode == 0, r.stderr
+
+
+# ---- on the target: QEMU Cortex-M == numpy ---------------------------------------------
+
+
+@dataclass
+class Layer:
+    kind: str  # "conv2d" | "depthwise" | "fc"
+    x_shape: tuple[int, ...]
+    w: np.ndarray
+    bias: np.ndarray | None
+    attrs: ConvAttrs | FullyConnectedAttrs
+
+    def run(self, x: np.ndarray, rounding: str) -> np.ndarray:
+        if self.kind == "fc":
+            return fully_connected_s8(x, self.w, self.bias, self.attrs, rounding)
+        ref = depthwise_conv2d_s8 if self.kind == "depthwise" else conv2d_s8
+        return ref(x, self.w, self.bias, self.attrs, rounding)
+
+    def macs(self, out_size: int) -> int:
+        if self.kind == "fc":
+            return out_size * self.w.shape[1]
+        return out_size * self.w.shape[1] * self.w.shape[2] * (1 if self.kind == "depthwise" else self.w.shape[3])
+
+
+def _target_layers(rounding: str) -> list[Layer]:
+    """MLPerf-Tiny-like layers (3x3 and pointwise convs, depthwise, FC) plus odd ones."""
+    rng = np.random.default_rng(31)
+    cov = Coverage()
+
+    def conv(kind, x_shape, kh, kw, cout, stride=(1, 1), pad=Padding(), dil=(1, 1), dm=1) -> Layer:
+        cin = x_shape[3]
+        w = random_weights(rng, (1, kh, kw, cout) if kind == "depthwise" else (cout, kh, kw, cin))
+        zp, out_zp = (int(v) for v in rng.integers(-128, 128, 2))
+        std = acc_spread(kh * kw * (1 if kind == "depthwise" else cin), -zp, w)
+        a = ConvAttrs(stride=stride, padding=pad, dilation=dil, depth_multiplier=dm, input_offset=-zp,
+                      output_offset=out_zp, requant=random_requant(rng, cout, std, rounding, cov),
+                      act_min=max(-128, out_zp))
+        return Layer(kind, x_shape, w, rng.integers(-20000, 20000, cout).astype(np.int32), a)
+
+    def fc(cin, cout, w_zp=0) -> Layer:
+        w = i8(rng, (cout, cin), -127, 127)
+        zp, out_zp = (int(v) for v in rng.integers(-128, 128, 2))
+        a = FullyConnectedAttrs(input_offset=-zp, filter_offset=-w_zp, output_offset=out_zp,
+                                requant=conv_requant(0.05, 0.004, 0.05 * 0.004 * np.sqrt(cin) * 74 * 74 / 40,
+                                                     rounding))
+        return Layer("fc", (1, cin), w, rng.integers(-20000, 20000, cout).astype(np.int32), a)
+
+    return [
+        conv("conv2d", (1, 12, 12, 16), 3, 3, 16, pad=Padding(1, 1, 1, 1)),
+        conv("depthwise", (1, 12, 12, 32), 3, 3, 32, pad=Padding(1, 1, 1, 1)),
+        conv("conv2d", (1, 12, 12, 32), 1, 1, 32),
+        conv("conv2d", (1, 16, 16, 3), 3, 3, 8, stride=(2, 2), pad=Padding(0, 1, 0, 1)),
+        conv("depthwise", (1, 9, 11, 6), 3, 2, 12, stride=(2, 1), pad=Padding(2, 1, 0, 2), dil=(2, 2), dm=2),
+        conv("conv2d", (2, 7, 6, 5), 5, 3, 7, stride=(1, 3), pad=Padding(3, 2, 1, 0), dil=(1, 2)),
+        fc(256, 32),
+        fc(100, 10, w_zp=17),
+    ]
+
+
+def _c_array(ctype: str, name: str, values: np.ndarray) -> str:
+    return f"static const {ctype} {name}[] = {{{', '.join(str(int(v)) for v in np.ravel(values))}}};\n"
+
+
+def _target_model(layers: list[Layer], out_shapes: list[tuple[int, ...]]) -> tuple[str, str]:
+    """model.c / model.h running every layer on its slice of one input and one output buffer."""
+    decls, calls = [], []
+    in_off = out_off = 0
+    for i, (ly, out_shape) in enumerate(zip(layers, out_shapes)):
+        a = ly.attrs
+        decls.append(_c_array("int8_t", f"w{i}", ly.w))
+        decls.append(_c_array("int32_t", f"b{i}", ly.bias))
+        decls.append(_c_array("int32_t", f"m{i}", a.requant.multiplier))
+        decls.append(_c_array("int32_t", f"s{i}", a.requant.shift))
+        decls.append(f"static const mcuqp_requant q{i} = {{m{i}, s{i}, {a.requant.multiplier.size}}};\n")
+        if ly.kind == "fc":
+            decls.append(f"static const mcuqp_fc_params p{i} = {{{a.input_offset}, {a.filter_offset}, "
+                         f"{a.output_offset}, {a.act_min}, {a.act_max}}};\n")
+            call = (f"mcuqp_fully_connected_s8(&p{i}, &q{i}, {ly.x_shape[0]}, {ly.x_shape[1]}, input + {in_off}, "
+                    f"{ly.w.shape[0]}, w{i}, b{i}, output + {out_off})")
+        else:
+            fields = [a.input_offset, a.output_offset, *a.stride, a.padding.top, a.padding.left, *a.dilation,
+                      a.depth_multiplier, a.act_min, a.act_max]
+            decls.append(f"static const mcuqp_conv_params p{i} = {{{', '.join(map(str, fields))}}};\n")
+            for tag, shape in (("i", ly.x_shape), ("f", ly.w.shape), ("o", out_shape)):
+                decls.append(f"static const mcuqp_dims {tag}{i} = {{{', '.join(map(str, shape))}}};\n")
+            fn = "mcuqp_depthwise_conv2d_s8" if ly.kind == "depthwise" else "mcuqp_conv2d_s8"
+            call = f"{fn}(&p{i}, &q{i}, &i{i}, input + {in_off}, &f{i}, w{i}, b{i}, &o{i}, output + {out_off})"
+        calls.append(f"    if ({call} != MCUQP_OK) {{\n        return {i + 1};\n    }}\n    MCUQP_LAYER_HOOK({i});\n")
+        in_off += int(np.prod(ly.x_shape))
+        out_off += int(np.prod(out_shape))
+    header = ("#ifndef MODEL_H\n#define MODEL_H\n#include <stdint.h>\n"
+              f"#define MCUQP_MODEL_INPUT_SIZE {in_off}\n#define MCUQP_MODEL_OUTPUT_SIZE {out_off}\n"
+              "int mcuqp_model_invoke(const int8_t *input, int8_t *output);\n#endif\n")
+    source = ('#include "model.h"\n#include "mcuqp_nn.h"\n#include "mcuqp_profile.h"\n\n' + "".join(decls) +
+              "\nint mcuqp_model_invoke(const int8_t *input, int8_t *output)\n{\n" + "".join(calls) +
+              "    return 0;\n}\n")
+    return source, header
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("board, rounding", [("mps2-an386", "double"), ("mps2-an385", "single")])
+def test_kernels_on_qemu_match_numpy(tmp_path, board, rounding):
+    """The kernels built for the board (Cortex-M4 / M3) give the numpy outputs bit for bit,
+    and the executed instructions per MAC of the common layers stay where they were
+    measured (QEMU counts are deterministic; the bounds leave ~25% headroom)."""
+    from mcuqp.target import build, qemu
+
+    layers = _target_layers(rounding)
+    rng = np.random.default_rng(32)
+    xs = [np.concatenate([random_input(rng, ly.x_shape) for _ in range(3)]) for ly in layers]
+    outs = [ly.run(x, rounding) for ly, x in zip(layers, xs)]
+    out_shapes = [(ly.x_shape[0], *o.shape[1:]) for ly, o in zip(layers, outs)]
+    src, hdr = _target_model(layers, out_shapes)
+    (tmp_path / "model.c").write_text(src)
+    (tmp_path / "model.h").write_text(hdr)
+    srcs = [tmp_path / "model.c", *[hostlib.RUNTIME_DIR / "src" / s for s in MY_SOURCES],
+            *build.platform_sources(board)]
+    defines = ("MCUQP_SINGLE_ROUNDING=1",) if rounding == "single" else ()
+    fw = build.build_firmware(srcs, [tmp_path, hostlib.RUNTIME_DIR / "include"], board, tmp_path / "fw",
+                              defines=defines)
+    n = 3
+    inputs = np.stack([np.concatenate([x.reshape(n, *ly.x_shape)[k].ravel() for ly, x in zip(layers, xs)])
+                       for k in range(n)])
+    want = np.stack([np.concatenate([o.reshape(n, -1)[k] for o in outs]) for k in range(n)])
+    r = qemu.run_firmware(fw, board, inputs, want.shape[1])
+    assert np.array_equal(r.outputs, want)
+    per_mac = [r.layer_instructions[0][i] / ly.macs(int(np.prod(shape)))
+               for i, (ly, shape) in enumerate(zip(layers, out_shapes))]
+    print(board, " ".join(f"{ly.kind}:{v:.2f}" for ly, v in zip(layers, per_mac)), "instructions/MAC")
+    # 3x3 conv 16->16, 3x3 depthwise 32, pointwise 32->32, FC 256->32
+    assert per_mac[0] < 4.0 and per_mac[1] < 17.0 and per_mac[2] < 6.0 and per_mac[6] < 6.0, per_mac

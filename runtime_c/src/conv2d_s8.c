@@ -19,41 +19,117 @@
  * Taps outside the input contribute nothing (the input offset is added to in-bounds
  * inputs only), exactly as in TFLite. The accumulator is an int32 that wraps in two's
  * complement (arithmetic is done in uint32, so the wrap is defined behaviour); it cannot
- * wrap for filters below 65793 taps * channels and a bias below 2^30.
+ * wrap for k_h * k_w * in_c below 32768 and |bias| below 2^30.
  *
- * Speed: the loops run one output channel at a time, so the input-offset term
- * input_offset * sum(filter[oc]) is computed once per channel and added to a plain
- * int8 dot product for every output whose window lies fully inside the input; only
- * border outputs add the offset per tap.
+ * Speed (portable C, no scratch buffer): output channels are taken two at a time and,
+ * where both windows lie inside the input width, output pixels two at a time, so each
+ * input and weight byte loaded feeds two multiply-accumulates. The input-offset term
+ * input_offset * sum(filter[oc]) is computed once per channel and added to a plain int8
+ * dot product for every window fully inside the input; border windows add the offset
+ * to each input they read (once for both channels).
  */
 #include "mcuqp_fixedpoint.h"
 #include "mcuqp_nn.h"
 
 #define CONV_MAX_DIM (1 << 15)
 
-/* sum of x[i] * w[i], modulo 2^32 */
-static inline uint32_t dot_s8(const int8_t *x, const int8_t *w, int32_t n)
-{
-    uint32_t acc = 0u;
-    int32_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        acc += (uint32_t)(x[i] * w[i] + x[i + 1] * w[i + 1] + x[i + 2] * w[i + 2] + x[i + 3] * w[i + 3]);
-    }
-    for (; i < n; ++i) {
-        acc += (uint32_t)(x[i] * w[i]);
-    }
-    return acc;
-}
+/* Where one batch's image and filter rows live. */
+typedef struct {
+    const int8_t *input; /* (in_h, in_w, in_c) */
+    size_t in_row;       /* bytes per input row */
+    size_t tap_step;     /* bytes between horizontal taps: dilation_w * in_c */
+    size_t w_row;        /* bytes per filter row: k_w * in_c */
+    int32_t in_c;
+    int32_t k_w;
+    int32_t dil_h;
+    int32_t dil_w;
+} conv_geom;
 
-/* sum of (x[i] + offset) * w[i], modulo 2^32 */
-static inline uint32_t dot_offset_s8(const int8_t *x, const int8_t *w, int32_t n, int32_t offset)
+/* Two pixels (x0, x1) times two filters (wa, wb) over n taps*channels, inputs offset by
+ * `off` (the compiler drops the adds where off is the constant 0):
+ * acc = {x0.wa, x1.wa, x0.wb, x1.wb}, modulo 2^32. */
+MCUQP_INLINE void mac_2x2(const int8_t *x0, const int8_t *x1, const int8_t *wa, const int8_t *wb, int32_t n,
+                          int32_t off, uint32_t acc[4])
 {
-    uint32_t acc = 0u;
+    uint32_t a0 = 0u;
+    uint32_t a1 = 0u;
+    uint32_t b0 = 0u;
+    uint32_t b1 = 0u;
     int32_t i;
     for (i = 0; i < n; ++i) {
-        acc += (uint32_t)((x[i] + offset) * w[i]);
+        const int32_t u = x0[i] + off;
+        const int32_t v = x1[i] + off;
+        const int32_t p = wa[i];
+        const int32_t q = wb[i];
+        a0 += (uint32_t)(u * p);
+        a1 += (uint32_t)(v * p);
+        b0 += (uint32_t)(u * q);
+        b1 += (uint32_t)(v * q);
     }
-    return acc;
+    acc[0] += a0;
+    acc[1] += a1;
+    acc[2] += b0;
+    acc[3] += b1;
+}
+
+/* One pixel times two filters: acc = {x.wa, x.wb}. */
+MCUQP_INLINE void mac_1x2(const int8_t *x, const int8_t *wa, const int8_t *wb, int32_t n, int32_t off,
+                          uint32_t acc[2])
+{
+    uint32_t a = 0u;
+    uint32_t b = 0u;
+    int32_t i;
+    for (i = 0; i < n; ++i) {
+        const int32_t u = x[i] + off;
+        a += (uint32_t)(u * wa[i]);
+        b += (uint32_t)(u * wb[i]);
+    }
+    acc[0] += a;
+    acc[1] += b;
+}
+
+/* Rows [ky_lo, ky_hi) of the full-width windows of two pixels pix_step bytes apart whose
+ * first window starts at input column x0 (x0 and both windows inside the input width). */
+MCUQP_INLINE void window_2x2(const conv_geom *g, int32_t y0, int32_t x0, size_t pix_step, int32_t ky_lo,
+                             int32_t ky_hi, const int8_t *wa, const int8_t *wb, int32_t off, uint32_t acc[4])
+{
+    /* With dilation_w == 1 a whole filter row is one contiguous run. */
+    const int32_t run = g->dil_w == 1 ? g->k_w * g->in_c : g->in_c;
+    const int32_t steps = g->dil_w == 1 ? 1 : g->k_w;
+    int32_t ky;
+    for (ky = ky_lo; ky < ky_hi; ++ky) {
+        const int8_t *x = g->input + (size_t)(y0 + ky * g->dil_h) * g->in_row + (size_t)x0 * (size_t)g->in_c;
+        const size_t w_off = (size_t)ky * g->w_row;
+        int32_t s;
+        for (s = 0; s < steps; ++s) {
+            const size_t xs = (size_t)s * g->tap_step;
+            const size_t ws = w_off + (size_t)s * (size_t)g->in_c;
+            mac_2x2(x + xs, x + xs + pix_step, wa + ws, wb + ws, run, off, acc);
+        }
+    }
+}
+
+/* Taps [ky_lo, ky_hi) x [kx_lo, kx_hi) (all inside the input) of one pixel's window. */
+MCUQP_INLINE void window_1x2(const conv_geom *g, int32_t y0, int32_t x0, int32_t ky_lo, int32_t ky_hi,
+                             int32_t kx_lo, int32_t kx_hi, const int8_t *wa, const int8_t *wb, int32_t off,
+                             uint32_t acc[2])
+{
+    if (kx_hi <= kx_lo) {
+        return;
+    }
+    const int32_t run = g->dil_w == 1 ? (kx_hi - kx_lo) * g->in_c : g->in_c;
+    const int32_t steps = g->dil_w == 1 ? 1 : kx_hi - kx_lo;
+    int32_t ky;
+    for (ky = ky_lo; ky < ky_hi; ++ky) {
+        const int8_t *x = g->input + (size_t)(y0 + ky * g->dil_h) * g->in_row +
+                          (size_t)(x0 + kx_lo * g->dil_w) * (size_t)g->in_c;
+        const size_t w_off = (size_t)ky * g->w_row + (size_t)kx_lo * (size_t)g->in_c;
+        int32_t s;
+        for (s = 0; s < steps; ++s) {
+            const size_t ws = w_off + (size_t)s * (size_t)g->in_c;
+            mac_1x2(x + (size_t)s * g->tap_step, wa + ws, wb + ws, run, off, acc);
+        }
+    }
 }
 
 static inline uint32_t sum_s8(const int8_t *w, int32_t n)
@@ -64,6 +140,14 @@ static inline uint32_t sum_s8(const int8_t *w, int32_t n)
         acc += (uint32_t)w[i];
     }
     return acc;
+}
+
+/* Requantize, add the output offset and clamp; lo/hi are the clamp minus the offset, so
+ * that the int32 add cannot overflow. */
+MCUQP_INLINE int8_t output_s8(uint32_t acc, int32_t mult, int32_t shift, int32_t lo, int32_t hi, int32_t out_offset)
+{
+    const int32_t r = mcuqp_requantize((int32_t)acc, mult, shift);
+    return (int8_t)(mcuqp_clamp_i32(r, lo, hi) + out_offset);
 }
 
 /* [*lo, *hi): the taps t in [0, taps) with 0 <= origin + t * dilation < size. */
@@ -130,89 +214,102 @@ mcuqp_status mcuqp_conv2d_s8(const mcuqp_conv_params *params, const mcuqp_requan
     const int32_t out_c = filter_dims->n;
     const int32_t out_h = output_dims->h;
     const int32_t out_w = output_dims->w;
-    const int32_t stride_h = params->stride_h;
     const int32_t stride_w = params->stride_w;
-    const int32_t dil_h = params->dilation_h;
-    const int32_t dil_w = params->dilation_w;
     const int32_t in_offset = params->input_offset;
     const int32_t out_offset = params->output_offset;
-    /* clamp(r + out_offset, act_min, act_max) without an int32 overflow in the add */
     const int32_t lo = params->act_min - out_offset;
     const int32_t hi = params->act_max - out_offset;
-    const size_t in_row = (size_t)in_w * (size_t)in_c;
-    const size_t in_image = (size_t)in_h * in_row;
+    const size_t in_image = (size_t)in_h * (size_t)in_w * (size_t)in_c;
     const size_t out_image = (size_t)out_h * (size_t)out_w * (size_t)out_c;
+    const size_t out_px = (size_t)out_c;                      /* bytes between output pixels */
+    const size_t pix_step = (size_t)stride_w * (size_t)in_c;  /* between neighbouring windows */
     const int32_t filter_size = k_h * k_w * in_c;
-    /* With dilation_w == 1 the taps of one filter row are contiguous in memory. */
-    const int32_t row_run = dil_w == 1 ? k_w * in_c : in_c;
-    const int32_t row_steps = dil_w == 1 ? 1 : k_w;
-    const size_t tap_step = (size_t)dil_w * (size_t)in_c; /* next kx in the input */
+    conv_geom g;
+    g.in_row = (size_t)in_w * (size_t)in_c;
+    g.tap_step = (size_t)params->dilation_w * (size_t)in_c;
+    g.w_row = (size_t)k_w * (size_t)in_c;
+    g.in_c = in_c;
+    g.k_w = k_w;
+    g.dil_h = params->dilation_h;
+    g.dil_w = params->dilation_w;
 
-    /* Output columns whose window lies fully inside the input width. */
+    /* Output columns [ox_full_lo, ox_full_hi) have windows inside the input width. */
     int32_t ox_full_lo = 0;
     while (ox_full_lo < out_w && ox_full_lo * stride_w - params->pad_w < 0) {
         ++ox_full_lo;
     }
     int32_t ox_full_hi = ox_full_lo;
-    while (ox_full_hi < out_w && ox_full_hi * stride_w - params->pad_w + (k_w - 1) * dil_w < in_w) {
+    while (ox_full_hi < out_w && ox_full_hi * stride_w - params->pad_w + (k_w - 1) * g.dil_w < in_w) {
         ++ox_full_hi;
     }
 
     int32_t oc;
-    for (oc = 0; oc < out_c; ++oc) {
-        const int8_t *w_oc = filter + (size_t)oc * (size_t)filter_size;
-        const int32_t q = quant->count == 1 ? 0 : oc;
-        const int32_t mult = quant->multiplier[q];
-        const int32_t shift = quant->shift[q];
-        const uint32_t b = bias != NULL ? (uint32_t)bias[oc] : 0u;
-        const uint32_t full_offset_term = (uint32_t)in_offset * sum_s8(w_oc, filter_size);
+    for (oc = 0; oc < out_c; oc += 2) {
+        /* Channels a = oc and b = oc + 1; an odd last channel is computed twice, stored once. */
+        const int two = oc + 1 < out_c;
+        const int32_t oc_b = two ? oc + 1 : oc;
+        const int8_t *wa = filter + (size_t)oc * (size_t)filter_size;
+        const int8_t *wb = filter + (size_t)oc_b * (size_t)filter_size;
+        const int32_t qa = quant->count == 1 ? 0 : oc;
+        const int32_t qb = quant->count == 1 ? 0 : oc_b;
+        const int32_t ma = quant->multiplier[qa];
+        const int32_t sa = quant->shift[qa];
+        const int32_t mb = quant->multiplier[qb];
+        const int32_t sb = quant->shift[qb];
+        const uint32_t bias_a = bias != NULL ? (uint32_t)bias[oc] : 0u;
+        const uint32_t bias_b = bias != NULL ? (uint32_t)bias[oc_b] : 0u;
+        /* bias + input_offset * sum(filter): the whole sum for a window inside the input */
+        const uint32_t full_a = bias_a + (uint32_t)in_offset * sum_s8(wa, filter_size);
+        const uint32_t full_b = bias_b + (uint32_t)in_offset * sum_s8(wb, filter_size);
         int32_t n;
         for (n = 0; n < input_dims->n; ++n) {
-            const int8_t *in_n = input + (size_t)n * in_image;
-            int8_t *out_n = output + (size_t)n * out_image + (size_t)oc;
+            g.input = input + (size_t)n * in_image;
             int32_t oy;
             for (oy = 0; oy < out_h; ++oy) {
-                const int32_t y0 = oy * stride_h - params->pad_h;
+                const int32_t y0 = oy * params->stride_h - params->pad_h;
+                int8_t *out = output + (size_t)n * out_image + (size_t)oy * (size_t)out_w * out_px + (size_t)oc;
                 int32_t ky_lo;
                 int32_t ky_hi;
-                tap_range(y0, dil_h, k_h, in_h, &ky_lo, &ky_hi);
-                const int full_rows = ky_lo == 0 && ky_hi == k_h;
-                int32_t ox;
-                for (ox = 0; ox < out_w; ++ox) {
+                tap_range(y0, g.dil_h, k_h, in_h, &ky_lo, &ky_hi);
+                const int row_full = ky_lo == 0 && ky_hi == k_h;
+                int32_t ox = 0;
+                while (ox < out_w) {
                     const int32_t x0 = ox * stride_w - params->pad_w;
-                    uint32_t acc = 0u;
-                    int32_t ky;
-                    if (full_rows && ox >= ox_full_lo && ox < ox_full_hi) {
-                        for (ky = 0; ky < k_h; ++ky) {
-                            const int8_t *in_px = in_n + (size_t)(y0 + ky * dil_h) * in_row + (size_t)x0 * (size_t)in_c;
-                            const int8_t *w_px = w_oc + (size_t)ky * (size_t)k_w * (size_t)in_c;
-                            int32_t s;
-                            for (s = 0; s < row_steps; ++s) {
-                                acc += dot_s8(in_px + (size_t)s * tap_step, w_px + (size_t)s * (size_t)in_c, row_run);
-                            }
+                    if (ox >= ox_full_lo && ox + 1 < ox_full_hi) {
+                        uint32_t acc[4] = {0u, 0u, 0u, 0u};
+                        if (row_full) {
+                            window_2x2(&g, y0, x0, pix_step, 0, k_h, wa, wb, 0, acc);
+                        } else {
+                            window_2x2(&g, y0, x0, pix_step, ky_lo, ky_hi, wa, wb, in_offset, acc);
                         }
-                        acc += full_offset_term;
+                        const uint32_t base_a = row_full ? full_a : bias_a;
+                        const uint32_t base_b = row_full ? full_b : bias_b;
+                        int8_t *o = out + (size_t)ox * out_px;
+                        o[0] = output_s8(acc[0] + base_a, ma, sa, lo, hi, out_offset);
+                        o[out_px] = output_s8(acc[1] + base_a, ma, sa, lo, hi, out_offset);
+                        if (two) {
+                            o[1] = output_s8(acc[2] + base_b, mb, sb, lo, hi, out_offset);
+                            o[out_px + 1] = output_s8(acc[3] + base_b, mb, sb, lo, hi, out_offset);
+                        }
+                        ox += 2;
                     } else {
                         int32_t kx_lo;
                         int32_t kx_hi;
-                        tap_range(x0, dil_w, k_w, in_w, &kx_lo, &kx_hi);
-                        const int32_t run = dil_w == 1 ? (kx_hi - kx_lo) * in_c : in_c;
-                        const int32_t steps = dil_w == 1 ? 1 : kx_hi - kx_lo;
-                        for (ky = kx_hi > kx_lo ? ky_lo : ky_hi; ky < ky_hi; ++ky) {
-                            const int8_t *in_px = in_n + (size_t)(y0 + ky * dil_h) * in_row +
-                                                  (size_t)(x0 + kx_lo * dil_w) * (size_t)in_c;
-                            const int8_t *w_px = w_oc + ((size_t)ky * (size_t)k_w + (size_t)kx_lo) * (size_t)in_c;
-                            int32_t s;
-                            for (s = 0; s < steps; ++s) {
-                                acc += dot_offset_s8(in_px + (size_t)s * tap_step, w_px + (size_t)s * (size_t)in_c,
-                                                     run, in_offset);
-                            }
+                        tap_range(x0, g.dil_w, k_w, in_w, &kx_lo, &kx_hi);
+                        const int full = row_full && kx_lo == 0 && kx_hi == k_w;
+                        uint32_t acc[2] = {0u, 0u};
+                        if (full) {
+                            window_1x2(&g, y0, x0, 0, k_h, 0, k_w, wa, wb, 0, acc);
+                        } else {
+                            window_1x2(&g, y0, x0, ky_lo, ky_hi, kx_lo, kx_hi, wa, wb, in_offset, acc);
                         }
+                        int8_t *o = out + (size_t)ox * out_px;
+                        o[0] = output_s8(acc[0] + (full ? full_a : bias_a), ma, sa, lo, hi, out_offset);
+                        if (two) {
+                            o[1] = output_s8(acc[1] + (full ? full_b : bias_b), mb, sb, lo, hi, out_offset);
+                        }
+                        ox += 1;
                     }
-                    acc += b;
-                    const int32_t r = mcuqp_requantize((int32_t)acc, mult, shift);
-                    out_n[((size_t)oy * (size_t)out_w + (size_t)ox) * (size_t)out_c] =
-                        (int8_t)(mcuqp_clamp_i32(r, lo, hi) + out_offset);
                 }
             }
         }

@@ -22,14 +22,83 @@
  * ox*stride_w - pad_w + kx*dilation_w. Taps outside the input contribute nothing, as in
  * TFLite. The int32 accumulator wraps in two's complement (uint32 arithmetic).
  *
- * Speed: one output channel at a time, so input_offset * sum(filter[.][.][oc]) is
- * computed once per channel and added to a plain dot product for every output whose
- * window lies fully inside the input; border outputs add the offset per tap.
+ * Speed (portable C, no scratch buffer): output channels are taken four at a time (all
+ * windows of a pixel share their geometry, borders included), so the loop overhead of
+ * every tap is shared by four multiply-accumulates; with depth_multiplier 1 the four
+ * inputs and weights are adjacent bytes. input_offset * sum(filter[.][.][oc]) is computed
+ * once per channel and added to a plain dot product for every window fully inside the
+ * input; border windows add the offset to each input they read.
  */
 #include "mcuqp_fixedpoint.h"
 #include "mcuqp_nn.h"
 
 #define DW_MAX_DIM (1 << 15)
+
+/* Where one batch's image and the filter taps live. */
+typedef struct {
+    const int8_t *input;  /* the image, advanced to the group's first input channel */
+    const int8_t *filter; /* (k_h, k_w, out_c), advanced to the group's first channel */
+    size_t in_row;        /* bytes per input row */
+    size_t in_px;         /* bytes per input pixel: in_c */
+    size_t tap_step;      /* bytes between horizontal taps: dilation_w * in_c */
+    size_t w_row;         /* bytes per filter row: k_w * out_c */
+    size_t w_tap;         /* bytes between filter taps: out_c */
+    int32_t dil_h;
+    int32_t dil_w;
+} dw_geom;
+
+/* Four channels of one window, taps [ky_lo, ky_hi) x [kx_lo, kx_hi) (inside the input):
+ * acc[j] = sum of (input[xo_j] + off) * filter[wo_j], inputs offset by `off`. Called with
+ * constant offsets (0, 1, 2, 3) and off = 0 where it can, so the compiler drops the adds
+ * and uses immediate addressing. */
+MCUQP_INLINE void window_c4(const dw_geom *g, int32_t y0, int32_t x0, int32_t ky_lo, int32_t ky_hi, int32_t kx_lo,
+                            int32_t kx_hi, int32_t off, size_t xo1, size_t xo2, size_t xo3, size_t wo1, size_t wo2,
+                            size_t wo3, uint32_t acc[4])
+{
+    uint32_t a0 = 0u;
+    uint32_t a1 = 0u;
+    uint32_t a2 = 0u;
+    uint32_t a3 = 0u;
+    if (kx_hi > kx_lo) {
+        int32_t ky;
+        for (ky = ky_lo; ky < ky_hi; ++ky) {
+            const int8_t *x = g->input + (size_t)(y0 + ky * g->dil_h) * g->in_row +
+                              (size_t)(x0 + kx_lo * g->dil_w) * g->in_px;
+            const int8_t *w = g->filter + (size_t)ky * g->w_row + (size_t)kx_lo * g->w_tap;
+            int32_t kx;
+            for (kx = 0; kx < kx_hi - kx_lo; ++kx) {
+                const int8_t *xp = x + (size_t)kx * g->tap_step;
+                const int8_t *wp = w + (size_t)kx * g->w_tap;
+                a0 += (uint32_t)((xp[0] + off) * wp[0]);
+                a1 += (uint32_t)((xp[xo1] + off) * wp[wo1]);
+                a2 += (uint32_t)((xp[xo2] + off) * wp[wo2]);
+                a3 += (uint32_t)((xp[xo3] + off) * wp[wo3]);
+            }
+        }
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+
+/* A group of four channels over the whole output. full[j] = bias + input_offset *
+ * sum(filter) and bias[j] are added for windows inside / crossing the input border. */
+typedef struct {
+    const int32_t *mult;
+    const int32_t *shift;
+    const uint32_t *full;
+    const uint32_t *bias;
+    int32_t count; /* channels stored: 1..4 */
+} dw_group;
+
+/* Requantize, add the output offset and clamp; lo/hi are the clamp minus the offset, so
+ * that the int32 add cannot overflow. */
+MCUQP_INLINE int8_t output_s8(uint32_t acc, int32_t mult, int32_t shift, int32_t lo, int32_t hi, int32_t out_offset)
+{
+    const int32_t r = mcuqp_requantize((int32_t)acc, mult, shift);
+    return (int8_t)(mcuqp_clamp_i32(r, lo, hi) + out_offset);
+}
 
 /* [*lo, *hi): the taps t in [0, taps) with 0 <= origin + t * dilation < size. */
 static inline void tap_range(int32_t origin, int32_t dilation, int32_t taps, int32_t size, int32_t *lo,
@@ -76,6 +145,46 @@ static int valid_args(const mcuqp_conv_params *p, const mcuqp_requant *q, const 
     return 1;
 }
 
+/* One batch image for one channel group; xo/wo as in window_c4. */
+MCUQP_INLINE void run_group(const dw_geom *g, const dw_group *grp, const mcuqp_conv_params *p, int32_t in_h,
+                            int32_t in_w, int32_t k_h, int32_t k_w, int32_t out_h, int32_t out_w, int8_t *out,
+                            size_t out_px, size_t xo1, size_t xo2, size_t xo3, size_t wo1, size_t wo2, size_t wo3)
+{
+    const int32_t lo = p->act_min - p->output_offset;
+    const int32_t hi = p->act_max - p->output_offset;
+    int32_t oy;
+    for (oy = 0; oy < out_h; ++oy) {
+        const int32_t y0 = oy * p->stride_h - p->pad_h;
+        int32_t ky_lo;
+        int32_t ky_hi;
+        tap_range(y0, g->dil_h, k_h, in_h, &ky_lo, &ky_hi);
+        const int row_full = ky_lo == 0 && ky_hi == k_h;
+        int32_t ox;
+        for (ox = 0; ox < out_w; ++ox) {
+            int8_t *o = out + ((size_t)oy * (size_t)out_w + (size_t)ox) * out_px;
+            const int32_t x0 = ox * p->stride_w - p->pad_w;
+            int32_t kx_lo;
+            int32_t kx_hi;
+            tap_range(x0, g->dil_w, k_w, in_w, &kx_lo, &kx_hi);
+            const int full = row_full && kx_lo == 0 && kx_hi == k_w;
+            uint32_t acc[4];
+            const uint32_t *base;
+            if (full) {
+                window_c4(g, y0, x0, 0, k_h, 0, k_w, 0, xo1, xo2, xo3, wo1, wo2, wo3, acc);
+                base = grp->full;
+            } else {
+                window_c4(g, y0, x0, ky_lo, ky_hi, kx_lo, kx_hi, p->input_offset, xo1, xo2, xo3, wo1, wo2, wo3,
+                          acc);
+                base = grp->bias;
+            }
+            int32_t j;
+            for (j = 0; j < grp->count; ++j) {
+                o[j] = output_s8(acc[j] + base[j], grp->mult[j], grp->shift[j], lo, hi, p->output_offset);
+            }
+        }
+    }
+}
+
 mcuqp_status mcuqp_depthwise_conv2d_s8(const mcuqp_conv_params *params, const mcuqp_requant *quant,
                                        const mcuqp_dims *input_dims, const int8_t *input,
                                        const mcuqp_dims *filter_dims, const int8_t *filter,
@@ -96,92 +205,57 @@ mcuqp_status mcuqp_depthwise_conv2d_s8(const mcuqp_conv_params *params, const mc
     const int32_t out_c = filter_dims->c;
     const int32_t out_h = output_dims->h;
     const int32_t out_w = output_dims->w;
-    const int32_t stride_h = params->stride_h;
-    const int32_t stride_w = params->stride_w;
-    const int32_t dil_h = params->dilation_h;
-    const int32_t dil_w = params->dilation_w;
-    const int32_t in_offset = params->input_offset;
-    const int32_t out_offset = params->output_offset;
-    /* clamp(r + out_offset, act_min, act_max) without an int32 overflow in the add */
-    const int32_t lo = params->act_min - out_offset;
-    const int32_t hi = params->act_max - out_offset;
-    const size_t in_row = (size_t)in_w * (size_t)in_c;
-    const size_t in_image = (size_t)in_h * in_row;
+    const int32_t dm = params->depth_multiplier;
+    const size_t in_image = (size_t)in_h * (size_t)in_w * (size_t)in_c;
     const size_t out_image = (size_t)out_h * (size_t)out_w * (size_t)out_c;
-    const size_t in_tap_step = (size_t)dil_w * (size_t)in_c; /* next kx in the input */
-    const size_t in_row_step = (size_t)dil_h * in_row;       /* next ky in the input */
-    const size_t w_row = (size_t)k_w * (size_t)out_c;         /* next ky in the filter */
+    dw_geom g;
+    g.in_row = (size_t)in_w * (size_t)in_c;
+    g.in_px = (size_t)in_c;
+    g.tap_step = (size_t)params->dilation_w * (size_t)in_c;
+    g.w_row = (size_t)k_w * (size_t)out_c;
+    g.w_tap = (size_t)out_c;
+    g.dil_h = params->dilation_h;
+    g.dil_w = params->dilation_w;
 
-    /* Output columns whose window lies fully inside the input width. */
-    int32_t ox_full_lo = 0;
-    while (ox_full_lo < out_w && ox_full_lo * stride_w - params->pad_w < 0) {
-        ++ox_full_lo;
-    }
-    int32_t ox_full_hi = ox_full_lo;
-    while (ox_full_hi < out_w && ox_full_hi * stride_w - params->pad_w + (k_w - 1) * dil_w < in_w) {
-        ++ox_full_hi;
-    }
-
-    int32_t oc;
-    for (oc = 0; oc < out_c; ++oc) {
-        const int8_t *w_oc = filter + oc;
-        const int32_t ic = oc / params->depth_multiplier;
-        const int32_t q = quant->count == 1 ? 0 : oc;
-        const int32_t mult = quant->multiplier[q];
-        const int32_t shift = quant->shift[q];
-        const uint32_t b = bias != NULL ? (uint32_t)bias[oc] : 0u;
-        uint32_t w_sum = 0u;
-        int32_t t;
-        for (t = 0; t < k_h * k_w; ++t) {
-            w_sum += (uint32_t)w_oc[(size_t)t * (size_t)out_c];
+    int32_t oc0;
+    for (oc0 = 0; oc0 < out_c; oc0 += 4) {
+        /* Channels oc0 .. oc0 + 3; past the last channel, the last one is recomputed, not stored. */
+        int32_t mult[4];
+        int32_t shift[4];
+        uint32_t full[4];
+        uint32_t b[4];
+        size_t xo[4];
+        size_t wo[4];
+        const int32_t ic0 = oc0 / dm;
+        int32_t j;
+        for (j = 0; j < 4; ++j) {
+            const int32_t oc = mcuqp_min_i32(oc0 + j, out_c - 1);
+            const int32_t q = quant->count == 1 ? 0 : oc;
+            uint32_t w_sum = 0u;
+            int32_t t;
+            for (t = 0; t < k_h * k_w; ++t) {
+                w_sum += (uint32_t)filter[(size_t)t * g.w_tap + (size_t)oc];
+            }
+            mult[j] = quant->multiplier[q];
+            shift[j] = quant->shift[q];
+            b[j] = bias != NULL ? (uint32_t)bias[oc] : 0u;
+            full[j] = b[j] + (uint32_t)params->input_offset * w_sum;
+            xo[j] = (size_t)(oc / dm - ic0);
+            wo[j] = (size_t)(oc - oc0);
         }
-        const uint32_t full_offset_term = (uint32_t)in_offset * w_sum;
+        const dw_group grp = {mult, shift, full, b, mcuqp_min_i32(4, out_c - oc0)};
+        /* The common case gets constant offsets: adjacent input and filter bytes. */
+        const int adjacent = dm == 1 && grp.count == 4;
+        g.filter = filter + oc0;
         int32_t n;
         for (n = 0; n < input_dims->n; ++n) {
-            const int8_t *in_n = input + (size_t)n * in_image + (size_t)ic;
-            int8_t *out_n = output + (size_t)n * out_image + (size_t)oc;
-            int32_t oy;
-            for (oy = 0; oy < out_h; ++oy) {
-                const int32_t y0 = oy * stride_h - params->pad_h;
-                int32_t ky_lo;
-                int32_t ky_hi;
-                tap_range(y0, dil_h, k_h, in_h, &ky_lo, &ky_hi);
-                const int full_rows = ky_lo == 0 && ky_hi == k_h;
-                int32_t ox;
-                for (ox = 0; ox < out_w; ++ox) {
-                    const int32_t x0 = ox * stride_w - params->pad_w;
-                    uint32_t acc = 0u;
-                    int32_t ky;
-                    int32_t kx;
-                    if (full_rows && ox >= ox_full_lo && ox < ox_full_hi) {
-                        const int8_t *in_px = in_n + (size_t)y0 * in_row + (size_t)x0 * (size_t)in_c;
-                        for (ky = 0; ky < k_h; ++ky) {
-                            const int8_t *in_r = in_px + (size_t)ky * in_row_step;
-                            const int8_t *w_r = w_oc + (size_t)ky * w_row;
-                            for (kx = 0; kx < k_w; ++kx) {
-                                acc += (uint32_t)(in_r[(size_t)kx * in_tap_step] * w_r[(size_t)kx * (size_t)out_c]);
-                            }
-                        }
-                        acc += full_offset_term;
-                    } else {
-                        int32_t kx_lo;
-                        int32_t kx_hi;
-                        tap_range(x0, dil_w, k_w, in_w, &kx_lo, &kx_hi);
-                        for (ky = kx_hi > kx_lo ? ky_lo : ky_hi; ky < ky_hi; ++ky) {
-                            const int8_t *in_px = in_n + (size_t)(y0 + ky * dil_h) * in_row +
-                                                  (size_t)(x0 + kx_lo * dil_w) * (size_t)in_c;
-                            const int8_t *w_px = w_oc + (size_t)ky * w_row + (size_t)kx_lo * (size_t)out_c;
-                            for (kx = 0; kx < kx_hi - kx_lo; ++kx) {
-                                acc += (uint32_t)((in_px[(size_t)kx * in_tap_step] + in_offset) *
-                                                  w_px[(size_t)kx * (size_t)out_c]);
-                            }
-                        }
-                    }
-                    acc += b;
-                    const int32_t r = mcuqp_requantize((int32_t)acc, mult, shift);
-                    out_n[((size_t)oy * (size_t)out_w + (size_t)ox) * (size_t)out_c] =
-                        (int8_t)(mcuqp_clamp_i32(r, lo, hi) + out_offset);
-                }
+            g.input = input + (size_t)n * in_image + (size_t)ic0;
+            int8_t *out = output + (size_t)n * out_image + (size_t)oc0;
+            if (adjacent) {
+                run_group(&g, &grp, params, in_h, in_w, k_h, k_w, out_h, out_w, out, (size_t)out_c, 1, 2, 3, 1, 2, 3);
+            } else {
+                run_group(&g, &grp, params, in_h, in_w, k_h, k_w, out_h, out_w, out, (size_t)out_c, xo[1], xo[2],
+                          xo[3], wo[1], wo[2], wo[3]);
             }
         }
     }

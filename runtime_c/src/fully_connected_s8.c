@@ -17,10 +17,12 @@
  *         + bias[oc]
  *   y   = clamp(requantize(acc, multiplier[oc], shift[oc]) + output_offset, act_min, act_max)
  * The int32 accumulator wraps in two's complement (uint32 arithmetic, defined behaviour);
- * it cannot wrap for in_ch below 33025 and a bias below 2^30.
+ * it cannot wrap for in_ch below 16512 and |bias| below 2^30.
  *
- * Speed: with a filter offset the sum splits into sum(filter * (input + input_offset))
- * plus filter_offset * sum(input + input_offset), the latter computed once per row.
+ * Speed: four output channels at a time, so each input byte loaded (and offset) feeds
+ * four multiply-accumulates. With a filter offset the sum splits into
+ * sum(filter * (input + input_offset)) plus filter_offset * sum(input + input_offset),
+ * the latter computed once per row.
  */
 #include "mcuqp_fixedpoint.h"
 #include "mcuqp_nn.h"
@@ -29,15 +31,45 @@
 static inline uint32_t dot_offset_s8(const int8_t *x, const int8_t *w, int32_t n, int32_t offset)
 {
     uint32_t acc = 0u;
-    int32_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        acc += (uint32_t)((x[i] + offset) * w[i] + (x[i + 1] + offset) * w[i + 1] + (x[i + 2] + offset) * w[i + 2] +
-                          (x[i + 3] + offset) * w[i + 3]);
-    }
-    for (; i < n; ++i) {
+    int32_t i;
+    for (i = 0; i < n; ++i) {
         acc += (uint32_t)((x[i] + offset) * w[i]);
     }
     return acc;
+}
+
+/* Four rows of w (row_len apart) against x: acc[r] = sum of (x[i] + offset) * w_r[i]. */
+static inline void dot4_offset_s8(const int8_t *x, const int8_t *w, size_t row_len, int32_t n, int32_t offset,
+                                  uint32_t acc[4])
+{
+    const int8_t *w0 = w;
+    const int8_t *w1 = w + row_len;
+    const int8_t *w2 = w + 2 * row_len;
+    const int8_t *w3 = w + 3 * row_len;
+    uint32_t a0 = 0u;
+    uint32_t a1 = 0u;
+    uint32_t a2 = 0u;
+    uint32_t a3 = 0u;
+    int32_t i;
+    for (i = 0; i < n; ++i) {
+        const int32_t v = x[i] + offset;
+        a0 += (uint32_t)(v * w0[i]);
+        a1 += (uint32_t)(v * w1[i]);
+        a2 += (uint32_t)(v * w2[i]);
+        a3 += (uint32_t)(v * w3[i]);
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+
+/* Requantize, add the output offset and clamp; lo/hi are the clamp minus the offset, so
+ * that the int32 add cannot overflow. */
+static inline int8_t output_s8(uint32_t acc, int32_t mult, int32_t shift, int32_t lo, int32_t hi, int32_t out_offset)
+{
+    const int32_t r = mcuqp_requantize((int32_t)acc, mult, shift);
+    return (int8_t)(mcuqp_clamp_i32(r, lo, hi) + out_offset);
 }
 
 static int valid_args(const mcuqp_fc_params *p, const mcuqp_requant *q, int32_t batches, int32_t in_ch,
@@ -89,16 +121,24 @@ mcuqp_status mcuqp_fully_connected_s8(const mcuqp_fc_params *params, const mcuqp
             }
             filter_offset_term = (uint32_t)params->filter_offset * x_sum;
         }
-        const int8_t *w = filter;
-        int32_t oc;
-        for (oc = 0; oc < out_ch; ++oc, w += in_ch) {
-            uint32_t acc = dot_offset_s8(x, w, in_ch, in_offset) + filter_offset_term;
-            if (bias != NULL) {
-                acc += (uint32_t)bias[oc];
+        int32_t oc = 0;
+        for (; oc + 4 <= out_ch; oc += 4) {
+            uint32_t acc[4];
+            dot4_offset_s8(x, filter + (size_t)oc * (size_t)in_ch, (size_t)in_ch, in_ch, in_offset, acc);
+            int32_t j;
+            for (j = 0; j < 4; ++j) {
+                const int32_t q = per_channel ? oc + j : 0;
+                const uint32_t bias_j = bias != NULL ? (uint32_t)bias[oc + j] : 0u;
+                y[oc + j] = output_s8(acc[j] + filter_offset_term + bias_j, quant->multiplier[q], quant->shift[q],
+                                      lo, hi, out_offset);
             }
+        }
+        for (; oc < out_ch; ++oc) {
+            const uint32_t acc = dot_offset_s8(x, filter + (size_t)oc * (size_t)in_ch, in_ch, in_offset);
             const int32_t q = per_channel ? oc : 0;
-            const int32_t r = mcuqp_requantize((int32_t)acc, quant->multiplier[q], quant->shift[q]);
-            y[oc] = (int8_t)(mcuqp_clamp_i32(r, lo, hi) + out_offset);
+            const uint32_t bias_oc = bias != NULL ? (uint32_t)bias[oc] : 0u;
+            y[oc] = output_s8(acc + filter_offset_term + bias_oc, quant->multiplier[q], quant->shift[q], lo, hi,
+                              out_offset);
         }
     }
     return MCUQP_OK;
