@@ -37,6 +37,10 @@ def test_tflite_model_bit_exact_on_qemu(model, board, tmp_path):
     assert res.compared == 24
     assert res.mismatches == 0, f"{res.mismatched_elements} elements differ"
     assert np.array_equal(res.device_outputs, res.reference_outputs)
+    # and directly against the oracle of record, TFLite Micro's reference kernels
+    from mcuqp.oracle import tflm_run
+
+    assert np.array_equal(res.device_outputs, tflm_run(_path(model), res.inputs).reshape(res.device_outputs.shape))
     # the inputs span the full int8 range, so saturation paths are exercised
     assert res.inputs.min() == -128 and res.inputs.max() == 127
     assert np.array_equal(np.load(tmp_path / "outputs_device.npy"), res.device_outputs)
