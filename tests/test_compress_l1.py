@@ -1,5 +1,3 @@
-import copy
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -9,6 +7,15 @@ from mcuqp.compress.l1 import l1_penalty, prune_l1, threshold_masks
 from mcuqp.compress.masks import finetune
 from mcuqp.compress.train import FitConfig, evaluate, fit
 from mcuqp.datasets import load_dataset
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # tiny models: torch's intra-op threads only contend with each other on a shared machine
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 class Small(nn.Module):

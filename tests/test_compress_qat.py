@@ -24,6 +24,15 @@ from mcuqp.models import DigitsCNN
 from mcuqp.quant.ptq import activation_qparams, quantize, quantize_input, quantize_weights
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # tiny models: torch's intra-op threads only contend with each other on a shared machine
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _qdq_numpy(v, lo, hi):
     scale, zp = activation_qparams(lo, hi)
     r = v.astype(np.float32) / np.float32(scale)
@@ -150,3 +159,22 @@ def test_masks_and_ternary_levels_survive_qat(trained):
             q = row / (row.abs().max() / 127)
             assert set(q.round().abs().tolist()) <= {0.0, 127.0}
             torch.testing.assert_close(q, q.round(), rtol=0, atol=1e-4)
+
+
+def test_qat_simulation_matches_the_int8_reference(trained):
+    """The point of QAT: what it trains is what the integer graph computes."""
+    from mcuqp.compress.train import accuracy, predict
+    from mcuqp.quant.ptq import dequantize_output
+    from mcuqp.reference.interpreter import run
+
+    d, model = trained
+    qm = prepare_qat(model, d.x_train[:1], weight="ternary", per_layer={"stem.0": "int8", "fc": "int8"})
+    train_qat(qm, d.x_train, d.y_train, FitConfig(epochs=2, lr=3e-3))
+    simulated = predict(qm, d.x_test)
+    plain = strip_qat(qm)
+    graph = quantize(import_torch(plain, torch.as_tensor(d.x_train[:1])), None, ranges_override=qat_ranges(qm))
+    integer = dequantize_output(graph, run(graph, quantize_input(graph, d.x_test)))
+    # requantization rounding differs from float fake quantization by at most a couple of steps
+    assert np.abs(simulated - integer).max() <= 3 * graph.output.quant.s
+    assert (simulated.argmax(1) == integer.argmax(1)).mean() > 0.98
+    assert abs(accuracy(simulated, d.y_test) - accuracy(integer, d.y_test)) <= 0.01
