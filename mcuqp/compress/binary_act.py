@@ -3,7 +3,9 @@ al. 2016): a layer's input is replaced by sign(x) in {-1, +1} (sign(0) = +1), wi
 straight-through estimator of BNN: gradient 1 where |x| <= 1, 0 elsewhere (hard tanh).
 
 Opt-in per layer. Combined with binary weights the layer computes a ±1 x ±alpha dot product
-(XNOR-popcount on hardware that has it). Note that mcuqp's int8 graph has no sign op, so a
+(XNOR-popcount on hardware that has it). Binarize layers whose input is signed (a batch-norm
+output, as in BNN's BN -> sign blocks): after a ReLU every input is >= 0 and sign() is
+constantly +1. Note that mcuqp's int8 graph has no sign op, so a
 model with binary activations trains and evaluates here but does not compile to int8 C.
 """
 from __future__ import annotations
