@@ -25,3 +25,11 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "qemu" in item.keywords:
             item.add_marker(skip)
+
+
+def pytest_configure(config):
+    # The tests train tiny models: torch's intra-op threads only contend with each other
+    # (and with the other pytest work) on a 2-core machine.
+    import torch
+
+    torch.set_num_threads(1)

@@ -7,14 +7,6 @@ from mcuqp.compress.qat import prepare_qat, strip_qat
 from mcuqp.errors import McuqpError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny models: torch's intra-op threads only contend with each other on a shared machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def test_sign_forward_and_hardtanh_ste():
     x = torch.tensor([-2.0, -1.0, -0.3, 0.0, 0.4, 1.0, 1.5], requires_grad=True)

@@ -13,14 +13,6 @@ from mcuqp.compress.train import FitConfig, evaluate, fit
 from mcuqp.datasets import load_dataset
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny models: torch's intra-op threads only contend with each other on a shared machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def test_zhu_gupta_schedule_values():
     kw = dict(final=0.8, initial=0.1, t0=100, n=10, dt=20)

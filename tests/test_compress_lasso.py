@@ -9,14 +9,6 @@ from mcuqp.compress.train import FitConfig, evaluate, fit
 from mcuqp.datasets import load_dataset
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny models: torch's intra-op threads only contend with each other on a shared machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 class Net(nn.Module):
     def __init__(self):

@@ -12,14 +12,6 @@ from mcuqp.datasets import load_dataset
 from mcuqp.errors import McuqpError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny models: torch's intra-op threads only contend with each other on a shared machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 class Small(nn.Module):
     def __init__(self):

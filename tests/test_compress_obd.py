@@ -1,20 +1,11 @@
 """Optimal Brain Damage on a toy softmax regression, whose per-sample gradients, empirical
 Fisher and Hessian diagonal have closed forms."""
 import numpy as np
-import pytest
 import torch
 from torch import nn
 
 from mcuqp.compress.obd import fisher_diagonal, hutchinson_diagonal, obd_saliency, obd_scores, prune_obd
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny models: torch's intra-op threads only contend with each other on a shared machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _toy(seed=0, n=12, d=5, k=3):

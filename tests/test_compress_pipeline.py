@@ -13,14 +13,6 @@ from mcuqp.models import DigitsCNN
 from mcuqp.quant.ptq import quantize, quantize_weights
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny models: torch's intra-op threads only contend with each other on a shared machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture(scope="module")
 def trained():

@@ -24,14 +24,6 @@ from mcuqp.models import DigitsCNN
 from mcuqp.quant.ptq import activation_qparams, quantize, quantize_input, quantize_weights
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny models: torch's intra-op threads only contend with each other on a shared machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _qdq_numpy(v, lo, hi):
     scale, zp = activation_qparams(lo, hi)

@@ -8,14 +8,6 @@ from mcuqp.compress.structured import filter_l1, prune_filters
 from mcuqp.errors import McuqpError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny models: torch's intra-op threads only contend with each other on a shared machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 class Plain(nn.Module):
     """conv-bn-relu, conv-relu-pool, flatten via a literal view, linear-relu, linear."""

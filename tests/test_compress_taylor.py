@@ -1,20 +1,11 @@
 """First-order Taylor scores on a toy softmax regression, whose gradients have a closed form."""
 import numpy as np
-import pytest
 import torch
 from torch import nn
 
 from mcuqp.compress.taylor import channel_scores, prune_taylor, taylor_scores
 from mcuqp.compress.channels import analyze
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny models: torch's intra-op threads only contend with each other on a shared machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _toy(seed=0, n=12, d=5, k=3):

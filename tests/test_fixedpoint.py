@@ -239,14 +239,16 @@ def test_requantize_known_values(shims):
 
 
 def test_single_rounding_is_round_half_up_of_the_exact_product():
-    """Single rounding: floor(x * m / 2^(31 - shift) + 1/2), computed exactly in Python ints."""
+    """Single rounding: floor(x * m / 2^(31 - shift) + 1/2), computed exactly in Python ints,
+    then cast to int32 as the C does (which wraps only outside TFLite's contract)."""
     rng = np.random.default_rng(8)
     x = edge_values(rng, 500)
     m = multipliers(rng, x.size)
     for shift in (-31, -17, -1, 0, 1, 5):
         got = fp.multiply_by_quantized_multiplier(x, m, shift, "single")
         total = 31 - shift
-        want = [(int(a) * int(b) + (1 << (total - 1))) >> total for a, b in zip(x, m)]
+        exact = [(int(a) * int(b) + (1 << (total - 1))) >> total for a, b in zip(x, m)]
+        want = [((v + (1 << 31)) % (1 << 32)) - (1 << 31) for v in exact]
         assert got.tolist() == want, shift
 
 

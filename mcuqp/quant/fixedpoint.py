@@ -85,7 +85,8 @@ def multiply_by_quantized_multiplier(
     if rounding == "single":
         total_shift = 31 - shift
         rnd = np.int64(1) << (total_shift - 1)
-        return (x * multiplier + rnd) >> total_shift
+        # The C casts the 64-bit result to int32; outside TFLite's contract that wraps.
+        return wrap_int32((x * multiplier + rnd) >> total_shift)
     left = np.maximum(shift, 0)
     right = np.maximum(-shift, 0)
     # x * 2^left wraps in 32 bits like TFLite's int32 multiply on two's-complement targets.
