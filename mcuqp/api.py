@@ -104,12 +104,15 @@ def load(
             raise McuqpError(f"{path} holds a {type(module).__name__}, not an nn.Module: save it with torch.save(module)")
     if calib is None:
         raise McuqpError("a float torch model needs calibration data: pass --calib digits|mnist5k|FILE.npy")
+    from mcuqp.compress.pipeline import RANGES_ATTR
     from mcuqp.compress.train import predict
     from mcuqp.quant.ptq import quantize_input, quantize_module
 
     module.eval()
     calib_x, test_x, test_y = _load_calibration(calib, None)
-    graph = quantize_module(module, calib_x, method=calib_method, rounding=rounding)
+    # A module saved by `mcuqp compress` carries the activation ranges learnt in QAT.
+    ranges = getattr(module, RANGES_ATTR, None)
+    graph = quantize_module(module, calib_x, method=calib_method, ranges_override=ranges, rounding=rounding)
     return LoadedModel(
         graph,
         source,

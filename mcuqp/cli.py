@@ -118,6 +118,84 @@ def plan(model: str, board: str, calib: str | None, plot: str | None, as_json: b
         click.echo(f"plot written to {plot}")
 
 
+def _parse_per_layer(spec: str | None) -> dict | None:
+    """`name=kind,name=kind`, a JSON object, or @FILE holding a JSON object."""
+    if not spec:
+        return None
+    text = spec
+    if spec.startswith("@"):
+        try:
+            text = Path(spec[1:]).read_text()
+        except OSError as e:
+            raise McuqpError(f"--per-layer {spec}: {e.strerror}") from None
+    if text.lstrip().startswith("{"):
+        try:
+            out = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise McuqpError(f"--per-layer: not valid JSON ({e.msg} at character {e.pos})") from None
+        if not isinstance(out, dict):
+            raise McuqpError("--per-layer: the JSON must be an object {layer: kind or {options}}")
+        return out
+    out: dict = {}
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, kind = item.partition("=")
+        if not sep or not name or not kind:
+            raise McuqpError(f"--per-layer: {item!r} is not LAYER=KIND (e.g. fc=int8,stem.0=ternary)")
+        out[name] = kind
+    return out
+
+
+@main.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--data", "dataset", type=click.Choice(["digits", "mnist5k"]), required=True,
+              help="Training / test data for fine-tuning and accuracy.")
+@click.option("--prune", default=None, metavar="METHOD:AMOUNT",
+              help="magnitude, global, gradual, l1, filter, taylor, obd, taylor-filter, obd-filter, lasso, correlation "
+                   "(e.g. magnitude:0.8, l1:1e-4, lasso:0.5).")
+@click.option("--quant", type=click.Choice(["int8", "int4", "int2", "ternary", "binary", "none"]), default="int8",
+              show_default=True, help="Weight format (activations are int8; `none` keeps float weights).")
+@click.option("--per-layer", "per_layer", default=None, metavar="SPEC",
+              help="Per-layer overrides: LAYER=KIND,... or a JSON object (or @FILE).")
+@click.option("--finetune-epochs", default=5, show_default=True, type=click.IntRange(min=0))
+@click.option("--lr", default=3e-3, show_default=True, type=float)
+@click.option("--seed", default=0, show_default=True)
+@click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False), help="Compressed model (.pt).")
+@json_option
+def compress(model: str, dataset: str, prune: str | None, quant: str, per_layer: str | None, finetune_epochs: int,
+             lr: float, seed: int, out: str, as_json: bool) -> None:
+    """Prune and/or quantize MODEL (a float .pt) with fine-tuning; write OUT.pt for compile/verify."""
+    import torch
+
+    from mcuqp.compress.pipeline import compress as run_compress
+    from mcuqp.compress.pipeline import format_summary, save_compressed
+
+    path = Path(model)
+    if path.suffix not in (".pt", ".pth") or not path.exists():
+        raise McuqpError(f"{model}: give an existing float model saved with torch.save(module) (.pt)")
+    try:
+        module = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 - corrupt or foreign file
+        raise McuqpError(f"cannot load {path} as a torch model: {str(e).splitlines()[0]}") from None
+    if not isinstance(module, torch.nn.Module):
+        raise McuqpError(f"{path} holds a {type(module).__name__}, not an nn.Module")
+    result = run_compress(
+        module, dataset, prune=prune, quant=None if quant == "none" else quant,
+        per_layer=_parse_per_layer(per_layer), finetune_epochs=finetune_epochs, lr=lr, seed=seed,
+        progress=not as_json and sys.stderr.isatty(),
+    )
+    save_compressed(result, out)
+    if as_json:
+        click.echo(json.dumps({
+            "output": out, "dataset": dataset, "prune": prune or "none", "quant": quant,
+            "accuracy_before": result.accuracy_before, "accuracy_after": result.accuracy_after,
+            "params_before": result.params_before, "params_after": result.params_after,
+            "weight_bytes": result.bytes, "layers": [vars(r) for r in result.layers],
+        }))
+        return
+    click.echo(format_summary(result))
+    click.echo(f"wrote {out}: next `mcuqp verify {out} --calib {dataset}`")
+
+
 def _print_verify(res, title: str | None = None) -> None:
     if title:
         click.echo(title)

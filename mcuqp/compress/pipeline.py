@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -307,3 +309,28 @@ def format_summary(result: CompressResult) -> str:
     for stage, acc in result.stages:
         lines.append(f"accuracy {stage}: {acc * 100:.2f} %")
     return "\n".join(lines)
+
+
+RANGES_ATTR = "mcuqp_activation_ranges"
+
+
+def save_compressed(result: CompressResult, path: str | Path) -> Path:
+    """torch.save the compressed module, with its learnt activation ranges attached so
+    that `mcuqp compile/verify` quantize with them instead of recalibrating. Written to a
+    temporary file and renamed into place."""
+    module = result.model
+    if isinstance(module, torch.fx.GraphModule):
+        # Postponed annotations become string globals that GraphModule cannot pickle.
+        for node in module.graph.nodes:
+            node.type = None
+        module.recompile()
+    setattr(module, RANGES_ATTR, dict(result.ranges) if result.ranges else None)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        torch.save(module, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
