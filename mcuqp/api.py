@@ -55,6 +55,19 @@ def _load_calibration(calib: str, input_shape_nchw: tuple[int, ...] | None) -> t
     return x, x, None
 
 
+def load_torch_module(path: Path):
+    """A whole nn.Module saved with torch.save(module); one-line errors for anything else."""
+    import torch
+
+    try:
+        module = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 - corrupt or foreign file
+        raise McuqpError(f"cannot load {path} as a torch model: {str(e).splitlines()[0]}") from None
+    if not isinstance(module, torch.nn.Module):
+        raise McuqpError(f"{path} holds a {type(module).__name__}, not an nn.Module: save it with torch.save(module)")
+    return module
+
+
 def load(
     model: str | Path | object,
     *,
@@ -96,12 +109,7 @@ def load(
             return loaded
         if path.suffix not in (".pt", ".pth"):
             raise McuqpError(f"unsupported model file {path.name}: give a .tflite or a .pt saved with torch.save(module)")
-        try:
-            module = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as e:  # noqa: BLE001 - corrupt or foreign file
-            raise McuqpError(f"cannot load {path} as a torch model: {str(e).splitlines()[0]}") from None
-        if not isinstance(module, torch.nn.Module):
-            raise McuqpError(f"{path} holds a {type(module).__name__}, not an nn.Module: save it with torch.save(module)")
+        module = load_torch_module(path)
     if calib is None:
         raise McuqpError("a float torch model needs calibration data: pass --calib digits|mnist5k|FILE.npy")
     from mcuqp.compress.pipeline import RANGES_ATTR

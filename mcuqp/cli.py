@@ -164,20 +164,14 @@ def _parse_per_layer(spec: str | None) -> dict | None:
 def compress(model: str, dataset: str, prune: str | None, quant: str, per_layer: str | None, finetune_epochs: int,
              lr: float, seed: int, out: str, as_json: bool) -> None:
     """Prune and/or quantize MODEL (a float .pt) with fine-tuning; write OUT.pt for compile/verify."""
-    import torch
-
+    from mcuqp import api
     from mcuqp.compress.pipeline import compress as run_compress
     from mcuqp.compress.pipeline import format_summary, save_compressed
 
     path = Path(model)
     if path.suffix not in (".pt", ".pth") or not path.exists():
         raise McuqpError(f"{model}: give an existing float model saved with torch.save(module) (.pt)")
-    try:
-        module = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # noqa: BLE001 - corrupt or foreign file
-        raise McuqpError(f"cannot load {path} as a torch model: {str(e).splitlines()[0]}") from None
-    if not isinstance(module, torch.nn.Module):
-        raise McuqpError(f"{path} holds a {type(module).__name__}, not an nn.Module")
+    module = api.load_torch_module(path)
     result = run_compress(
         module, dataset, prune=prune, quant=None if quant == "none" else quant,
         per_layer=_parse_per_layer(per_layer), finetune_epochs=finetune_epochs, lr=lr, seed=seed,

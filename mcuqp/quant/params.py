@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mcuqp.ir import AddAttrs, Requant
+from mcuqp.ir import AddAttrs, Requant, SoftmaxAttrs
 from mcuqp.quant.fixedpoint import Rounding, _round_half_away, quantize_multiplier
 
 QMIN, QMAX = -128, 127
@@ -92,7 +92,6 @@ def softmax_attrs(input_scale: float, beta: float = 1.0, rounding: Rounding = "d
     beta * input_scale * 2^26 (from float32 values, in double) becomes a multiplier
     greater than one; TFLite rejects scales where it is not, and so does this."""
     from mcuqp.errors import UnsupportedModelError
-    from mcuqp.ir import SoftmaxAttrs
     from mcuqp.quant.fixedpoint import SOFTMAX_SCALED_DIFF_INTEGER_BITS as bits
 
     max_real = float((1 << 30) - 1 if rounding == "single" else (1 << 31) - 1)
