@@ -14,6 +14,7 @@ from mcuqp import api
 from mcuqp.cli import main
 from mcuqp.compress.train import FitConfig, fit
 from mcuqp.datasets import load_dataset
+from mcuqp.errors import McuqpError
 from mcuqp.models import DigitsCNN
 from mcuqp.reference.interpreter import run as reference_run
 from mcuqp.target.hostlib import HostModel
@@ -87,7 +88,7 @@ def test_compile_replaces_output_atomically(loaded, tmp_path):
 
 
 @pytest.mark.qemu
-@pytest.mark.parametrize("board", ["mps2-an386", "mps3-an547"])
+@pytest.mark.parametrize("board", ["mps2-an386", "mps3-an547", "mps2-an385", "mps2-an500"])
 def test_verify_on_qemu_bit_exact(loaded, board, tmp_path):
     res = api.verify(loaded, board=board, n_inputs=40, save_io=tmp_path / "io")
     assert res.compared == 40
@@ -164,3 +165,29 @@ def test_cli_unsupported_layer_names_it(tmp_path):
     line = _one_line_error(CliRunner().invoke(main, ["compile", str(path), "--calib", "digits", "-o", str(tmp_path / "o")]))
     assert "GELU" in line and "act" in line
     assert not (tmp_path / "o").exists()
+
+
+def test_npy_calibration_first_samples_are_the_verification_inputs(trained, digits, tmp_path):
+    calib = tmp_path / "calib.npy"
+    np.save(calib, digits.x_test[:50])
+    loaded = api.load(trained, calib=str(calib))
+    from mcuqp.quant.ptq import quantize_input
+
+    assert np.array_equal(loaded.verify_inputs, quantize_input(loaded.graph, digits.x_test[:50]))
+    assert loaded.labels is None
+
+
+def test_bad_npy_calibration_is_a_clear_error(trained, tmp_path):
+    bad = tmp_path / "labels.npy"
+    np.save(bad, np.arange(10))
+    with pytest.raises(McuqpError, match="float array"):
+        api.load(trained, calib=str(bad))
+    with pytest.raises(McuqpError, match="digits"):
+        api.load(trained, calib="cifar")
+
+
+def test_cli_boards_lists_all_four():
+    r = CliRunner().invoke(main, ["boards"])
+    assert r.exit_code == 0
+    for name in ("mps2-an386", "mps2-an385", "mps2-an500", "mps3-an547"):
+        assert name in r.output
