@@ -191,3 +191,19 @@ def test_cli_boards_lists_all_four():
     assert r.exit_code == 0
     for name in ("mps2-an386", "mps2-an385", "mps2-an500", "mps3-an547"):
         assert name in r.output
+
+
+def test_generated_makefile_fragment_builds_the_library(loaded, tmp_path):
+    import subprocess
+
+    res = api.compile(loaded, tmp_path / "lib")
+    (tmp_path / "Makefile").write_text(
+        "MCUQP_MODEL_DIR := lib\ninclude lib/model.mk\n"
+        "OBJS := $(patsubst lib/%.c,build/%.o,$(MCUQP_MODEL_SRCS))\n"
+        "libmodel.a: $(OBJS)\n\tar rcs $@ $^\n"
+        "build/%.o: lib/%.c\n\t@mkdir -p build\n\tgcc -std=c99 -O2 -Wall -Wextra -Werror $(MCUQP_MODEL_CFLAGS) -c $< -o $@\n"
+    )
+    r = subprocess.run(["make", "-s", "libmodel.a"], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "libmodel.a").stat().st_size > 0
+    assert "CMakeLists.txt" in {f.name for f in res.files}

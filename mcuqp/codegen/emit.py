@@ -43,6 +43,7 @@ class Layer:
 class GeneratedModel:
     model_c: str
     model_h: str
+    build_files: dict[str, str]  # model.mk and CMakeLists.txt for the user's build
     kernels: list[Path]  # kernel sources (portable or a board-specific variant)
     arena_bytes: int
     weight_bytes: int  # bytes of constant tensors (weights, biases) in flash
@@ -342,9 +343,16 @@ def generate(
         single_rounding=int(rounding == "single"),
     )
     env = _env()
+    sources = ["model.c", *(k.name for k in kernels)]
+    build_ctx = dict(name=graph.name, board=board, sources=sources, single_rounding=ctx["single_rounding"],
+                     target=c_ident(f"mcuqp_{graph.name}"))
     return GeneratedModel(
         model_c=env.get_template("model.c.j2").render(**ctx),
         model_h=env.get_template("model.h.j2").render(**ctx),
+        build_files={
+            "model.mk": env.get_template("model.mk.j2").render(**build_ctx),
+            "CMakeLists.txt": env.get_template("CMakeLists.txt.j2").render(**build_ctx),
+        },
         kernels=kernels,
         arena_bytes=plan.arena_bytes,
         weight_bytes=emitter.weight_bytes,
@@ -359,6 +367,9 @@ def write_library(gen: GeneratedModel, out_dir: Path) -> list[Path]:
     (out_dir / "model.c").write_text(gen.model_c)
     (out_dir / "model.h").write_text(gen.model_h)
     files = [out_dir / "model.c", out_dir / "model.h"]
+    for name, text in gen.build_files.items():
+        (out_dir / name).write_text(text)
+        files.append(out_dir / name)
     for h in PUBLIC_HEADERS:
         src = RUNTIME / "include" / h
         if src.exists():
