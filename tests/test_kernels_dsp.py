@@ -1,0 +1,735 @@
+"""Cortex-M DSP-extension kernels (runtime_c/src/dsp/): the same optimised C, built for the
+host with the exact C twins of the DSP instructions (runtime_c/include/mcuqp_intrinsics.h),
+equals the numpy reference and the portable kernels bit for bit over randomized shapes,
+paths and quantization in both rounding modes; the intrinsic twins and the fast
+requantization are checked on their own; the files build warning-free for every board;
+on QEMU (Cortex-M4 / M55 with the real instructions, Cortex-M3 with the twins) the
+kernels give the numpy outputs and a small model using them verifies bit-exact."""
+from __future__ import annotations
+
+import ctypes as C
+import hashlib
+import os
+import subprocess
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mcuqp.ir import ConvAttrs, FullyConnectedAttrs, Padding, Requant
+from mcuqp.quant import fixedpoint as fp
+from mcuqp.quant.params import conv_requant
+from mcuqp.reference.conv2d import conv2d_s8, conv_output_hw
+from mcuqp.reference.depthwise_conv2d import depthwise_conv2d_s8
+from mcuqp.reference.fully_connected import fully_connected_s8
+from mcuqp.target import hostlib
+from mcuqp.target.hostlib import ConvParams, FcParams, dims, ptr
+
+SRC = hostlib.RUNTIME_DIR / "src"
+DSP = SRC / "dsp"
+INCLUDE = hostlib.RUNTIME_DIR / "include"
+DSP_SOURCES = ["conv2d_s8.c", "depthwise_conv2d_s8.c", "fully_connected_s8.c"]
+SHARED_MODELS = Path(__file__).resolve().parents[2] / "shared" / "models"
+OK, ERR = 0, -1
+INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
+
+# Test-only exports of the header's inline helpers (bulk, for speed through ctypes).
+SHIM = r"""
+#include "mcuqp_intrinsics.h"
+
+#define MAP1(name, expr) \
+    void t_##name(const uint32_t *a, int32_t n, uint32_t *out) \
+    { int32_t i; for (i = 0; i < n; ++i) { const uint32_t x = a[i]; out[i] = (uint32_t)(expr); } }
+#define MAP2(name, expr) \
+    void t_##name(const uint32_t *a, const uint32_t *b, int32_t n, uint32_t *out) \
+    { int32_t i; for (i = 0; i < n; ++i) { const uint32_t x = a[i], y = b[i]; out[i] = (uint32_t)(expr); } }
+#define MAP3(name, expr) \
+    void t_##name(const uint32_t *a, const uint32_t *b, const uint32_t *c, int32_t n, uint32_t *out) \
+    { int32_t i; for (i = 0; i < n; ++i) { const uint32_t x = a[i], y = b[i], z = c[i]; \
+                                           out[i] = (uint32_t)(expr); } }
+
+MAP1(sxtb16, mcuqp_sxtb16(x))
+MAP1(sxtb16_ror8, mcuqp_sxtb16_ror8(x))
+MAP2(sxtab16, mcuqp_sxtab16(x, y))
+MAP2(sxtab16_ror8, mcuqp_sxtab16_ror8(x, y))
+MAP3(smlad, mcuqp_smlad(x, y, (int32_t)z))
+MAP3(smlabb, mcuqp_smlabb(x, y, (int32_t)z))
+MAP3(smlatt, mcuqp_smlatt(x, y, (int32_t)z))
+MAP2(qadd, mcuqp_qadd((int32_t)x, (int32_t)y))
+MAP1(ssat8, mcuqp_ssat8((int32_t)x))
+MAP1(read_s8x4, mcuqp_read_s8x4((const int8_t *)&a[i]) + 0u * x)
+MAP3(requantize, mcuqp_requantize((int32_t)x, (int32_t)y, (int32_t)z))
+MAP3(requantize_nomin, mcuqp_requantize_nomin((int32_t)x, (int32_t)y, (int32_t)z))
+"""
+
+
+def _build(defines: tuple[str, ...]) -> Path:
+    """dsp/*.c plus the portable kernels they do not replace plus the shim, as one .so."""
+    dsp = sorted(DSP.glob("*.c"))
+    portable = [p for p in sorted(SRC.glob("*.c")) if p.name not in {d.name for d in dsp}]
+    cache = Path(os.environ.get("MCUQP_CACHE", Path(tempfile.gettempdir()) / "mcuqp-cache"))
+    cache.mkdir(parents=True, exist_ok=True)
+    h = hashlib.sha256(SHIM.encode())
+    for p in dsp + portable + sorted(INCLUDE.glob("*.h")):
+        h.update(str(p).encode())
+        h.update(p.read_bytes())
+    h.update(" ".join(hostlib.HOST_CFLAGS + list(defines)).encode())
+    out = cache / f"libmcuqp-dsp-{h.hexdigest()[:16]}.so"
+    if not out.exists():
+        shim = cache / f"dsp-shim-{os.getpid()}.c"
+        shim.write_text(SHIM)
+        tmp = out.with_suffix(f".{os.getpid()}.tmp")
+        cmd = ["gcc", *hostlib.HOST_CFLAGS, *[f"-D{d}" for d in defines], "-shared", "-I", str(INCLUDE),
+               *map(str, dsp + portable), str(shim), "-o", str(tmp)]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        shim.unlink(missing_ok=True)
+        assert r.returncode == 0, r.stderr
+        os.replace(tmp, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def dsp():
+    return C.CDLL(str(_build(())))
+
+
+@pytest.fixture(scope="module")
+def dsp_single():
+    return C.CDLL(str(_build(("MCUQP_SINGLE_ROUNDING=1",))))
+
+
+def test_dsp_variants_exist_and_are_selected():
+    from mcuqp.codegen.kernels import kernel_source
+    from mcuqp.ir import OpKind
+    from mcuqp.target.boards import load_board
+
+    for name in DSP_SOURCES:
+        assert (DSP / name).is_file(), name
+    for board in ("mps2-an386", "mps2-an500", "mps3-an547"):
+        feats = load_board(board).features
+        for kind in (OpKind.CONV2D, OpKind.DEPTHWISE_CONV2D, OpKind.FULLY_CONNECTED):
+            src = kernel_source(kind, feats)
+            assert src.parent.name in ("dsp", "mve"), (board, kind, src)
+    assert kernel_source(OpKind.CONV2D, load_board("mps2-an385").features).parent == SRC
+
+
+# ---- the intrinsic twins and the fast requantization -------------------------------------
+
+
+def _u32(a) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(a, dtype=np.int64) & 0xFFFFFFFF, dtype=np.uint32)
+
+
+def _call(lib, name: str, *args: np.ndarray) -> np.ndarray:
+    arrs = [_u32(a) for a in args]
+    out = np.zeros(arrs[0].size, np.uint32)
+    getattr(lib, f"t_{name}")(*[ptr(a, C.c_uint32) for a in arrs], C.c_int32(out.size), ptr(out, C.c_uint32))
+    return out.astype(np.int64)
+
+
+def _s(x: np.ndarray, bits: int) -> np.ndarray:
+    """Signed view of the low `bits` bits."""
+    x = np.asarray(x, np.int64) & ((1 << bits) - 1)
+    return np.where(x >= 1 << (bits - 1), x - (1 << bits), x)
+
+
+def _lanes8(x):
+    return [_s(np.asarray(x, np.int64) >> (8 * i), 8) for i in range(4)]
+
+
+def _lanes16(x):
+    return _s(x, 16), _s(np.asarray(x, np.int64) >> 16, 16)
+
+
+def _pack16(lo, hi):
+    return (np.asarray(lo, np.int64) & 0xFFFF) | ((np.asarray(hi, np.int64) & 0xFFFF) << 16)
+
+
+def _words(rng, n):
+    w = rng.integers(0, 1 << 32, n, dtype=np.int64)
+    w[:8] = [0, 0xFFFFFFFF, 0x80808080, 0x7F7F7F7F, 0x80007FFF, 0x7FFF8000, 0x00FF00FF, 0xFF00FF00]
+    return w
+
+
+def test_intrinsic_twins(dsp):
+    rng = np.random.default_rng(11)
+    n = 20000
+    x, y, z = _words(rng, n), _words(rng, n)[::-1].copy(), rng.integers(0, 1 << 32, n, dtype=np.int64)
+    b = _lanes8(x)
+    assert np.array_equal(_call(dsp, "sxtb16", x), _u32(_pack16(b[0], b[2])))
+    assert np.array_equal(_call(dsp, "sxtb16_ror8", x), _u32(_pack16(b[1], b[3])))
+    ylo, yhi = _lanes16(y)
+    assert np.array_equal(_call(dsp, "sxtab16", y, x), _u32(_pack16(ylo + b[0], yhi + b[2])))
+    assert np.array_equal(_call(dsp, "sxtab16_ror8", y, x), _u32(_pack16(ylo + b[1], yhi + b[3])))
+    xlo, xhi = _lanes16(x)
+    assert np.array_equal(_call(dsp, "smlad", x, y, z), _u32(z + xlo * ylo + xhi * yhi))
+    assert np.array_equal(_call(dsp, "smlabb", x, y, z), _u32(z + xlo * ylo))
+    assert np.array_equal(_call(dsp, "smlatt", x, y, z), _u32(z + xhi * yhi))
+    sx, sy = _s(x, 32), _s(y, 32)
+    assert np.array_equal(_call(dsp, "qadd", x, y), _u32(np.clip(sx + sy, INT32_MIN, INT32_MAX)))
+    assert np.array_equal(_call(dsp, "ssat8", x), _u32(np.clip(sx, -128, 127)))
+    # The word load: lane i is byte i in memory (a little-endian word on every target here).
+    mem = _u32(x).view(np.uint8).reshape(-1, 4).astype(np.int64)
+    want = mem[:, 0] | (mem[:, 1] << 8) | (mem[:, 2] << 16) | (mem[:, 3] << 24)
+    assert np.array_equal(_call(dsp, "read_s8x4", x), want)
+
+
+def _requant_cases(rng, n: int, rounding: str):
+    acc = np.concatenate([
+        rng.integers(INT32_MIN, INT32_MAX + 1, n, dtype=np.int64),
+        rng.integers(-(1 << 20), 1 << 20, n),
+        rng.choice([INT32_MIN, INT32_MIN + 1, -1, 0, 1, INT32_MAX - 1, INT32_MAX], n),
+    ])
+    m = np.concatenate([
+        rng.integers(1 << 30, 1 << 31, n, dtype=np.int64),
+        rng.integers(INT32_MIN + 1, INT32_MAX + 1, n, dtype=np.int64),  # outside QuantizeMultiplier's range
+        rng.choice([0, 1, 1 << 30, INT32_MAX, INT32_MIN + 1, -1], n),
+    ])
+    s = rng.integers(-31, 31, 3 * n)
+    # Exact halves: acc * m / 2^(31 - s) = j + 1/2 with m = 2^30, where the roundings differ.
+    k = n // 2
+    s[:k] = rng.integers(-31, 1, k)
+    m[:k] = 1 << 30
+    acc[:k] = (2 * rng.integers(-(1 << 12), 1 << 12, k) + 1) << -s[:k]
+    return fp.wrap_int32(acc), m, s
+
+
+@pytest.mark.parametrize("rounding", ["double", "single"])
+def test_requantize_nomin_equals_requantize(dsp, dsp_single, rounding):
+    """mcuqp_requantize_nomin == mcuqp_requantize == numpy for every multiplier but INT32_MIN
+    (all shifts, int32 extremes, exact halves)."""
+    lib = dsp if rounding == "double" else dsp_single
+    rng = np.random.default_rng(12 if rounding == "double" else 13)
+    acc, m, s = _requant_cases(rng, 40000, rounding)
+    want = fp.multiply_by_quantized_multiplier(acc, m, s, rounding)
+    assert np.array_equal(_s(_call(lib, "requantize", acc, m, s), 32), want)
+    assert np.array_equal(_s(_call(lib, "requantize_nomin", acc, m, s), 32), want)
+
+
+# ---- C call wrappers -----------------------------------------------------------------------
+
+
+def i8(rng: np.random.Generator, shape, lo: int = -128, hi: int = 127) -> np.ndarray:
+    return rng.integers(lo, hi + 1, size=shape).astype(np.int8)
+
+
+def _bias_ptr(bias):
+    if bias is None:
+        return None, None
+    b = np.ascontiguousarray(bias, dtype=np.int32)
+    return ptr(b, C.c_int32), b
+
+
+def c_conv(lib, depthwise: bool, x, w, bias, a: ConvAttrs, out_shape, fill=None):
+    x, w = np.ascontiguousarray(x), np.ascontiguousarray(w)
+    y = np.ascontiguousarray(fill if fill is not None else np.full(out_shape, 77, np.int8))
+    p = ConvParams(
+        input_offset=a.input_offset, output_offset=a.output_offset, stride_h=a.stride[0], stride_w=a.stride[1],
+        pad_h=a.padding.top, pad_w=a.padding.left, dilation_h=a.dilation[0], dilation_w=a.dilation[1],
+        depth_multiplier=a.depth_multiplier, act_min=a.act_min, act_max=a.act_max,
+    )
+    rq, _keep = hostlib.requant(a.requant.multiplier, a.requant.shift)
+    bp, _b = _bias_ptr(bias)
+    fn = lib.mcuqp_depthwise_conv2d_s8 if depthwise else lib.mcuqp_conv2d_s8
+    rc = fn(C.byref(p), C.byref(rq), C.byref(dims(x.shape)), ptr(x), C.byref(dims(w.shape)), ptr(w), bp,
+            C.byref(dims(y.shape)), ptr(y))
+    return rc, y
+
+
+def c_fc(lib, x, w, bias, a: FullyConnectedAttrs, fill=None):
+    x, w = np.ascontiguousarray(x), np.ascontiguousarray(w)
+    y = np.ascontiguousarray(fill if fill is not None else np.full((x.shape[0], w.shape[0]), 77, np.int8))
+    p = FcParams(a.input_offset, a.filter_offset, a.output_offset, a.act_min, a.act_max)
+    rq, _keep = hostlib.requant(a.requant.multiplier, a.requant.shift)
+    bp, _b = _bias_ptr(bias)
+    rc = lib.mcuqp_fully_connected_s8(C.byref(p), C.byref(rq), C.c_int32(x.shape[0]), C.c_int32(w.shape[1]), ptr(x),
+                                      C.c_int32(w.shape[0]), ptr(w), bp, ptr(y))
+    return rc, y
+
+
+# ---- random cases aimed at the DSP paths ------------------------------------------------------
+
+MAC_BUDGET = 600_000
+
+
+def random_requant(rng, channels: int, acc_std: float, rounding: str) -> Requant:
+    regime = rng.choice(["typical"] * 4 + ["large", "tiny", "wide", "int32_min"])
+    if regime == "int32_min" and rounding == "double":
+        # Not a QuantizeMultiplier output, but accepted by the kernels: their plain path.
+        m = rng.integers(1 << 30, 1 << 31, channels, dtype=np.int64)
+        m[rng.integers(0, channels)] = INT32_MIN
+        return Requant(m.astype(np.int32), rng.integers(-12, 2, channels).astype(np.int32))
+    if regime in ("typical", "int32_min"):
+        target = 40.0 / acc_std * 2.0 ** rng.uniform(-3, 4)
+    elif regime == "large":
+        target = 2.0 ** rng.uniform(0.1, 29.9 if rng.random() < 0.2 else 8.0)
+    elif regime == "tiny":
+        target = 2.0 ** rng.uniform(-32.5, -29.0)
+    else:
+        target = 40.0 / acc_std
+    per_channel = channels > 1 and rng.random() < 0.7
+    spread = 2.0 ** rng.uniform(-(14 if regime == "wide" else 2), 2, channels if per_channel else 1)
+    spread = np.minimum(spread, 2.0**29.9 / target)
+    in_scale = float(np.float32(10 ** rng.uniform(-3, 0)))
+    w_ref = float(10 ** rng.uniform(-4, -1))
+    out_scale = float(np.float32(in_scale * w_ref / target))
+    return conv_requant(in_scale, (w_ref * spread).astype(np.float32), out_scale, rounding)
+
+
+def random_clamp(rng, out_zp: int) -> tuple[int, int]:
+    kind = rng.random()
+    if kind < 0.5:
+        return -128, 127
+    if kind < 0.75:
+        return max(-128, out_zp), 127
+    lo = int(rng.integers(-128, 100))
+    return lo, int(rng.integers(lo, 128))
+
+
+def random_weights(rng, shape) -> np.ndarray:
+    r = rng.random()
+    if r < 0.15:
+        return i8(rng, shape, -2, 2)
+    if r < 0.25:
+        return np.where(rng.random(shape) < 0.5, -128, 127).astype(np.int8)  # -128 too: any int8 is accepted
+    return i8(rng, shape, -127, 127)
+
+
+def random_input(rng, shape) -> np.ndarray:
+    r = rng.random()
+    if r < 0.05:
+        return np.full(shape, rng.choice([-128, 127]), np.int8)
+    return i8(rng, shape)
+
+
+def random_bias(rng, channels: int, acc_std: float):
+    r = rng.random()
+    if r < 0.2:
+        return None
+    if r < 0.25:
+        return rng.integers(-(1 << 30), 1 << 30, channels).astype(np.int32)
+    if r < 0.28:
+        return rng.integers(INT32_MIN, INT32_MAX + 1, channels, dtype=np.int64).astype(np.int32)  # wraps
+    return np.clip(rng.normal(0, 2 * acc_std, channels), INT32_MIN, INT32_MAX).astype(np.int32)
+
+
+def acc_spread(taps: int, input_offset: int, w: np.ndarray) -> float:
+    w_std = float(np.std(w.astype(np.float64))) or 1.0
+    return max(1.0, np.sqrt(taps) * w_std * np.hypot(74.0, input_offset))
+
+
+def random_padding(rng, eff_h: int, eff_w: int) -> Padding:
+    mode = rng.choice(["zero", "random", "random", "same", "over"])
+    if mode == "zero":
+        return Padding()
+    if mode == "same":
+        return Padding((eff_h - 1) // 2, eff_h // 2, (eff_w - 1) // 2, eff_w // 2)
+    extra = 2 if mode == "over" else 0
+    t, b = (int(v) for v in rng.integers(0, eff_h + extra, 2))
+    lft, r = (int(v) for v in rng.integers(0, eff_w + extra, 2))
+    return Padding(top=t, bottom=b, left=lft, right=r)
+
+
+def random_conv(rng, depthwise: bool, rounding: str):
+    """Shapes around the kernels' internal boundaries: 1x1 (direct widening), k_h == 1 rows,
+    windows of 192 entries (one column chunk) and more, odd pixel and channel counts,
+    channel blocks of 32, 3x3 depthwise (unrolled) and channel counts not a multiple of 4."""
+    kh = int(rng.choice([1, 1, 1, 2, 3, 3, 3, 5, 10] if not depthwise else [1, 2, 3, 3, 3, 3, 5, 9]))
+    kw = kh if rng.random() < 0.6 else int(rng.choice([1, 2, 3, 4, 5]))
+    dil = tuple(int(rng.choice([1, 1, 1, 2, 3])) for _ in range(2))
+    stride = tuple(int(rng.choice([1, 1, 2, 3])) for _ in range(2))
+    eff_h, eff_w = dil[0] * (kh - 1) + 1, dil[1] * (kw - 1) + 1
+    pad = random_padding(rng, eff_h, eff_w)
+    h = max(1, eff_h - pad.top - pad.bottom) + int(rng.integers(0, 14))
+    w_ = max(1, eff_w - pad.left - pad.right) + int(rng.integers(0, 14))
+    n = int(rng.choice([1, 1, 1, 2]))
+    if depthwise:
+        cin = int(rng.choice([1, 3, 4, 8, 12, 16, 32, 64, 6, 13, int(rng.integers(1, 80))]))
+        dm = 1 if rng.random() < 0.8 else int(rng.integers(2, 4))
+        cout = cin * dm
+    else:
+        cin = int(rng.choice([1, 2, 3, 4, 5, 8, 16, 31, 32, 64, 96, 192, 193, int(rng.integers(1, 260))]))
+        cout = int(rng.choice([1, 2, 3, 8, 16, 33, 64, 70, int(rng.integers(1, 80))]))
+        dm = 1
+    a = ConvAttrs(stride=stride, padding=pad, dilation=dil, depth_multiplier=dm)
+    oh, ow = conv_output_hw(h, w_, kh, kw, a)
+    taps = kh * kw * (1 if depthwise else cin)
+    while n * oh * ow * cout * taps > MAC_BUDGET and (h > eff_h or w_ > eff_w):
+        h, w_ = max(eff_h, h - 2), max(eff_w, w_ - 2)
+        oh, ow = conv_output_hw(h, w_, kh, kw, a)
+    x = random_input(rng, (n, h, w_, cin))
+    w = random_weights(rng, (1, kh, kw, cout) if depthwise else (cout, kh, kw, cin))
+    in_zp, out_zp = (int(v) for v in rng.integers(-128, 128, 2))
+    if rng.random() < 0.1:
+        in_zp = int(rng.choice([-128, 127]))
+    std = acc_spread(taps, -in_zp, w)
+    lo, hi = random_clamp(rng, out_zp)
+    a = replace(a, input_offset=-in_zp, output_offset=out_zp, act_min=lo, act_max=hi,
+                requant=random_requant(rng, cout, std, rounding))
+    return x, w, random_bias(rng, cout, std), a
+
+
+def random_fc(rng, rounding: str):
+    b = int(rng.choice([1, 1, 2, 3]))
+    cin = int(rng.choice([1, 2, 3, 4, 7, 16, 64, 250, 640, int(rng.integers(1, 700))]))
+    cout = int(rng.choice([1, 2, 3, 4, 5, 10, 12, 32, 128, int(rng.integers(1, 150))]))
+    x = random_input(rng, (b, cin))
+    w = random_weights(rng, (cout, cin))
+    in_zp, out_zp = (int(v) for v in rng.integers(-128, 128, 2))
+    w_zp = 0 if rng.random() < 0.6 else int(rng.integers(-128, 128))
+    std = acc_spread(cin, -in_zp, w.astype(np.int16) - w_zp)
+    lo, hi = random_clamp(rng, out_zp)
+    a = FullyConnectedAttrs(input_offset=-in_zp, filter_offset=-w_zp, output_offset=out_zp, act_min=lo, act_max=hi,
+                            requant=random_requant(rng, cout, std, rounding))
+    return x, w, random_bias(rng, cout, std), a
+
+
+# ---- DSP C == numpy == portable C --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rounding", ["double", "single"])
+@pytest.mark.parametrize("depthwise", [False, True], ids=["conv2d", "depthwise"])
+def test_conv_dsp_matches_numpy_and_portable(dsp, dsp_single, runtime, runtime_single_rounding, depthwise,
+                                             rounding):
+    lib, portable = (dsp, runtime) if rounding == "double" else (dsp_single, runtime_single_rounding)
+    rng = np.random.default_rng((21 if depthwise else 22) + (100 if rounding == "single" else 0))
+    ref = depthwise_conv2d_s8 if depthwise else conv2d_s8
+    seen = set()
+    for case in range(220 if rounding == "double" else 90):
+        x, w, bias, a = random_conv(rng, depthwise, rounding)
+        want = ref(x, w, bias, a, rounding)
+        rc, got = c_conv(lib, depthwise, x, w, bias, a, want.shape, fill=i8(rng, want.shape))
+        assert rc == OK, case
+        assert np.array_equal(got, want), (case, x.shape, w.shape, a)
+        rc, port = c_conv(portable, depthwise, x, w, bias, a, want.shape)
+        assert rc == OK and np.array_equal(port, got), case
+        kh, kw = w.shape[1:3]
+        k = kh * kw * (1 if depthwise else x.shape[3])
+        seen.add("chunked" if not depthwise and k > 192 else "one_chunk")
+        seen.add("pointwise" if kh == kw == 1 else "window")
+        seen.add("odd_pixels" if want.shape[0] * want.shape[1] * want.shape[2] % 2 else "even_pixels")
+        seen.add("int32_min" if INT32_MIN in a.requant.multiplier else "fast_requant")
+        if depthwise:
+            seen.add("dm>1" if a.depth_multiplier > 1 else ("tail_channels" if x.shape[3] % 4 else "groups_of_4"))
+            seen.add("3x3" if (kh, kw, a.dilation) == (3, 3, (1, 1)) else "other_filter")
+        else:
+            seen.add("blocks" if k > 192 and w.shape[0] > 32 else "one_block")
+    want_seen = {"one_chunk", "pointwise", "window", "odd_pixels", "even_pixels", "fast_requant"}
+    if rounding == "double":
+        want_seen |= {"int32_min"}
+    want_seen |= ({"dm>1", "tail_channels", "groups_of_4", "3x3", "other_filter"} if depthwise
+                  else {"chunked", "blocks", "one_block"})
+    assert want_seen <= seen, want_seen - seen
+
+
+@pytest.mark.parametrize("rounding", ["double", "single"])
+def test_fc_dsp_matches_numpy_and_portable(dsp, dsp_single, runtime, runtime_single_rounding, rounding):
+    lib, portable = (dsp, runtime) if rounding == "double" else (dsp_single, runtime_single_rounding)
+    rng = np.random.default_rng(23 if rounding == "double" else 123)
+    for case in range(250 if rounding == "double" else 100):
+        x, w, bias, a = random_fc(rng, rounding)
+        want = fully_connected_s8(x, w, bias, a, rounding)
+        rc, got = c_fc(lib, x, w, bias, a, fill=i8(rng, want.shape))
+        assert rc == OK, case
+        assert np.array_equal(got, want), (case, x.shape, w.shape, a)
+        rc, port = c_fc(portable, x, w, bias, a)
+        assert rc == OK and np.array_equal(port, got), case
+
+
+def test_mlperf_like_layers(dsp, runtime):
+    """The layer shapes of the MLPerf Tiny models (the paths the benchmark times)."""
+    rng = np.random.default_rng(24)
+    layers = [  # (depthwise, x shape, (kh, kw), cout, stride, padding)
+        (False, (1, 49, 10, 1), (10, 4), 64, (2, 2), Padding(4, 5, 1, 1)),
+        (True, (1, 25, 5, 64), (3, 3), 64, (1, 1), Padding(1, 1, 1, 1)),
+        (False, (1, 25, 5, 64), (1, 1), 64, (1, 1), Padding()),
+        (False, (1, 96, 96, 3), (3, 3), 8, (2, 2), Padding(0, 1, 0, 1)),
+        (True, (1, 48, 48, 16), (3, 3), 16, (2, 2), Padding(0, 1, 0, 1)),
+        (False, (1, 3, 3, 256), (1, 1), 256, (1, 1), Padding()),
+        (False, (1, 16, 16, 32), (3, 3), 64, (2, 2), Padding(0, 1, 0, 1)),
+        (False, (1, 8, 8, 64), (3, 3), 64, (1, 1), Padding(1, 1, 1, 1)),
+        (False, (1, 32, 32, 16), (1, 1), 32, (2, 2), Padding()),
+    ]
+    for depthwise, xs, (kh, kw), cout, stride, pad in layers:
+        x = i8(rng, xs)
+        w = i8(rng, (1, kh, kw, cout) if depthwise else (cout, kh, kw, xs[3]), -127, 127)
+        zp, out_zp = (int(v) for v in rng.integers(-128, 128, 2))
+        std = acc_spread(kh * kw * (1 if depthwise else xs[3]), -zp, w)
+        a = ConvAttrs(stride=stride, padding=pad, input_offset=-zp, output_offset=out_zp, act_min=max(-128, out_zp),
+                      requant=random_requant(np.random.default_rng(len(xs) + cout), cout, std, "double"))
+        bias = rng.integers(-20000, 20000, cout).astype(np.int32)
+        ref = depthwise_conv2d_s8 if depthwise else conv2d_s8
+        want = ref(x, w, bias, a)
+        rc, got = c_conv(dsp, depthwise, x, w, bias, a, want.shape)
+        assert rc == OK and np.array_equal(got, want), (xs, kh, kw, cout)
+        rc, port = c_conv(runtime, depthwise, x, w, bias, a, want.shape)
+        assert rc == OK and np.array_equal(port, got)
+
+
+def test_padding_taps_contribute_nothing(dsp):
+    """3x3 all-ones over a 1x1 input of value 0, zero point 10: only the centre tap counts."""
+    x = np.zeros((1, 1, 1, 4), np.int8)
+    a = ConvAttrs(stride=(1, 1), padding=Padding(1, 1, 1, 1), input_offset=-10, requant=Requant([1 << 30], [1]))
+    rc, y = c_conv(dsp, False, x, np.ones((1, 3, 3, 4), np.int8), None, a, (1, 1, 1, 1))
+    assert rc == OK and y[0, 0, 0, 0] == -40
+    rc, y = c_conv(dsp, True, x, np.ones((1, 3, 3, 4), np.int8), None, a, (1, 1, 1, 4))
+    assert rc == OK and y.ravel().tolist() == [-10] * 4
+
+
+def test_accumulator_wraps_like_int32(dsp):
+    x, w = np.array([[100]], np.int8), np.array([[100]], np.int8)
+    bias = np.array([INT32_MAX], np.int32)
+    a = FullyConnectedAttrs(requant=Requant([1 << 30], [-20]))
+    rc, y = c_fc(dsp, x, w, bias, a)
+    assert rc == OK and y[0, 0] == -128
+    ca = ConvAttrs(stride=(1, 1), padding=Padding(), requant=a.requant)
+    for depthwise in (False, True):
+        rc, y = c_conv(dsp, depthwise, x.reshape(1, 1, 1, 1), w.reshape(1, 1, 1, 1), bias, ca, (1, 1, 1, 1))
+        assert rc == OK and y[0, 0, 0, 0] == -128
+
+
+# ---- bad arguments: refused exactly like the portable kernels ------------------------------------
+
+BAD_CONV_ATTRS = {
+    "stride0": {"stride": (0, 1)},
+    "dilation0": {"dilation": (1, 0)},
+    "negative_pad": {"padding": Padding(-1, 1, 1, 1)},
+    "input_offset": {"input_offset": 129},
+    "output_offset": {"output_offset": 128},
+    "clamp_order": {"act_min": 10, "act_max": 9},
+    "clamp_range": {"act_min": -129},
+    "requant_count": {"requant": Requant([1 << 30] * 3, [0] * 3)},
+    "shift_high": {"requant": Requant([1 << 30], [31])},
+    "shift_low": {"requant": Requant([1 << 30] * 4, [0, 0, -32, 0])},
+    "depth_multiplier": {"depth_multiplier": 3},
+}
+
+
+@pytest.mark.parametrize("depthwise", [False, True], ids=["conv2d", "depthwise"])
+@pytest.mark.parametrize("bad", sorted(BAD_CONV_ATTRS))
+def test_conv_rejects_bad_params(dsp, runtime, depthwise, bad):
+    rng = np.random.default_rng(5)
+    x = i8(rng, (1, 5, 5, 2))
+    w = i8(rng, (1, 3, 3, 4) if depthwise else (4, 3, 3, 2))
+    a = ConvAttrs(stride=(1, 1), padding=Padding(1, 1, 1, 1), depth_multiplier=2 if depthwise else 1,
+                  requant=Requant([1 << 30] * 4, [-8] * 4))
+    bad_a = replace(a, **BAD_CONV_ATTRS[bad])
+    fill = np.full((1, 5, 5, 4), 55, np.int8)
+    rc, y = c_conv(dsp, depthwise, x, w, None, bad_a, fill.shape, fill=fill)
+    rc_port, _ = c_conv(runtime, depthwise, x, w, None, bad_a, fill.shape, fill=fill.copy())
+    assert rc == rc_port
+    if rc == ERR:
+        assert np.all(y == 55)
+    else:
+        assert bad == "depth_multiplier" and not depthwise  # conv2d ignores it
+    for shape in ((1, 5, 5, 3), (2, 5, 5, 4)):  # output channels, batch
+        assert c_conv(dsp, depthwise, x, w, None, a, shape)[0] == ERR
+    assert c_conv(dsp, depthwise, np.ascontiguousarray(x[..., :1]), w, None, a, (1, 5, 5, 4))[0] == ERR
+
+
+def test_kernels_reject_null_pointers_and_bad_fc(dsp):
+    rng = np.random.default_rng(6)
+    x = i8(rng, (1, 5, 5, 2))
+    w = i8(rng, (4, 3, 3, 2))
+    y = np.zeros((1, 5, 5, 4), np.int8)
+    p = ConvParams(stride_h=1, stride_w=1, pad_h=1, pad_w=1, dilation_h=1, dilation_w=1, depth_multiplier=1,
+                   act_min=-128, act_max=127)
+    rq, _keep = hostlib.requant(np.array([1 << 30]), np.array([-8]))
+    args = [C.byref(p), C.byref(rq), C.byref(dims(x.shape)), ptr(x), C.byref(dims(w.shape)), ptr(w), None,
+            C.byref(dims(y.shape)), ptr(y)]
+    assert dsp.mcuqp_conv2d_s8(*args) == OK
+    for i in (0, 1, 2, 3, 4, 5, 7, 8):
+        assert dsp.mcuqp_conv2d_s8(*[None if j == i else v for j, v in enumerate(args)]) == ERR, i
+    dw = i8(rng, (1, 3, 3, 2))
+    y2 = np.zeros((1, 5, 5, 2), np.int8)
+    args = [C.byref(p), C.byref(rq), C.byref(dims(x.shape)), ptr(x), C.byref(dims(dw.shape)), ptr(dw), None,
+            C.byref(dims(y2.shape)), ptr(y2)]
+    assert dsp.mcuqp_depthwise_conv2d_s8(*args) == OK
+    for i in (0, 1, 2, 3, 4, 5, 7, 8):
+        assert dsp.mcuqp_depthwise_conv2d_s8(*[None if j == i else v for j, v in enumerate(args)]) == ERR, i
+    xf, wf = i8(rng, (2, 10)), i8(rng, (3, 10))
+    yf = np.full((2, 3), 55, np.int8)
+    for fp_, batches, in_ch, out_ch in (((0, 0, 0, -128, 127), 0, 10, 3), ((0, 0, 0, -128, 127), 2, 0, 3),
+                                        ((0, 0, 0, -128, 127), 2, 10, 0), ((-128, 0, 0, -128, 127), 2, 10, 3),
+                                        ((0, 200, 0, -128, 127), 2, 10, 3), ((0, 0, 0, 5, 4), 2, 10, 3)):
+        fpp = FcParams(*fp_)
+        rc = dsp.mcuqp_fully_connected_s8(C.byref(fpp), C.byref(rq), C.c_int32(batches), C.c_int32(in_ch), ptr(xf),
+                                          C.c_int32(out_ch), ptr(wf), None, ptr(yf))
+        assert rc == ERR and np.all(yf == 55)
+    fpp = FcParams(0, 0, 0, -128, 127)
+    fc_args = [C.byref(fpp), C.byref(rq), C.c_int32(2), C.c_int32(10), ptr(xf), C.c_int32(3), ptr(wf), None, ptr(yf)]
+    assert dsp.mcuqp_fully_connected_s8(*fc_args) == OK
+    for i in (0, 1, 4, 6, 8):
+        assert dsp.mcuqp_fully_connected_s8(*[None if j == i else v for j, v in enumerate(fc_args)]) == ERR, i
+
+
+# ---- builds warning-free for every board ------------------------------------------------------
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("board", ["mps2-an385", "mps2-an386", "mps2-an500", "mps3-an547"])
+def test_dsp_kernels_compile_for_every_board(tmp_path, board):
+    from mcuqp.target.boards import load_board
+
+    b = load_board(board)
+    for rounding in ((), ("-DMCUQP_SINGLE_ROUNDING=1",)):
+        for name in DSP_SOURCES:
+            r = subprocess.run(
+                ["arm-none-eabi-gcc", *b.gcc_flags, "-O2", "-Wall", "-Wextra", "-Werror", "-std=c99", *rounding,
+                 "-I", str(INCLUDE), "-c", str(DSP / name), "-o", str(tmp_path / f"{name}.o")],
+                capture_output=True, text=True,
+            )
+            assert r.returncode == 0, r.stderr
+
+
+# ---- on the target ------------------------------------------------------------------------------
+
+
+@dataclass
+class Layer:
+    kind: str  # "conv2d" | "depthwise" | "fc"
+    x_shape: tuple[int, ...]
+    w: np.ndarray
+    bias: np.ndarray | None
+    attrs: ConvAttrs | FullyConnectedAttrs
+
+    def run(self, x: np.ndarray, rounding: str) -> np.ndarray:
+        if self.kind == "fc":
+            return fully_connected_s8(x, self.w, self.bias, self.attrs, rounding)
+        ref = depthwise_conv2d_s8 if self.kind == "depthwise" else conv2d_s8
+        return ref(x, self.w, self.bias, self.attrs, rounding)
+
+    def macs(self, out_size: int) -> int:
+        if self.kind == "fc":
+            return out_size * self.w.shape[1]
+        return out_size * self.w.shape[1] * self.w.shape[2] * (1 if self.kind == "depthwise" else self.w.shape[3])
+
+
+def _target_layers(rounding: str) -> list[Layer]:
+    rng = np.random.default_rng(31)
+
+    def conv(kind, x_shape, kh, kw, cout, stride=(1, 1), pad=Padding(), dil=(1, 1), dm=1) -> Layer:
+        cin = x_shape[3]
+        w = random_weights(rng, (1, kh, kw, cout) if kind == "depthwise" else (cout, kh, kw, cin))
+        zp, out_zp = (int(v) for v in rng.integers(-128, 128, 2))
+        std = acc_spread(kh * kw * (1 if kind == "depthwise" else cin), -zp, w)
+        rq = conv_requant(0.05, np.full(cout, 0.004, np.float32), 0.05 * 0.004 * std / 40, rounding)
+        a = ConvAttrs(stride=stride, padding=pad, dilation=dil, depth_multiplier=dm, input_offset=-zp,
+                      output_offset=out_zp, requant=rq, act_min=max(-128, out_zp))
+        return Layer(kind, x_shape, w, rng.integers(-20000, 20000, cout).astype(np.int32), a)
+
+    def fc(cin, cout, w_zp=0) -> Layer:
+        w = i8(rng, (cout, cin), -127, 127)
+        zp, out_zp = (int(v) for v in rng.integers(-128, 128, 2))
+        a = FullyConnectedAttrs(input_offset=-zp, filter_offset=-w_zp, output_offset=out_zp,
+                                requant=conv_requant(0.05, 0.004, 0.05 * 0.004 * np.sqrt(cin) * 74 * 74 / 40,
+                                                     rounding))
+        return Layer("fc", (1, cin), w, rng.integers(-20000, 20000, cout).astype(np.int32), a)
+
+    return [
+        conv("conv2d", (1, 12, 12, 16), 3, 3, 16, pad=Padding(1, 1, 1, 1)),      # 0: one chunk
+        conv("depthwise", (1, 12, 12, 32), 3, 3, 32, pad=Padding(1, 1, 1, 1)),   # 1: 3x3 unrolled
+        conv("conv2d", (1, 12, 12, 32), 1, 1, 32),                               # 2: pointwise
+        conv("conv2d", (1, 8, 8, 64), 3, 3, 40, pad=Padding(1, 1, 1, 1)),        # 3: chunks, blocks
+        conv("conv2d", (1, 16, 16, 3), 3, 3, 8, stride=(2, 2), pad=Padding(0, 1, 0, 1)),
+        conv("depthwise", (1, 9, 11, 6), 3, 2, 12, stride=(2, 1), pad=Padding(2, 1, 0, 2), dil=(2, 2), dm=2),
+        conv("depthwise", (1, 9, 7, 20), 5, 3, 20, stride=(2, 1), pad=Padding(2, 2, 1, 1), dil=(1, 2)),
+        conv("conv2d", (2, 7, 6, 5), 5, 3, 7, stride=(1, 3), pad=Padding(3, 2, 1, 0), dil=(1, 2)),
+        conv("conv2d", (1, 13, 5, 1), 10, 4, 9, stride=(2, 2), pad=Padding(4, 5, 1, 1)),
+        fc(256, 32),
+        fc(101, 10, w_zp=17),
+    ]
+
+
+def _c_array(ctype: str, name: str, values: np.ndarray) -> str:
+    return f"static const {ctype} {name}[] = {{{', '.join(str(int(v)) for v in np.ravel(values))}}};\n"
+
+
+def _target_model(layers: list[Layer], out_shapes: list[tuple[int, ...]]) -> tuple[str, str]:
+    """model.c / model.h running every layer on its slice of one input and one output buffer."""
+    decls, calls = [], []
+    in_off = out_off = 0
+    for i, (ly, out_shape) in enumerate(zip(layers, out_shapes)):
+        a = ly.attrs
+        decls.append(_c_array("int8_t", f"w{i}", ly.w))
+        decls.append(_c_array("int32_t", f"b{i}", ly.bias))
+        decls.append(_c_array("int32_t", f"m{i}", a.requant.multiplier))
+        decls.append(_c_array("int32_t", f"s{i}", a.requant.shift))
+        decls.append(f"static const mcuqp_requant q{i} = {{m{i}, s{i}, {a.requant.multiplier.size}}};\n")
+        if ly.kind == "fc":
+            decls.append(f"static const mcuqp_fc_params p{i} = {{{a.input_offset}, {a.filter_offset}, "
+                         f"{a.output_offset}, {a.act_min}, {a.act_max}}};\n")
+            call = (f"mcuqp_fully_connected_s8(&p{i}, &q{i}, {ly.x_shape[0]}, {ly.x_shape[1]}, input + {in_off}, "
+                    f"{ly.w.shape[0]}, w{i}, b{i}, output + {out_off})")
+        else:
+            fields = [a.input_offset, a.output_offset, *a.stride, a.padding.top, a.padding.left, *a.dilation,
+                      a.depth_multiplier, a.act_min, a.act_max]
+            decls.append(f"static const mcuqp_conv_params p{i} = {{{', '.join(map(str, fields))}}};\n")
+            for tag, shape in (("i", ly.x_shape), ("f", ly.w.shape), ("o", out_shape)):
+                decls.append(f"static const mcuqp_dims {tag}{i} = {{{', '.join(map(str, shape))}}};\n")
+            fn = "mcuqp_depthwise_conv2d_s8" if ly.kind == "depthwise" else "mcuqp_conv2d_s8"
+            call = f"{fn}(&p{i}, &q{i}, &i{i}, input + {in_off}, &f{i}, w{i}, b{i}, &o{i}, output + {out_off})"
+        calls.append(f"    if ({call} != MCUQP_OK) {{\n        return {i + 1};\n    }}\n    MCUQP_LAYER_HOOK({i});\n")
+        in_off += int(np.prod(ly.x_shape))
+        out_off += int(np.prod(out_shape))
+    header = ("#ifndef MODEL_H\n#define MODEL_H\n#include <stdint.h>\n"
+              f"#define MCUQP_MODEL_INPUT_SIZE {in_off}\n#define MCUQP_MODEL_OUTPUT_SIZE {out_off}\n"
+              "int mcuqp_model_invoke(const int8_t *input, int8_t *output);\n#endif\n")
+    source = ('#include "model.h"\n#include "mcuqp_nn.h"\n#include "mcuqp_profile.h"\n\n' + "".join(decls) +
+              "\nint mcuqp_model_invoke(const int8_t *input, int8_t *output)\n{\n" + "".join(calls) +
+              "    return 0;\n}\n")
+    return source, header
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("board, rounding", [("mps2-an386", "double"), ("mps3-an547", "single"),
+                                             ("mps2-an385", "double")])
+def test_dsp_kernels_on_qemu_match_numpy(tmp_path, board, rounding):
+    """Built for the board (M4 / M55: SMLAD and friends; M3: the C twins), the DSP kernels
+    give the numpy outputs bit for bit; on the M4 the common layers stay fast."""
+    from mcuqp.target import build, qemu
+
+    layers = _target_layers(rounding)
+    rng = np.random.default_rng(32)
+    n = 3
+    xs = [np.concatenate([random_input(rng, ly.x_shape) for _ in range(n)]) for ly in layers]
+    outs = [ly.run(x, rounding) for ly, x in zip(layers, xs)]
+    out_shapes = [(ly.x_shape[0], *o.shape[1:]) for ly, o in zip(layers, outs)]
+    src, hdr = _target_model(layers, out_shapes)
+    (tmp_path / "model.c").write_text(src)
+    (tmp_path / "model.h").write_text(hdr)
+    srcs = [tmp_path / "model.c", *[DSP / s for s in DSP_SOURCES], *build.platform_sources(board)]
+    defines = ("MCUQP_SINGLE_ROUNDING=1",) if rounding == "single" else ()
+    fw = build.build_firmware(srcs, [tmp_path, INCLUDE], board, tmp_path / "fw", defines=defines)
+    inputs = np.stack([np.concatenate([x.reshape(n, *ly.x_shape)[k].ravel() for ly, x in zip(layers, xs)])
+                       for k in range(n)])
+    want = np.stack([np.concatenate([o.reshape(n, -1)[k] for o in outs]) for k in range(n)])
+    r = qemu.run_firmware(fw, board, inputs, want.shape[1])
+    assert np.array_equal(r.outputs, want)
+    per_mac = [r.layer_instructions[0][i] / ly.macs(int(np.prod(shape)))
+               for i, (ly, shape) in enumerate(zip(layers, out_shapes))]
+    print(board, " ".join(f"{ly.kind}:{v:.2f}" for ly, v in zip(layers, per_mac)), "instructions/MAC")
+    if board == "mps2-an386":
+        # 3x3 conv 16->16, 3x3 depthwise 32, pointwise 32->32, chunked 3x3 64->40, FC 256->32
+        assert per_mac[0] < 2.0 and per_mac[1] < 6.0 and per_mac[2] < 2.5 and per_mac[3] < 2.0, per_mac
+        assert per_mac[9] < 2.5, per_mac
+
+
+@pytest.mark.qemu
+def test_model_with_dsp_layers_bit_exact_on_m4():
+    """A small TFLite model (conv 3x3 stride 2, pointwise, depthwise 3x3, conv 3x3 valid, two FC)
+    built for the M4 picks the DSP variants and verifies bit-exact on QEMU."""
+    path = SHARED_MODELS / "fixtures" / "mixed28_int8.tflite"
+    if not path.exists():
+        pytest.skip(f"{path} not found (the shared models folder sits beside the repository)")
+    from mcuqp import api
+
+    loaded = api.load(path, n_random=20, seed=0)
+    with tempfile.TemporaryDirectory(prefix="mcuqp-dsp-") as tmp:
+        lib = api.compile(loaded, Path(tmp) / "model", board="mps2-an386")
+    used = {k.name: k.parent for k in lib.generated.kernels}
+    assert all(used.get(name) == DSP for name in DSP_SOURCES), used
+    res = api.verify(loaded, board="mps2-an386", n_inputs=20)
+    assert res.bit_exact, res.summary()
