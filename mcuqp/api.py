@@ -13,12 +13,14 @@ from pathlib import Path
 import numpy as np
 
 from mcuqp.codegen.emit import GeneratedModel, generate, write_library
-from mcuqp.errors import McuqpError
+from mcuqp.errors import McuqpError, ToolchainError
 from mcuqp.ir import Graph
+from mcuqp.plan.footprint import Footprint, check_budget, predict_footprint
 from mcuqp.plan.memory import MemoryPlan, plan_memory, validate_plan
 from mcuqp.quant.fixedpoint import Rounding
 from mcuqp.reference.interpreter import run as reference_run
 from mcuqp.target.boards import DEFAULT_BOARD, Board, load_board
+from mcuqp.target.build import DEFAULT_STACK_BYTES
 
 CALIB_SAMPLES = 512
 
@@ -146,6 +148,7 @@ class CompileResult:
     board: Board
     plan: MemoryPlan
     generated: GeneratedModel
+    footprint: Footprint | None  # predicted verification-image footprint; None without the toolchain
 
 
 def _atomic_dir(target: Path) -> Path:
@@ -171,13 +174,29 @@ def compile(
     *,
     board: str = DEFAULT_BOARD,
     rounding: Rounding = "double",
+    flash_bytes: int | None = None,
+    ram_bytes: int | None = None,
+    stack_bytes: int = DEFAULT_STACK_BYTES,
 ) -> CompileResult:
     """Generate the C library into `out_dir` (written to a temporary folder, then renamed
-    into place, so a failure never leaves a half-written library)."""
+    into place, so a failure never leaves a half-written library).
+
+    Before writing anything, predicts the flash and RAM of the verification image and
+    raises BudgetError when it exceeds the budgets (default: the board's memories). The
+    prediction needs arm-none-eabi-gcc; without it, and without explicit budgets, the
+    library is still generated and `footprint` is None."""
     graph = model.graph if isinstance(model, LoadedModel) else model
     b = load_board(board)
     plan = compile_plan(graph)
     gen = generate(graph, plan, rounding=rounding, board=b.name, features=b.features)
+    try:
+        footprint = predict_footprint(graph, plan, gen, b, stack_bytes_reserved=stack_bytes)
+    except ToolchainError:
+        if flash_bytes is not None or ram_bytes is not None:
+            raise
+        footprint = None
+    if footprint is not None:
+        check_budget(footprint, b, flash_bytes=flash_bytes, ram_bytes=ram_bytes)
     target = Path(out_dir)
     tmp = _atomic_dir(target)
     try:
@@ -186,7 +205,7 @@ def compile(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return CompileResult(target, [target / f.name for f in files], b, plan, gen)
+    return CompileResult(target, [target / f.name for f in files], b, plan, gen, footprint)
 
 
 @dataclass
@@ -214,6 +233,8 @@ class VerifyResult:
     instructions_min: int
     instructions_max: int
     layers: list[LayerCount]
+    predicted_flash_bytes: int | None
+    predicted_ram_bytes: int | None
     inputs: np.ndarray
     reference_outputs: np.ndarray
     device_outputs: np.ndarray
@@ -240,6 +261,8 @@ class VerifyResult:
             "instructions_per_inference": self.instructions_per_inference,
             "instructions_min": self.instructions_min,
             "instructions_max": self.instructions_max,
+            "predicted_flash_bytes": self.predicted_flash_bytes,
+            "predicted_ram_bytes": self.predicted_ram_bytes,
             "layers": [vars(layer) for layer in self.layers],
         }
         d.update({f"{k}_accuracy": v for k, v in self.accuracy.items()})
@@ -267,6 +290,9 @@ def verify(
     rounding: Rounding = "double",
     save_io: str | Path | None = None,
     timeout: float = 600.0,
+    flash_bytes: int | None = None,
+    ram_bytes: int | None = None,
+    stack_bytes: int = DEFAULT_STACK_BYTES,
 ) -> VerifyResult:
     """Build the model with the verification firmware, run it on QEMU and compare every
     output with the numpy reference, exactly."""
@@ -282,10 +308,12 @@ def verify(
     ref = reference_run(graph, x, rounding=rounding)
     b = load_board(board)
     with tempfile.TemporaryDirectory(prefix="mcuqp-verify-") as work:
-        lib = compile(model, Path(work) / "model", board=board, rounding=rounding)
+        lib = compile(model, Path(work) / "model", board=board, rounding=rounding,
+                      flash_bytes=flash_bytes, ram_bytes=ram_bytes, stack_bytes=stack_bytes)
         sources = [f for f in lib.files if f.suffix == ".c"] + platform_sources(b)
         defines = ["MCUQP_PROFILE"] + (["MCUQP_SINGLE_ROUNDING=1"] if rounding == "single" else [])
-        fw = build_firmware(sources, [lib.out_dir, *platform_include_dirs()], b, Path(work) / "build", defines=defines)
+        fw = build_firmware(sources, [lib.out_dir, *platform_include_dirs()], b, Path(work) / "build",
+                            defines=defines, flash_bytes=flash_bytes, ram_bytes=ram_bytes, stack_bytes=stack_bytes)
         run = run_firmware(fw, b, x.reshape(n, -1), graph.output.size, timeout=timeout)
         model_objects = {f.stem + ".o" for f in lib.files if f.suffix == ".c"}
         model_flash = flash_bytes_of(fw.map, model_objects)
@@ -314,6 +342,8 @@ def verify(
         instructions_min=int(counts.min()) if counts.size else 0,
         instructions_max=int(counts.max()) if counts.size else 0,
         layers=layers,
+        predicted_flash_bytes=lib.footprint.flash_bytes if lib.footprint else None,
+        predicted_ram_bytes=lib.footprint.ram_bytes if lib.footprint else None,
         inputs=x,
         reference_outputs=ref,
         device_outputs=dev,

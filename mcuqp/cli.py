@@ -42,6 +42,16 @@ rounding_option = click.option(
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 
 
+def _budget_options(f):
+    f = click.option("--stack", "stack_bytes", type=click.IntRange(min=256), default=16384, show_default=True,
+                     help="Stack bytes reserved in RAM.")(f)
+    f = click.option("--ram", "ram_bytes", type=click.IntRange(min=1), default=None,
+                     help="RAM budget in bytes (default: the board's RAM).")(f)
+    f = click.option("--flash", "flash_bytes", type=click.IntRange(min=1), default=None,
+                     help="Flash budget in bytes (default: the board's flash).")(f)
+    return f
+
+
 def _fmt_int(n: int) -> str:
     return f"{n:,}"
 
@@ -67,13 +77,17 @@ def boards(as_json: bool) -> None:
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the generated C.")
 @calib_option
 @rounding_option
+@_budget_options
 @json_option
-def compile_cmd(model: str, board: str, out_dir: str, calib: str | None, rounding: str, as_json: bool) -> None:
+def compile_cmd(model: str, board: str, out_dir: str, calib: str | None, rounding: str, flash_bytes: int | None,
+                ram_bytes: int | None, stack_bytes: int, as_json: bool) -> None:
     """Generate a self-contained C library for MODEL (.tflite or .pt)."""
     from mcuqp import api
 
     loaded = api.load(model, calib=calib, rounding=rounding)
-    res = api.compile(loaded, out_dir, board=board, rounding=rounding)
+    res = api.compile(loaded, out_dir, board=board, rounding=rounding, flash_bytes=flash_bytes,
+                      ram_bytes=ram_bytes, stack_bytes=stack_bytes)
+    fp = res.footprint
     info = {
         "out_dir": str(res.out_dir),
         "board": res.board.name,
@@ -83,6 +97,9 @@ def compile_cmd(model: str, board: str, out_dir: str, calib: str | None, roundin
         "weight_bytes": res.generated.weight_bytes,
         "param_bytes": res.generated.param_bytes,
         "layers": len(loaded.graph.ops),
+        "predicted_flash_bytes": fp.flash_bytes if fp else None,
+        "predicted_ram_bytes": fp.ram_bytes if fp else None,
+        "predicted_stack_bytes": fp.stack_bytes if fp else None,
     }
     if as_json:
         click.echo(json.dumps(info))
@@ -91,6 +108,12 @@ def compile_cmd(model: str, board: str, out_dir: str, calib: str | None, roundin
     click.echo(f"  layers        {info['layers']}")
     click.echo(f"  weights       {_fmt_int(info['weight_bytes'])} B (+ {_fmt_int(info['param_bytes'])} B of parameters)")
     click.echo(f"  arena         {_fmt_int(info['arena_bytes'])} B (live-activation lower bound {_fmt_int(info['lower_bound_bytes'])} B)")
+    if fp is None:
+        click.echo("  footprint     not predicted: arm-none-eabi-gcc is missing (make toolchain)")
+    else:
+        click.echo(f"  predicted     flash {_fmt_int(fp.flash_bytes)} B, RAM {_fmt_int(fp.ram_bytes)} B "
+                   f"(arena {_fmt_int(fp.arena_bytes)} B + stack {_fmt_int(fp.stack_bytes)} B + other data) "
+                   f"for the verification image on {res.board.name}")
 
 
 @main.command()
@@ -218,15 +241,17 @@ def _print_verify(res, title: str | None = None) -> None:
 @rounding_option
 @click.option("--per-layer", is_flag=True,
               help="Compare every layer with TFLite Micro (.tflite models) and print instructions per layer.")
+@_budget_options
 @json_option
 def verify(model: str, board: str, n_inputs: int, save_io: str | None, calib: str | None, rounding: str,
-           per_layer: bool, as_json: bool) -> None:
+           per_layer: bool, flash_bytes: int | None, ram_bytes: int | None, stack_bytes: int, as_json: bool) -> None:
     """Build MODEL for BOARD, run it on QEMU and compare with the integer reference."""
     from mcuqp import api
 
     loaded = api.load(model, calib=calib, rounding=rounding)
     mismatch = api.oracle_first_mismatch(loaded, n_inputs) if per_layer else None
-    res = api.verify(loaded, board=board, n_inputs=n_inputs, rounding=rounding, save_io=save_io)
+    res = api.verify(loaded, board=board, n_inputs=n_inputs, rounding=rounding, save_io=save_io,
+                     flash_bytes=flash_bytes, ram_bytes=ram_bytes, stack_bytes=stack_bytes)
     if as_json:
         out = res.summary()
         if per_layer:

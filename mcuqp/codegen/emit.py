@@ -25,7 +25,6 @@ from mcuqp.quant.fixedpoint import Rounding
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = ROOT / "templates"
 RUNTIME = ROOT / "runtime_c"
-PUBLIC_HEADERS = ("mcuqp_nn.h", "mcuqp_fixedpoint.h", "mcuqp_profile.h")
 
 
 @dataclass
@@ -370,10 +369,8 @@ def write_library(gen: GeneratedModel, out_dir: Path) -> list[Path]:
     for name, text in gen.build_files.items():
         (out_dir / name).write_text(text)
         files.append(out_dir / name)
-    for h in PUBLIC_HEADERS:
-        src = RUNTIME / "include" / h
-        if src.exists():
-            files.append(Path(shutil.copy2(src, out_dir / h)))
+    for src in sorted((RUNTIME / "include").glob("*.h")):
+        files.append(Path(shutil.copy2(src, out_dir / src.name)))
     for src in gen.kernels:
         files.append(Path(shutil.copy2(src, out_dir / src.name)))
     return files

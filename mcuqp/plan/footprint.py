@@ -247,10 +247,7 @@ def _defines(generated: GeneratedModel, profile: bool) -> list[str]:
 
 def _compile(srcs: list[Path], model_dir: Path, board: Board, defines: list[str], work: Path) -> list[Path]:
     """Objects for `srcs`, compiled as build_firmware compiles them (same flags and cache)."""
-    incs = build._unique([model_dir, *build.platform_include_dirs()])
-    cflags = [*board.gcc_flags, "-O2", *build.WARNINGS, *build.CODEGEN_FLAGS, *[f"-D{d}" for d in defines],
-              *[f"-I{d}" for d in incs]]
-    return build._compile_all(srcs, incs, cflags, work, board.name)
+    return build.compile_objects(srcs, [model_dir], board, work, defines=defines)
 
 
 def _read_su(path: Path) -> dict[str, int]:

@@ -36,7 +36,7 @@ CODEGEN_FLAGS = ["-std=c99", "-ffunction-sections", "-fdata-sections", "-fstack-
 APT_HINT = "install it with: sudo apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi"
 
 _ERROR = re.compile(r"\b(fatal )?error:")
-_OVERFLOW = re.compile(r"region `(\w+)' overflowed by (\d+) bytes")
+_OVERFLOW = re.compile(r"region `(\w+)' overflowed by (\d+) bytes?")
 _IGNORED_SECTIONS = (".debug", ".comment", ".ARM.attributes", ".stab", ".symtab", ".strtab", ".shstrtab")
 
 
@@ -98,16 +98,8 @@ def build_firmware(
     (out / "obj").mkdir(parents=True, exist_ok=True)
     flash_len, ram_len, stack = _budgets(b, flash_bytes, ram_bytes, stack_bytes)
 
-    incs = _unique([Path(d).resolve() for d in include_dirs] + platform_include_dirs())
     defs = [*defines, *(["MCUQP_PROFILE"] if profile else [])]
-    cflags = [*b.gcc_flags, opt, *WARNINGS, *CODEGEN_FLAGS, *[f"-D{d}" for d in defs],
-              *[f"-I{d}" for d in incs]]
-    srcs = [Path(s).resolve() for s in sources]
-    for s in srcs:
-        if not s.is_file():
-            raise McuqpError(f"source file {s} does not exist; check the list passed to build_firmware")
-
-    objs = _compile_all(srcs, incs, cflags, out / "obj", b.name)
+    objs = compile_objects(sources, include_dirs, b, out / "obj", defines=defs, opt=opt)
     ld = out / "link.ld"
     ld.write_text(Template(LINKER_TEMPLATE.read_text()).substitute(
         flash_origin=f"0x{b.flash_origin:08X}", flash_length=f"0x{flash_len:X}",
@@ -128,6 +120,28 @@ def build_firmware(
         stack_bytes=sizes["stack"], flash_budget=flash_len, ram_budget=ram_len,
         stack_usage=_stack_usage(out / "obj"),
     )
+
+
+def compile_objects(
+    sources: Sequence[Path | str],
+    include_dirs: Sequence[Path | str],
+    board: Board | str,
+    obj_dir: Path,
+    *,
+    defines: Iterable[str] = (),
+    opt: str = "-O2",
+) -> list[Path]:
+    """Compile `sources` for `board` into obj_dir (cached by content) with the flags every
+    mcuqp firmware uses; the platform include folders are always on the path."""
+    b = _as_board(board)
+    incs = _unique([Path(d).resolve() for d in include_dirs] + platform_include_dirs())
+    cflags = [*b.gcc_flags, opt, *WARNINGS, *CODEGEN_FLAGS, *[f"-D{d}" for d in defines],
+              *[f"-I{d}" for d in incs]]
+    srcs = [Path(s).resolve() for s in sources]
+    for s in srcs:
+        if not s.is_file():
+            raise McuqpError(f"source file {s} does not exist; check the list passed to build_firmware")
+    return _compile_all(srcs, incs, cflags, obj_dir, b.name)
 
 
 def _as_board(board: Board | str) -> Board:
