@@ -207,3 +207,23 @@ def test_generated_makefile_fragment_builds_the_library(loaded, tmp_path):
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "libmodel.a").stat().st_size > 0
     assert "CMakeLists.txt" in {f.name for f in res.files}
+
+
+@pytest.mark.qemu
+def test_budget_too_small_fails_before_writing_and_a_fitting_budget_builds(saved_model, tmp_path):
+    runner = CliRunner()
+    line = _one_line_error(runner.invoke(main, ["compile", str(saved_model), "--calib", "digits", "--flash", "4000",
+                                                "-o", str(tmp_path / "o")]))
+    assert "over the 4,000 B budget (--flash)" in line and "largest layers" in line
+    assert not (tmp_path / "o").exists()
+    line = _one_line_error(runner.invoke(main, ["compile", str(saved_model), "--calib", "digits", "--ram", "6000",
+                                                "-o", str(tmp_path / "o")]))
+    assert "(--ram)" in line and "arena" in line
+    r = runner.invoke(main, ["compile", str(saved_model), "--calib", "digits", "--json", "-o", str(tmp_path / "o")])
+    info = json.loads(r.output)
+    flash, ram = info["predicted_flash_bytes"], info["predicted_ram_bytes"]
+    r = runner.invoke(main, ["verify", str(saved_model), "--calib", "digits", "--inputs", "5", "--json",
+                             "--flash", str(flash + 64), "--ram", str(ram + 16384)])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["bit_exact"] and out["flash_bytes"] == flash == out["predicted_flash_bytes"]
