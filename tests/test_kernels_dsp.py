@@ -62,6 +62,13 @@ MAP1(ssat8, mcuqp_ssat8((int32_t)x))
 MAP1(read_s8x4, mcuqp_read_s8x4((const int8_t *)&a[i]) + 0u * x)
 MAP3(requantize, mcuqp_requantize((int32_t)x, (int32_t)y, (int32_t)z))
 MAP3(requantize_nomin, mcuqp_requantize_nomin((int32_t)x, (int32_t)y, (int32_t)z))
+
+static int32_t rq_prepared(int32_t x, int32_t m, int32_t s)
+{
+    const mcuqp_rq q = mcuqp_rq_prepare(m, s);
+    return mcuqp_rq_apply(x, &q);
+}
+MAP3(rq_apply, rq_prepared((int32_t)x, (int32_t)y, (int32_t)z))
 """
 
 
@@ -198,14 +205,15 @@ def _requant_cases(rng, n: int, rounding: str):
 
 @pytest.mark.parametrize("rounding", ["double", "single"])
 def test_requantize_nomin_equals_requantize(dsp, dsp_single, rounding):
-    """mcuqp_requantize_nomin == mcuqp_requantize == numpy for every multiplier but INT32_MIN
-    (all shifts, int32 extremes, exact halves)."""
+    """mcuqp_requantize_nomin and the prepared high-word form mcuqp_rq_apply == mcuqp_requantize
+    == numpy for every multiplier but INT32_MIN (all shifts, int32 extremes, exact halves)."""
     lib = dsp if rounding == "double" else dsp_single
     rng = np.random.default_rng(12 if rounding == "double" else 13)
     acc, m, s = _requant_cases(rng, 40000, rounding)
     want = fp.multiply_by_quantized_multiplier(acc, m, s, rounding)
     assert np.array_equal(_s(_call(lib, "requantize", acc, m, s), 32), want)
     assert np.array_equal(_s(_call(lib, "requantize_nomin", acc, m, s), 32), want)
+    assert np.array_equal(_s(_call(lib, "rq_apply", acc, m, s), 32), want)
 
 
 # ---- C call wrappers -----------------------------------------------------------------------
@@ -334,8 +342,9 @@ def random_padding(rng, eff_h: int, eff_w: int) -> Padding:
 
 def random_conv(rng, depthwise: bool, rounding: str):
     """Shapes around the kernels' internal boundaries: 1x1 (direct widening), k_h == 1 rows,
-    windows of 192 entries (one column chunk) and more, odd pixel and channel counts,
-    channel blocks of 32, 3x3 depthwise (unrolled) and channel counts not a multiple of 4."""
+    windows of 128 entries (one column chunk) and more, in_c a multiple of 4 or not, pixel
+    counts not a multiple of 4, channel blocks of 16, depthwise 3x3 (unrolled) and other
+    filters over input rows wider than one ring slot, channel counts not a multiple of 4."""
     kh = int(rng.choice([1, 1, 1, 2, 3, 3, 3, 5, 10] if not depthwise else [1, 2, 3, 3, 3, 3, 5, 9]))
     kw = kh if rng.random() < 0.6 else int(rng.choice([1, 2, 3, 4, 5]))
     dil = tuple(int(rng.choice([1, 1, 1, 2, 3])) for _ in range(2))
@@ -344,13 +353,15 @@ def random_conv(rng, depthwise: bool, rounding: str):
     pad = random_padding(rng, eff_h, eff_w)
     h = max(1, eff_h - pad.top - pad.bottom) + int(rng.integers(0, 14))
     w_ = max(1, eff_w - pad.left - pad.right) + int(rng.integers(0, 14))
+    if depthwise and rng.random() < 0.3:
+        w_ += int(rng.integers(20, 90))  # rows wider than a ring slot: several column tiles
     n = int(rng.choice([1, 1, 1, 2]))
     if depthwise:
         cin = int(rng.choice([1, 3, 4, 8, 12, 16, 32, 64, 6, 13, int(rng.integers(1, 80))]))
         dm = 1 if rng.random() < 0.8 else int(rng.integers(2, 4))
         cout = cin * dm
     else:
-        cin = int(rng.choice([1, 2, 3, 4, 5, 8, 16, 31, 32, 64, 96, 192, 193, int(rng.integers(1, 260))]))
+        cin = int(rng.choice([1, 2, 3, 4, 5, 8, 16, 31, 32, 64, 96, 128, 129, int(rng.integers(1, 260))]))
         cout = int(rng.choice([1, 2, 3, 8, 16, 33, 64, 70, int(rng.integers(1, 80))]))
         dm = 1
     a = ConvAttrs(stride=stride, padding=pad, dilation=dil, depth_multiplier=dm)
@@ -407,19 +418,21 @@ def test_conv_dsp_matches_numpy_and_portable(dsp, dsp_single, runtime, runtime_s
         assert rc == OK and np.array_equal(port, got), case
         kh, kw = w.shape[1:3]
         k = kh * kw * (1 if depthwise else x.shape[3])
-        seen.add("chunked" if not depthwise and k > 192 else "one_chunk")
+        seen.add("chunked" if not depthwise and k > 128 else "one_chunk")
         seen.add("pointwise" if kh == kw == 1 else "window")
         seen.add("odd_pixels" if want.shape[0] * want.shape[1] * want.shape[2] % 2 else "even_pixels")
         seen.add("int32_min" if INT32_MIN in a.requant.multiplier else "fast_requant")
         if depthwise:
             seen.add("dm>1" if a.depth_multiplier > 1 else ("tail_channels" if x.shape[3] % 4 else "groups_of_4"))
-            seen.add("3x3" if (kh, kw, a.dilation) == (3, 3, (1, 1)) else "other_filter")
+            seen.add("3x3" if (kh, kw, a.dilation[1]) == (3, 3, 1) else "other_filter")
+            if x.shape[2] > 40:
+                seen.add("tiles")
         else:
-            seen.add("blocks" if k > 192 and w.shape[0] > 32 else "one_block")
+            seen.add("blocks" if k > 128 and w.shape[0] > 16 else "one_block")
     want_seen = {"one_chunk", "pointwise", "window", "odd_pixels", "even_pixels", "fast_requant"}
     if rounding == "double":
         want_seen |= {"int32_min"}
-    want_seen |= ({"dm>1", "tail_channels", "groups_of_4", "3x3", "other_filter"} if depthwise
+    want_seen |= ({"dm>1", "tail_channels", "groups_of_4", "3x3", "other_filter", "tiles"} if depthwise
                   else {"chunked", "blocks", "one_block"})
     assert want_seen <= seen, want_seen - seen
 

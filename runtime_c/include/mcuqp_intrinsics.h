@@ -153,6 +153,19 @@ MCUQP_INLINE int32_t mcuqp_smlatt(uint32_t x, uint32_t y, int32_t acc)
 #endif
 }
 
+/* SMLAL: {*hi, *lo} += x * y, a signed 32 x 32 -> 64-bit multiply-accumulate. (Inline
+ * assembly on the target: GCC 12 otherwise sometimes builds a 64 x 64 multiply.) */
+MCUQP_INLINE void mcuqp_smlal(uint32_t *lo, int32_t *hi, int32_t x, int32_t y)
+{
+#if MCUQP_ACLE_DSP
+    __asm__("smlal %0, %1, %2, %3" : "+r"(*lo), "+r"(*hi) : "r"(x), "r"(y));
+#else
+    const uint64_t acc = (((uint64_t)(uint32_t)*hi << 32) | *lo) + (uint64_t)((int64_t)x * y);
+    *lo = (uint32_t)acc;
+    *hi = (int32_t)(uint32_t)(acc >> 32);
+#endif
+}
+
 /* ---- saturation ---------------------------------------------------------------------- */
 
 /* QADD: a + b saturated to int32. */
@@ -207,8 +220,84 @@ MCUQP_INLINE int32_t mcuqp_requantize_nomin(int32_t x, int32_t multiplier, int32
 #endif
 }
 
-/* The output stage: requantize, add the output offset and clamp; lo/hi are the clamp
- * minus the output offset (so the int32 add cannot overflow), as in the portable kernels. */
+/* ---- per-channel prepared requantization --------------------------------------------
+ *
+ * For the common shifts the result is read from the high word of one 64-bit
+ * multiply-accumulate. With P = x * multiplier (exact) and r = -shift:
+ *  - double rounding, r >= 2: SaturatingRoundingDoublingHighMul is floor((P + 2^30) / 2^31)
+ *    (see above) and RoundingDivideByPOT(t, r) is floor((t + 2^(r-1) - [t < 0]) / 2^r);
+ *    nesting the floors gives floor((P + C - [t < 0] * 2^31) / 2^(31 + r)) with
+ *    C = 2^30 + 2^(30 + r). With Q = P + C, [t < 0] is [Q < 2^(30 + r)], i.e. high word
+ *    of Q < K = 2^(r - 2), and subtracting 2^31 borrows from the high word iff the low
+ *    word is below 2^31. So the result is (hi - [hi < K and lo < 2^31]) >> (r - 1).
+ *  - single rounding, r >= 2: (P + 2^(30 + r)) >> (31 + r) is (hi(P) + 2^(r - 2)) >> (r - 1).
+ * Other shifts (r <= 1: effective scales of 1/4 and more) use mcuqp_requantize_nomin(). */
+typedef struct {
+    int32_t multiplier;
+    int32_t shift;
+    int32_t k;  /* 2^(r - 2) */
+    int32_t sh; /* r - 1 for the high-word form, -1 for the general one */
+} mcuqp_rq;
+
+MCUQP_INLINE mcuqp_rq mcuqp_rq_prepare(int32_t multiplier, int32_t shift)
+{
+    mcuqp_rq q;
+    q.multiplier = multiplier;
+    q.shift = shift;
+    q.sh = shift <= -2 ? -shift - 1 : -1;
+    q.k = shift <= -2 ? (int32_t)((uint32_t)1 << (-shift - 2)) : 0;
+    return q;
+}
+
+/* 1 when q takes the high-word form (r >= 2). */
+MCUQP_INLINE int mcuqp_rq_fast(const mcuqp_rq *q) { return q->sh >= 0; }
+
+/* The high-word form; only for mcuqp_rq_fast(q). */
+MCUQP_INLINE int32_t mcuqp_rq_apply_fast(int32_t x, const mcuqp_rq *q)
+{
+#if MCUQP_SINGLE_ROUNDING
+    uint32_t lo = 0u;
+    int32_t hi = q->k; /* + 2^(30 + r), whose low word is 0 */
+    mcuqp_smlal(&lo, &hi, x, q->multiplier);
+    return hi >> q->sh;
+#else
+    uint32_t lo = 1u << 30; /* + C = 2^30 + 2^(30 + r) */
+    int32_t hi = q->k;
+    mcuqp_smlal(&lo, &hi, x, q->multiplier);
+    const int32_t borrow = (int32_t)(((uint32_t)hi - (uint32_t)q->k) & ~lo) >> 31;
+    return (hi + borrow) >> q->sh;
+#endif
+}
+
+/* mcuqp_requantize(x, multiplier, shift) for a multiplier other than INT32_MIN. */
+MCUQP_INLINE int32_t mcuqp_rq_apply(int32_t x, const mcuqp_rq *q)
+{
+    if (!mcuqp_rq_fast(q)) {
+        return mcuqp_requantize_nomin(x, q->multiplier, q->shift);
+    }
+    return mcuqp_rq_apply_fast(x, q);
+}
+
+/* r + output_offset saturated to int8: the output for the full clamp [-128, 127]. */
+MCUQP_INLINE int32_t mcuqp_out_full(int32_t r, int32_t output_offset)
+{
+    return mcuqp_ssat8(mcuqp_qadd(r, output_offset));
+}
+
+/* The output stage: requantize, add the output offset, clamp to [act_min, act_max]. With
+ * the full int8 range (full != 0) that is QADD + SSAT; otherwise lo/hi are the clamp minus
+ * the output offset (so the int32 add cannot overflow), as in the portable kernels. */
+MCUQP_INLINE int8_t mcuqp_rq_output(int32_t acc, const mcuqp_rq *q, int full, int32_t lo, int32_t hi,
+                                    int32_t output_offset)
+{
+    const int32_t r = mcuqp_rq_apply(acc, q);
+    if (full) {
+        return (int8_t)mcuqp_out_full(r, output_offset);
+    }
+    return (int8_t)(mcuqp_clamp_i32(r, lo, hi) + output_offset);
+}
+
+/* The same output stage with mcuqp_requantize_nomin(). */
 MCUQP_INLINE int8_t mcuqp_output_nomin(int32_t acc, int32_t multiplier, int32_t shift, int32_t lo, int32_t hi,
                                       int32_t output_offset)
 {

@@ -20,40 +20,40 @@
  * Taps outside the input contribute nothing. The int32 accumulator wraps in two's
  * complement; all sums are taken modulo 2^32, so their order cannot change a result.
  *
- * Technique (im2col + 2x2 SMLAD matrix product, no scratch from the caller):
- *  - Output pixels are taken two at a time (in raster order across rows and batches, so
- *    an odd width costs nothing). Each pixel's window, flattened in filter order
- *    (ky, kx, ic), is written as int16 (input + input_offset) into a column on the stack;
- *    padding taps become 0, which is exactly "contributes nothing", and dilation and
- *    borders need no other code. Within every group of four entries the lanes are
- *    stored {x0, x2} {x1, x3}, the order SXTB16 / SXTB16 ROR #8 split a filter word
- *    into, so the conversion is one load, two SXTAB16 (which add the offset for free)
- *    and two stores per four inputs. A window that is one contiguous in-bounds run
- *    (1x1 convolutions) is converted straight from the input; any other is first
- *    gathered as int8, padded with the input zero point, in the upper half of its own
- *    column and converted in place.
- *  - For two output channels at a time, each filter word is loaded once, split into
- *    two int16 pairs and fed to four SMLADs (two per column): 16 MACs for 2 filter
- *    loads, 4 column loads, 4 SXTB16 and 8 SMLAD. The second column sits at a fixed
- *    offset from the first, so the loop needs few pointers and no register spills.
- *  - Columns hold CONV_COL_K entries (2 x 2 x 192 x 16 bit = 768 bytes of stack). A
- *    longer window is processed in chunks of CONV_COL_K entries, with the partial sums
- *    of a block of CONV_ACC_CH channels x 2 pixels kept in a 256-byte stack array; the
- *    columns are then rebuilt once per channel block. Total stack for buffers: 1 KiB.
- *  - An odd output channel count (or pixel count) computes its last channel (pixel)
- *    twice and stores it once.
- *  - Requantization uses the exact SMLAL form of mcuqp_intrinsics.h; a multiplier of
- *    INT32_MIN (outside the QuantizeMultiplier range, but accepted) sends the call to a
- *    plain loop with mcuqp_requantize().
+ * Technique (im2col + 4x1 SMLAD matrix product, no scratch from the caller):
+ *  - Output pixels are taken four at a time (in raster order across rows and batches, so
+ *    odd widths cost nothing). Each pixel's window, flattened in filter order (ky, kx,
+ *    ic), is written as int16 (input + input_offset) into a column on the stack; padding
+ *    taps become 0, which is exactly "contributes nothing", so dilation and borders need
+ *    no other code. Within every group of four entries the lanes are stored {x0, x2}
+ *    {x1, x3}, the order in which SXTB16 / SXTB16 ROR #8 split a filter word, so the
+ *    conversion is one load, two SXTAB16 (which add the offset for free) and two stores
+ *    per four inputs. In-bounds runs are converted straight from the input when in_c is
+ *    a multiple of 4 (and for 1x1 windows); otherwise the window is first gathered as
+ *    int8, padded with the input zero point, in the upper half of its own column and
+ *    converted in place.
+ *  - For each output channel, a filter word is loaded once, split into two int16 pairs
+ *    and fed to eight SMLADs (two per column): 16 MACs for 1 filter load, 2 SXTB16, 8
+ *    column loads and 8 SMLAD. The columns sit at fixed offsets from each other
+ *    (immediate addressing), so the loop keeps everything in registers.
+ *  - Columns hold CONV_COL_K entries (4 x 128 x 16 bit = 1 KiB of stack). A longer
+ *    window is processed in chunks of CONV_COL_K entries, with the partial sums of a
+ *    block of CONV_ACC_CH channels x 4 pixels in a 256-byte stack array; the columns
+ *    are then rebuilt once per channel block.
+ *  - Accumulators start at the bias. Requantization uses the exact high-word SMLAL form
+ *    of mcuqp_intrinsics.h (7 instructions) and QADD + SSAT for the full int8 clamp; a
+ *    multiplier of INT32_MIN (outside the QuantizeMultiplier range, but accepted) sends
+ *    the call to a plain loop with mcuqp_requantize().
  */
 #include "mcuqp_fixedpoint.h"
 #include "mcuqp_intrinsics.h"
 #include "mcuqp_nn.h"
 
 #define CONV_MAX_DIM (1 << 15)
-#define CONV_COL_K 192                  /* int16 entries per column chunk, a multiple of 4 */
+#define CONV_PIXELS 4                   /* output pixels (columns) per pass */
+#define CONV_COL_K 128                  /* int16 entries per column chunk, a multiple of 4 */
 #define CONV_COL_WORDS (CONV_COL_K / 2) /* uint32 words per column */
-#define CONV_ACC_CH 32                  /* channels per block when a window needs chunks */
+#define CONV_ACC_CH 16                  /* channels per block when a window needs chunks */
 
 /* One batch image and the convolution geometry. */
 typedef struct {
@@ -147,55 +147,73 @@ static void im2col(const conv_geom *g, int32_t y0, int32_t x0, int32_t k0, int32
         }
     }
 
-    /* Gather the int8 window (zero point in the padding) into the column's upper half. */
+    /* Runs of in-bounds inputs and of padding. With in_c a multiple of 4 every run starts
+     * and ends on a group boundary and is widened (or zeroed) in place; otherwise the
+     * int8 window (zero point in the padding) is gathered into the column's upper half
+     * and widened afterwards. */
+    const int aligned = (in_c & 3) == 0;
     int8_t *stage = (int8_t *)col + CONV_COL_K;
+    uint32_t *dst_w = col;
     int8_t *dst = stage;
     int32_t t = k0 / in_c;
     int32_t ic = k0 - t * in_c;
     int32_t ky = t / g->k_w;
     int32_t kx = t - ky * g->k_w;
     int32_t k = k0;
+    int32_t iy = y0 + ky * g->dil_h;
+    int row_in = iy >= 0 && iy < g->in_h;
+    tap_range(x0, g->dil_w, g->k_w, g->in_w, &kx_lo, &kx_hi);
     while (k < k1) {
-        const int32_t iy = y0 + ky * g->dil_h;
         int32_t end_kx; /* the run covers taps [kx, end_kx) of this row, from channel ic */
         int copy;
-        if (iy < 0 || iy >= g->in_h) {
+        if (!row_in) {
             end_kx = g->k_w;
             copy = 0;
+        } else if (kx < kx_lo) {
+            end_kx = kx_lo;
+            copy = 0;
+        } else if (kx < kx_hi) {
+            end_kx = g->dil_w == 1 ? kx_hi : kx + 1;
+            copy = 1;
         } else {
-            tap_range(x0, g->dil_w, g->k_w, g->in_w, &kx_lo, &kx_hi);
-            if (kx < kx_lo) {
-                end_kx = kx_lo;
-                copy = 0;
-            } else if (kx < kx_hi) {
-                end_kx = g->dil_w == 1 ? kx_hi : kx + 1;
-                copy = 1;
-            } else {
-                end_kx = g->k_w;
-                copy = 0;
-            }
+            end_kx = g->k_w;
+            copy = 0;
         }
         const int32_t run = mcuqp_min_i32((end_kx - kx) * in_c - ic, k1 - k);
         if (copy) {
             const int8_t *src =
                 g->image + ((size_t)iy * (size_t)g->in_w + (size_t)(x0 + kx * g->dil_w)) * (size_t)in_c + (size_t)ic;
-            copy_s8(dst, src, run);
+            if (aligned) {
+                widen_groups(dst_w, src, run >> 2, g->off2);
+            } else {
+                copy_s8(dst, src, run);
+            }
+        } else if (aligned) {
+            int32_t i;
+            for (i = 0; i < run >> 1; ++i) {
+                dst_w[i] = 0u;
+            }
         } else {
             fill_s8(dst, g->zero_point, run);
         }
         dst += run;
+        dst_w += run >> 1;
         k += run;
         kx = end_kx;
         ic = 0;
         if (kx == g->k_w) {
             kx = 0;
             ++ky;
+            iy += g->dil_h;
+            row_in = iy >= 0 && iy < g->in_h;
         }
     }
-    fill_s8(dst, g->zero_point, 4 * groups - len);
-    /* In place, front to back: group j's words end at byte 8j + 8 <= the next group's
-     * bytes at CONV_COL_K + 4j + 4, since 4j <= CONV_COL_K - 4. */
-    widen_groups(col, stage, groups, g->off2);
+    if (!aligned) {
+        fill_s8(dst, g->zero_point, 4 * groups - len);
+        /* In place, front to back: group j's words end at byte 8j + 8 <= the next group's
+         * bytes at CONV_COL_K + 4j + 4, since 4j <= CONV_COL_K - 4. */
+        widen_groups(col, stage, groups, g->off2);
+    }
 }
 
 /* Up to 3 filter bytes, zero-extended into a word (lanes past n are 0). */
@@ -209,55 +227,54 @@ static inline uint32_t read_partial_s8(const int8_t *p, int32_t n)
     return v;
 }
 
-/* acc += {col0 . wa, col0 . wb, col1 . wa, col1 . wb} over len entries; col1 is
- * CONV_COL_WORDS words after col0. */
-MCUQP_INLINE void mac_2x2(const uint32_t *col, const int8_t *wa, const int8_t *wb, int32_t len, int32_t acc[4])
+/* One group of four entries of four columns (CONV_COL_WORDS words apart) against one
+ * filter word v: a_j += col_j . w. */
+#define MAC_GROUP(col, v)                                                                                        \
+    do {                                                                                                         \
+        const uint32_t wl_ = mcuqp_sxtb16(v);                                                                    \
+        const uint32_t wh_ = mcuqp_sxtb16_ror8(v);                                                               \
+        a0 = mcuqp_smlad((col)[0], wl_, a0);                                                                     \
+        a0 = mcuqp_smlad((col)[1], wh_, a0);                                                                     \
+        a1 = mcuqp_smlad((col)[CONV_COL_WORDS], wl_, a1);                                                        \
+        a1 = mcuqp_smlad((col)[CONV_COL_WORDS + 1], wh_, a1);                                                    \
+        a2 = mcuqp_smlad((col)[2 * CONV_COL_WORDS], wl_, a2);                                                    \
+        a2 = mcuqp_smlad((col)[2 * CONV_COL_WORDS + 1], wh_, a2);                                                \
+        a3 = mcuqp_smlad((col)[3 * CONV_COL_WORDS], wl_, a3);                                                    \
+        a3 = mcuqp_smlad((col)[3 * CONV_COL_WORDS + 1], wh_, a3);                                                \
+    } while (0)
+
+/* acc[j] += column j . w over len entries, for the four columns. Two groups per loop
+ * iteration. */
+MCUQP_INLINE void mac_4x1(const uint32_t *col, const int8_t *w, int32_t len, int32_t acc[4])
 {
-    int32_t a00 = acc[0];
-    int32_t a01 = acc[1];
-    int32_t a10 = acc[2];
-    int32_t a11 = acc[3];
-    const uint32_t *end = col + 2 * (len >> 2);
+    int32_t a0 = acc[0];
+    int32_t a1 = acc[1];
+    int32_t a2 = acc[2];
+    int32_t a3 = acc[3];
+    const uint32_t *end = col + 4 * (len >> 3);
     while (col != end) {
-        const uint32_t va = mcuqp_read_s8x4(wa);
-        const uint32_t vb = mcuqp_read_s8x4(wb);
-        const uint32_t wal = mcuqp_sxtb16(va);
-        const uint32_t wah = mcuqp_sxtb16_ror8(va);
-        const uint32_t wbl = mcuqp_sxtb16(vb);
-        const uint32_t wbh = mcuqp_sxtb16_ror8(vb);
-        uint32_t xl = col[0];
-        uint32_t xh = col[1];
-        wa += 4;
-        wb += 4;
-        a00 = mcuqp_smlad(xl, wal, a00);
-        a01 = mcuqp_smlad(xl, wbl, a01);
-        a00 = mcuqp_smlad(xh, wah, a00);
-        a01 = mcuqp_smlad(xh, wbh, a01);
-        xl = col[CONV_COL_WORDS];
-        xh = col[CONV_COL_WORDS + 1];
+        uint32_t v = mcuqp_read_s8x4(w);
+        MAC_GROUP(col, v);
+        v = mcuqp_read_s8x4(w + 4);
+        MAC_GROUP(col + 2, v);
+        w += 8;
+        col += 4;
+    }
+    if ((len & 4) != 0) {
+        const uint32_t v = mcuqp_read_s8x4(w);
+        MAC_GROUP(col, v);
+        w += 4;
         col += 2;
-        a10 = mcuqp_smlad(xl, wal, a10);
-        a11 = mcuqp_smlad(xl, wbl, a11);
-        a10 = mcuqp_smlad(xh, wah, a10);
-        a11 = mcuqp_smlad(xh, wbh, a11);
     }
     if ((len & 3) != 0) {
         /* The last group: its column entries past len are 0; read only the filter bytes. */
-        const uint32_t va = read_partial_s8(wa, len & 3);
-        const uint32_t vb = read_partial_s8(wb, len & 3);
-        a00 = mcuqp_smlad(col[0], mcuqp_sxtb16(va), a00);
-        a00 = mcuqp_smlad(col[1], mcuqp_sxtb16_ror8(va), a00);
-        a01 = mcuqp_smlad(col[0], mcuqp_sxtb16(vb), a01);
-        a01 = mcuqp_smlad(col[1], mcuqp_sxtb16_ror8(vb), a01);
-        a10 = mcuqp_smlad(col[CONV_COL_WORDS], mcuqp_sxtb16(va), a10);
-        a10 = mcuqp_smlad(col[CONV_COL_WORDS + 1], mcuqp_sxtb16_ror8(va), a10);
-        a11 = mcuqp_smlad(col[CONV_COL_WORDS], mcuqp_sxtb16(vb), a11);
-        a11 = mcuqp_smlad(col[CONV_COL_WORDS + 1], mcuqp_sxtb16_ror8(vb), a11);
+        const uint32_t v = read_partial_s8(w, len & 3);
+        MAC_GROUP(col, v);
     }
-    acc[0] = a00;
-    acc[1] = a01;
-    acc[2] = a10;
-    acc[3] = a11;
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
 }
 
 static int valid_dim(int32_t v) { return v >= 1 && v < CONV_MAX_DIM; }
@@ -367,10 +384,10 @@ mcuqp_status mcuqp_conv2d_s8(const mcuqp_conv_params *params, const mcuqp_requan
         return MCUQP_OK;
     }
 
-    /* Two columns of CONV_COL_K int16 entries, the second CONV_COL_WORDS words after the first. */
-    uint32_t cols[2 * CONV_COL_WORDS];
-    /* Partial sums of a channel block (chunked windows only): {pixel 0, pixel 1} per channel. */
-    int32_t partial[2 * CONV_ACC_CH];
+    /* Four columns of CONV_COL_K int16 entries, CONV_COL_WORDS words apart. */
+    uint32_t cols[CONV_PIXELS * CONV_COL_WORDS];
+    /* Partial sums of a channel block (chunked windows only): four pixels per channel. */
+    int32_t partial[CONV_PIXELS * CONV_ACC_CH];
 
     const int32_t out_c = filter_dims->n;
     const int32_t out_h = output_dims->h;
@@ -378,6 +395,7 @@ mcuqp_status mcuqp_conv2d_s8(const mcuqp_conv_params *params, const mcuqp_requan
     const int32_t k_total = filter_dims->h * filter_dims->w * input_dims->c;
     const size_t in_image = (size_t)input_dims->h * (size_t)input_dims->w * (size_t)input_dims->c;
     const int32_t out_offset = params->output_offset;
+    const int full = params->act_min == -128 && params->act_max == 127;
     const int32_t lo = params->act_min - out_offset;
     const int32_t hi = params->act_max - out_offset;
     const int32_t chunks = (k_total + CONV_COL_K - 1) / CONV_COL_K;
@@ -397,21 +415,31 @@ mcuqp_status mcuqp_conv2d_s8(const mcuqp_conv_params *params, const mcuqp_requan
     g.zero_point = -params->input_offset;
     g.off2 = mcuqp_dup_s16(params->input_offset);
 
-    conv_pixel p0 = {0, 0, 0};
+    /* The quick output stage: every requantization in high-word form, clamp [-128, 127]. */
+    int quick = full;
+    int32_t i;
+    for (i = 0; i < quant->count; ++i) {
+        quick = quick && shift[i] <= -2;
+    }
+
+    conv_pixel next = {0, 0, 0};
     int32_t p;
-    for (p = 0; p < pixels; p += 2) {
-        /* The pair (p0, p1); past the last pixel, p1 repeats p0 and is not stored. */
-        const int two = p + 1 < pixels;
-        conv_pixel p1 = p0;
-        if (two) {
-            next_pixel(&p1, out_h, out_w);
+    for (p = 0; p < pixels; p += CONV_PIXELS) {
+        /* Pixels p .. p + 3; past the last pixel, the last one is repeated (and its
+         * output stored again, with the same value). */
+        conv_pixel px[CONV_PIXELS];
+        int8_t *out[CONV_PIXELS];
+        int32_t j;
+        for (j = 0; j < CONV_PIXELS; ++j) {
+            if (p + j < pixels) {
+                px[j] = next;
+                out[j] = output + (size_t)(p + j) * (size_t)out_c;
+                next_pixel(&next, out_h, out_w);
+            } else {
+                px[j] = px[j - 1];
+                out[j] = out[j - 1];
+            }
         }
-        const int32_t y0a = p0.oy * params->stride_h - params->pad_h;
-        const int32_t x0a = p0.ox * params->stride_w - params->pad_w;
-        const int32_t y0b = p1.oy * params->stride_h - params->pad_h;
-        const int32_t x0b = p1.ox * params->stride_w - params->pad_w;
-        int8_t *out0 = output + (size_t)p * (size_t)out_c;
-        int8_t *out1 = out0 + (two ? (size_t)out_c : 0u);
         int32_t c0;
         for (c0 = 0; c0 < out_c; c0 += block) {
             const int32_t c1 = mcuqp_min_i32(c0 + block, out_c);
@@ -419,57 +447,54 @@ mcuqp_status mcuqp_conv2d_s8(const mcuqp_conv_params *params, const mcuqp_requan
             for (chunk = 0; chunk < chunks; ++chunk) {
                 const int32_t k0 = chunk * CONV_COL_K;
                 const int32_t k1 = mcuqp_min_i32(k0 + CONV_COL_K, k_total);
+                const int first = chunk == 0;
                 const int last = chunk == chunks - 1;
-                g.image = input + (size_t)p0.b * in_image;
-                im2col(&g, y0a, x0a, k0, k1, cols);
-                g.image = input + (size_t)p1.b * in_image;
-                im2col(&g, y0b, x0b, k0, k1, cols + CONV_COL_WORDS);
+                for (j = 0; j < CONV_PIXELS; ++j) {
+                    g.image = input + (size_t)px[j].b * in_image;
+                    im2col(&g, px[j].oy * params->stride_h - params->pad_h, px[j].ox * params->stride_w - params->pad_w,
+                           k0, k1, cols + j * CONV_COL_WORDS);
+                }
+                const int8_t *w = filter + (size_t)c0 * (size_t)k_total + (size_t)k0;
                 int32_t oc;
-                for (oc = c0; oc < c1; oc += 2) {
-                    /* Channels oc and ocb; an odd last channel is computed twice, stored once. */
-                    const int pair = oc + 1 < c1;
-                    const int32_t ocb = pair ? oc + 1 : oc;
-                    int32_t *part = partial + 2 * (oc - c0);
-                    int32_t acc[4] = {0, 0, 0, 0};
-                    if (chunk > 0) {
+                for (oc = c0; oc < c1; ++oc, w += k_total) {
+                    int32_t *part = partial + CONV_PIXELS * (oc - c0);
+                    int32_t acc[CONV_PIXELS];
+                    if (first) {
+                        const int32_t b = bias != NULL ? bias[oc] : 0;
+                        acc[0] = b;
+                        acc[1] = b;
+                        acc[2] = b;
+                        acc[3] = b;
+                    } else {
                         acc[0] = part[0];
-                        acc[2] = part[1];
-                        if (pair) {
-                            acc[1] = part[2];
-                            acc[3] = part[3];
-                        }
+                        acc[1] = part[1];
+                        acc[2] = part[2];
+                        acc[3] = part[3];
                     }
-                    mac_2x2(cols, filter + (size_t)oc * (size_t)k_total + (size_t)k0,
-                            filter + (size_t)ocb * (size_t)k_total + (size_t)k0, k1 - k0, acc);
+                    mac_4x1(cols, w, k1 - k0, acc);
                     if (!last) {
                         part[0] = acc[0];
-                        part[1] = acc[2];
-                        if (pair) {
-                            part[2] = acc[1];
-                            part[3] = acc[3];
-                        }
+                        part[1] = acc[1];
+                        part[2] = acc[2];
+                        part[3] = acc[3];
                         continue;
                     }
-                    const int32_t qa = per_channel ? oc : 0;
-                    const uint32_t bias_a = bias != NULL ? (uint32_t)bias[oc] : 0u;
-                    /* out1 == out0 for a lone last pixel: its (equal) value is stored twice. */
-                    out1[oc] = mcuqp_output_nomin((int32_t)((uint32_t)acc[2] + bias_a), mult[qa], shift[qa], lo, hi,
-                                                  out_offset);
-                    out0[oc] = mcuqp_output_nomin((int32_t)((uint32_t)acc[0] + bias_a), mult[qa], shift[qa], lo, hi,
-                                                  out_offset);
-                    if (pair) {
-                        const int32_t qb = per_channel ? ocb : 0;
-                        const uint32_t bias_b = bias != NULL ? (uint32_t)bias[ocb] : 0u;
-                        out1[ocb] = mcuqp_output_nomin((int32_t)((uint32_t)acc[3] + bias_b), mult[qb], shift[qb], lo,
-                                                       hi, out_offset);
-                        out0[ocb] = mcuqp_output_nomin((int32_t)((uint32_t)acc[1] + bias_b), mult[qb], shift[qb], lo,
-                                                       hi, out_offset);
+                    const int32_t q = per_channel ? oc : 0;
+                    const mcuqp_rq rq = mcuqp_rq_prepare(mult[q], shift[q]);
+                    if (quick) {
+                        out[3][oc] = (int8_t)mcuqp_out_full(mcuqp_rq_apply_fast(acc[3], &rq), out_offset);
+                        out[2][oc] = (int8_t)mcuqp_out_full(mcuqp_rq_apply_fast(acc[2], &rq), out_offset);
+                        out[1][oc] = (int8_t)mcuqp_out_full(mcuqp_rq_apply_fast(acc[1], &rq), out_offset);
+                        out[0][oc] = (int8_t)mcuqp_out_full(mcuqp_rq_apply_fast(acc[0], &rq), out_offset);
+                    } else {
+                        out[3][oc] = mcuqp_rq_output(acc[3], &rq, full, lo, hi, out_offset);
+                        out[2][oc] = mcuqp_rq_output(acc[2], &rq, full, lo, hi, out_offset);
+                        out[1][oc] = mcuqp_rq_output(acc[1], &rq, full, lo, hi, out_offset);
+                        out[0][oc] = mcuqp_rq_output(acc[0], &rq, full, lo, hi, out_offset);
                     }
                 }
             }
         }
-        p0 = p1;
-        next_pixel(&p0, out_h, out_w);
     }
     return MCUQP_OK;
 }

@@ -42,7 +42,9 @@
 #include "mcuqp_nn.h"
 
 #define DW_MAX_DIM (1 << 15)
-#define DW_MAX_TAPS 64
+#define DW_MAX_TAPS 32    /* filter taps of the fast path: a 256-byte table */
+#define DW_ROWS 8         /* filter rows of the fast path */
+#define DW_RING_WORDS 192 /* the input-row ring: 768 bytes */
 
 /* [*lo, *hi): the taps t in [0, taps) with 0 <= origin + t * dilation < size. */
 static inline void tap_range(int32_t origin, int32_t dilation, int32_t taps, int32_t size, int32_t *lo,
@@ -140,82 +142,128 @@ static void dw_plain(const mcuqp_conv_params *p, const mcuqp_requant *quant, con
     }
 }
 
-/* Four channels of one window: acc[j] += sum over taps of (x_j + offset) * w_j, where x
- * points at the window's first in-bounds tap (channel c), step is the input distance
- * between horizontal taps, and wq at that tap's {w0, w2} {w1, w3} table entry. */
-MCUQP_INLINE void taps_c4(const int8_t *x, const uint32_t *wq, int32_t rows, int32_t cols, size_t in_row,
-                          size_t step, int32_t wq_row, uint32_t off2, int32_t acc[4])
+/* Input rows for one channel group, as int16 (input + input_offset) pairs {x0, x2}
+ * {x1, x3} per pixel (two words), padding pixels and rows 0: a ring of at most DW_ROWS
+ * slots, each DW_RING_WORDS / slots words long, tagged with the input row it holds. */
+typedef struct {
+    uint32_t *slot[DW_ROWS];
+    int32_t tag[DW_ROWS]; /* input row held, or INT32_MIN */
+    int32_t slots;
+} dw_ring;
+
+/* Fill `dst` with input row iy (any row: outside the input gives zeros), pixels
+ * [x_lo, x_lo + count) of the current image (image points at the group's channel 0). */
+static void gather_row(uint32_t *dst, const int8_t *image, int32_t iy, int32_t x_lo, int32_t count, int32_t in_h,
+                       int32_t in_w, size_t in_px, uint32_t off2)
 {
-    int32_t a0 = acc[0];
-    int32_t a1 = acc[1];
-    int32_t a2 = acc[2];
-    int32_t a3 = acc[3];
-    int32_t r;
-    for (r = 0; r < rows; ++r) {
-        const int8_t *xp = x;
-        const uint32_t *wp = wq;
-        int32_t c;
-        for (c = 0; c < cols; ++c) {
-            const uint32_t v = mcuqp_read_s8x4(xp);
-            const uint32_t xl = mcuqp_sxtab16(off2, v);
-            const uint32_t xh = mcuqp_sxtab16_ror8(off2, v);
-            a0 = mcuqp_smlabb(xl, wp[0], a0);
-            a2 = mcuqp_smlatt(xl, wp[0], a2);
-            a1 = mcuqp_smlabb(xh, wp[1], a1);
-            a3 = mcuqp_smlatt(xh, wp[1], a3);
-            xp += step;
-            wp += 2;
+    int32_t i = 0;
+    if (iy < 0 || iy >= in_h) {
+        for (; i < count; ++i) {
+            dst[2 * i] = 0u;
+            dst[2 * i + 1] = 0u;
         }
-        x += in_row;
-        wq += wq_row;
+        return;
     }
-    acc[0] = a0;
-    acc[1] = a1;
-    acc[2] = a2;
-    acc[3] = a3;
+    const int8_t *row = image + (size_t)iy * (size_t)in_w * in_px;
+    const int32_t lead = mcuqp_clamp_i32(-x_lo, 0, count);          /* pixels left of the input */
+    const int32_t inside = mcuqp_clamp_i32(in_w - x_lo, lead, count); /* end of the in-bounds part */
+    for (; i < lead; ++i) {
+        dst[2 * i] = 0u;
+        dst[2 * i + 1] = 0u;
+    }
+    const int8_t *src = row + (size_t)(x_lo + i) * in_px;
+    for (; i < inside; ++i) {
+        const uint32_t v = mcuqp_read_s8x4(src);
+        src += in_px;
+        dst[2 * i] = mcuqp_sxtab16(off2, v);
+        dst[2 * i + 1] = mcuqp_sxtab16_ror8(off2, v);
+    }
+    for (; i < count; ++i) {
+        dst[2 * i] = 0u;
+        dst[2 * i + 1] = 0u;
+    }
 }
 
-/* One 3-tap row of a 3x3 window inside the input. */
-#define DW_TAP3(xp, wp)                                                                                          \
+/* One tap: acc += x * w per channel, x and w two words {c0, c2} {c1, c3} each. */
+#define DW_TAP(xp, wp)                                                                                           \
     do {                                                                                                         \
-        uint32_t v_ = mcuqp_read_s8x4(xp);                                                                       \
-        uint32_t xl_ = mcuqp_sxtab16(off2, v_);                                                                  \
-        uint32_t xh_ = mcuqp_sxtab16_ror8(off2, v_);                                                             \
-        a0 = mcuqp_smlabb(xl_, (wp)[0], a0);                                                                     \
-        a2 = mcuqp_smlatt(xl_, (wp)[0], a2);                                                                     \
-        a1 = mcuqp_smlabb(xh_, (wp)[1], a1);                                                                     \
-        a3 = mcuqp_smlatt(xh_, (wp)[1], a3);                                                                     \
-        v_ = mcuqp_read_s8x4((xp) + step);                                                                       \
-        xl_ = mcuqp_sxtab16(off2, v_);                                                                           \
-        xh_ = mcuqp_sxtab16_ror8(off2, v_);                                                                      \
-        a0 = mcuqp_smlabb(xl_, (wp)[2], a0);                                                                     \
-        a2 = mcuqp_smlatt(xl_, (wp)[2], a2);                                                                     \
-        a1 = mcuqp_smlabb(xh_, (wp)[3], a1);                                                                     \
-        a3 = mcuqp_smlatt(xh_, (wp)[3], a3);                                                                     \
-        v_ = mcuqp_read_s8x4((xp) + 2 * step);                                                                   \
-        xl_ = mcuqp_sxtab16(off2, v_);                                                                           \
-        xh_ = mcuqp_sxtab16_ror8(off2, v_);                                                                      \
-        a0 = mcuqp_smlabb(xl_, (wp)[4], a0);                                                                     \
-        a2 = mcuqp_smlatt(xl_, (wp)[4], a2);                                                                     \
-        a1 = mcuqp_smlabb(xh_, (wp)[5], a1);                                                                     \
-        a3 = mcuqp_smlatt(xh_, (wp)[5], a3);                                                                     \
+        const uint32_t xl_ = (xp)[0];                                                                            \
+        const uint32_t xh_ = (xp)[1];                                                                            \
+        const uint32_t wl_ = (wp)[0];                                                                            \
+        const uint32_t wh_ = (wp)[1];                                                                            \
+        a0 = mcuqp_smlabb(xl_, wl_, a0);                                                                         \
+        a2 = mcuqp_smlatt(xl_, wl_, a2);                                                                         \
+        a1 = mcuqp_smlabb(xh_, wh_, a1);                                                                         \
+        a3 = mcuqp_smlatt(xh_, wh_, a3);                                                                         \
     } while (0)
 
-/* A full 3x3 window, four channels. */
-MCUQP_INLINE void taps_3x3_c4(const int8_t *x, const uint32_t *wq, size_t in_row, size_t step, uint32_t off2,
-                              int32_t acc[4])
+/* What the outputs of a channel group need. */
+typedef struct {
+    mcuqp_rq rq[4];
+    int32_t bias[4];
+    int32_t out_offset;
+    int32_t lo; /* act_min - out_offset */
+    int32_t hi; /* act_max - out_offset */
+    int quick;  /* all four requantizations take the high-word form and the clamp is [-128, 127] */
+} dw_group;
+
+/* Requantize and store the four channels of one output pixel. */
+MCUQP_INLINE void store_c4(int8_t *out, const dw_group *g, int32_t a0, int32_t a1, int32_t a2, int32_t a3)
 {
-    int32_t a0 = acc[0];
-    int32_t a1 = acc[1];
-    int32_t a2 = acc[2];
-    int32_t a3 = acc[3];
-    DW_TAP3(x, wq);
-    DW_TAP3(x + in_row, wq + 6);
-    DW_TAP3(x + 2 * in_row, wq + 12);
-    acc[0] = a0;
-    acc[1] = a1;
-    acc[2] = a2;
-    acc[3] = a3;
+    if (g->quick) {
+        out[0] = (int8_t)mcuqp_out_full(mcuqp_rq_apply_fast(a0, &g->rq[0]), g->out_offset);
+        out[1] = (int8_t)mcuqp_out_full(mcuqp_rq_apply_fast(a1, &g->rq[1]), g->out_offset);
+        out[2] = (int8_t)mcuqp_out_full(mcuqp_rq_apply_fast(a2, &g->rq[2]), g->out_offset);
+        out[3] = (int8_t)mcuqp_out_full(mcuqp_rq_apply_fast(a3, &g->rq[3]), g->out_offset);
+    } else {
+        const int full = g->lo == -128 - g->out_offset && g->hi == 127 - g->out_offset;
+        out[0] = mcuqp_rq_output(a0, &g->rq[0], full, g->lo, g->hi, g->out_offset);
+        out[1] = mcuqp_rq_output(a1, &g->rq[1], full, g->lo, g->hi, g->out_offset);
+        out[2] = mcuqp_rq_output(a2, &g->rq[2], full, g->lo, g->hi, g->out_offset);
+        out[3] = mcuqp_rq_output(a3, &g->rq[3], full, g->lo, g->hi, g->out_offset);
+    }
+}
+
+/* One output pixel of a 3x3 window (dilation_w 1): rows r0, r1, r2 at its first pixel. */
+MCUQP_INLINE void pixel_3x3(int8_t *out, const uint32_t *r0, const uint32_t *r1, const uint32_t *r2,
+                            const uint32_t *wq, const dw_group *g)
+{
+    int32_t a0 = g->bias[0];
+    int32_t a1 = g->bias[1];
+    int32_t a2 = g->bias[2];
+    int32_t a3 = g->bias[3];
+    DW_TAP(r0, wq);
+    DW_TAP(r0 + 2, wq + 2);
+    DW_TAP(r0 + 4, wq + 4);
+    DW_TAP(r1, wq + 6);
+    DW_TAP(r1 + 2, wq + 8);
+    DW_TAP(r1 + 4, wq + 10);
+    DW_TAP(r2, wq + 12);
+    DW_TAP(r2 + 2, wq + 14);
+    DW_TAP(r2 + 4, wq + 16);
+    store_c4(out, g, a0, a1, a2, a3);
+}
+
+/* One output pixel of any window: row ky of the window is rows[ky] + px, taps dil_w
+ * pixels apart. */
+MCUQP_INLINE void pixel_any(int8_t *out, uint32_t *const *rows, size_t px, const uint32_t *wq, int32_t k_h,
+                            int32_t k_w, int32_t dil_w, const dw_group *g)
+{
+    int32_t a0 = g->bias[0];
+    int32_t a1 = g->bias[1];
+    int32_t a2 = g->bias[2];
+    int32_t a3 = g->bias[3];
+    int32_t ky;
+    int32_t kx;
+    for (ky = 0; ky < k_h; ++ky) {
+        const uint32_t *x = rows[ky] + px;
+        for (kx = 0; kx < k_w; ++kx) {
+            DW_TAP(x, wq);
+            x += 2 * dil_w;
+            wq += 2;
+        }
+    }
+    store_c4(out, g, a0, a1, a2, a3);
 }
 
 mcuqp_status mcuqp_depthwise_conv2d_s8(const mcuqp_conv_params *params, const mcuqp_requant *quant,
@@ -233,44 +281,56 @@ mcuqp_status mcuqp_depthwise_conv2d_s8(const mcuqp_conv_params *params, const mc
     const int32_t k_h = filter_dims->h;
     const int32_t k_w = filter_dims->w;
     const int32_t taps = k_h * k_w;
-    if (params->depth_multiplier != 1 || taps > DW_MAX_TAPS ||
+    if (params->depth_multiplier != 1 || taps > DW_MAX_TAPS || k_h > DW_ROWS ||
+        (DW_RING_WORDS / 2 / k_h) < (k_w - 1) * params->dilation_w + 1 ||
         !mcuqp_multipliers_nomin(quant->multiplier, quant->count)) {
         dw_plain(params, quant, input_dims, input, filter_dims, filter, bias, output_dims, output, 0);
         return MCUQP_OK;
     }
 
-    uint32_t wq[2 * DW_MAX_TAPS]; /* {w0, w2}, {w1, w3} per tap for the current group */
+    uint32_t wq[2 * DW_MAX_TAPS];    /* {w0, w2}, {w1, w3} per tap for the current group */
+    uint32_t ring_words[DW_RING_WORDS]; /* the input-row ring */
     const int32_t in_h = input_dims->h;
     const int32_t in_w = input_dims->w;
     const int32_t out_h = output_dims->h;
     const int32_t out_w = output_dims->w;
+    const int32_t stride_w = params->stride_w;
     const int32_t dil_h = params->dilation_h;
     const int32_t dil_w = params->dilation_w;
     const size_t in_px = (size_t)out_c; /* depth_multiplier 1: in_c == out_c */
-    const size_t in_row = (size_t)in_w * in_px;
-    const size_t in_image = (size_t)in_h * in_row;
+    const size_t in_image = (size_t)in_h * (size_t)in_w * in_px;
     const size_t out_image = (size_t)out_h * (size_t)out_w * (size_t)out_c;
-    const size_t step = (size_t)dil_w * in_px;
-    const size_t row_step = (size_t)dil_h * in_row;
     const uint32_t off2 = mcuqp_dup_s16(params->input_offset);
     const int32_t out_offset = params->output_offset;
+    const int full = params->act_min == -128 && params->act_max == 127;
     const int32_t lo = params->act_min - out_offset;
     const int32_t hi = params->act_max - out_offset;
-    const int full3x3 = k_h == 3 && k_w == 3;
+    const int fast3x3 = k_h == 3 && k_w == 3 && dil_w == 1;
     const int32_t groups_end = out_c & ~3;
+    /* Output columns per tile: their input span must fit a ring slot. */
+    const int32_t slot_px = DW_RING_WORDS / 2 / k_h;
+    const int32_t reach = (k_w - 1) * dil_w + 1;
+    const int32_t tile_w = mcuqp_min_i32(out_w, (slot_px - reach) / stride_w + 1);
+    dw_ring ring;
+    int32_t j;
+    for (j = 0; j < k_h; ++j) {
+        ring.slot[j] = ring_words + (size_t)j * (size_t)slot_px * 2u;
+    }
+    ring.slots = k_h;
 
     int32_t c;
     for (c = 0; c < groups_end; c += 4) {
-        int32_t mult[4];
-        int32_t shift[4];
-        uint32_t b4[4];
-        int32_t j;
+        dw_group grp;
         int32_t t;
+        grp.out_offset = out_offset;
+        grp.lo = lo;
+        grp.hi = hi;
+        grp.quick = full;
         for (j = 0; j < 4; ++j) {
             const int32_t q = quant->count == 1 ? 0 : c + j;
-            mult[j] = quant->multiplier[q];
-            shift[j] = quant->shift[q];
-            b4[j] = bias != NULL ? (uint32_t)bias[c + j] : 0u;
+            grp.rq[j] = mcuqp_rq_prepare(quant->multiplier[q], quant->shift[q]);
+            grp.bias[j] = bias != NULL ? bias[c + j] : 0;
+            grp.quick = grp.quick && mcuqp_rq_fast(&grp.rq[j]);
         }
         for (t = 0; t < taps; ++t) {
             const uint32_t v = mcuqp_read_s8x4(filter + (size_t)t * (size_t)out_c + (size_t)c);
@@ -280,32 +340,66 @@ mcuqp_status mcuqp_depthwise_conv2d_s8(const mcuqp_conv_params *params, const mc
         int32_t b;
         for (b = 0; b < input_dims->n; ++b) {
             const int8_t *image = input + (size_t)b * in_image + (size_t)c;
-            int8_t *out = output + (size_t)b * out_image + (size_t)c;
-            int32_t oy;
-            for (oy = 0; oy < out_h; ++oy) {
-                const int32_t y0 = oy * params->stride_h - params->pad_h;
-                int32_t ky_lo;
-                int32_t ky_hi;
-                tap_range(y0, dil_h, k_h, in_h, &ky_lo, &ky_hi);
-                const int row_full = ky_lo == 0 && ky_hi == k_h;
-                int32_t ox;
-                for (ox = 0; ox < out_w; ++ox, out += out_c) {
-                    const int32_t x0 = ox * params->stride_w - params->pad_w;
-                    int32_t kx_lo;
-                    int32_t kx_hi;
-                    int32_t acc[4] = {0, 0, 0, 0};
-                    tap_range(x0, dil_w, k_w, in_w, &kx_lo, &kx_hi);
-                    if (row_full && kx_lo == 0 && kx_hi == k_w && full3x3) {
-                        taps_3x3_c4(image + (size_t)y0 * in_row + (size_t)x0 * in_px, wq, row_step, step, off2, acc);
-                    } else if (kx_hi > kx_lo && ky_hi > ky_lo) {
-                        const int8_t *x = image + (size_t)(y0 + ky_lo * dil_h) * in_row +
-                                          (size_t)(x0 + kx_lo * dil_w) * in_px;
-                        taps_c4(x, wq + 2 * (ky_lo * k_w + kx_lo), ky_hi - ky_lo, kx_hi - kx_lo, row_step, step,
-                                2 * k_w, off2, acc);
+            int32_t ox0;
+            for (ox0 = 0; ox0 < out_w; ox0 += tile_w) {
+                const int32_t tw = mcuqp_min_i32(tile_w, out_w - ox0);
+                const int32_t x_lo = ox0 * stride_w - params->pad_w; /* input column of the slot's pixel 0 */
+                const int32_t span = (tw - 1) * stride_w + reach;
+                for (j = 0; j < k_h; ++j) {
+                    ring.tag[j] = INT32_MIN;
+                }
+                int32_t oy;
+                for (oy = 0; oy < out_h; ++oy) {
+                    const int32_t y0 = oy * params->stride_h - params->pad_h;
+                    uint32_t *rows[DW_ROWS];
+                    int32_t ky;
+                    /* Find or load the k_h rows of this output row; a slot holding a row
+                     * this window does not need is free. */
+                    for (ky = 0; ky < k_h; ++ky) {
+                        const int32_t iy = y0 + ky * dil_h;
+                        int32_t s;
+                        rows[ky] = NULL;
+                        for (s = 0; s < k_h; ++s) {
+                            if (ring.tag[s] == iy) {
+                                rows[ky] = ring.slot[s];
+                            }
+                        }
                     }
-                    for (j = 0; j < 4; ++j) {
-                        out[j] = mcuqp_output_nomin((int32_t)((uint32_t)acc[j] + b4[j]), mult[j], shift[j], lo, hi,
-                                                    out_offset);
+                    for (ky = 0; ky < k_h; ++ky) {
+                        if (rows[ky] == NULL) {
+                            const int32_t iy = y0 + ky * dil_h;
+                            int32_t s;
+                            for (s = 0; s < k_h; ++s) {
+                                const int32_t tag = ring.tag[s];
+                                const int needed = tag != INT32_MIN && tag >= y0 && tag <= y0 + (k_h - 1) * dil_h &&
+                                                   (tag - y0) % dil_h == 0;
+                                if (!needed) {
+                                    break;
+                                }
+                            }
+                            ring.tag[s] = iy;
+                            rows[ky] = ring.slot[s];
+                            gather_row(rows[ky], image, iy, x_lo, span, in_h, in_w, in_px, off2);
+                        }
+                    }
+                    int8_t *out = output + (size_t)b * out_image +
+                                  ((size_t)oy * (size_t)out_w + (size_t)ox0) * (size_t)out_c + (size_t)c;
+                    int32_t i;
+                    if (fast3x3) {
+                        const uint32_t *r0 = rows[0];
+                        const uint32_t *r1 = rows[1];
+                        const uint32_t *r2 = rows[2];
+                        const size_t px_step = 2u * (size_t)stride_w;
+                        for (i = 0; i < tw; ++i, out += out_c) {
+                            pixel_3x3(out, r0, r1, r2, wq, &grp);
+                            r0 += px_step;
+                            r1 += px_step;
+                            r2 += px_step;
+                        }
+                    } else {
+                        for (i = 0; i < tw; ++i, out += out_c) {
+                            pixel_any(out, rows, (size_t)i * (size_t)stride_w * 2u, wq, k_h, k_w, dil_w, &grp);
+                        }
                     }
                 }
             }

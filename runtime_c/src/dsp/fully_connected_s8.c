@@ -162,6 +162,7 @@ mcuqp_status mcuqp_fully_connected_s8(const mcuqp_fc_params *params, const mcuqp
 
     const int32_t in_offset = params->input_offset;
     const int32_t out_offset = params->output_offset;
+    const int full = params->act_min == -128 && params->act_max == 127;
     const int32_t lo = params->act_min - out_offset;
     const int32_t hi = params->act_max - out_offset;
     const int32_t *mult = quant->multiplier;
@@ -188,16 +189,16 @@ mcuqp_status mcuqp_fully_connected_s8(const mcuqp_fc_params *params, const mcuqp
             for (j = 0; j < 4; ++j) {
                 const int32_t q = per_channel ? oc + j : 0;
                 const uint32_t bias_j = bias != NULL ? (uint32_t)bias[oc + j] : 0u;
-                y[oc + j] = mcuqp_output_nomin((int32_t)((uint32_t)acc[j] + base + bias_j), mult[q], shift[q], lo, hi,
-                                               out_offset);
+                const mcuqp_rq rq = mcuqp_rq_prepare(mult[q], shift[q]);
+                y[oc + j] = mcuqp_rq_output((int32_t)((uint32_t)acc[j] + base + bias_j), &rq, full, lo, hi, out_offset);
             }
         }
         for (; oc < out_ch; ++oc) {
             const int32_t acc = dot_1x1(x, filter + (size_t)oc * (size_t)in_ch, in_ch, in_offset);
             const int32_t q = per_channel ? oc : 0;
             const uint32_t bias_oc = bias != NULL ? (uint32_t)bias[oc] : 0u;
-            y[oc] = mcuqp_output_nomin((int32_t)((uint32_t)acc + base + bias_oc), mult[q], shift[q], lo, hi,
-                                       out_offset);
+            const mcuqp_rq rq = mcuqp_rq_prepare(mult[q], shift[q]);
+            y[oc] = mcuqp_rq_output((int32_t)((uint32_t)acc + base + bias_oc), &rq, full, lo, hi, out_offset);
         }
     }
     return MCUQP_OK;
