@@ -204,6 +204,22 @@ mcuqp_status mcuqp_logistic_s8(const mcuqp_logistic_params *params, int32_t size
 mcuqp_status mcuqp_quantize_s8(const mcuqp_quantize_params *params, int32_t size,
                                const int8_t *input, int8_t *output);
 
+/* ---- depthwise convolution in place (memory planning) ---- */
+
+/* mcuqp_depthwise_conv2d_s8 with the output written over the input: `data` holds the input
+ * (n, h, w, c) on entry and the output on return. Needs depth_multiplier == 1 and
+ * output_dims == input_dims; `buffer` is scratch of
+ * mcuqp_depthwise_conv2d_s8_inplace_buffer_size(input_dims) bytes (h * w) outside `data`. */
+mcuqp_status mcuqp_depthwise_conv2d_s8_inplace(const mcuqp_conv_params *params, const mcuqp_requant *quant,
+                                               const mcuqp_dims *input_dims, int8_t *data,
+                                               const mcuqp_dims *filter_dims, const int8_t *filter,
+                                               const int32_t *bias, const mcuqp_dims *output_dims,
+                                               int8_t *buffer);
+
+/* Bytes of scratch mcuqp_depthwise_conv2d_s8_inplace needs (h * w), or MCUQP_ERR_ARG for
+ * invalid dims. */
+int32_t mcuqp_depthwise_conv2d_s8_inplace_buffer_size(const mcuqp_dims *input_dims);
+
 #ifdef __cplusplus
 }
 #endif
