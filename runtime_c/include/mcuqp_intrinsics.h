@@ -31,6 +31,13 @@
 #define MCUQP_ACLE_DSP 0
 #endif
 
+/* A function kept out of line, so that its loop gets a register allocation of its own. */
+#if defined(__GNUC__)
+#define MCUQP_NOINLINE __attribute__((noinline))
+#else
+#define MCUQP_NOINLINE
+#endif
+
 /* ---- memory --------------------------------------------------------------------- */
 
 /* Four bytes from any address, lane i = p[i] (one LDR on Cortex-M3 and up). */
@@ -59,6 +66,27 @@ MCUQP_INLINE void mcuqp_write_s8x4(int8_t *p, uint32_t v)
     u[3] = (uint8_t)(v >> 24);
 #endif
 }
+
+/* LDRD: lo, hi = the two words at (const uint8_t *)base + offset, for a word-aligned
+ * address and a constant offset, a multiple of 4 in [0, 1020]. (Inline assembly on the
+ * target: GCC 12 rarely pairs word loads by itself; the "m" operand tells it which
+ * memory is read.) */
+typedef struct {
+    uint32_t w[2];
+} mcuqp_u32x2;
+#if MCUQP_ACLE_DSP
+#define MCUQP_LDRD(base, offset, lo, hi)                                                                         \
+    __asm__("ldrd %0, %1, [%2, %3]"                                                                              \
+            : "=r"(lo), "=r"(hi)                                                                                 \
+            : "r"(base), "n"(offset), "m"(*(const mcuqp_u32x2 *)(const void *)((const uint8_t *)(base) + (offset))))
+#else
+#define MCUQP_LDRD(base, offset, lo, hi)                                                                         \
+    do {                                                                                                         \
+        const uint32_t *p_ = (const uint32_t *)(const void *)((const uint8_t *)(base) + (offset));               \
+        (lo) = p_[0];                                                                                            \
+        (hi) = p_[1];                                                                                            \
+    } while (0)
+#endif
 
 /* ---- lane helpers for the portable twins -------------------------------------------- */
 

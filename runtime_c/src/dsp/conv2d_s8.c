@@ -147,12 +147,35 @@ static void im2col(const conv_geom *g, int32_t y0, int32_t x0, int32_t k0, int32
         }
     }
 
+    const int aligned = (in_c & 3) == 0;
+    int8_t *stage = (int8_t *)col + CONV_COL_K;
+    const int32_t y_last = y0 + (g->k_h - 1) * g->dil_h;
+    tap_range(x0, g->dil_w, g->k_w, g->in_w, &kx_lo, &kx_hi);
+    if (k0 == 0 && k1 == g->k_h * g->k_w * in_c && g->dil_w == 1 && kx_lo == 0 && kx_hi == g->k_w && y0 >= 0 &&
+        y_last < g->in_h) {
+        /* A whole window inside the input: one run of k_w * in_c inputs per filter row. */
+        const int32_t run = g->k_w * in_c;
+        const size_t row_step = (size_t)g->dil_h * (size_t)g->in_w * (size_t)in_c;
+        const int8_t *src = g->image + ((size_t)y0 * (size_t)g->in_w + (size_t)x0) * (size_t)in_c;
+        int32_t ky;
+        if (aligned) {
+            for (ky = 0; ky < g->k_h; ++ky, src += row_step) {
+                widen_groups(col + (size_t)ky * (size_t)(run >> 1), src, run >> 2, g->off2);
+            }
+            return;
+        }
+        for (ky = 0; ky < g->k_h; ++ky, src += row_step) {
+            copy_s8(stage + (size_t)ky * (size_t)run, src, run);
+        }
+        fill_s8(stage + len, g->zero_point, 4 * groups - len);
+        widen_groups(col, stage, groups, g->off2);
+        return;
+    }
+
     /* Runs of in-bounds inputs and of padding. With in_c a multiple of 4 every run starts
      * and ends on a group boundary and is widened (or zeroed) in place; otherwise the
      * int8 window (zero point in the padding) is gathered into the column's upper half
      * and widened afterwards. */
-    const int aligned = (in_c & 3) == 0;
-    int8_t *stage = (int8_t *)col + CONV_COL_K;
     uint32_t *dst_w = col;
     int8_t *dst = stage;
     int32_t t = k0 / in_c;
@@ -162,7 +185,6 @@ static void im2col(const conv_geom *g, int32_t y0, int32_t x0, int32_t k0, int32
     int32_t k = k0;
     int32_t iy = y0 + ky * g->dil_h;
     int row_in = iy >= 0 && iy < g->in_h;
-    tap_range(x0, g->dil_w, g->k_w, g->in_w, &kx_lo, &kx_hi);
     while (k < k1) {
         int32_t end_kx; /* the run covers taps [kx, end_kx) of this row, from channel ic */
         int copy;
@@ -227,25 +249,33 @@ static inline uint32_t read_partial_s8(const int8_t *p, int32_t n)
     return v;
 }
 
-/* One group of four entries of four columns (CONV_COL_WORDS words apart) against one
- * filter word v: a_j += col_j . w. */
-#define MAC_GROUP(col, v)                                                                                        \
+/* One group of four entries of four columns (CONV_COL_WORDS words apart) at byte offset
+ * goff from col, against one filter word v: a_j += col_j . w. */
+#define COL_BYTES (4 * CONV_COL_WORDS)
+#define MAC_GROUP(col, goff, v)                                                                                  \
     do {                                                                                                         \
         const uint32_t wl_ = mcuqp_sxtb16(v);                                                                    \
         const uint32_t wh_ = mcuqp_sxtb16_ror8(v);                                                               \
-        a0 = mcuqp_smlad((col)[0], wl_, a0);                                                                     \
-        a0 = mcuqp_smlad((col)[1], wh_, a0);                                                                     \
-        a1 = mcuqp_smlad((col)[CONV_COL_WORDS], wl_, a1);                                                        \
-        a1 = mcuqp_smlad((col)[CONV_COL_WORDS + 1], wh_, a1);                                                    \
-        a2 = mcuqp_smlad((col)[2 * CONV_COL_WORDS], wl_, a2);                                                    \
-        a2 = mcuqp_smlad((col)[2 * CONV_COL_WORDS + 1], wh_, a2);                                                \
-        a3 = mcuqp_smlad((col)[3 * CONV_COL_WORDS], wl_, a3);                                                    \
-        a3 = mcuqp_smlad((col)[3 * CONV_COL_WORDS + 1], wh_, a3);                                                \
+        uint32_t xl_;                                                                                            \
+        uint32_t xh_;                                                                                            \
+        MCUQP_LDRD(col, (goff), xl_, xh_);                                                                       \
+        a0 = mcuqp_smlad(xl_, wl_, a0);                                                                          \
+        a0 = mcuqp_smlad(xh_, wh_, a0);                                                                          \
+        MCUQP_LDRD(col, COL_BYTES + (goff), xl_, xh_);                                                           \
+        a1 = mcuqp_smlad(xl_, wl_, a1);                                                                          \
+        a1 = mcuqp_smlad(xh_, wh_, a1);                                                                          \
+        MCUQP_LDRD(col, 2 * COL_BYTES + (goff), xl_, xh_);                                                       \
+        a2 = mcuqp_smlad(xl_, wl_, a2);                                                                          \
+        a2 = mcuqp_smlad(xh_, wh_, a2);                                                                          \
+        MCUQP_LDRD(col, 3 * COL_BYTES + (goff), xl_, xh_);                                                       \
+        a3 = mcuqp_smlad(xl_, wl_, a3);                                                                          \
+        a3 = mcuqp_smlad(xh_, wh_, a3);                                                                          \
     } while (0)
 
 /* acc[j] += column j . w over len entries, for the four columns. Two groups per loop
- * iteration. */
-MCUQP_INLINE void mac_4x1(const uint32_t *col, const int8_t *w, int32_t len, int32_t acc[4])
+ * iteration. whole_tail: the filter word holding the last (partial) group may be read
+ * whole (it does not pass the end of the filter; its extra lanes meet zero entries). */
+MCUQP_INLINE void mac_4x1(const uint32_t *col, const int8_t *w, int32_t len, int whole_tail, int32_t acc[4])
 {
     int32_t a0 = acc[0];
     int32_t a1 = acc[1];
@@ -254,27 +284,52 @@ MCUQP_INLINE void mac_4x1(const uint32_t *col, const int8_t *w, int32_t len, int
     const uint32_t *end = col + 4 * (len >> 3);
     while (col != end) {
         uint32_t v = mcuqp_read_s8x4(w);
-        MAC_GROUP(col, v);
+        MAC_GROUP(col, 0, v);
         v = mcuqp_read_s8x4(w + 4);
-        MAC_GROUP(col + 2, v);
+        MAC_GROUP(col, 8, v);
         w += 8;
         col += 4;
     }
     if ((len & 4) != 0) {
         const uint32_t v = mcuqp_read_s8x4(w);
-        MAC_GROUP(col, v);
+        MAC_GROUP(col, 0, v);
         w += 4;
         col += 2;
     }
     if ((len & 3) != 0) {
-        /* The last group: its column entries past len are 0; read only the filter bytes. */
-        const uint32_t v = read_partial_s8(w, len & 3);
-        MAC_GROUP(col, v);
+        /* The last group: its column entries past len are 0. */
+        const uint32_t v = whole_tail ? mcuqp_read_s8x4(w) : read_partial_s8(w, len & 3);
+        MAC_GROUP(col, 0, v);
     }
     acc[0] = a0;
     acc[1] = a1;
     acc[2] = a2;
     acc[3] = a3;
+}
+
+/* The common case for four pixels whose columns are complete (one chunk), every
+ * requantization in high-word form and the clamp [-128, 127]: all output channels. */
+MCUQP_NOINLINE static void channels_quick(const uint32_t *cols, const int8_t *filter, int32_t k_total, int32_t out_c,
+                           const int32_t *bias, const int32_t *mult, const int32_t *shift, int per_channel,
+                           int32_t out_offset, int8_t *const out[CONV_PIXELS])
+{
+    int8_t *o0 = out[0];
+    int8_t *o1 = out[1];
+    int8_t *o2 = out[2];
+    int8_t *o3 = out[3];
+    const int8_t *w = filter;
+    int32_t oc;
+    for (oc = 0; oc < out_c; ++oc, w += k_total) {
+        const int32_t b = bias != NULL ? bias[oc] : 0;
+        int32_t acc[CONV_PIXELS] = {b, b, b, b};
+        mac_4x1(cols, w, k_total, oc + 1 < out_c, acc);
+        const int32_t q = per_channel ? oc : 0;
+        const mcuqp_rq rq = mcuqp_rq_prepare(mult[q], shift[q]);
+        o0[oc] = (int8_t)mcuqp_out_full(mcuqp_rq_apply_fast(acc[0], &rq), out_offset);
+        o1[oc] = (int8_t)mcuqp_out_full(mcuqp_rq_apply_fast(acc[1], &rq), out_offset);
+        o2[oc] = (int8_t)mcuqp_out_full(mcuqp_rq_apply_fast(acc[2], &rq), out_offset);
+        o3[oc] = (int8_t)mcuqp_out_full(mcuqp_rq_apply_fast(acc[3], &rq), out_offset);
+    }
 }
 
 static int valid_dim(int32_t v) { return v >= 1 && v < CONV_MAX_DIM; }
@@ -351,24 +406,6 @@ static void conv_plain(const mcuqp_conv_params *p, const mcuqp_requant *quant, c
     }
 }
 
-/* An output pixel in raster order and where its window starts. */
-typedef struct {
-    int32_t b;
-    int32_t oy;
-    int32_t ox;
-} conv_pixel;
-
-static inline void next_pixel(conv_pixel *px, int32_t out_h, int32_t out_w)
-{
-    if (++px->ox == out_w) {
-        px->ox = 0;
-        if (++px->oy == out_h) {
-            px->oy = 0;
-            ++px->b;
-        }
-    }
-}
-
 mcuqp_status mcuqp_conv2d_s8(const mcuqp_conv_params *params, const mcuqp_requant *quant,
                              const mcuqp_dims *input_dims, const int8_t *input,
                              const mcuqp_dims *filter_dims, const int8_t *filter,
@@ -422,23 +459,45 @@ mcuqp_status mcuqp_conv2d_s8(const mcuqp_conv_params *params, const mcuqp_requan
         quick = quick && shift[i] <= -2;
     }
 
-    conv_pixel next = {0, 0, 0};
+    int32_t nb = 0; /* the next pixel in raster order */
+    int32_t ny = 0;
+    int32_t nx = 0;
     int32_t p;
     for (p = 0; p < pixels; p += CONV_PIXELS) {
         /* Pixels p .. p + 3; past the last pixel, the last one is repeated (and its
          * output stored again, with the same value). */
-        conv_pixel px[CONV_PIXELS];
+        const int8_t *image[CONV_PIXELS];
+        int32_t y0[CONV_PIXELS];
+        int32_t x0[CONV_PIXELS];
         int8_t *out[CONV_PIXELS];
         int32_t j;
         for (j = 0; j < CONV_PIXELS; ++j) {
             if (p + j < pixels) {
-                px[j] = next;
+                image[j] = input + (size_t)nb * in_image;
+                y0[j] = ny * params->stride_h - params->pad_h;
+                x0[j] = nx * params->stride_w - params->pad_w;
                 out[j] = output + (size_t)(p + j) * (size_t)out_c;
-                next_pixel(&next, out_h, out_w);
+                if (++nx == out_w) {
+                    nx = 0;
+                    if (++ny == out_h) {
+                        ny = 0;
+                        ++nb;
+                    }
+                }
             } else {
-                px[j] = px[j - 1];
+                image[j] = image[j - 1];
+                y0[j] = y0[j - 1];
+                x0[j] = x0[j - 1];
                 out[j] = out[j - 1];
             }
+        }
+        if (chunks == 1 && quick) {
+            for (j = 0; j < CONV_PIXELS; ++j) {
+                g.image = image[j];
+                im2col(&g, y0[j], x0[j], 0, k_total, cols + j * CONV_COL_WORDS);
+            }
+            channels_quick(cols, filter, k_total, out_c, bias, mult, shift, per_channel, out_offset, out);
+            continue;
         }
         int32_t c0;
         for (c0 = 0; c0 < out_c; c0 += block) {
@@ -450,9 +509,8 @@ mcuqp_status mcuqp_conv2d_s8(const mcuqp_conv_params *params, const mcuqp_requan
                 const int first = chunk == 0;
                 const int last = chunk == chunks - 1;
                 for (j = 0; j < CONV_PIXELS; ++j) {
-                    g.image = input + (size_t)px[j].b * in_image;
-                    im2col(&g, px[j].oy * params->stride_h - params->pad_h, px[j].ox * params->stride_w - params->pad_w,
-                           k0, k1, cols + j * CONV_COL_WORDS);
+                    g.image = image[j];
+                    im2col(&g, y0[j], x0[j], k0, k1, cols + j * CONV_COL_WORDS);
                 }
                 const int8_t *w = filter + (size_t)c0 * (size_t)k_total + (size_t)k0;
                 int32_t oc;
@@ -471,7 +529,8 @@ mcuqp_status mcuqp_conv2d_s8(const mcuqp_conv_params *params, const mcuqp_requan
                         acc[2] = part[2];
                         acc[3] = part[3];
                     }
-                    mac_4x1(cols, w, k1 - k0, acc);
+                    /* The last group's whole word stays inside the filter but for the last channel. */
+                    mac_4x1(cols, w, k1 - k0, oc + 1 < out_c, acc);
                     if (!last) {
                         part[0] = acc[0];
                         part[1] = acc[1];

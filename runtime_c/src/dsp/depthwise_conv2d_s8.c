@@ -224,6 +224,21 @@ MCUQP_INLINE void store_c4(int8_t *out, const dw_group *g, int32_t a0, int32_t a
     }
 }
 
+/* One tap at constant byte offsets: x at row + xoff, w at wq + woff (two words each). */
+#define DW_TAP_AT(row, xoff, woff)                                                                               \
+    do {                                                                                                         \
+        uint32_t xl_;                                                                                            \
+        uint32_t xh_;                                                                                            \
+        uint32_t wl_;                                                                                            \
+        uint32_t wh_;                                                                                            \
+        MCUQP_LDRD(row, xoff, xl_, xh_);                                                                         \
+        MCUQP_LDRD(wq, woff, wl_, wh_);                                                                          \
+        a0 = mcuqp_smlabb(xl_, wl_, a0);                                                                         \
+        a2 = mcuqp_smlatt(xl_, wl_, a2);                                                                         \
+        a1 = mcuqp_smlabb(xh_, wh_, a1);                                                                         \
+        a3 = mcuqp_smlatt(xh_, wh_, a3);                                                                         \
+    } while (0)
+
 /* One output pixel of a 3x3 window (dilation_w 1): rows r0, r1, r2 at its first pixel. */
 MCUQP_INLINE void pixel_3x3(int8_t *out, const uint32_t *r0, const uint32_t *r1, const uint32_t *r2,
                             const uint32_t *wq, const dw_group *g)
@@ -232,15 +247,15 @@ MCUQP_INLINE void pixel_3x3(int8_t *out, const uint32_t *r0, const uint32_t *r1,
     int32_t a1 = g->bias[1];
     int32_t a2 = g->bias[2];
     int32_t a3 = g->bias[3];
-    DW_TAP(r0, wq);
-    DW_TAP(r0 + 2, wq + 2);
-    DW_TAP(r0 + 4, wq + 4);
-    DW_TAP(r1, wq + 6);
-    DW_TAP(r1 + 2, wq + 8);
-    DW_TAP(r1 + 4, wq + 10);
-    DW_TAP(r2, wq + 12);
-    DW_TAP(r2 + 2, wq + 14);
-    DW_TAP(r2 + 4, wq + 16);
+    DW_TAP_AT(r0, 0, 0);
+    DW_TAP_AT(r0, 8, 8);
+    DW_TAP_AT(r0, 16, 16);
+    DW_TAP_AT(r1, 0, 24);
+    DW_TAP_AT(r1, 8, 32);
+    DW_TAP_AT(r1, 16, 40);
+    DW_TAP_AT(r2, 0, 48);
+    DW_TAP_AT(r2, 8, 56);
+    DW_TAP_AT(r2, 16, 64);
     store_c4(out, g, a0, a1, a2, a3);
 }
 
