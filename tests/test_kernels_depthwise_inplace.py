@@ -99,7 +99,9 @@ def random_case(rng: np.random.Generator, rounding: str):
     out_s = float(np.float32(in_s * float(w_s.mean()) * acc_std / 40.0 * 2.0 ** rng.uniform(-3, 3)))
     rq = conv_requant(in_s, w_s.astype(np.float32), out_s, rounding)
     lo, hi = (-128, 127) if rng.random() < 0.6 else (max(-128, out_zp), 127)
-    bias = None if rng.random() < 0.2 else np.clip(rng.normal(0, 2 * acc_std, c), -(1 << 31), (1 << 31) - 1).astype(np.int32)
+    bias = None
+    if rng.random() >= 0.2:
+        bias = np.clip(rng.normal(0, 2 * acc_std, c), -(1 << 31), (1 << 31) - 1).astype(np.int32)
     a = ConvAttrs(stride=(1, 1), padding=Padding(pt, pb, pl, pr), dilation=dil, depth_multiplier=1,
                   input_offset=-in_zp, output_offset=out_zp, requant=rq, act_min=lo, act_max=hi)
     assert conv_output_hw(h, w_, kh, kw, a) == (h, w_)

@@ -1,6 +1,7 @@
 """Static memory planner: placement correctness on random DAGs (checked by an
-independent overlap check and by simulating execution on a byte arena), optimality
-on chains, order search, aliasing, scratch, reports."""
+independent overlap check and by simulating execution on a byte arena, in-place
+depthwise ops run channel by channel through their planned scratch), optimality on
+chains, order search, aliasing, in-place depthwise convolution, scratch, reports."""
 from __future__ import annotations
 
 import json
@@ -14,7 +15,7 @@ from mcuqp.errors import McuqpError
 from mcuqp.ir import (
     AddAttrs, ConvAttrs, DType, FullyConnectedAttrs, Graph, Op, OpKind, Padding, ReshapeAttrs, Tensor,
 )
-from mcuqp.plan.memory import plan_memory, validate_plan
+from mcuqp.plan.memory import inplace_depthwise_scratch, plan_memory, validate_plan
 from mcuqp.plan.report import plan_json, plan_table, plot_plan
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "models" / "mlperf_tiny"
@@ -50,6 +51,17 @@ class Builder:
         self.g.ops.append(Op(OpKind.CONV2D, name, [x, w.name, b.name], [y], ConvAttrs((1, 1), Padding())))
         return y
 
+    def dw(self, name: str, x: str, multiplier: int = 1, stride: int = 1) -> str:
+        """3x3 depthwise, SAME padding: stride 1 and multiplier 1 keep the input's shape."""
+        _, h, w_, c = self.g.tensors[x].shape
+        cout = c * multiplier
+        w = self.g.add_tensor(Tensor(f"{name}.w", (1, 3, 3, cout), DType.INT8, data=np.zeros((1, 3, 3, cout), np.int8)))
+        b = self.g.add_tensor(Tensor(f"{name}.b", (cout,), DType.INT32, data=np.zeros(cout, np.int32)))
+        y = self.act(name, (1, (h - 1) // stride + 1, (w_ - 1) // stride + 1, cout))
+        attrs = ConvAttrs((stride, stride), Padding(1, 1, 1, 1), depth_multiplier=multiplier)
+        self.g.ops.append(Op(OpKind.DEPTHWISE_CONV2D, name, [x, w.name, b.name], [y], attrs))
+        return y
+
     def add(self, name: str, a: str, b: str) -> str:
         y = self.act(name, self.g.tensors[a].shape)
         self.g.ops.append(Op(OpKind.ADD, name, [a, b], [y], AddAttrs()))
@@ -66,9 +78,27 @@ class Builder:
         return self.g
 
 
+def nhwc_shape(rng: np.random.Generator, size: int) -> tuple[int, int, int, int]:
+    """A random (1, h, w, c) with h * w * c == size."""
+    h = int(rng.choice([d for d in range(1, size + 1) if size % d == 0]))
+    w = int(rng.choice([d for d in range(1, size // h + 1) if (size // h) % d == 0]))
+    return (1, h, w, size // h // w)
+
+
+def random_dw(b: Builder, rng: np.random.Generator, k: int, x: str) -> str:
+    """A depthwise op on x (reshaped to 4-D first if needed): mostly one the in-place
+    kernel can run, sometimes a depth multiplier of 2 or stride 2 (it cannot)."""
+    if len(b.g.tensors[x].shape) != 4:
+        x = b.reshape(f"to4d{k}", x, nhwc_shape(rng, b.g.tensors[x].size))
+    r = rng.random()
+    if r < 0.75:
+        return b.dw(f"dw{k}", x)
+    return b.dw(f"dw{k}", x, multiplier=2) if r < 0.88 else b.dw(f"dw{k}", x, stride=2)
+
+
 def random_dag(rng: np.random.Generator, n_ops: int) -> Graph:
-    """Random chains with branches, adds, reshapes and dead ends; sizes from a small set
-    (so adds find partners) including sizes that are not multiples of 4."""
+    """Random chains with branches, adds, reshapes, depthwise convs and dead ends; sizes
+    from a small set (so adds find partners) including sizes that are not multiples of 4."""
     sizes = [3, 8, 12, 16, 16, 24, 32, 37, 64, 100]
     b = Builder(f"dag{n_ops}")
     avail = [b.input("in", (1, int(rng.choice(sizes))))]
@@ -82,9 +112,11 @@ def random_dag(rng: np.random.Generator, n_ops: int) -> Graph:
             avail.append(b.add(f"add{k}", x, partners[int(rng.integers(len(partners)))]))
         elif r < 0.3:
             avail.append(b.add(f"add{k}", x, x))
-        elif r < 0.45:
+        elif r < 0.42:
             shape = (1, size) if b.g.tensors[x].shape != (1, size) else (1, 1, size)
             avail.append(b.reshape(f"reshape{k}", x, shape))
+        elif r < 0.6:
+            avail.append(random_dw(b, rng, k, x))
         else:
             avail.append(b.fc(f"fc{k}", x, int(rng.choice(sizes))))
     outs = [avail[-1]]
@@ -136,11 +168,49 @@ def check_no_overlap(g: Graph, plan) -> None:
                 assert oa == ob
 
 
+def dw_channel(src: np.ndarray, c: int, oi: int) -> np.ndarray:
+    """Stand-in depthwise for one channel: every output of channel c depends on every
+    input of channel c (and on nothing else)."""
+    return ((int(src.astype(np.int64).sum()) + np.arange(src.size) * 7 + c * 3 + oi * 13) % 256).astype(np.uint8)
+
+
+def run_dw_in_place(g: Graph, plan, oi: int, arena: np.ndarray, view) -> None:
+    """The in-place kernel's memory traffic: per channel, copy the channel from the
+    buffer into the op's planned scratch, then write its outputs over the channel from
+    the scratch alone."""
+    op = g.ops[oi]
+    _, h, w, c = g.tensors[op.inputs[0]].shape
+    assert plan.offsets[op.outputs[0]] == plan.offsets[op.inputs[0]]
+    assert plan.scratch[oi] >= h * w
+    data = view(op.outputs[0]).reshape(h * w, c)  # a view into the arena
+    off = plan.scratch_offsets[oi]
+    for ch in range(c):
+        arena[off:off + h * w] = data[:, ch]
+        data[:, ch] = dw_channel(arena[off:off + h * w].copy(), ch, oi)
+
+
+def stand_in(g: Graph, oi: int, ref: dict[str, np.ndarray]) -> np.ndarray:
+    """What the stand-in kernel of op oi computes from the reference values of its inputs."""
+    op = g.ops[oi]
+    ins = [x for x in op.inputs if x in ref]
+    n = g.tensors[op.outputs[0]].nbytes
+    if op.kind == OpKind.RESHAPE:
+        return ref[ins[0]].copy()
+    if op.kind == OpKind.ADD:
+        return (ref[op.inputs[0]].astype(np.int64) * 3 + ref[op.inputs[1]]).astype(np.uint8)
+    if inplace_depthwise_scratch(g, op) is not None:
+        _, h, w, c = g.tensors[ins[0]].shape
+        x = ref[ins[0]].reshape(h * w, c)
+        return np.stack([dw_channel(x[:, ch], ch, oi) for ch in range(c)], axis=1).reshape(-1)
+    return ((int(ref[ins[0]].astype(np.int64).sum()) + np.arange(n) * 7 + oi * 13) % 256).astype(np.uint8)
+
+
 def simulate(g: Graph, plan, rng: np.random.Generator) -> None:
     """Run the graph on a byte arena at the planned offsets with stand-in kernels that
     read every input element; any clobbered input shows up as a wrong value. Non-in-place
     kernels must not write over their inputs; aliased reshapes copy nothing; scratch is
-    filled with garbage while the op runs."""
+    filled with garbage while the op runs; in-place depthwise ops go through it channel by
+    channel."""
     arena = np.zeros(plan.arena_bytes, np.uint8)
     ref: dict[str, np.ndarray] = {}
 
@@ -162,19 +232,18 @@ def simulate(g: Graph, plan, rng: np.random.Generator) -> None:
                 assert np.array_equal(view(x), ref[x]), f"{op.name}: scratch overlaps input {x}"
         y = op.outputs[0]
         n = g.tensors[y].nbytes
-        if op.kind == OpKind.RESHAPE:
-            out = ref[ins[0]].copy()
-        elif op.kind == OpKind.ADD:
-            out = (ref[op.inputs[0]].astype(np.int64) * 3 + ref[op.inputs[1]]).astype(np.uint8)
-        else:
-            out = ((int(ref[ins[0]].astype(np.int64).sum()) + np.arange(n) * 7 + oi * 13) % 256).astype(np.uint8)
-        ref[y] = out
+        out = ref[y] = stand_in(g, oi, ref)
         oy = plan.offsets[y]
-        for x in ins:  # only elementwise add may write over an input, and only exactly
+        in_place = oi in plan.inplace_depthwise
+        for x in ins:  # only add and in-place depthwise may write over an input, and only exactly
             ox = plan.offsets[x]
             if oy < ox + g.tensors[x].nbytes and ox < oy + n:
-                assert op.kind in (OpKind.ADD, OpKind.RESHAPE) and ox == oy, f"{op.name} writes over input {x}"
-        if not (op.kind == OpKind.RESHAPE and oy == plan.offsets[ins[0]]):
+                assert op.kind in (OpKind.ADD, OpKind.RESHAPE) or in_place, f"{op.name} writes over input {x}"
+                assert ox == oy, f"{op.name} writes over input {x} at another offset"
+        if in_place:
+            run_dw_in_place(g, plan, oi, arena, view)
+            assert np.array_equal(view(y), out), f"{op.name}: in-place result differs"
+        elif not (op.kind == OpKind.RESHAPE and oy == plan.offsets[ins[0]]):
             view(y)[:] = out
     for t in g.outputs:
         assert np.array_equal(view(t), ref[t]), f"graph output {t} was clobbered"
@@ -198,31 +267,52 @@ def plain_peak(g: Graph, order: list[int]) -> int:
 # --- tests --------------------------------------------------------------------------------
 
 
+def check_plan(g: Graph, plan, sc: dict[int, int], alignment: int, rng: np.random.Generator) -> None:
+    """Everything a plan must satisfy, checked independently of the planner."""
+    validate_plan(g, plan)
+    check_no_overlap(g, plan)
+    simulate(g, plan, rng)
+    assert plan.arena_bytes >= aliased_peak(g, plan)
+    assert plan.arena_bytes >= max([0, *sc.values(), *plan.scratch.values()])
+    assert plan.arena_bytes % alignment == 0
+    assert plan.lower_bound_bytes == plain_peak(g, plan.order)
+    assert set(plan.offsets) == {t.name for t in g.activations()}
+    assert sorted(plan.order) == list(range(len(g.ops)))
+    boundary = set(g.inputs) | set(g.outputs)
+    producers = {y: i for i, op in enumerate(g.ops) for y in op.outputs}
+    for t, r in plan.aliases.items():
+        op = g.ops[producers[t]]
+        assert op.kind in (OpKind.ADD, OpKind.RESHAPE) or producers[t] in plan.inplace_depthwise
+        assert not (t in boundary and r in boundary)
+    for oi in plan.inplace_depthwise:
+        need = inplace_depthwise_scratch(g, g.ops[oi])
+        assert need is not None and plan.scratch[oi] >= need and plan.scratch[oi] >= sc.get(oi, 0)
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_random_dags_place_without_overlap(seed: int) -> None:
     rng = np.random.default_rng(seed)
+    used = {"auto": 0, "always": 0}
     for _ in range(25):
         g = random_dag(rng, int(rng.integers(1, 14)))
         alignment = int(rng.choice([1, 4, 8]))
         scratch = {int(i): int(rng.integers(1, 50)) for i in rng.choice(len(g.ops), size=min(2, len(g.ops)), replace=False)}
         for sc in ({}, scratch):
-            plan = plan_memory(g, alignment=alignment, scratch=sc)
-            validate_plan(g, plan)
-            check_no_overlap(g, plan)
-            simulate(g, plan, rng)
-            assert plan.arena_bytes >= aliased_peak(g, plan)
-            assert plan.arena_bytes >= max([0, *sc.values()])
-            assert plan.arena_bytes % alignment == 0
-            assert plan.lower_bound_bytes == plain_peak(g, plan.order)
-            assert set(plan.offsets) == {t.name for t in g.activations()}
-            assert sorted(plan.order) == list(range(len(g.ops)))
+            never = plan_memory(g, alignment=alignment, scratch=sc, inplace_depthwise="never")
+            check_plan(g, never, sc, alignment, rng)
+            assert never.inplace_depthwise == []
+            for mode in ("auto", "always"):
+                plan = plan_memory(g, alignment=alignment, scratch=sc, inplace_depthwise=mode)
+                check_plan(g, plan, sc, alignment, rng)
+                used[mode] += bool(plan.inplace_depthwise)
+            # auto runs in place only where that makes the arena smaller (ties: the faster kernel)
+            auto = plan_memory(g, alignment=alignment, scratch=sc)
+            assert auto.arena_bytes <= never.arena_bytes
+            assert not auto.inplace_depthwise or auto.arena_bytes < never.arena_bytes
             listed = plan_memory(g, order=list(range(len(g.ops))), alignment=alignment, scratch=sc)
-            assert plan.arena_bytes <= listed.arena_bytes  # the order search never loses
-            boundary = set(g.inputs) | set(g.outputs)
-            producers = g.producers()
-            for t, r in plan.aliases.items():
-                assert producers[t].kind in (OpKind.ADD, OpKind.RESHAPE)
-                assert not (t in boundary and r in boundary)
+            check_plan(g, listed, sc, alignment, rng)
+            assert auto.arena_bytes <= listed.arena_bytes  # the order search never loses
+    assert used["always"] > 0, used  # the sweep exercised in-place depthwise (auto uses it in 5 of 6 seeds)
 
 
 @pytest.mark.parametrize("alignment", [1, 4])
@@ -380,9 +470,142 @@ def test_bad_arguments_raise_one_line_errors() -> None:
         plan_memory(g, alignment=0)
     with pytest.raises(McuqpError, match="scratch"):
         plan_memory(g, scratch={9: 10})
+    with pytest.raises(McuqpError, match="inplace_depthwise"):
+        plan_memory(g, inplace_depthwise="sometimes")  # type: ignore[arg-type]
     g.ops.reverse()
     with pytest.raises(McuqpError, match="invalid graph"):
         plan_memory(g)
+
+
+def residual_dw_graph() -> Graph:
+    """x -> c1 -> c2 and c1 -> dw, add(c2, dw) -> head: mixed28's shape, where c1 dies at
+    the depthwise while c2 waits for the add (three 512 B tensors live without in place)."""
+    b = Builder("residual_dw")
+    x = b.input("x", (1, 8, 8, 4))  # 256 B
+    c1 = b.conv("c1", x, 8)  # 512 B
+    c2 = b.conv("c2", c1, 8)
+    d = b.dw("dw", c1)
+    y = b.add("add", c2, d)
+    return b.done(b.conv("head", y, 2))
+
+
+def test_inplace_depthwise_lowers_the_arena_below_the_lower_bound() -> None:
+    g = residual_dw_graph()
+    never = plan_memory(g, alignment=4, inplace_depthwise="never")
+    assert never.arena_bytes == never.lower_bound_bytes == 3 * 512
+    plan = plan_memory(g, alignment=4)
+    validate_plan(g, plan)
+    assert plan.order == [0, 1, 2, 3, 4]  # c1 must die at the depthwise
+    assert plan.inplace_depthwise == [2] and plan.aliases["dw"] == "c1"
+    assert plan.offsets["dw"] == plan.offsets["c1"]
+    assert plan.scratch == {2: 64} and plan.scratch_bytes == 64  # h * w = 8 * 8
+    assert plan.arena_bytes == 2 * 512 + 64 < plan.lower_bound_bytes == 3 * 512
+    simulate(g, plan, np.random.default_rng(2))
+
+
+def test_inplace_depthwise_ties_keep_the_regular_kernel() -> None:
+    """A DS-CNN block (KWS): the pointwise conv after the depthwise holds two tensors too,
+    so running the depthwise in place saves nothing and the faster kernel stays."""
+    b = Builder("dscnn")
+    x = b.input("x", (1, 25, 5, 1))
+    h = b.conv("c0", x, 64)
+    for k in range(2):
+        h = b.conv(f"pw{k}", b.dw(f"dw{k}", h), 64)
+    g = b.done(h)
+    plan = plan_memory(g)
+    validate_plan(g, plan)
+    assert plan.inplace_depthwise == [] and plan.scratch == {}
+    assert plan.arena_bytes == 16000
+    forced = plan_memory(g, inplace_depthwise="always")
+    validate_plan(g, forced)
+    assert forced.inplace_depthwise == [1, 3] and forced.arena_bytes == 16000
+    assert forced.scratch == {1: 125, 3: 125}  # h * w; the planned areas are rounded to the alignment
+    simulate(g, forced, np.random.default_rng(3))
+
+
+def test_inplace_depthwise_only_where_exact() -> None:
+    b = Builder("g")
+    x = b.input("x", (1, 6, 6, 4))
+    a = b.conv("a", x, 4)
+    d1 = b.dw("d1", a, multiplier=2)  # 8 channels from 4: channel 2c+1 reads channel c
+    d2 = b.dw("d2", d1, stride=2)  # smaller output
+    c = b.conv("c", d2, 8)
+    d3 = b.dw("d3", c)  # c is read again by the add
+    s = b.add("s", c, d3)  # in place over c
+    d4 = b.dw("d4", s)  # the graph output over s (and c): one boundary tensor in the group
+    d5 = b.dw("d5", x)  # graph input to graph output: never one buffer
+    g = b.done(d4, d5)
+    assert [inplace_depthwise_scratch(g, op) for op in g.ops] == [None, None, None, None, 9, None, 9, 36]
+    plan = plan_memory(g, order=list(range(8)), inplace_depthwise="always")
+    validate_plan(g, plan)
+    assert plan.inplace_depthwise == [6]
+    assert plan.aliases["s"] == plan.aliases["d4"] == "c"
+    assert plan.scratch == {6: 9}
+    simulate(g, plan, np.random.default_rng(4))
+
+    b = Builder("g")
+    x = b.input("x", (1, 4, 4, 2))
+    y = b.dw("y", x)
+    g = b.done(y, x)  # x is a graph output: it must survive
+    plan = plan_memory(g, inplace_depthwise="always")
+    assert plan.inplace_depthwise == [] and plan.aliases == {}
+
+
+def test_validate_plan_refuses_loose_inplace_depthwise() -> None:
+    g = residual_dw_graph()
+
+    def broken(change) -> None:
+        plan = plan_memory(g, alignment=4)
+        assert plan.inplace_depthwise == [2]
+        change(plan)
+        return plan
+
+    plan = broken(lambda p: p.inplace_depthwise.clear())  # codegen would run the regular kernel over its input
+    with pytest.raises(McuqpError, match="not listed"):
+        validate_plan(g, plan)
+    plan = broken(lambda p: p.scratch.update({2: 63}))
+    with pytest.raises(McuqpError, match="needs 64 B of scratch"):
+        validate_plan(g, plan)
+    plan = broken(lambda p: p.scratch_offsets.update({2: p.offsets["c1"]}))
+    with pytest.raises(McuqpError, match="overlap"):
+        validate_plan(g, plan)
+
+    plan = plan_memory(g, alignment=4, inplace_depthwise="never")
+    plan.inplace_depthwise = [2]  # listed but the output has its own storage
+    with pytest.raises(McuqpError, match="does not share"):
+        validate_plan(g, plan)
+    plan.inplace_depthwise = [1]  # not a depthwise op
+    with pytest.raises(McuqpError, match="cannot run it"):
+        validate_plan(g, plan)
+
+    plan = plan_memory(g, order=[0, 2, 1, 3, 4], alignment=4, inplace_depthwise="always")
+    assert plan.inplace_depthwise == []  # c1 is read by c2 after the depthwise
+    plan.aliases["dw"] = "c1"
+    plan.offsets["dw"] = plan.offsets["c1"]
+    plan.inplace_depthwise = [2]
+    plan.scratch, plan.scratch_offsets = {2: 64}, {2: plan.arena_bytes}
+    plan.arena_bytes += 64
+    with pytest.raises(McuqpError, match="still live"):
+        validate_plan(g, plan)
+
+    # a depthwise the in-place kernel cannot run, with equal byte sizes: (1, 4, 4, 2) -> (1, 2, 4, 4)
+    b = Builder("g")
+    x = b.input("x", (1, 4, 4, 2))
+    a = b.conv("a", x, 2)
+    w = b.g.add_tensor(Tensor("d.w", (1, 3, 3, 4), DType.INT8, data=np.zeros((1, 3, 3, 4), np.int8)))
+    y = b.act("d", (1, 2, 4, 4))
+    b.g.ops.append(Op(OpKind.DEPTHWISE_CONV2D, "d", [a, w.name], [y],
+                      ConvAttrs((2, 1), Padding(1, 1, 1, 1), depth_multiplier=2)))
+    g2 = b.done(b.conv("head", y, 2))
+    plan = plan_memory(g2, alignment=4, inplace_depthwise="always")
+    assert plan.inplace_depthwise == []
+    plan.aliases["d"] = "a"
+    plan.offsets["d"] = plan.offsets["a"]
+    plan.inplace_depthwise = [1]
+    plan.scratch, plan.scratch_offsets = {1: 16}, {1: plan.arena_bytes}
+    plan.arena_bytes += 16
+    with pytest.raises(McuqpError, match="cannot write over its input"):
+        validate_plan(g2, plan)
 
 
 def test_scratch_is_planned_beside_the_live_tensors() -> None:
@@ -436,6 +659,30 @@ def test_mlperf_tiny_lower_bounds_match_the_published_numbers(model: str, bound:
     simulate(g, plan, np.random.default_rng(0))
 
 
+@pytest.mark.parametrize(("model", "arena"), [
+    ("fixtures/mixed28_int8", 3332), ("mlperf_tiny/kws_ref_model", 16000), ("mlperf_tiny/vww_96_int8", 55296),
+])
+def test_shared_models_with_inplace_depthwise(model: str, arena: int) -> None:
+    """mixed28's depthwise input dies at it while a branch waits: in place, the arena drops
+    below the live lower bound (4,704 B). KWS and VWW peak at pointwise convs, which hold
+    two tensors whatever the depthwise does: auto keeps the regular kernel there; forced
+    in place, the plans are still exact."""
+    path = SHARED.parent / f"{model}.tflite"
+    if not path.exists():
+        pytest.skip(f"{path} absent (shared models not available)")
+    from mcuqp.frontends.tflite import load_tflite
+
+    g = load_tflite(str(path))
+    plan = plan_memory(g)
+    validate_plan(g, plan)
+    assert plan.arena_bytes == arena
+    assert bool(plan.inplace_depthwise) == (arena < plan.lower_bound_bytes)
+    forced = plan_memory(g, inplace_depthwise="always")
+    validate_plan(g, forced)
+    assert forced.inplace_depthwise and forced.arena_bytes >= plan.arena_bytes
+    simulate(g, forced, np.random.default_rng(0))
+
+
 def test_reports(tmp_path: Path) -> None:
     b = Builder("report")
     x = b.input("x", (1, 4, 4, 3))
@@ -469,3 +716,13 @@ def test_reports(tmp_path: Path) -> None:
     img = matplotlib.image.imread(out)
     assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 100
     assert img[..., :3].std() > 0  # something was drawn
+
+    g = residual_dw_graph()
+    plan = plan_memory(g)
+    table = plan_table(g, plan)
+    assert sum("(in place)" in line for line in table.splitlines()) == 1 and "1 depthwise op(s) in place" in table
+    data = json.loads(json.dumps(plan_json(g, plan)))
+    assert data["inplace_depthwise"] == ["dw"]
+    assert [layer["in_place"] for layer in data["layers"]] == [False, False, True, False, False]
+    assert data["scratch"] == [{"op": "dw", "step": 2, "offset": plan.scratch_offsets[2], "bytes": 64}]
+    assert plot_plan(g, plan, tmp_path / "inplace.png").exists()

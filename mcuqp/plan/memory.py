@@ -9,6 +9,12 @@ lifetimes share a step never share bytes, except where sharing is exact (aliases
   both name the same bytes; nothing writes those bytes while either is live.
 - ADD: the output may overwrite an input whose storage dies at the add; the kernel
   reads element i of both inputs before it writes element i.
+- DEPTHWISE_CONV2D (depth multiplier 1, output shape == input shape, int8): the output
+  may overwrite its input when the input's storage dies at the op. The in-place kernel
+  (mcuqp_depthwise_conv2d_s8_inplace) saves each input channel to an h*w scratch buffer
+  before writing that channel's outputs (output channel c reads input channel c only),
+  so such an op declares h*w bytes of scratch, planned in the arena like any scratch.
+  It is used only where it makes the arena smaller: the regular kernel is faster.
 
 A group of tensors sharing storage is a buffer; buffers are placed by several
 strategies and the smallest arena wins. For graphs with branches the execution
@@ -18,10 +24,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 from mcuqp.errors import McuqpError
-from mcuqp.ir import Graph, OpKind
+from mcuqp.ir import DType, Graph, Op, OpKind
 
+InPlaceMode = Literal["auto", "always", "never"]
 EXHAUSTIVE_ORDERS = 256  # plan every topological order when there are at most this many
 LOCAL_SEARCH_PASSES = 8  # adjacent-swap passes over each heuristic order of a large graph
 
@@ -52,6 +60,7 @@ class MemoryPlan:
     scratch: dict[int, int] = field(default_factory=dict)  # declared scratch: op index -> bytes
     scratch_offsets: dict[int, int] = field(default_factory=dict)  # op index -> offset of its scratch
     alignment: int = 4
+    inplace_depthwise: list[int] = field(default_factory=list)  # depthwise ops (indices) writing over their input
 
     @property
     def peak_storage_bytes(self) -> int:
@@ -81,6 +90,7 @@ class _GraphInfo:
     inputs: frozenset[str]
     outputs: frozenset[str]
     preds: tuple[frozenset[int], ...]  # per op: ops it must follow
+    inplace_scratch: dict[int, int]  # depthwise op index -> scratch its in-place kernel needs
 
     @property
     def boundary(self) -> frozenset[str]:
@@ -115,6 +125,7 @@ def _graph_info(graph: Graph) -> _GraphInfo:
     planned = tuple(n for n in graph.tensors if n in acts and (n in producer or n in graph.inputs))
     orphans = tuple(n for n in graph.tensors if n in acts and n not in producer and n not in graph.inputs)
     preds = tuple(frozenset(producer[n] for n in ins if n in producer) for ins in act_inputs)
+    inplace = {i: b for i, op in enumerate(graph.ops) if (b := inplace_depthwise_scratch(graph, op)) is not None}
     return _GraphInfo(
         graph=graph,
         tensors=planned,
@@ -126,7 +137,24 @@ def _graph_info(graph: Graph) -> _GraphInfo:
         inputs=frozenset(graph.inputs),
         outputs=frozenset(graph.outputs),
         preds=preds,
+        inplace_scratch=inplace,
     )
+
+
+def inplace_depthwise_scratch(graph: Graph, op: Op) -> int | None:
+    """Bytes of scratch (h * w) with which mcuqp_depthwise_conv2d_s8_inplace computes `op`
+    over its input, or None when that kernel cannot: not a depthwise conv, a depth
+    multiplier other than 1, an output shaped unlike the input, or not int8."""
+    if op.kind != OpKind.DEPTHWISE_CONV2D or len(op.outputs) != 1 or not op.inputs:
+        return None
+    if getattr(op.attrs, "depth_multiplier", None) != 1:
+        return None
+    x, y = graph.tensors.get(op.inputs[0]), graph.tensors.get(op.outputs[0])
+    if x is None or y is None or x.is_const or len(x.shape) != 4 or tuple(x.shape) != tuple(y.shape):
+        return None
+    if x.dtype != DType.INT8 or y.dtype != DType.INT8 or min(x.shape) < 1:
+        return None
+    return int(x.shape[1]) * int(x.shape[2])
 
 
 # --- lifetimes and aliasing for one order -------------------------------------------
@@ -152,6 +180,8 @@ class _Layout:
     steps: list[StepInfo]
     lower_bound: int
     peak: int  # largest distinct live storage at one step
+    scratch: dict[int, int]  # op index -> scratch bytes, in-place depthwise ops included
+    inplace: frozenset[int]  # depthwise ops whose output joined their input's storage
 
 
 def _round_up(n: int, a: int) -> int:
@@ -171,8 +201,10 @@ def _lifetimes(info: _GraphInfo, order: list[int]) -> dict[str, tuple[int, int]]
     return out
 
 
-def _alias_groups(info: _GraphInfo, order: list[int], life: dict[str, tuple[int, int]]) -> dict[str, str]:
-    """tensor -> first tensor of its storage group, joining exactly where sharing is exact."""
+def _alias_groups(info: _GraphInfo, order: list[int], life: dict[str, tuple[int, int]],
+                  inplace: frozenset[int]) -> dict[str, str]:
+    """tensor -> first tensor of its storage group, joining exactly where sharing is exact
+    (depthwise ops only when listed in `inplace`)."""
     root = {t: t for t in info.tensors}
     members = {t: [t] for t in info.tensors}
     ops = info.graph.ops
@@ -189,6 +221,10 @@ def _alias_groups(info: _GraphInfo, order: list[int], life: dict[str, tuple[int,
         del members[t]
         root[t] = r
 
+    def dies_at(r: str, step: int) -> bool:
+        """No member of the group is read after `step` (members of a reshape chain may have died earlier)."""
+        return all(life[m][1] <= step and m not in info.outputs for m in members[r])
+
     for step, oi in enumerate(order):
         op, ins = ops[oi], info.act_inputs[oi]
         if len(op.outputs) != 1:
@@ -201,16 +237,33 @@ def _alias_groups(info: _GraphInfo, order: list[int], life: dict[str, tuple[int,
         elif op.kind == OpKind.ADD and len(ins) == 2:
             for x in dict.fromkeys(ins):
                 r = root[x]
-                dies_here = all(life[m][1] == step and m not in info.outputs for m in members[r])
-                if dies_here and can_join(r, y):
+                if dies_at(r, step) and can_join(r, y):
                     join(r, y)
                     break
+        elif oi in inplace and len(ins) == 1:
+            r = root[ins[0]]
+            if dies_at(r, step) and can_join(r, y):
+                join(r, y)
     return root
 
 
-def _analyze(info: _GraphInfo, order: list[int], alignment: int, scratch: Mapping[int, int]) -> _Layout:
+def _effective_scratch(info: _GraphInfo, root: dict[str, str], allowed: frozenset[int],
+                       scratch: Mapping[int, int]) -> tuple[dict[int, int], frozenset[int]]:
+    """Scratch per op once the in-place depthwise ops are known (those whose output joined
+    their input): each needs at least h*w bytes (one area per op: the larger request)."""
+    ops = info.graph.ops
+    done = frozenset(oi for oi in allowed if root[ops[oi].outputs[0]] == root[info.act_inputs[oi][0]])
+    out = dict(scratch)
+    for oi in done:
+        out[oi] = max(out.get(oi, 0), info.inplace_scratch[oi])
+    return out, done
+
+
+def _analyze(info: _GraphInfo, order: list[int], alignment: int, requested: Mapping[int, int],
+             allowed: frozenset[int]) -> _Layout:
     life = _lifetimes(info, order)
-    root = _alias_groups(info, order, life)
+    root = _alias_groups(info, order, life, allowed)
+    scratch, inplace = _effective_scratch(info, root, allowed, requested)
     groups: dict[str, list[str]] = {}
     for t in info.tensors:
         groups.setdefault(root[t], []).append(t)
@@ -252,7 +305,7 @@ def _analyze(info: _GraphInfo, order: list[int], alignment: int, scratch: Mappin
     else:  # no ops: inputs (and outputs) are all there is
         lower = sum(info.nbytes[t] for t in info.tensors)
         peak = sum(b.size for b in buffers)
-    return _Layout(order, life, root, buffers, steps, lower, peak)
+    return _Layout(order, life, root, buffers, steps, lower, peak, scratch, inplace)
 
 
 # --- placement strategies: buffers -> offsets ----------------------------------------
@@ -486,9 +539,10 @@ def _candidate_orders(info: _GraphInfo, evaluate: Callable[[list[int]], _Layout]
 
 
 def _finish(info: _GraphInfo, layout: _Layout, strategy: str, placement: Placement, arena: int,
-            scratch: dict[int, int], alignment: int) -> MemoryPlan:
+            alignment: int) -> MemoryPlan:
     offsets = {t: placement[layout.root[t]] for t in info.tensors}
     offsets.update({t: 0 for t in info.orphans})  # nothing reads or writes them
+    scratch = layout.scratch
     return MemoryPlan(
         offsets=offsets,
         arena_bytes=arena,
@@ -502,47 +556,30 @@ def _finish(info: _GraphInfo, layout: _Layout, strategy: str, placement: Placeme
         scratch=dict(scratch),
         scratch_offsets={oi: placement[f"scratch:{oi}"] for oi, b in scratch.items() if b > 0},
         alignment=alignment,
+        inplace_depthwise=sorted(layout.inplace),
     )
 
 
-def plan_memory(
-    graph: Graph,
-    *,
-    order: list[int] | None = None,
-    alignment: int = 4,
-    scratch: Mapping[int, int] | None = None,
-) -> MemoryPlan:
-    """Place every activation tensor of `graph` in one arena.
-
-    order: the op execution order to use; None searches topological orders for the
-        smallest arena (the graph's own order wins ties).
-    alignment: every offset is a multiple of it (and so is the arena size).
-    scratch: op index -> bytes of scratch the op's kernel needs while it runs.
-    """
-    if not isinstance(alignment, int) or alignment < 1:
-        raise McuqpError(f"alignment must be a positive integer, got {alignment!r}")
-    info = _graph_info(graph)
-    need = {int(k): int(v) for k, v in (scratch or {}).items()}
-    for oi, b in need.items():
-        if not 0 <= oi < len(graph.ops) or b < 0:
-            raise McuqpError(f"scratch request {oi} -> {b}: needs an op index below {len(graph.ops)} and bytes >= 0")
-
+def _search(info: _GraphInfo, order: list[int] | None, alignment: int, need: dict[int, int],
+            allowed: frozenset[int]) -> MemoryPlan:
+    """The smallest arena over execution orders (or for `order`), with the depthwise ops in
+    `allowed` run in place wherever their input dies at them."""
     cache: dict[tuple[int, ...], _Layout] = {}
 
     def evaluate(o: list[int]) -> _Layout:
         key = tuple(o)
         if key not in cache:
-            cache[key] = _analyze(info, o, alignment, need)
+            cache[key] = _analyze(info, o, alignment, need, allowed)
         return cache[key]
 
     def plan_for(o: list[int]) -> MemoryPlan:
         layout = evaluate(o)
-        return _finish(info, layout, *_place(layout), need, alignment)
+        return _finish(info, layout, *_place(layout), alignment)
 
     if order is not None:
-        return plan_for(_check_order(info, order))
+        return plan_for(order)
 
-    best = plan_for(list(range(len(graph.ops))))
+    best = plan_for(list(range(len(info.graph.ops))))
     layouts = sorted((evaluate(o) for o in _candidate_orders(info, evaluate)), key=_objective)
     for layout in layouts:
         if layout.peak >= best.arena_bytes:
@@ -553,13 +590,68 @@ def plan_memory(
     return best
 
 
+def _search_inplace(info: _GraphInfo, order: list[int] | None, alignment: int, need: dict[int, int]) -> MemoryPlan:
+    """Plan without and with in-place depthwise ops; keep in place only what lowers the
+    arena. Ties go to the regular (faster) kernel: starting from every candidate in place,
+    each in-place op is dropped again when the arena does not grow without it."""
+    best = _search(info, order, alignment, need, frozenset())
+    trial = _search(info, order, alignment, need, frozenset(info.inplace_scratch))
+    if trial.arena_bytes >= best.arena_bytes:
+        return best
+    for oi in list(trial.inplace_depthwise):
+        if oi not in trial.inplace_depthwise:
+            continue
+        fewer = _search(info, order, alignment, need, frozenset(trial.inplace_depthwise) - {oi})
+        if fewer.arena_bytes <= trial.arena_bytes:
+            trial = fewer
+    return trial
+
+
+def plan_memory(
+    graph: Graph,
+    *,
+    order: list[int] | None = None,
+    alignment: int = 4,
+    scratch: Mapping[int, int] | None = None,
+    inplace_depthwise: InPlaceMode = "auto",
+) -> MemoryPlan:
+    """Place every activation tensor of `graph` in one arena.
+
+    order: the op execution order to use; None searches topological orders for the
+        smallest arena (the graph's own order wins ties).
+    alignment: every offset is a multiple of it (and so is the arena size).
+    scratch: op index -> bytes of scratch the op's kernel needs while it runs (an
+        in-place depthwise op gets at least its h*w bytes in the same area).
+    inplace_depthwise: "auto" runs a depthwise conv in place (output over its dying
+        input, h*w bytes of scratch) only where that lowers the arena; "always" wherever
+        it is exact; "never" not at all. `MemoryPlan.inplace_depthwise` lists them.
+    """
+    if not isinstance(alignment, int) or alignment < 1:
+        raise McuqpError(f"alignment must be a positive integer, got {alignment!r}")
+    if inplace_depthwise not in ("auto", "always", "never"):
+        raise McuqpError(f"inplace_depthwise must be 'auto', 'always' or 'never', got {inplace_depthwise!r}")
+    info = _graph_info(graph)
+    need = {int(k): int(v) for k, v in (scratch or {}).items()}
+    for oi, b in need.items():
+        if not 0 <= oi < len(graph.ops) or b < 0:
+            raise McuqpError(f"scratch request {oi} -> {b}: needs an op index below {len(graph.ops)} and bytes >= 0")
+    fixed = None if order is None else _check_order(info, order)
+    if inplace_depthwise == "never" or not info.inplace_scratch:
+        return _search(info, fixed, alignment, need, frozenset())
+    if inplace_depthwise == "always":
+        return _search(info, fixed, alignment, need, frozenset(info.inplace_scratch))
+    return _search_inplace(info, fixed, alignment, need)
+
+
 def validate_plan(graph: Graph, plan: MemoryPlan) -> None:
     """Raise McuqpError unless `plan` is a correct placement for `graph`.
 
     Checks: the order is topological; every activation has an aligned offset inside
     the arena; tensors live at the same step never share bytes unless they are
-    declared aliases whose sharing is exact (a reshape view, or an add writing over
-    storage that dies at that add); scratch areas overlap nothing live at their step.
+    declared aliases whose sharing is exact (a reshape view, an add writing over storage
+    that dies at that add, or a depthwise op listed in `inplace_depthwise` that the in-place
+    kernel supports, writing over its input's dying storage with its h*w bytes of scratch);
+    scratch areas overlap nothing live at their step.
     """
     info = _graph_info(graph)
     _check_order(info, plan.order)
@@ -583,6 +675,7 @@ def validate_plan(graph: Graph, plan: MemoryPlan) -> None:
         groups.setdefault(root[t], []).append(t)
     for r, ms in groups.items():
         _check_group(info, plan, life, sorted(ms, key=lambda m: (life[m][0], m in info.producer)))
+    _check_inplace_listed(info, plan, root)
 
     def meet(x: tuple[int, int], y: tuple[int, int]) -> bool:
         return x[0] <= y[1] and y[0] <= x[1]
@@ -619,12 +712,40 @@ def _check_group(info: _GraphInfo, plan: MemoryPlan, life: dict[str, tuple[int, 
         ins = [x for x in info.act_inputs[info.producer[m]] if x in members]
         if op.kind == OpKind.RESHAPE and ins:
             continue  # a view: writes nothing
-        if op.kind == OpKind.ADD and ins:
-            # it overwrites the group: every earlier member must be dead after this add
-            alive = [x for x in members
-                     if x != m and life[x][0] <= step and (life[x][1] > step or x in info.outputs)]
-            if alive:
-                raise McuqpError(f"in-place {op.name} overwrites {alive} while they are still live")
-            continue
-        raise McuqpError(f"{op.kind.value} {op.name} cannot write {m!r} over {first!r}: only reshape and add alias")
+        if op.kind == OpKind.DEPTHWISE_CONV2D and ins:
+            _check_inplace_depthwise(info, plan, info.producer[m])
+        elif op.kind != OpKind.ADD or not ins:
+            raise McuqpError(f"{op.kind.value} {op.name} cannot write {m!r} over {first!r}: only reshape, add and "
+                             f"in-place depthwise alias")
+        # it overwrites the group: every earlier member must be dead after this op
+        alive = [x for x in members
+                 if x != m and life[x][0] <= step and (life[x][1] > step or x in info.outputs)]
+        if alive:
+            raise McuqpError(f"in-place {op.name} overwrites {alive} while they are still live")
+
+
+def _check_inplace_depthwise(info: _GraphInfo, plan: MemoryPlan, oi: int) -> None:
+    """A depthwise op writing over its input: the in-place kernel must support it, the plan
+    must say so (codegen emits that kernel) and give it the kernel's scratch."""
+    op = info.graph.ops[oi]
+    need = info.inplace_scratch.get(oi)
+    if need is None:
+        raise McuqpError(f"depthwise {op.name} cannot write over its input: the in-place kernel needs depth "
+                         f"multiplier 1 and an int8 output shaped like the input")
+    if oi not in plan.inplace_depthwise:
+        raise McuqpError(f"depthwise {op.name} writes over its input but is not listed in inplace_depthwise")
+    if plan.scratch.get(oi, 0) < need:
+        raise McuqpError(f"in-place depthwise {op.name} needs {need} B of scratch, the plan gives "
+                         f"{plan.scratch.get(oi, 0)} B")
+
+
+def _check_inplace_listed(info: _GraphInfo, plan: MemoryPlan, root: dict[str, str]) -> None:
+    """Every op listed in inplace_depthwise really shares storage with its input."""
+    for oi in plan.inplace_depthwise:
+        if not 0 <= oi < len(info.graph.ops) or oi not in info.inplace_scratch:
+            raise McuqpError(f"op {oi} is listed in inplace_depthwise but the in-place depthwise kernel cannot run it")
+        x, y = info.act_inputs[oi][0], info.graph.ops[oi].outputs[0]
+        if root[x] != root[y]:
+            raise McuqpError(f"in-place depthwise {info.graph.ops[oi].name}: output {y!r} does not share its "
+                             f"input {x!r}'s storage")
 
