@@ -280,6 +280,8 @@ def random_requant(rng, channels: int, acc_std: float, rounding: str) -> Requant
     per_channel = channels > 1 and rng.random() < 0.7
     spread = 2.0 ** rng.uniform(-(14 if regime == "wide" else 2), 2, channels if per_channel else 1)
     spread = np.minimum(spread, 2.0**29.9 / target)
+    if per_channel and rng.random() < 0.2:
+        spread[rng.random(channels) < 0.3] = 0.0  # dead channels: QuantizeMultiplier gives (0, 0)
     in_scale = float(np.float32(10 ** rng.uniform(-3, 0)))
     w_ref = float(10 ** rng.uniform(-4, -1))
     out_scale = float(np.float32(in_scale * w_ref / target))
@@ -342,9 +344,10 @@ def random_padding(rng, eff_h: int, eff_w: int) -> Padding:
 
 def random_conv(rng, depthwise: bool, rounding: str):
     """Shapes around the kernels' internal boundaries: 1x1 (direct widening), k_h == 1 rows,
-    windows of 128 entries (one column chunk) and more, in_c a multiple of 4 or not, pixel
-    counts not a multiple of 4, channel blocks of 16, depthwise 3x3 (unrolled) and other
-    filters over input rows wider than one ring slot, channel counts not a multiple of 4."""
+    windows of up to 128 entries (one column chunk) and more, in_c a multiple of 4 or not,
+    pixel counts not a multiple of 4, channel blocks of 16, dead channels (multiplier 0),
+    depthwise 3x3 (unrolled) and other filters over input rows wider than one ring slot,
+    channel counts not a multiple of 4."""
     kh = int(rng.choice([1, 1, 1, 2, 3, 3, 3, 5, 10] if not depthwise else [1, 2, 3, 3, 3, 3, 5, 9]))
     kw = kh if rng.random() < 0.6 else int(rng.choice([1, 2, 3, 4, 5]))
     dil = tuple(int(rng.choice([1, 1, 1, 2, 3])) for _ in range(2))
@@ -361,7 +364,7 @@ def random_conv(rng, depthwise: bool, rounding: str):
         dm = 1 if rng.random() < 0.8 else int(rng.integers(2, 4))
         cout = cin * dm
     else:
-        cin = int(rng.choice([1, 2, 3, 4, 5, 8, 16, 31, 32, 64, 96, 128, 129, int(rng.integers(1, 260))]))
+        cin = int(rng.choice([1, 2, 3, 4, 5, 8, 16, 31, 32, 64, 96, 128, 129, 256, 257, int(rng.integers(1, 300))]))
         cout = int(rng.choice([1, 2, 3, 8, 16, 33, 64, 70, int(rng.integers(1, 80))]))
         dm = 1
     a = ConvAttrs(stride=stride, padding=pad, dilation=dil, depth_multiplier=dm)
@@ -419,6 +422,7 @@ def test_conv_dsp_matches_numpy_and_portable(dsp, dsp_single, runtime, runtime_s
         kh, kw = w.shape[1:3]
         k = kh * kw * (1 if depthwise else x.shape[3])
         seen.add("chunked" if not depthwise and k > 128 else "one_chunk")
+        seen.add("zero_multiplier" if 0 in a.requant.multiplier else "nonzero_multipliers")
         seen.add("pointwise" if kh == kw == 1 else "window")
         seen.add("odd_pixels" if want.shape[0] * want.shape[1] * want.shape[2] % 2 else "even_pixels")
         seen.add("int32_min" if INT32_MIN in a.requant.multiplier else "fast_requant")
@@ -429,7 +433,7 @@ def test_conv_dsp_matches_numpy_and_portable(dsp, dsp_single, runtime, runtime_s
                 seen.add("tiles")
         else:
             seen.add("blocks" if k > 128 and w.shape[0] > 16 else "one_block")
-    want_seen = {"one_chunk", "pointwise", "window", "odd_pixels", "even_pixels", "fast_requant"}
+    want_seen = {"one_chunk", "pointwise", "window", "odd_pixels", "even_pixels", "fast_requant", "zero_multiplier"}
     if rounding == "double":
         want_seen |= {"int32_min"}
     want_seen |= ({"dm>1", "tail_channels", "groups_of_4", "3x3", "other_filter", "tiles"} if depthwise

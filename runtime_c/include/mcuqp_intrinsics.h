@@ -269,11 +269,14 @@ typedef struct {
 
 MCUQP_INLINE mcuqp_rq mcuqp_rq_prepare(int32_t multiplier, int32_t shift)
 {
+    /* A zero multiplier gives 0 for every shift (QuantizeMultiplier's (0, 0) for a zero
+     * scale): any r >= 2 computes that. */
+    const int32_t s = multiplier == 0 ? -2 : shift;
     mcuqp_rq q;
     q.multiplier = multiplier;
     q.shift = shift;
-    q.sh = shift <= -2 ? -shift - 1 : -1;
-    q.k = shift <= -2 ? (int32_t)((uint32_t)1 << (-shift - 2)) : 0;
+    q.sh = s <= -2 ? -s - 1 : -1;
+    q.k = s <= -2 ? (int32_t)((uint32_t)1 << (-s - 2)) : 0;
     return q;
 }
 

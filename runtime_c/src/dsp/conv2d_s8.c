@@ -20,40 +20,41 @@
  * Taps outside the input contribute nothing. The int32 accumulator wraps in two's
  * complement; all sums are taken modulo 2^32, so their order cannot change a result.
  *
- * Technique (im2col + 4x1 SMLAD matrix product, no scratch from the caller):
- *  - Output pixels are taken four at a time (in raster order across rows and batches, so
- *    odd widths cost nothing). Each pixel's window, flattened in filter order (ky, kx,
- *    ic), is written as int16 (input + input_offset) into a column on the stack; padding
- *    taps become 0, which is exactly "contributes nothing", so dilation and borders need
- *    no other code. Within every group of four entries the lanes are stored {x0, x2}
+ * Technique (im2col + SMLAD matrix product, no scratch from the caller):
+ *  - Output pixels are taken four at a time, in raster order across rows and batches, so
+ *    odd widths cost nothing. Each pixel's window, flattened in filter order (ky, kx, ic),
+ *    is written as int16 (input + input_offset) into a column of a stack buffer (four
+ *    columns of CONV_WIDE_K = 144 entries, 288 bytes apart: 3x3x16 windows fit); padding taps
+ *    become 0, which is exactly "contributes nothing", so dilation and borders need no
+ *    other code. Within every group of four entries the lanes are stored {x0, x2}
  *    {x1, x3}, the order in which SXTB16 / SXTB16 ROR #8 split a filter word, so the
  *    conversion is one load, two SXTAB16 (which add the offset for free) and two stores
  *    per four inputs. In-bounds runs are converted straight from the input when in_c is
- *    a multiple of 4 (and for 1x1 windows); otherwise the window is first gathered as
- *    int8, padded with the input zero point, in the upper half of its own column and
- *    converted in place.
- *  - For each output channel, a filter word is loaded once, split into two int16 pairs
- *    and fed to eight SMLADs (two per column): 16 MACs for 1 filter load, 2 SXTB16, 8
- *    column loads and 8 SMLAD. The columns sit at fixed offsets from each other
- *    (immediate addressing), so the loop keeps everything in registers.
- *  - Columns hold CONV_COL_K entries (4 x 128 x 16 bit = 1 KiB of stack). A longer
- *    window is processed in chunks of CONV_COL_K entries, with the partial sums of a
- *    block of CONV_ACC_CH channels x 4 pixels in a 256-byte stack array; the columns
- *    are then rebuilt once per channel block.
+ *    a multiple of 4 (and for windows that are one contiguous run, e.g. 1x1); otherwise
+ *    the window is first gathered as int8, padded with the input zero point, in the
+ *    upper half of its own column and converted in place.
+ *  - For each output channel a filter word is loaded once, split into two int16 pairs and
+ *    fed to two SMLADs per column; the columns sit at fixed offsets from each other, so
+ *    each column pair of words is one LDRD with an immediate offset: 16 MACs for 1
+ *    filter load, 2 SXTB16, 4 LDRD and 8 SMLAD, two groups per loop iteration,
+ *    everything in registers (34 instructions per 32 MACs on Cortex-M4).
+ *  - Windows longer than 144 entries are processed in equal chunks of at most 144, with
+ *    the partial sums of a block of CONV_ACC_CH channels x 4 pixels in a 256-byte stack
+ *    array; the columns are then rebuilt once per channel block.
  *  - Accumulators start at the bias. Requantization uses the exact high-word SMLAL form
  *    of mcuqp_intrinsics.h (7 instructions) and QADD + SSAT for the full int8 clamp; a
  *    multiplier of INT32_MIN (outside the QuantizeMultiplier range, but accepted) sends
  *    the call to a plain loop with mcuqp_requantize().
+ * Stack: 1152 bytes of columns + 256 bytes of partial sums.
  */
 #include "mcuqp_fixedpoint.h"
 #include "mcuqp_intrinsics.h"
 #include "mcuqp_nn.h"
 
 #define CONV_MAX_DIM (1 << 15)
-#define CONV_PIXELS 4                   /* output pixels (columns) per pass */
-#define CONV_COL_K 128                  /* int16 entries per column chunk, a multiple of 4 */
-#define CONV_COL_WORDS (CONV_COL_K / 2) /* uint32 words per column */
-#define CONV_ACC_CH 16                  /* channels per block when a window needs chunks */
+#define CONV_WIDE_K 144                    /* four columns of 144 int16 entries, 288 bytes apart */
+#define CONV_COL_WORDS (4 * CONV_WIDE_K / 2) /* the im2col buffer: 1152 bytes */
+#define CONV_ACC_CH 16     /* channels per block when a window needs chunks */
 
 /* One batch image and the convolution geometry. */
 typedef struct {
@@ -121,8 +122,9 @@ static inline void widen_groups(uint32_t *words, const int8_t *src, int32_t grou
 }
 
 /* Window entries [k0, k1) (k0 a multiple of 4) of the pixel whose window starts at input
- * (y0, x0), as a column: ceil((k1 - k0) / 4) groups, entries past k1 - k0 zero. */
-static void im2col(const conv_geom *g, int32_t y0, int32_t x0, int32_t k0, int32_t k1, uint32_t *col)
+ * (y0, x0), as a column of kc >= k1 - k0 entries: ceil((k1 - k0) / 4) groups, entries past
+ * k1 - k0 zero. The column's upper half (bytes kc .. 2 kc) stages int8 windows. */
+MCUQP_NOINLINE static void im2col(const conv_geom *g, int32_t y0, int32_t x0, int32_t k0, int32_t k1, int32_t kc, uint32_t *col)
 {
     const int32_t len = k1 - k0;
     const int32_t groups = (len + 3) >> 2;
@@ -148,7 +150,7 @@ static void im2col(const conv_geom *g, int32_t y0, int32_t x0, int32_t k0, int32
     }
 
     const int aligned = (in_c & 3) == 0;
-    int8_t *stage = (int8_t *)col + CONV_COL_K;
+    int8_t *stage = (int8_t *)col + kc;
     const int32_t y_last = y0 + (g->k_h - 1) * g->dil_h;
     tap_range(x0, g->dil_w, g->k_w, g->in_w, &kx_lo, &kx_hi);
     if (k0 == 0 && k1 == g->k_h * g->k_w * in_c && g->dil_w == 1 && kx_lo == 0 && kx_hi == g->k_w && y0 >= 0 &&
@@ -233,7 +235,7 @@ static void im2col(const conv_geom *g, int32_t y0, int32_t x0, int32_t k0, int32
     if (!aligned) {
         fill_s8(dst, g->zero_point, 4 * groups - len);
         /* In place, front to back: group j's words end at byte 8j + 8 <= the next group's
-         * bytes at CONV_COL_K + 4j + 4, since 4j <= CONV_COL_K - 4. */
+         * bytes at kc + 4j + 4, since 4j <= kc - 4. */
         widen_groups(col, stage, groups, g->off2);
     }
 }
@@ -249,10 +251,9 @@ static inline uint32_t read_partial_s8(const int8_t *p, int32_t n)
     return v;
 }
 
-/* One group of four entries of four columns (CONV_COL_WORDS words apart) at byte offset
- * goff from col, against one filter word v: a_j += col_j . w. */
-#define COL_BYTES (4 * CONV_COL_WORDS)
-#define MAC_GROUP(col, goff, v)                                                                                  \
+/* One group of four entries of each column (columns `cb` bytes apart, the group at byte
+ * offset goff) against one filter word v: a_j += col_j . w. */
+#define MAC_GROUP4(col, goff, v)                                                                                 \
     do {                                                                                                         \
         const uint32_t wl_ = mcuqp_sxtb16(v);                                                                    \
         const uint32_t wh_ = mcuqp_sxtb16_ror8(v);                                                               \
@@ -261,20 +262,25 @@ static inline uint32_t read_partial_s8(const int8_t *p, int32_t n)
         MCUQP_LDRD(col, (goff), xl_, xh_);                                                                       \
         a0 = mcuqp_smlad(xl_, wl_, a0);                                                                          \
         a0 = mcuqp_smlad(xh_, wh_, a0);                                                                          \
-        MCUQP_LDRD(col, COL_BYTES + (goff), xl_, xh_);                                                           \
+        MCUQP_LDRD(col, 2 * CONV_WIDE_K + (goff), xl_, xh_);                                                     \
         a1 = mcuqp_smlad(xl_, wl_, a1);                                                                          \
         a1 = mcuqp_smlad(xh_, wh_, a1);                                                                          \
-        MCUQP_LDRD(col, 2 * COL_BYTES + (goff), xl_, xh_);                                                       \
+        MCUQP_LDRD(col, 4 * CONV_WIDE_K + (goff), xl_, xh_);                                                     \
         a2 = mcuqp_smlad(xl_, wl_, a2);                                                                          \
         a2 = mcuqp_smlad(xh_, wh_, a2);                                                                          \
-        MCUQP_LDRD(col, 3 * COL_BYTES + (goff), xl_, xh_);                                                       \
+        MCUQP_LDRD(col, 6 * CONV_WIDE_K + (goff), xl_, xh_);                                                     \
         a3 = mcuqp_smlad(xl_, wl_, a3);                                                                          \
         a3 = mcuqp_smlad(xh_, wh_, a3);                                                                          \
     } while (0)
 
-/* acc[j] += column j . w over len entries, for the four columns. Two groups per loop
- * iteration. whole_tail: the filter word holding the last (partial) group may be read
- * whole (it does not pass the end of the filter; its extra lanes meet zero entries). */
+/* The filter word holding a last, partial group: whole (its extra lanes meet zero column
+ * entries) unless it would pass the end of the filter. */
+MCUQP_INLINE uint32_t tail_word(const int8_t *w, int32_t n, int whole)
+{
+    return whole ? mcuqp_read_s8x4(w) : read_partial_s8(w, n);
+}
+
+/* acc[j] += column j . w over len entries, four columns 256 bytes apart. */
 MCUQP_INLINE void mac_4x1(const uint32_t *col, const int8_t *w, int32_t len, int whole_tail, int32_t acc[4])
 {
     int32_t a0 = acc[0];
@@ -284,22 +290,21 @@ MCUQP_INLINE void mac_4x1(const uint32_t *col, const int8_t *w, int32_t len, int
     const uint32_t *end = col + 4 * (len >> 3);
     while (col != end) {
         uint32_t v = mcuqp_read_s8x4(w);
-        MAC_GROUP(col, 0, v);
+        MAC_GROUP4(col, 0, v);
         v = mcuqp_read_s8x4(w + 4);
-        MAC_GROUP(col, 8, v);
+        MAC_GROUP4(col, 8, v);
         w += 8;
         col += 4;
     }
     if ((len & 4) != 0) {
         const uint32_t v = mcuqp_read_s8x4(w);
-        MAC_GROUP(col, 0, v);
+        MAC_GROUP4(col, 0, v);
         w += 4;
         col += 2;
     }
     if ((len & 3) != 0) {
-        /* The last group: its column entries past len are 0. */
-        const uint32_t v = whole_tail ? mcuqp_read_s8x4(w) : read_partial_s8(w, len & 3);
-        MAC_GROUP(col, 0, v);
+        const uint32_t v = tail_word(w, len & 3, whole_tail);
+        MAC_GROUP4(col, 0, v);
     }
     acc[0] = a0;
     acc[1] = a1;
@@ -307,28 +312,107 @@ MCUQP_INLINE void mac_4x1(const uint32_t *col, const int8_t *w, int32_t len, int
     acc[3] = a3;
 }
 
-/* The common case for four pixels whose columns are complete (one chunk), every
- * requantization in high-word form and the clamp [-128, 127]: all output channels. */
-MCUQP_NOINLINE static void channels_quick(const uint32_t *cols, const int8_t *filter, int32_t k_total, int32_t out_c,
-                           const int32_t *bias, const int32_t *mult, const int32_t *shift, int per_channel,
-                           int32_t out_offset, int8_t *const out[CONV_PIXELS])
+/* The quick output stage (multiplier in high-word form, clamp [-128, 127]). */
+MCUQP_INLINE int8_t out_quick(int32_t acc, const mcuqp_rq *rq, int32_t out_offset)
+{
+    return (int8_t)mcuqp_out_full(mcuqp_rq_apply_fast(acc, rq), out_offset);
+}
+
+/* What the output channels share. */
+typedef struct {
+    const int8_t *filter;
+    const int32_t *bias;
+    const int32_t *mult;
+    const int32_t *shift;
+    int32_t per_channel;
+    int32_t k_total;
+    int32_t out_c;
+    int32_t out_offset;
+    int32_t lo; /* act_min - out_offset */
+    int32_t hi; /* act_max - out_offset */
+    int full;   /* clamp [-128, 127] */
+} conv_out;
+
+/* Four pixels, complete columns, quick output stage: every output channel. */
+MCUQP_NOINLINE static void channels_quick4(const uint32_t *cols, const conv_out *c, int8_t *const out[4])
 {
     int8_t *o0 = out[0];
     int8_t *o1 = out[1];
     int8_t *o2 = out[2];
     int8_t *o3 = out[3];
-    const int8_t *w = filter;
+    const int8_t *w = c->filter;
+    const int32_t k_total = c->k_total;
+    const int32_t out_c = c->out_c;
+    const int32_t out_offset = c->out_offset;
     int32_t oc;
     for (oc = 0; oc < out_c; ++oc, w += k_total) {
-        const int32_t b = bias != NULL ? bias[oc] : 0;
-        int32_t acc[CONV_PIXELS] = {b, b, b, b};
+        const int32_t b = c->bias != NULL ? c->bias[oc] : 0;
+        int32_t acc[4] = {b, b, b, b};
         mac_4x1(cols, w, k_total, oc + 1 < out_c, acc);
-        const int32_t q = per_channel ? oc : 0;
-        const mcuqp_rq rq = mcuqp_rq_prepare(mult[q], shift[q]);
-        o0[oc] = (int8_t)mcuqp_out_full(mcuqp_rq_apply_fast(acc[0], &rq), out_offset);
-        o1[oc] = (int8_t)mcuqp_out_full(mcuqp_rq_apply_fast(acc[1], &rq), out_offset);
-        o2[oc] = (int8_t)mcuqp_out_full(mcuqp_rq_apply_fast(acc[2], &rq), out_offset);
-        o3[oc] = (int8_t)mcuqp_out_full(mcuqp_rq_apply_fast(acc[3], &rq), out_offset);
+        const int32_t q = c->per_channel ? oc : 0;
+        const mcuqp_rq rq = mcuqp_rq_prepare(c->mult[q], c->shift[q]);
+        o0[oc] = out_quick(acc[0], &rq, out_offset);
+        o1[oc] = out_quick(acc[1], &rq, out_offset);
+        o2[oc] = out_quick(acc[2], &rq, out_offset);
+        o3[oc] = out_quick(acc[3], &rq, out_offset);
+    }
+}
+
+/* Channels [c0, c1) over window entries [k0, k0 + len) for the four columns; `first`:
+ * start from the bias, else from the partial sums; `last`: store the outputs, else the
+ * partial sums (four per channel from part, for chunked windows). */
+MCUQP_NOINLINE static void channels_general(const uint32_t *cols, const conv_out *c, int32_t c0, int32_t c1,
+                                            int32_t k0, int32_t len, int first, int last, int quick, int32_t *part,
+                                            int8_t *const out[4])
+{
+    const int8_t *w = c->filter + (size_t)c0 * (size_t)c->k_total + (size_t)k0;
+    const int32_t k_total = c->k_total;
+    const int32_t out_offset = c->out_offset;
+    int8_t *o0 = out[0];
+    int8_t *o1 = out[1];
+    int8_t *o2 = out[2];
+    int8_t *o3 = out[3];
+    int32_t *pp = part;
+    int32_t oc;
+    for (oc = c0; oc < c1; ++oc, w += k_total) {
+        /* The last channel's tail word is read whole only inside the filter. */
+        const int whole = oc + 1 < c->out_c || k0 + len < k_total;
+        int32_t acc[4];
+        if (first) {
+            const int32_t b = c->bias != NULL ? c->bias[oc] : 0;
+            acc[0] = b;
+            acc[1] = b;
+            acc[2] = b;
+            acc[3] = b;
+        } else {
+            acc[0] = pp[0];
+            acc[1] = pp[1];
+            acc[2] = pp[2];
+            acc[3] = pp[3];
+        }
+        mac_4x1(cols, w, len, whole, acc);
+        if (!last) {
+            pp[0] = acc[0];
+            pp[1] = acc[1];
+            pp[2] = acc[2];
+            pp[3] = acc[3];
+            pp += 4;
+            continue;
+        }
+        pp += first ? 0 : 4;
+        const int32_t q = c->per_channel ? oc : 0;
+        const mcuqp_rq rq = mcuqp_rq_prepare(c->mult[q], c->shift[q]);
+        if (quick) {
+            o3[oc] = out_quick(acc[3], &rq, out_offset);
+            o2[oc] = out_quick(acc[2], &rq, out_offset);
+            o1[oc] = out_quick(acc[1], &rq, out_offset);
+            o0[oc] = out_quick(acc[0], &rq, out_offset);
+        } else {
+            o3[oc] = mcuqp_rq_output(acc[3], &rq, c->full, c->lo, c->hi, out_offset);
+            o2[oc] = mcuqp_rq_output(acc[2], &rq, c->full, c->lo, c->hi, out_offset);
+            o1[oc] = mcuqp_rq_output(acc[1], &rq, c->full, c->lo, c->hi, out_offset);
+            o0[oc] = mcuqp_rq_output(acc[0], &rq, c->full, c->lo, c->hi, out_offset);
+        }
     }
 }
 
@@ -362,7 +446,7 @@ static int valid_args(const mcuqp_conv_params *p, const mcuqp_requant *q, const 
 }
 
 /* The plain path (any multiplier): one output at a time, mcuqp_requantize(). */
-static void conv_plain(const mcuqp_conv_params *p, const mcuqp_requant *quant, const mcuqp_dims *in,
+MCUQP_NOINLINE static void conv_plain(const mcuqp_conv_params *p, const mcuqp_requant *quant, const mcuqp_dims *in,
                        const int8_t *input, const mcuqp_dims *f, const int8_t *filter, const int32_t *bias,
                        const mcuqp_dims *out, int8_t *output)
 {
@@ -421,26 +505,31 @@ mcuqp_status mcuqp_conv2d_s8(const mcuqp_conv_params *params, const mcuqp_requan
         return MCUQP_OK;
     }
 
-    /* Four columns of CONV_COL_K int16 entries, CONV_COL_WORDS words apart. */
-    uint32_t cols[CONV_PIXELS * CONV_COL_WORDS];
-    /* Partial sums of a channel block (chunked windows only): four pixels per channel. */
-    int32_t partial[CONV_PIXELS * CONV_ACC_CH];
+    uint32_t cols[CONV_COL_WORDS];    /* four columns of CONV_WIDE_K int16 entries */
+    int32_t partial[4 * CONV_ACC_CH]; /* chunked windows: four pixels per channel */
 
     const int32_t out_c = filter_dims->n;
     const int32_t out_h = output_dims->h;
     const int32_t out_w = output_dims->w;
     const int32_t k_total = filter_dims->h * filter_dims->w * input_dims->c;
     const size_t in_image = (size_t)input_dims->h * (size_t)input_dims->w * (size_t)input_dims->c;
-    const int32_t out_offset = params->output_offset;
-    const int full = params->act_min == -128 && params->act_max == 127;
-    const int32_t lo = params->act_min - out_offset;
-    const int32_t hi = params->act_max - out_offset;
-    const int32_t chunks = (k_total + CONV_COL_K - 1) / CONV_COL_K;
-    const int32_t block = chunks == 1 ? out_c : CONV_ACC_CH;
     const int32_t pixels = input_dims->n * out_h * out_w;
-    const int32_t *mult = quant->multiplier;
-    const int32_t *shift = quant->shift;
-    const int per_channel = quant->count != 1;
+    /* Chunks of equal length (a multiple of 4) of at most CONV_WIDE_K entries. */
+    const int32_t chunks = (k_total + CONV_WIDE_K - 1) / CONV_WIDE_K;
+    const int32_t chunk_len = ((k_total + chunks - 1) / chunks + 3) & ~3;
+    const int32_t block = chunks == 1 ? out_c : CONV_ACC_CH;
+    conv_out co;
+    co.filter = filter;
+    co.bias = bias;
+    co.mult = quant->multiplier;
+    co.shift = quant->shift;
+    co.per_channel = quant->count != 1;
+    co.k_total = k_total;
+    co.out_c = out_c;
+    co.out_offset = params->output_offset;
+    co.lo = params->act_min - params->output_offset;
+    co.hi = params->act_max - params->output_offset;
+    co.full = params->act_min == -128 && params->act_max == 127;
     conv_geom g;
     g.in_h = input_dims->h;
     g.in_w = input_dims->w;
@@ -453,25 +542,26 @@ mcuqp_status mcuqp_conv2d_s8(const mcuqp_conv_params *params, const mcuqp_requan
     g.off2 = mcuqp_dup_s16(params->input_offset);
 
     /* The quick output stage: every requantization in high-word form, clamp [-128, 127]. */
-    int quick = full;
+    int quick = co.full;
     int32_t i;
     for (i = 0; i < quant->count; ++i) {
-        quick = quick && shift[i] <= -2;
+        const mcuqp_rq rq = mcuqp_rq_prepare(quant->multiplier[i], quant->shift[i]);
+        quick = quick && mcuqp_rq_fast(&rq);
     }
 
     int32_t nb = 0; /* the next pixel in raster order */
     int32_t ny = 0;
     int32_t nx = 0;
     int32_t p;
-    for (p = 0; p < pixels; p += CONV_PIXELS) {
-        /* Pixels p .. p + 3; past the last pixel, the last one is repeated (and its
-         * output stored again, with the same value). */
-        const int8_t *image[CONV_PIXELS];
-        int32_t y0[CONV_PIXELS];
-        int32_t x0[CONV_PIXELS];
-        int8_t *out[CONV_PIXELS];
+    for (p = 0; p < pixels; p += 4) {
+        /* Pixels p .. p + 3; past the last pixel, the last one is repeated (and its outputs
+         * stored again, with the same values). */
+        const int8_t *image[4];
+        int32_t y0[4];
+        int32_t x0[4];
+        int8_t *out[4];
         int32_t j;
-        for (j = 0; j < CONV_PIXELS; ++j) {
+        for (j = 0; j < 4; ++j) {
             if (p + j < pixels) {
                 image[j] = input + (size_t)nb * in_image;
                 y0[j] = ny * params->stride_h - params->pad_h;
@@ -491,66 +581,22 @@ mcuqp_status mcuqp_conv2d_s8(const mcuqp_conv_params *params, const mcuqp_requan
                 out[j] = out[j - 1];
             }
         }
-        if (chunks == 1 && quick) {
-            for (j = 0; j < CONV_PIXELS; ++j) {
-                g.image = image[j];
-                im2col(&g, y0[j], x0[j], 0, k_total, cols + j * CONV_COL_WORDS);
-            }
-            channels_quick(cols, filter, k_total, out_c, bias, mult, shift, per_channel, out_offset, out);
-            continue;
-        }
         int32_t c0;
         for (c0 = 0; c0 < out_c; c0 += block) {
             const int32_t c1 = mcuqp_min_i32(c0 + block, out_c);
             int32_t chunk;
             for (chunk = 0; chunk < chunks; ++chunk) {
-                const int32_t k0 = chunk * CONV_COL_K;
-                const int32_t k1 = mcuqp_min_i32(k0 + CONV_COL_K, k_total);
-                const int first = chunk == 0;
-                const int last = chunk == chunks - 1;
-                for (j = 0; j < CONV_PIXELS; ++j) {
+                const int32_t k0 = chunk * chunk_len;
+                const int32_t k1 = mcuqp_min_i32(k0 + chunk_len, k_total);
+                for (j = 0; j < 4; ++j) {
                     g.image = image[j];
-                    im2col(&g, y0[j], x0[j], k0, k1, cols + j * CONV_COL_WORDS);
+                    im2col(&g, y0[j], x0[j], k0, k1, CONV_WIDE_K, cols + j * (CONV_WIDE_K / 2));
                 }
-                const int8_t *w = filter + (size_t)c0 * (size_t)k_total + (size_t)k0;
-                int32_t oc;
-                for (oc = c0; oc < c1; ++oc, w += k_total) {
-                    int32_t *part = partial + CONV_PIXELS * (oc - c0);
-                    int32_t acc[CONV_PIXELS];
-                    if (first) {
-                        const int32_t b = bias != NULL ? bias[oc] : 0;
-                        acc[0] = b;
-                        acc[1] = b;
-                        acc[2] = b;
-                        acc[3] = b;
-                    } else {
-                        acc[0] = part[0];
-                        acc[1] = part[1];
-                        acc[2] = part[2];
-                        acc[3] = part[3];
-                    }
-                    /* The last group's whole word stays inside the filter but for the last channel. */
-                    mac_4x1(cols, w, k1 - k0, oc + 1 < out_c, acc);
-                    if (!last) {
-                        part[0] = acc[0];
-                        part[1] = acc[1];
-                        part[2] = acc[2];
-                        part[3] = acc[3];
-                        continue;
-                    }
-                    const int32_t q = per_channel ? oc : 0;
-                    const mcuqp_rq rq = mcuqp_rq_prepare(mult[q], shift[q]);
-                    if (quick) {
-                        out[3][oc] = (int8_t)mcuqp_out_full(mcuqp_rq_apply_fast(acc[3], &rq), out_offset);
-                        out[2][oc] = (int8_t)mcuqp_out_full(mcuqp_rq_apply_fast(acc[2], &rq), out_offset);
-                        out[1][oc] = (int8_t)mcuqp_out_full(mcuqp_rq_apply_fast(acc[1], &rq), out_offset);
-                        out[0][oc] = (int8_t)mcuqp_out_full(mcuqp_rq_apply_fast(acc[0], &rq), out_offset);
-                    } else {
-                        out[3][oc] = mcuqp_rq_output(acc[3], &rq, full, lo, hi, out_offset);
-                        out[2][oc] = mcuqp_rq_output(acc[2], &rq, full, lo, hi, out_offset);
-                        out[1][oc] = mcuqp_rq_output(acc[1], &rq, full, lo, hi, out_offset);
-                        out[0][oc] = mcuqp_rq_output(acc[0], &rq, full, lo, hi, out_offset);
-                    }
+                if (chunks == 1 && quick) {
+                    channels_quick4(cols, &co, out);
+                } else {
+                    channels_general(cols, &co, c0, c1, k0, k1 - k0, chunk == 0, chunk == chunks - 1, quick,
+                                     partial, out);
                 }
             }
         }

@@ -93,7 +93,7 @@ static int valid_args(const mcuqp_conv_params *p, const mcuqp_requant *q, const 
 
 /* The plain path for output channels [oc_lo, out_c): one output at a time, any depth
  * multiplier, any multiplier, mcuqp_requantize(). */
-static void dw_plain(const mcuqp_conv_params *p, const mcuqp_requant *quant, const mcuqp_dims *in,
+MCUQP_NOINLINE static void dw_plain(const mcuqp_conv_params *p, const mcuqp_requant *quant, const mcuqp_dims *in,
                      const int8_t *input, const mcuqp_dims *f, const int8_t *filter, const int32_t *bias,
                      const mcuqp_dims *out, int8_t *output, int32_t oc_lo)
 {

@@ -123,7 +123,7 @@ static int valid_args(const mcuqp_fc_params *p, const mcuqp_requant *q, int32_t 
 }
 
 /* The plain path (any multiplier): one output at a time, mcuqp_requantize(). */
-static void fc_plain(const mcuqp_fc_params *params, const mcuqp_requant *quant, int32_t batches, int32_t in_ch,
+MCUQP_NOINLINE static void fc_plain(const mcuqp_fc_params *params, const mcuqp_requant *quant, int32_t batches, int32_t in_ch,
                      const int8_t *input, int32_t out_ch, const int8_t *filter, const int32_t *bias, int8_t *output)
 {
     const int32_t lo = params->act_min - params->output_offset;
