@@ -734,19 +734,45 @@ def test_dsp_kernels_on_qemu_match_numpy(tmp_path, board, rounding):
         assert per_mac[9] < 2.5, per_mac
 
 
+def _shared_model(*parts: str) -> Path:
+    path = SHARED_MODELS.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} not found (the shared models folder sits beside the repository)")
+    return path
+
+
+def _kernel_dirs(loaded, board: str) -> dict[str, Path]:
+    from mcuqp import api
+
+    with tempfile.TemporaryDirectory(prefix="mcuqp-dsp-") as tmp:
+        lib = api.compile(loaded, Path(tmp) / "model", board=board)
+    return {k.name: k.parent for k in lib.generated.kernels}
+
+
 @pytest.mark.qemu
 def test_model_with_dsp_layers_bit_exact_on_m4():
     """A small TFLite model (conv 3x3 stride 2, pointwise, depthwise 3x3, conv 3x3 valid, two FC)
-    built for the M4 picks the DSP variants and verifies bit-exact on QEMU."""
-    path = SHARED_MODELS / "fixtures" / "mixed28_int8.tflite"
-    if not path.exists():
-        pytest.skip(f"{path} not found (the shared models folder sits beside the repository)")
+    built for the M4 picks the DSP variants and verifies bit-exact on QEMU. (Its depthwise
+    layer may run in place, with the portable in-place kernel, when the planner says so.)"""
     from mcuqp import api
 
-    loaded = api.load(path, n_random=20, seed=0)
-    with tempfile.TemporaryDirectory(prefix="mcuqp-dsp-") as tmp:
-        lib = api.compile(loaded, Path(tmp) / "model", board="mps2-an386")
-    used = {k.name: k.parent for k in lib.generated.kernels}
-    assert all(used.get(name) == DSP for name in DSP_SOURCES), used
+    loaded = api.load(_shared_model("fixtures", "mixed28_int8.tflite"), n_random=20, seed=0)
+    used = _kernel_dirs(loaded, "mps2-an386")
+    assert used["conv2d_s8.c"] == DSP and used["fully_connected_s8.c"] == DSP, used
+    assert used.get("depthwise_conv2d_s8.c", DSP) == DSP, used
     res = api.verify(loaded, board="mps2-an386", n_inputs=20)
+    assert res.bit_exact, res.summary()
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("board", ["mps2-an386", "mps3-an547"])
+def test_kws_with_all_dsp_kernels_bit_exact(board):
+    """MLPerf Tiny KWS (conv 10x4, four depthwise 3x3 + pointwise pairs, FC) uses all three DSP
+    variants and verifies bit-exact on QEMU (M4 and M55)."""
+    from mcuqp import api
+
+    loaded = api.load(_shared_model("mlperf_tiny", "kws_ref_model.tflite"), n_random=8, seed=1)
+    used = _kernel_dirs(loaded, board)
+    assert all(used.get(name) == DSP for name in DSP_SOURCES), used
+    res = api.verify(loaded, board=board, n_inputs=8)
     assert res.bit_exact, res.summary()

@@ -259,6 +259,23 @@ MCUQP_INLINE void pixel_3x3(int8_t *out, const uint32_t *r0, const uint32_t *r1,
     store_c4(out, g, a0, a1, a2, a3);
 }
 
+/* A row of tw output pixels of a 3x3 window (dilation_w 1), stride_w pixels apart. */
+MCUQP_NOINLINE static void row_3x3(int8_t *out, size_t out_step, uint32_t *const *rows, size_t stride_w, int32_t tw,
+                                   const uint32_t *wq, const dw_group *g)
+{
+    const uint32_t *r0 = rows[0];
+    const uint32_t *r1 = rows[1];
+    const uint32_t *r2 = rows[2];
+    const size_t px_step = 2u * stride_w;
+    int32_t i;
+    for (i = 0; i < tw; ++i, out += out_step) {
+        pixel_3x3(out, r0, r1, r2, wq, g);
+        r0 += px_step;
+        r1 += px_step;
+        r2 += px_step;
+    }
+}
+
 /* One output pixel of any window: row ky of the window is rows[ky] + px, taps dil_w
  * pixels apart. */
 MCUQP_INLINE void pixel_any(int8_t *out, uint32_t *const *rows, size_t px, const uint32_t *wq, int32_t k_h,
@@ -328,6 +345,15 @@ mcuqp_status mcuqp_depthwise_conv2d_s8(const mcuqp_conv_params *params, const mc
     const int32_t tile_w = mcuqp_min_i32(out_w, (slot_px - reach) / stride_w + 1);
     dw_ring ring;
     int32_t j;
+    /* Rows map to slots by iy mod k_h when dilation_h and k_h are coprime. */
+    int32_t ga = k_h;
+    int32_t gb = dil_h;
+    while (gb != 0) {
+        const int32_t t = ga % gb;
+        ga = gb;
+        gb = t;
+    }
+    const int ring_mod = ga == 1;
     for (j = 0; j < k_h; ++j) {
         ring.slot[j] = ring_words + (size_t)j * (size_t)slot_px * 2u;
     }
@@ -368,49 +394,27 @@ mcuqp_status mcuqp_depthwise_conv2d_s8(const mcuqp_conv_params *params, const mc
                     const int32_t y0 = oy * params->stride_h - params->pad_h;
                     uint32_t *rows[DW_ROWS];
                     int32_t ky;
-                    /* Find or load the k_h rows of this output row; a slot holding a row
-                     * this window does not need is free. */
+                    /* The k_h rows of this output row: input row iy lives in slot iy mod k_h
+                     * (distinct within a window when dilation_h and k_h are coprime), else
+                     * in slot ky; a slot holding another row is reloaded. */
                     for (ky = 0; ky < k_h; ++ky) {
                         const int32_t iy = y0 + ky * dil_h;
-                        int32_t s;
-                        rows[ky] = NULL;
-                        for (s = 0; s < k_h; ++s) {
-                            if (ring.tag[s] == iy) {
-                                rows[ky] = ring.slot[s];
-                            }
+                        int32_t slot = ky;
+                        if (ring_mod) {
+                            slot = iy % k_h;
+                            slot += slot < 0 ? k_h : 0;
                         }
-                    }
-                    for (ky = 0; ky < k_h; ++ky) {
-                        if (rows[ky] == NULL) {
-                            const int32_t iy = y0 + ky * dil_h;
-                            int32_t s;
-                            for (s = 0; s < k_h; ++s) {
-                                const int32_t tag = ring.tag[s];
-                                const int needed = tag != INT32_MIN && tag >= y0 && tag <= y0 + (k_h - 1) * dil_h &&
-                                                   (tag - y0) % dil_h == 0;
-                                if (!needed) {
-                                    break;
-                                }
-                            }
-                            ring.tag[s] = iy;
-                            rows[ky] = ring.slot[s];
-                            gather_row(rows[ky], image, iy, x_lo, span, in_h, in_w, in_px, off2);
+                        if (ring.tag[slot] != iy) {
+                            ring.tag[slot] = iy;
+                            gather_row(ring.slot[slot], image, iy, x_lo, span, in_h, in_w, in_px, off2);
                         }
+                        rows[ky] = ring.slot[slot];
                     }
                     int8_t *out = output + (size_t)b * out_image +
                                   ((size_t)oy * (size_t)out_w + (size_t)ox0) * (size_t)out_c + (size_t)c;
                     int32_t i;
                     if (fast3x3) {
-                        const uint32_t *r0 = rows[0];
-                        const uint32_t *r1 = rows[1];
-                        const uint32_t *r2 = rows[2];
-                        const size_t px_step = 2u * (size_t)stride_w;
-                        for (i = 0; i < tw; ++i, out += out_c) {
-                            pixel_3x3(out, r0, r1, r2, wq, &grp);
-                            r0 += px_step;
-                            r1 += px_step;
-                            r2 += px_step;
-                        }
+                        row_3x3(out, (size_t)out_c, rows, (size_t)stride_w, tw, wq, &grp);
                     } else {
                         for (i = 0; i < tw; ++i, out += out_c) {
                             pixel_any(out, rows, (size_t)i * (size_t)stride_w * 2u, wq, k_h, k_w, dil_w, &grp);

@@ -20,86 +20,184 @@
  * The int32 accumulator wraps in two's complement; every sum here is taken modulo 2^32,
  * so the order of the terms cannot change a result.
  *
- * Technique: four output channels at a time. Each word of four inputs is loaded once
- * and split by SXTAB16 / SXTAB16 ROR #8 into {x0, x2} and {x1, x3} int16 pairs with the
- * input offset added in the same instruction; each filter word is split the same way by
- * SXTB16, and two SMLADs per filter word do its four multiply-accumulates: 23
- * instructions per 16 MACs. A filter offset adds filter_offset * sum(input +
- * input_offset), computed once per row. Requantization uses the exact SMLAL form of
- * mcuqp_intrinsics.h; a multiplier of INT32_MIN (outside the QuantizeMultiplier range,
- * but accepted) sends the call to a plain loop with mcuqp_requantize().
+ * Technique: rows of up to FC_ROW_K = 256 inputs are widened once, on the stack (512
+ * bytes), to int16 (input + input_offset) pairs {x0, x2} {x1, x3} by SXTAB16 / SXTAB16
+ * ROR #8; then two output channels at a time load one filter word each, split it by
+ * SXTB16 / SXTB16 ROR #8 and do two SMLADs per channel against one LDRD of inputs: 8 MACs
+ * for 2 filter loads, 1 LDRD, 4 SXTB16 and 4 SMLAD, two groups per loop iteration. Longer
+ * rows widen the inputs on the fly. A filter offset adds filter_offset * sum(input +
+ * input_offset), computed once per row. Requantization uses the exact high-word SMLAL
+ * form of mcuqp_intrinsics.h; a multiplier of INT32_MIN (outside the QuantizeMultiplier
+ * range, but accepted) sends the call to a plain loop with mcuqp_requantize().
  */
 #include "mcuqp_fixedpoint.h"
 #include "mcuqp_intrinsics.h"
 #include "mcuqp_nn.h"
 
-/* acc[r] = sum over i < n of (x[i] + offset) * w_r[i] for the four rows w_r = w + r * row. */
-MCUQP_INLINE void dot_1x4(const int8_t *x, const int8_t *w, size_t row, int32_t n, int32_t offset, int32_t acc[4])
+#define FC_ROW_K 256 /* inputs widened once per row on the stack: 512 bytes */
+
+/* x[0 .. n) + offset as int16, {x0, x2} {x1, x3} per group of four, the last group padded
+ * with zeros: ceil(n / 4) groups. */
+static void widen_row(uint32_t *xw, const int8_t *x, int32_t n, uint32_t off2, int32_t offset)
 {
-    const int8_t *w0 = w;
-    const int8_t *w1 = w + row;
-    const int8_t *w2 = w + 2 * row;
-    const int8_t *w3 = w + 3 * row;
+    int32_t g;
+    for (g = 0; g < n >> 2; ++g) {
+        const uint32_t v = mcuqp_read_s8x4(x + 4 * g);
+        xw[2 * g] = mcuqp_sxtab16(off2, v);
+        xw[2 * g + 1] = mcuqp_sxtab16_ror8(off2, v);
+    }
+    if ((n & 3) != 0) {
+        int32_t lane[4] = {0, 0, 0, 0};
+        int32_t i;
+        for (i = 0; i < (n & 3); ++i) {
+            lane[i] = x[4 * g + i] + offset;
+        }
+        xw[2 * g] = mcuqp_pack_s16(lane[0], lane[2]);
+        xw[2 * g + 1] = mcuqp_pack_s16(lane[1], lane[3]);
+    }
+}
+
+/* Up to 3 filter bytes, zero-extended into a word. */
+static inline uint32_t read_partial_s8(const int8_t *p, int32_t n)
+{
+    uint32_t v = 0u;
+    int32_t i;
+    for (i = 0; i < n; ++i) {
+        v |= ((uint32_t)(uint8_t)p[i]) << (8 * i);
+    }
+    return v;
+}
+
+/* One group of four widened inputs (at byte offset goff of xw) against filter words va, vb. */
+#define FC_GROUP(xw, goff, va, vb)                                                                               \
+    do {                                                                                                         \
+        uint32_t xl_;                                                                                            \
+        uint32_t xh_;                                                                                            \
+        MCUQP_LDRD(xw, (goff), xl_, xh_);                                                                        \
+        a0 = mcuqp_smlad(xl_, mcuqp_sxtb16(va), a0);                                                             \
+        a0 = mcuqp_smlad(xh_, mcuqp_sxtb16_ror8(va), a0);                                                        \
+        a1 = mcuqp_smlad(xl_, mcuqp_sxtb16(vb), a1);                                                             \
+        a1 = mcuqp_smlad(xh_, mcuqp_sxtb16_ror8(vb), a1);                                                        \
+    } while (0)
+
+/* acc[r] += widened row . w_r over n inputs for the rows wa, wb; whole_tail: the last
+ * partial group's filter words may be read whole (they stay inside the filter; their
+ * extra lanes meet zero inputs). */
+MCUQP_INLINE void dot_wide_1x2(const uint32_t *xw, const int8_t *wa, const int8_t *wb, int32_t n, int whole_tail,
+                               int32_t acc[2])
+{
+    int32_t a0 = acc[0];
+    int32_t a1 = acc[1];
+    const uint32_t *end = xw + 4 * (n >> 3);
+    while (xw != end) {
+        uint32_t va = mcuqp_read_s8x4(wa);
+        uint32_t vb = mcuqp_read_s8x4(wb);
+        FC_GROUP(xw, 0, va, vb);
+        va = mcuqp_read_s8x4(wa + 4);
+        vb = mcuqp_read_s8x4(wb + 4);
+        FC_GROUP(xw, 8, va, vb);
+        wa += 8;
+        wb += 8;
+        xw += 4;
+    }
+    if ((n & 4) != 0) {
+        const uint32_t va = mcuqp_read_s8x4(wa);
+        const uint32_t vb = mcuqp_read_s8x4(wb);
+        FC_GROUP(xw, 0, va, vb);
+        wa += 4;
+        wb += 4;
+        xw += 2;
+    }
+    if ((n & 3) != 0) {
+        const uint32_t va = whole_tail ? mcuqp_read_s8x4(wa) : read_partial_s8(wa, n & 3);
+        const uint32_t vb = whole_tail ? mcuqp_read_s8x4(wb) : read_partial_s8(wb, n & 3);
+        FC_GROUP(xw, 0, va, vb);
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+}
+
+/* acc[r] = sum over i < n of (x[i] + offset) * w_r[i] for the two rows wa, wb, the
+ * inputs split and offset by SXTAB16 on the fly (rows longer than FC_ROW_K). */
+MCUQP_INLINE void dot_1x2(const int8_t *x, const int8_t *wa, const int8_t *wb, int32_t n, int32_t offset,
+                          int32_t acc[2])
+{
     const uint32_t off2 = mcuqp_dup_s16(offset);
-    int32_t a0 = 0;
-    int32_t a1 = 0;
-    int32_t a2 = 0;
-    int32_t a3 = 0;
+    int32_t a0 = acc[0];
+    int32_t a1 = acc[1];
     int32_t i;
     for (i = n >> 2; i > 0; --i) {
         const uint32_t xv = mcuqp_read_s8x4(x);
         const uint32_t xl = mcuqp_sxtab16(off2, xv);
         const uint32_t xh = mcuqp_sxtab16_ror8(off2, xv);
-        uint32_t wv;
+        const uint32_t va = mcuqp_read_s8x4(wa);
+        const uint32_t vb = mcuqp_read_s8x4(wb);
         x += 4;
-        wv = mcuqp_read_s8x4(w0);
-        w0 += 4;
-        a0 = mcuqp_smlad(xl, mcuqp_sxtb16(wv), a0);
-        a0 = mcuqp_smlad(xh, mcuqp_sxtb16_ror8(wv), a0);
-        wv = mcuqp_read_s8x4(w1);
-        w1 += 4;
-        a1 = mcuqp_smlad(xl, mcuqp_sxtb16(wv), a1);
-        a1 = mcuqp_smlad(xh, mcuqp_sxtb16_ror8(wv), a1);
-        wv = mcuqp_read_s8x4(w2);
-        w2 += 4;
-        a2 = mcuqp_smlad(xl, mcuqp_sxtb16(wv), a2);
-        a2 = mcuqp_smlad(xh, mcuqp_sxtb16_ror8(wv), a2);
-        wv = mcuqp_read_s8x4(w3);
-        w3 += 4;
-        a3 = mcuqp_smlad(xl, mcuqp_sxtb16(wv), a3);
-        a3 = mcuqp_smlad(xh, mcuqp_sxtb16_ror8(wv), a3);
+        wa += 4;
+        wb += 4;
+        a0 = mcuqp_smlad(xl, mcuqp_sxtb16(va), a0);
+        a0 = mcuqp_smlad(xh, mcuqp_sxtb16_ror8(va), a0);
+        a1 = mcuqp_smlad(xl, mcuqp_sxtb16(vb), a1);
+        a1 = mcuqp_smlad(xh, mcuqp_sxtb16_ror8(vb), a1);
     }
     for (i = n & 3; i > 0; --i) {
         const int32_t v = *x++ + offset;
-        a0 = (int32_t)((uint32_t)a0 + (uint32_t)(v * *w0++));
-        a1 = (int32_t)((uint32_t)a1 + (uint32_t)(v * *w1++));
-        a2 = (int32_t)((uint32_t)a2 + (uint32_t)(v * *w2++));
-        a3 = (int32_t)((uint32_t)a3 + (uint32_t)(v * *w3++));
+        a0 = (int32_t)((uint32_t)a0 + (uint32_t)(v * *wa++));
+        a1 = (int32_t)((uint32_t)a1 + (uint32_t)(v * *wb++));
     }
     acc[0] = a0;
     acc[1] = a1;
-    acc[2] = a2;
-    acc[3] = a3;
 }
 
-/* sum over i < n of (x[i] + offset) * w[i], modulo 2^32. */
-MCUQP_INLINE int32_t dot_1x1(const int8_t *x, const int8_t *w, int32_t n, int32_t offset)
+/* What the output channels of a row share. */
+typedef struct {
+    const int32_t *bias;
+    const int32_t *mult;
+    const int32_t *shift;
+    int32_t per_channel;
+    uint32_t base; /* filter_offset * sum(x + input_offset) */
+    int32_t out_offset;
+    int32_t lo;
+    int32_t hi;
+    int full;
+    int quick;
+} fc_out;
+
+MCUQP_INLINE int8_t fc_store(int32_t acc, int32_t oc, const fc_out *o)
 {
-    const uint32_t off2 = mcuqp_dup_s16(offset);
-    int32_t acc = 0;
-    int32_t i;
-    for (i = n >> 2; i > 0; --i) {
-        const uint32_t xv = mcuqp_read_s8x4(x);
-        const uint32_t wv = mcuqp_read_s8x4(w);
-        x += 4;
-        w += 4;
-        acc = mcuqp_smlad(mcuqp_sxtab16(off2, xv), mcuqp_sxtb16(wv), acc);
-        acc = mcuqp_smlad(mcuqp_sxtab16_ror8(off2, xv), mcuqp_sxtb16_ror8(wv), acc);
+    const int32_t q = o->per_channel ? oc : 0;
+    const mcuqp_rq rq = mcuqp_rq_prepare(o->mult[q], o->shift[q]);
+    const int32_t a = (int32_t)((uint32_t)acc + o->base + (o->bias != NULL ? (uint32_t)o->bias[oc] : 0u));
+    if (o->quick) {
+        return (int8_t)mcuqp_out_full(mcuqp_rq_apply_fast(a, &rq), o->out_offset);
     }
-    for (i = n & 3; i > 0; --i) {
-        acc = (int32_t)((uint32_t)acc + (uint32_t)((*x++ + offset) * *w++));
+    return mcuqp_rq_output(a, &rq, o->full, o->lo, o->hi, o->out_offset);
+}
+
+/* One input row x against every filter row: y[oc] for oc < out_ch. */
+MCUQP_NOINLINE static void fc_row(const int8_t *x, int32_t in_ch, int32_t in_offset, const int8_t *filter,
+                                  int32_t out_ch, const fc_out *o, int8_t *y)
+{
+    uint32_t xw[FC_ROW_K / 2];
+    const int wide = in_ch <= FC_ROW_K;
+    int32_t oc;
+    if (wide) {
+        widen_row(xw, x, in_ch, mcuqp_dup_s16(in_offset), in_offset);
     }
-    return acc;
+    for (oc = 0; oc < out_ch; oc += 2) {
+        /* Channels oc and ocb; an odd last channel is computed twice, stored once. */
+        const int32_t ocb = oc + 1 < out_ch ? oc + 1 : oc;
+        const int8_t *wa = filter + (size_t)oc * (size_t)in_ch;
+        const int8_t *wb = filter + (size_t)ocb * (size_t)in_ch;
+        int32_t acc[2] = {0, 0};
+        if (wide) {
+            dot_wide_1x2(xw, wa, wb, in_ch, ocb + 1 < out_ch, acc);
+        } else {
+            dot_1x2(x, wa, wb, in_ch, in_offset, acc);
+        }
+        y[ocb] = fc_store(acc[1], ocb, o);
+        y[oc] = fc_store(acc[0], oc, o);
+    }
 }
 
 static int valid_args(const mcuqp_fc_params *p, const mcuqp_requant *q, int32_t batches, int32_t in_ch,
@@ -161,45 +259,33 @@ mcuqp_status mcuqp_fully_connected_s8(const mcuqp_fc_params *params, const mcuqp
     }
 
     const int32_t in_offset = params->input_offset;
-    const int32_t out_offset = params->output_offset;
-    const int full = params->act_min == -128 && params->act_max == 127;
-    const int32_t lo = params->act_min - out_offset;
-    const int32_t hi = params->act_max - out_offset;
-    const int32_t *mult = quant->multiplier;
-    const int32_t *shift = quant->shift;
-    const int per_channel = quant->count != 1;
+    fc_out o;
+    o.bias = bias;
+    o.mult = quant->multiplier;
+    o.shift = quant->shift;
+    o.per_channel = quant->count != 1;
+    o.out_offset = params->output_offset;
+    o.lo = params->act_min - params->output_offset;
+    o.hi = params->act_max - params->output_offset;
+    o.full = params->act_min == -128 && params->act_max == 127;
+    o.quick = o.full;
+    int32_t i;
+    for (i = 0; i < quant->count; ++i) {
+        const mcuqp_rq rq = mcuqp_rq_prepare(quant->multiplier[i], quant->shift[i]);
+        o.quick = o.quick && mcuqp_rq_fast(&rq);
+    }
     int32_t b;
     for (b = 0; b < batches; ++b) {
         const int8_t *x = input + (size_t)b * (size_t)in_ch;
-        int8_t *y = output + (size_t)b * (size_t)out_ch;
-        uint32_t base = 0u; /* filter_offset * sum(x + input_offset) */
+        o.base = 0u;
         if (params->filter_offset != 0) {
             uint32_t x_sum = 0u;
-            int32_t i;
             for (i = 0; i < in_ch; ++i) {
                 x_sum += (uint32_t)(x[i] + in_offset);
             }
-            base = (uint32_t)params->filter_offset * x_sum;
+            o.base = (uint32_t)params->filter_offset * x_sum;
         }
-        int32_t oc = 0;
-        for (; oc + 4 <= out_ch; oc += 4) {
-            int32_t acc[4];
-            int32_t j;
-            dot_1x4(x, filter + (size_t)oc * (size_t)in_ch, (size_t)in_ch, in_ch, in_offset, acc);
-            for (j = 0; j < 4; ++j) {
-                const int32_t q = per_channel ? oc + j : 0;
-                const uint32_t bias_j = bias != NULL ? (uint32_t)bias[oc + j] : 0u;
-                const mcuqp_rq rq = mcuqp_rq_prepare(mult[q], shift[q]);
-                y[oc + j] = mcuqp_rq_output((int32_t)((uint32_t)acc[j] + base + bias_j), &rq, full, lo, hi, out_offset);
-            }
-        }
-        for (; oc < out_ch; ++oc) {
-            const int32_t acc = dot_1x1(x, filter + (size_t)oc * (size_t)in_ch, in_ch, in_offset);
-            const int32_t q = per_channel ? oc : 0;
-            const uint32_t bias_oc = bias != NULL ? (uint32_t)bias[oc] : 0u;
-            const mcuqp_rq rq = mcuqp_rq_prepare(mult[q], shift[q]);
-            y[oc] = mcuqp_rq_output((int32_t)((uint32_t)acc + base + bias_oc), &rq, full, lo, hi, out_offset);
-        }
+        fc_row(x, in_ch, in_offset, filter, out_ch, &o, output + (size_t)b * (size_t)out_ch);
     }
     return MCUQP_OK;
 }
