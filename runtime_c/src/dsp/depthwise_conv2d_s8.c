@@ -23,19 +23,28 @@
  * ox*stride_w - pad_w + kx*dilation_w. Taps outside the input contribute nothing. The
  * int32 accumulator wraps in two's complement (all sums modulo 2^32).
  *
- * Technique (depth_multiplier 1, no scratch from the caller): channels are taken four at
- * a time, over the whole output. The group's filter taps are sign-extended once into
- * a stack table of {w0, w2} {w1, w3} int16 pairs (at most DW_MAX_TAPS taps: 512 bytes).
- * For each output pixel and in-bounds tap, one word load brings the four input
- * channels, SXTAB16 and SXTAB16 ROR #8 split them into {x0, x2} {x1, x3} with the input
- * offset added in the same instruction, and SMLABB / SMLATT do the four per-channel
- * multiply-accumulates against the two table words. A 3x3 filter whose window lies
- * inside the input (the common case) runs fully unrolled. Border windows visit only
- * their in-bounds taps, so padding needs no other code.
- * Channels past the last multiple of four, depth multipliers above 1, filters with more
- * than DW_MAX_TAPS taps and a multiplier of INT32_MIN (outside the QuantizeMultiplier
- * range, but accepted) take a plain per-channel loop with mcuqp_requantize().
- * Requantization uses the exact SMLAL form of mcuqp_intrinsics.h.
+ * Technique (no scratch from the caller): output channels are taken four at a time, over
+ * the whole output.
+ *  - The group's filter taps are sign-extended once into a stack table of {w0, w2}
+ *    {w1, w3} int16 pairs (at most DW_MAX_TAPS taps: 256 bytes).
+ *  - The input rows a window row needs are widened once into a ring of DW_ROWS slots on
+ *    the stack (768 bytes): per pixel, the group's four input channels (one word load
+ *    with depth_multiplier 1, four byte loads otherwise) are split by SXTAB16 / SXTAB16
+ *    ROR #8 into {x0, x2} {x1, x3} with the input offset added in the same instruction;
+ *    pixels left or right of the input and rows above or below it are 0, which is
+ *    exactly "contributes nothing", so borders need no other code. Input row iy sits in
+ *    slot iy mod k_h, so each row is widened once per output-row sweep (columns are
+ *    tiled when a row does not fit a slot).
+ *  - Per output pixel and tap, one LDRD brings the two input words and one the two
+ *    weight words; SMLABB / SMLATT do the four per-channel multiply-accumulates. A 3x3
+ *    filter (dilation_w 1) runs fully unrolled with immediate offsets: 9 x (2 LDRD + 4
+ *    MAC) per pixel and four channels.
+ *  - Accumulators start at the bias; requantization uses the exact high-word SMLAL form
+ *    of mcuqp_intrinsics.h and QADD + SSAT for the full int8 clamp.
+ * Channels past the last multiple of four, filters with more than DW_MAX_TAPS taps or
+ * DW_ROWS rows (or too wide for a ring slot) and a multiplier of INT32_MIN (outside the
+ * QuantizeMultiplier range, but accepted) take a plain per-channel loop with
+ * mcuqp_requantize().
  */
 #include "mcuqp_fixedpoint.h"
 #include "mcuqp_intrinsics.h"
@@ -151,10 +160,20 @@ typedef struct {
     int32_t slots;
 } dw_ring;
 
+/* The four input channels of an output-channel group, as offsets from the first: 0, 1, 2,
+ * 3 for depth_multiplier 1 (one word load), else (c + j) / dm - c / dm. */
+typedef struct {
+    int32_t l1;
+    int32_t l2;
+    int32_t l3;
+    int contiguous;
+} dw_lanes;
+
 /* Fill `dst` with input row iy (any row: outside the input gives zeros), pixels
- * [x_lo, x_lo + count) of the current image (image points at the group's channel 0). */
+ * [x_lo, x_lo + count) of the current image (image points at the group's first input
+ * channel). */
 static void gather_row(uint32_t *dst, const int8_t *image, int32_t iy, int32_t x_lo, int32_t count, int32_t in_h,
-                       int32_t in_w, size_t in_px, uint32_t off2)
+                       int32_t in_w, size_t in_px, const dw_lanes *lanes, uint32_t off2)
 {
     int32_t i = 0;
     if (iy < 0 || iy >= in_h) {
@@ -172,11 +191,21 @@ static void gather_row(uint32_t *dst, const int8_t *image, int32_t iy, int32_t x
         dst[2 * i + 1] = 0u;
     }
     const int8_t *src = row + (size_t)(x_lo + i) * in_px;
-    for (; i < inside; ++i) {
-        const uint32_t v = mcuqp_read_s8x4(src);
-        src += in_px;
-        dst[2 * i] = mcuqp_sxtab16(off2, v);
-        dst[2 * i + 1] = mcuqp_sxtab16_ror8(off2, v);
+    if (lanes->contiguous) {
+        for (; i < inside; ++i) {
+            const uint32_t v = mcuqp_read_s8x4(src);
+            src += in_px;
+            dst[2 * i] = mcuqp_sxtab16(off2, v);
+            dst[2 * i + 1] = mcuqp_sxtab16_ror8(off2, v);
+        }
+    } else {
+        for (; i < inside; ++i) {
+            const uint32_t v = (uint32_t)(uint8_t)src[0] | ((uint32_t)(uint8_t)src[lanes->l1] << 8) |
+                               ((uint32_t)(uint8_t)src[lanes->l2] << 16) | ((uint32_t)(uint8_t)src[lanes->l3] << 24);
+            src += in_px;
+            dst[2 * i] = mcuqp_sxtab16(off2, v);
+            dst[2 * i + 1] = mcuqp_sxtab16_ror8(off2, v);
+        }
     }
     for (; i < count; ++i) {
         dst[2 * i] = 0u;
@@ -313,7 +342,7 @@ mcuqp_status mcuqp_depthwise_conv2d_s8(const mcuqp_conv_params *params, const mc
     const int32_t k_h = filter_dims->h;
     const int32_t k_w = filter_dims->w;
     const int32_t taps = k_h * k_w;
-    if (params->depth_multiplier != 1 || taps > DW_MAX_TAPS || k_h > DW_ROWS ||
+    if (taps > DW_MAX_TAPS || k_h > DW_ROWS ||
         (DW_RING_WORDS / 2 / k_h) < (k_w - 1) * params->dilation_w + 1 ||
         !mcuqp_multipliers_nomin(quant->multiplier, quant->count)) {
         dw_plain(params, quant, input_dims, input, filter_dims, filter, bias, output_dims, output, 0);
@@ -329,7 +358,8 @@ mcuqp_status mcuqp_depthwise_conv2d_s8(const mcuqp_conv_params *params, const mc
     const int32_t stride_w = params->stride_w;
     const int32_t dil_h = params->dilation_h;
     const int32_t dil_w = params->dilation_w;
-    const size_t in_px = (size_t)out_c; /* depth_multiplier 1: in_c == out_c */
+    const int32_t dm = params->depth_multiplier;
+    const size_t in_px = (size_t)input_dims->c;
     const size_t in_image = (size_t)in_h * (size_t)in_w * in_px;
     const size_t out_image = (size_t)out_h * (size_t)out_w * (size_t)out_c;
     const uint32_t off2 = mcuqp_dup_s16(params->input_offset);
@@ -373,6 +403,11 @@ mcuqp_status mcuqp_depthwise_conv2d_s8(const mcuqp_conv_params *params, const mc
             grp.bias[j] = bias != NULL ? bias[c + j] : 0;
             grp.quick = grp.quick && mcuqp_rq_fast(&grp.rq[j]);
         }
+        dw_lanes lanes;
+        lanes.l1 = (c + 1) / dm - c / dm;
+        lanes.l2 = (c + 2) / dm - c / dm;
+        lanes.l3 = (c + 3) / dm - c / dm;
+        lanes.contiguous = dm == 1;
         for (t = 0; t < taps; ++t) {
             const uint32_t v = mcuqp_read_s8x4(filter + (size_t)t * (size_t)out_c + (size_t)c);
             wq[2 * t] = mcuqp_sxtb16(v);
@@ -380,7 +415,7 @@ mcuqp_status mcuqp_depthwise_conv2d_s8(const mcuqp_conv_params *params, const mc
         }
         int32_t b;
         for (b = 0; b < input_dims->n; ++b) {
-            const int8_t *image = input + (size_t)b * in_image + (size_t)c;
+            const int8_t *image = input + (size_t)b * in_image + (size_t)(c / dm);
             int32_t ox0;
             for (ox0 = 0; ox0 < out_w; ox0 += tile_w) {
                 const int32_t tw = mcuqp_min_i32(tile_w, out_w - ox0);
@@ -406,7 +441,7 @@ mcuqp_status mcuqp_depthwise_conv2d_s8(const mcuqp_conv_params *params, const mc
                         }
                         if (ring.tag[slot] != iy) {
                             ring.tag[slot] = iy;
-                            gather_row(ring.slot[slot], image, iy, x_lo, span, in_h, in_w, in_px, off2);
+                            gather_row(ring.slot[slot], image, iy, x_lo, span, in_h, in_w, in_px, &lanes, off2);
                         }
                         rows[ky] = ring.slot[slot];
                     }
