@@ -3,8 +3,10 @@
  * kernels in runtime_c/src/dsp/, with exact portable C twins.
  *
  * With __ARM_FEATURE_DSP (Cortex-M4, M7, M33 with DSP, M55, ...) every helper is one
- * instruction, through the ACLE intrinsics of <arm_acle.h> (GCC 12 neither has __ror nor
- * folds a rotate into SXTB16, so the two rotated forms are one-line inline assembly).
+ * instruction, through the ACLE intrinsics of <arm_acle.h>; four are one-line inline
+ * assembly because GCC 12 has no intrinsic or does not emit the instruction: SXTB16 /
+ * SXTAB16 with ROR #8 (no __ror, and the rotate is not folded), SMLAL (sometimes built
+ * as a 64 x 64 multiply) and LDRD (word loads are rarely paired).
  * Elsewhere (the host, Cortex-M0/M3) the helpers are C functions with the same results
  * bit for bit, so the same optimised algorithms build and are tested on the host.
  *
@@ -13,8 +15,9 @@
  * Accumulators are int32 and every add wraps modulo 2^32, as SMLAD's result does (its Q
  * flag is never read).
  *
- * Also here: mcuqp_requantize_nomin(), a faster exact form of mcuqp_requantize() for
- * multipliers other than INT32_MIN, and the unaligned word load / store.
+ * Also here: exact faster forms of mcuqp_requantize() for multipliers other than
+ * INT32_MIN (mcuqp_requantize_nomin() and the per-channel prepared high-word form
+ * mcuqp_rq_*), and the unaligned word load / store.
  */
 #ifndef MCUQP_INTRINSICS_H
 #define MCUQP_INTRINSICS_H
