@@ -1,0 +1,326 @@
+"""Compression library benchmark: every pruning and quantization method of mcuqp.compress on
+DigitsCNN (scikit-learn digits) and MnistCNN (MNIST-5k), each compressed model exported to int8,
+its accuracy measured on the numpy integer reference over the full test split, and the
+generated C built and run on QEMU (mps2-an386, Cortex-M4) and compared bit-exactly.
+
+Per dataset the float model is trained once (seeded); every method starts from it. Writes
+benchmarks/results/compression.json (one record per run), compression.md (the README table and
+the MNIST-5k targets) and compression.png (accuracy vs bytes, one curve per method).
+
+Byte counts per run:
+- weight_bytes: the pipeline's count, weights packed at their bit width + int32 biases
+  (unstructured zeros still stored);
+- sparse_bytes: per layer the smaller of weight_bytes and a bitmap-sparse encoding (one
+  occupancy bit per weight + the non-zero weights at their bit width + biases); an estimate of
+  a format the C does not implement, used as the plot's x axis;
+- c_weight_bytes: what the generated C stores (constant tensors + requantization parameters),
+  one byte per weight whatever the bit width.
+
+Needs arm-none-eabi-gcc and qemu-system-arm.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+BOARD = "mps2-an386"
+SEED = 0
+FLOAT_EPOCHS = {"digits": 40, "mnist5k": 30}
+FLOAT_LR = 3e-3
+# Epochs per stage (pruning fine-tune, then QAT): about the same number of optimizer steps on
+# both datasets (digits: 1,438 training images, 23 steps an epoch; MNIST-5k: 4,000, 63 steps).
+FINETUNE_EPOCHS = {"digits": 15, "mnist5k": 5}
+GRADUAL_EPOCHS = {"digits": 45, "mnist5k": 15}  # Zhu & Gupta prune while training: a longer run
+L1_LAMBDAS = {"digits": (1e-3, 3e-3, 1e-2), "mnist5k": (1e-4, 3e-4, 1e-3)}  # the penalty sums |W|
+FINETUNE_LR = 3e-3
+SPARSITIES = (0.5, 0.8, 0.9)
+RATIOS = (0.25, 0.5)  # fraction of channels removed by the structured methods
+MODEL_CLASS = {"digits": "DigitsCNN", "mnist5k": "MnistCNN"}
+
+
+@dataclass(frozen=True)
+class Run:
+    method: str  # the curve this point belongs to
+    prune: str | None  # pipeline prune spec
+    quant: str | None  # pipeline quantization (None: int8 PTQ without QAT)
+    epochs: int
+    first_dense: bool = False  # keep the first Conv2d/Linear layer unpruned (per_layer sparsity 0)
+
+
+def runs(dataset: str) -> list[Run]:
+    ep = FINETUNE_EPOCHS[dataset]
+    out = [Run("int8 PTQ", None, None, 0), Run("int8 QAT", None, "int8", ep)]
+    for s in SPARSITIES:
+        out.append(Run("magnitude (per layer)", f"magnitude:{s}", "int8", ep))
+    for s in SPARSITIES[1:]:
+        out.append(Run("magnitude (per layer, first layer dense)", f"magnitude:{s}", "int8", ep, first_dense=True))
+    for s in SPARSITIES:
+        out.append(Run("magnitude (global)", f"global:{s}", "int8", ep))
+    for s in SPARSITIES:
+        out.append(Run("gradual (Zhu-Gupta)", f"gradual:{s}", "int8", GRADUAL_EPOCHS[dataset]))
+    for lam in L1_LAMBDAS[dataset]:
+        out.append(Run("L1-regularised", f"l1:{lam:g}", "int8", ep))
+    for s in SPARSITIES:
+        out.append(Run("Taylor", f"taylor:{s}", "int8", ep))
+    for s in SPARSITIES:
+        out.append(Run("OBD", f"obd:{s}", "int8", ep))
+    for method, name in (("filter", "filter L1-norm"), ("lasso", "LASSO channels"), ("correlation", "neuron correlation")):
+        for r in RATIOS:
+            out.append(Run(name, f"{method}:{r}", "int8", ep))
+    for q in ("int4", "int2", "ternary", "binary"):
+        out.append(Run("low-bit weights", None, q, ep))
+    out.append(Run("magnitude + ternary", "magnitude:0.5", "ternary", ep))
+    out.append(Run("magnitude + ternary", "global:0.8", "ternary", ep))
+    return out
+
+
+@dataclass
+class Trained:
+    dataset: str
+    data: object
+    model: object
+    float_accuracy: float
+    seconds: float
+    extra: dict = field(default_factory=dict)
+
+
+def train_float(dataset: str) -> Trained:
+    import torch
+
+    from mcuqp.compress.train import FitConfig, evaluate, fit
+    from mcuqp.datasets import load_dataset
+    from mcuqp.models import build_model
+
+    data = load_dataset(dataset, seed=0)
+    t = time.perf_counter()
+    torch.manual_seed(SEED)  # the initial weights
+    model = fit(build_model(dataset), data.x_train, data.y_train,
+                FitConfig(epochs=FLOAT_EPOCHS[dataset], lr=FLOAT_LR, seed=SEED))
+    return Trained(dataset, data, model, evaluate(model, data.x_test, data.y_test), time.perf_counter() - t)
+
+
+def _sparse_bytes(layers) -> int:
+    total = 0
+    for r in layers:
+        weights = r.params - r.biases
+        bitmap = math.ceil(weights / 8) + math.ceil(r.nonzeros * r.bits / 8) + 4 * r.biases
+        total += min(r.bytes, bitmap)
+    return total
+
+
+def run_one(tr: Trained, run: Run, n_inputs: int, work: Path) -> dict:
+    from mcuqp import api
+    from mcuqp.compress import masks
+    from mcuqp.compress.pipeline import PruneSpec, compress, save_compressed
+    from mcuqp.reference.interpreter import run as reference_run
+
+    t0 = time.perf_counter()
+    per_layer = None
+    if run.first_dense:
+        per_layer = {next(iter(masks.prunable_layers(tr.model))): {"sparsity": 0.0}}
+    res = compress(tr.model, tr.data, prune=run.prune, quant=run.quant, per_layer=per_layer,
+                   finetune_epochs=run.epochs, lr=FINETUNE_LR, seed=SEED)
+    t_compress = time.perf_counter() - t0
+    path = save_compressed(res, work / "model.pt")
+    loaded = api.load(path, calib=tr.dataset)  # QAT ranges travel in the file; PTQ calibrates (min/max)
+    x, y = loaded.verify_inputs, loaded.labels
+    logits = reference_run(loaded.graph, x).reshape(len(x), -1)
+    accuracy = float((logits.argmax(1) == y).mean())
+    gen = api.compile(loaded, work / "c").generated
+    ver = api.verify(loaded, board=BOARD, n_inputs=n_inputs)
+    weights_before = sum(m.weight.numel() for m in masks.prunable_layers(tr.model).values())
+    nonzero = sum(r.nonzeros for r in res.layers)
+    spec = PruneSpec.parse(run.prune) if run.prune else None
+    return {
+        "dataset": tr.dataset,
+        "model": MODEL_CLASS[tr.dataset],
+        "method": run.method,
+        "prune": spec.method if spec else "none",
+        "prune_amount": spec.value if spec else None,
+        "structured": bool(spec and spec.structured),
+        "first_layer_dense": run.first_dense,
+        "quant": run.quant or "int8",
+        "qat": run.quant is not None,
+        "finetune_epochs": run.epochs,
+        "finetune_lr": FINETUNE_LR,
+        "layer_bits": {r.name: r.bits for r in res.layers},
+        "sparsity": 1.0 - nonzero / weights_before,  # weights removed, vs the float model
+        "params": res.params_after,
+        "params_before": res.params_before,
+        "nonzero_weights": nonzero,
+        "weight_bytes": res.bytes,
+        "sparse_bytes": _sparse_bytes(res.layers),
+        "c_weight_bytes": gen.weight_bytes + gen.param_bytes,
+        "accuracy": accuracy,
+        "qat_accuracy": res.accuracy_after,  # the pipeline's float simulation
+        "float_accuracy": tr.float_accuracy,
+        "test_samples": int(len(x)),
+        "board": ver.board,
+        "bit_exact": ver.bit_exact,
+        "compared": ver.compared,
+        "device_accuracy_verified_inputs": ver.accuracy.get("device"),
+        "instructions_per_inference": ver.instructions_per_inference,
+        "flash_bytes": ver.flash_bytes,
+        "model_flash_bytes": ver.model_flash_bytes,
+        "ram_bytes": ver.ram_bytes,
+        "compress_seconds": round(t_compress, 1),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
+def measure(datasets: list[str], only: str | None, n_inputs: int) -> list[dict]:
+    records = []
+    for dataset in datasets:
+        plan = [r for r in runs(dataset) if only is None or only in r.method or only in (r.prune or "") or only == r.quant]
+        tr = train_float(dataset)
+        print(f"[{dataset}] float {MODEL_CLASS[dataset]} {FLOAT_EPOCHS[dataset]} epochs: "
+              f"{tr.float_accuracy * 100:.2f} % ({tr.seconds:.0f} s)", file=sys.stderr, flush=True)
+        for i, run in enumerate(plan, 1):
+            with tempfile.TemporaryDirectory(prefix="mcuqp-bench-") as work:
+                rec = run_one(tr, run, n_inputs, Path(work))
+            records.append(rec)
+            print(f"[{dataset} {i}/{len(plan)}] {run.method:<42} {run.prune or 'none':<16} {rec['quant']:<8} "
+                  f"sparsity {rec['sparsity'] * 100:5.1f} %  {rec['weight_bytes']:>6} B  "
+                  f"acc {rec['accuracy'] * 100:6.2f} %  {'bit-exact' if rec['bit_exact'] else 'MISMATCH'}  "
+                  f"{rec['seconds']:.0f} s", file=sys.stderr, flush=True)
+    return records
+
+
+def _label(r: dict) -> str:
+    if r["prune"] == "none":
+        return "int8 PTQ" if not r["qat"] else f"{r['quant']} QAT"
+    amount = f"{r['prune_amount']:g}"
+    s = f"{r['prune']}:{amount}"
+    return s + " (first layer dense)" if r["first_layer_dense"] else s
+
+
+TARGETS = (  # (description, selector, allowed drop in points)
+    ("int8 within 0.5 points of float", lambda r: r["prune"] == "none" and r["quant"] == "int8" and r["qat"], 0.5),
+    ("80 % unstructured sparsity + int8 within 1 point",
+     lambda r: r["quant"] == "int8" and not r["structured"] and r["prune"] not in ("none", "l1")
+     and r["prune_amount"] == 0.8, 1.0),
+    ("ternary within 2 points", lambda r: r["prune"] == "none" and r["quant"] == "ternary", 2.0),
+    ("binary weights within 5 points", lambda r: r["prune"] == "none" and r["quant"] == "binary", 5.0),
+)
+
+
+def targets(records: list[dict], dataset: str = "mnist5k") -> list[str]:
+    lines = []
+    recs = [r for r in records if r["dataset"] == dataset]
+    for text, sel, points in TARGETS:
+        hits = [r for r in recs if sel(r)]
+        if not hits:
+            continue
+        parts = []
+        for r in hits:
+            drop = (r["float_accuracy"] - r["accuracy"]) * 100
+            parts.append(f"{_label(r)} {r['accuracy'] * 100:.1f} % ({-drop:+.1f}, {'met' if drop <= points else 'missed'})")
+        met = sum((r["float_accuracy"] - r["accuracy"]) * 100 <= points for r in hits)
+        lines.append(f"- {text}: {met} of {len(hits)} met — " + "; ".join(parts))
+    return lines
+
+
+def table(records: list[dict]) -> str:
+    out = []
+    for dataset in dict.fromkeys(r["dataset"] for r in records):
+        recs = [r for r in records if r["dataset"] == dataset]
+        f = recs[0]
+        out.append(f"**{dataset}** ({f['model']}, {f['test_samples']} test images, float accuracy "
+                   f"{f['float_accuracy'] * 100:.1f} %; bit-exact on QEMU {BOARD}: "
+                   f"{sum(r['bit_exact'] for r in recs)} of {len(recs)} models, {f['compared']} inputs each)\n")
+        out.append("| method | prune | weights | sparsity | params | weight bytes (packed) | sparse bytes | C bytes | "
+                   "int8 accuracy | vs float | bit-exact | instr./inference | flash |")
+        out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for r in recs:
+            bits = sorted(set(r["layer_bits"].values()))
+            kept8 = "" if len(bits) == 1 else " (ends int8)"
+            quant = ("int8 (PTQ)" if not r["qat"] else r["quant"]) + kept8
+            out.append(
+                f"| {r['method']} | {_label(r) if r['prune'] != 'none' else '—'} | {quant} | {r['sparsity'] * 100:.1f} % | "
+                f"{r['params']:,} | {r['weight_bytes']:,} | {r['sparse_bytes']:,} | {r['c_weight_bytes']:,} | "
+                f"{r['accuracy'] * 100:.1f} % | {(r['accuracy'] - r['float_accuracy']) * 100:+.1f} | "
+                f"{'yes' if r['bit_exact'] else 'NO'} | {r['instructions_per_inference']:,} | {r['flash_bytes']:,} |"
+            )
+        out.append("")
+    tl = targets(records)
+    if tl:
+        out.append("Targets (MNIST-5k, drop vs the float model in points):\n")
+        out.extend(tl)
+        out.append("")
+    eps = ", ".join(f"{d} {FINETUNE_EPOCHS[d]} (gradual {GRADUAL_EPOCHS[d]})" for d in FINETUNE_EPOCHS)
+    out.append(f"Float models: {', '.join(f'{d} {n} epochs' for d, n in FLOAT_EPOCHS.items())}, Adam at {FLOAT_LR:g}, "
+               f"seed {SEED}. Fine-tuning epochs per stage (pruning, then QAT): {eps}; Adam at {FINETUNE_LR:g}, cosine "
+               "schedule. Binary, ternary and int2 keep the first and last layers int8 (as in the papers). Weight bytes: weights packed at their bit width + int32 biases; "
+               "sparse bytes: per layer the smaller of that and an occupancy bitmap + non-zero weights (an estimate; "
+               "not implemented in the C); C bytes: the generated C's constant tensors and requantization parameters "
+               "(one byte per weight). Accuracy: the int8 graph on the numpy reference over the whole test split.")
+    return "\n".join(out) + "\n"
+
+
+def plot(records: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = list(dict.fromkeys(r["dataset"] for r in records))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(7.5 * len(datasets), 5.5), squeeze=False)
+    methods = list(dict.fromkeys(r["method"] for r in records))
+    cmap = plt.get_cmap("tab20")
+    markers = "os^vD<>pPX*hH8d"
+    for ax, dataset in zip(axes[0], datasets):
+        recs = [r for r in records if r["dataset"] == dataset]
+        for k, method in enumerate(methods):
+            pts = sorted((r["sparse_bytes"], r["accuracy"] * 100) for r in recs if r["method"] == method)
+            if not pts:
+                continue
+            xs, ys = zip(*pts)
+            ax.plot(xs, ys, marker=markers[k % len(markers)], color=cmap(k % 20), label=method,
+                    linestyle="-" if len(pts) > 1 else "none")
+        ax.axhline(recs[0]["float_accuracy"] * 100, color="grey", linestyle=":", label="float")
+        ax.set_xscale("log")
+        ax.set_xlabel("model bytes (packed weights + biases; sparse layers as bitmap + non-zeros)")
+        ax.set_ylabel("int8 test accuracy (%)")
+        ax.set_title(f"{dataset} ({recs[0]['model']})")
+        lo = min(r["accuracy"] * 100 for r in recs)
+        ax.set_ylim(max(lo - 1, 0), 100)
+        ax.grid(True, which="both", alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.14, 1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> int:
+    import torch
+
+    torch.set_num_threads(1)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--datasets", nargs="+", default=["digits", "mnist5k"], choices=["digits", "mnist5k"])
+    ap.add_argument("--inputs", type=int, default=50, help="test images compared on QEMU per model")
+    ap.add_argument("--only", default=None, help="run only methods/specs containing this text (no results written)")
+    args = ap.parse_args()
+    t = time.perf_counter()
+    records = measure(args.datasets, args.only, args.inputs)
+    print(table(records))
+    print(f"total {time.perf_counter() - t:.0f} s", file=sys.stderr)
+    if args.only is None:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "compression.json").write_text(json.dumps(records, indent=2) + "\n")
+        (RESULTS / "compression.md").write_text(table(records))
+        plot(records, RESULTS / "compression.png")
+    return 0 if all(r["bit_exact"] for r in records) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
