@@ -2,12 +2,15 @@
 through an h * w scratch buffer. Host-compiled C == numpy reference == the regular C kernel,
 bit for bit, on random shape-preserving cases in both rounding modes; the scratch buffer is
 the only other memory written; invalid shapes and arguments are refused; the file builds for
-Cortex-M warning-free."""
+Cortex-M warning-free. In generated models (the memory plan's in-place depthwise ops): the
+kernel file ships, the calls use the planned scratch, and the model equals the reference on
+the host and on QEMU."""
 from __future__ import annotations
 
 import ctypes as C
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +23,7 @@ from mcuqp.target import hostlib
 from mcuqp.target.hostlib import ConvParams, dims, ptr
 
 SOURCE = "depthwise_conv2d_s8_inplace.c"
+RUNTIME_SRC = hostlib.RUNTIME_DIR / "src"
 OK, ERR = 0, -1
 GUARD = 64  # bytes either side of the scratch buffer that must stay untouched
 
@@ -77,6 +81,11 @@ def same_padding(rng: np.random.Generator, eff: int) -> tuple[int, int]:
     return before, eff - 1 - before
 
 
+def split_padding(rng: np.random.Generator, total: int) -> tuple[int, int]:
+    before = int(rng.integers(0, total + 1))
+    return before, total - before
+
+
 def random_case(rng: np.random.Generator, rounding: str):
     """A depthwise conv (depth multiplier 1) whose output has the input's shape."""
     kh = int(rng.choice([1, 2, 3, 3, 3, 5]))
@@ -86,6 +95,11 @@ def random_case(rng: np.random.Generator, rounding: str):
     (pt, pb), (pl, pr) = same_padding(rng, eff_h), same_padding(rng, eff_w)
     n = int(rng.choice([1, 1, 1, 2]))
     h, w_ = int(rng.integers(1, 14)), int(rng.integers(1, 14))
+    stride = (1, 1)
+    if rng.random() < 0.15:  # stride 2 with the padding that keeps the shape: inner windows step by 2
+        stride = (int(rng.integers(1, 3)), 2)
+        pt, pb = split_padding(rng, (h - 1) * stride[0] + eff_h - h)
+        pl, pr = split_padding(rng, (w_ - 1) * 2 + eff_w - w_)
     c = int(rng.choice([1, 2, 3, 4, 5, 8, 16, 64, int(rng.integers(1, 40))]))
     x = i8(rng, (n, h, w_, c))
     if rng.random() < 0.05:
@@ -102,7 +116,7 @@ def random_case(rng: np.random.Generator, rounding: str):
     bias = None
     if rng.random() >= 0.2:
         bias = np.clip(rng.normal(0, 2 * acc_std, c), -(1 << 31), (1 << 31) - 1).astype(np.int32)
-    a = ConvAttrs(stride=(1, 1), padding=Padding(pt, pb, pl, pr), dilation=dil, depth_multiplier=1,
+    a = ConvAttrs(stride=stride, padding=Padding(pt, pb, pl, pr), dilation=dil, depth_multiplier=1,
                   input_offset=-in_zp, output_offset=out_zp, requant=rq, act_min=lo, act_max=hi)
     assert conv_output_hw(h, w_, kh, kw, a) == (h, w_)
     return x, wt, bias, a
@@ -194,7 +208,85 @@ def test_compiles_for_cortex_m(tmp_path, cpu, single):
     r = subprocess.run(
         ["arm-none-eabi-gcc", f"-mcpu={cpu}", "-mthumb", "-O2", "-Wall", "-Wextra", "-Werror", "-std=c99",
          f"-DMCUQP_SINGLE_ROUNDING={single}", "-I", str(hostlib.RUNTIME_DIR / "include"), "-c",
-         str(hostlib.RUNTIME_DIR / "src" / SOURCE), "-o", str(tmp_path / "k.o")],
+         str(RUNTIME_SRC / SOURCE), "-o", str(tmp_path / "k.o")],
         capture_output=True, text=True,
     )
     assert r.returncode == 0, r.stderr
+
+
+# ---- in generated models: the planner's in-place depthwise ops, on the host and on QEMU ----
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "models"
+MIXED28 = SHARED / "fixtures" / "mixed28_int8.tflite"
+KWS = SHARED / "mlperf_tiny" / "kws_ref_model.tflite"
+
+
+def shared_model(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"{path} not present: the shared models folder sits beside the repository")
+    return path
+
+
+@pytest.mark.parametrize(("model", "mode", "in_place"), [
+    (MIXED28, "auto", [2]), (KWS, "auto", []), (KWS, "always", [1, 3, 5, 7]),
+], ids=["mixed28-auto", "kws-auto", "kws-always"])
+def test_generated_model_runs_depthwise_in_place_on_the_host(tmp_path, model, mode, in_place):
+    from mcuqp.codegen.emit import DEPTHWISE_INPLACE_SOURCE, generate, write_library
+    from mcuqp.frontends.tflite import load_tflite
+    from mcuqp.plan.memory import plan_memory, validate_plan
+    from mcuqp.reference.interpreter import run
+
+    g = load_tflite(shared_model(model))
+    plan = plan_memory(g, inplace_depthwise=mode)
+    validate_plan(g, plan)
+    assert plan.inplace_depthwise == in_place
+    gen = generate(g, plan)
+    regular = RUNTIME_SRC / "depthwise_conv2d_s8.c"
+    assert (DEPTHWISE_INPLACE_SOURCE in gen.kernels) == bool(in_place)
+    n_depthwise = sum(op.kind.value == "depthwise_conv2d" for op in g.ops)
+    assert (regular in gen.kernels) == (len(in_place) < n_depthwise)
+    for oi in in_place:
+        call = f"(mcuqp_arena + {plan.offsets[g.ops[oi].inputs[0]]}), &l{plan.order.index(oi)}_filter"
+        assert call in gen.model_c and f"(mcuqp_arena + {plan.scratch_offsets[oi]}))" in gen.model_c
+    assert gen.model_c.count("mcuqp_depthwise_conv2d_s8_inplace(") == len(in_place)
+    write_library(gen, tmp_path)
+    x = np.random.default_rng(11).integers(-128, 128, (16, *g.input.shape[1:]), dtype=np.int8)
+    want = run(g, x)
+    got = hostlib.HostModel(tmp_path, g.input.size, g.output.size)(x).reshape(want.shape)
+    assert np.array_equal(got, want)
+
+
+@pytest.mark.qemu
+@pytest.mark.slow
+@pytest.mark.parametrize("board", ["mps2-an386", "mps3-an547"])
+def test_mixed28_in_place_below_the_lower_bound_on_qemu(board):
+    """mixed28's depthwise runs in place: arena 3,332 B against a live lower bound of 4,704 B."""
+    from mcuqp import api
+
+    loaded = api.load(shared_model(MIXED28), n_random=12, seed=3)
+    plan = api.compile_plan(loaded)
+    assert plan.inplace_depthwise == [2]
+    res = api.verify(loaded, board=board, n_inputs=12)
+    assert res.bit_exact and np.array_equal(res.device_outputs, res.reference_outputs)
+    assert res.arena_bytes == plan.arena_bytes == 3332 < plan.lower_bound_bytes == 4704
+
+
+@pytest.mark.qemu
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["auto", "always"])
+def test_kws_bit_exact_on_qemu(monkeypatch, mode):
+    """KWS peaks at its pointwise convs (two 8,000 B tensors whatever the depthwise does), so
+    auto keeps the regular kernel and the arena at the 16,000 B lower bound; forced in place,
+    all four depthwise layers run the in-place kernel on the target, still bit-exact."""
+    from functools import partial
+
+    from mcuqp import api
+    from mcuqp.plan.memory import plan_memory
+
+    monkeypatch.setattr(api, "plan_memory", partial(plan_memory, inplace_depthwise=mode))
+    loaded = api.load(shared_model(KWS), n_random=8, seed=5)
+    plan = api.compile_plan(loaded)
+    assert plan.inplace_depthwise == ([1, 3, 5, 7] if mode == "always" else [])
+    res = api.verify(loaded, board="mps2-an386", n_inputs=8)
+    assert res.bit_exact and np.array_equal(res.device_outputs, res.reference_outputs)
+    assert res.arena_bytes == plan.arena_bytes == plan.lower_bound_bytes == 16000

@@ -17,7 +17,7 @@ import numpy as np
 
 from mcuqp.codegen.carrays import const_array
 from mcuqp.codegen.kernels import kernel_source
-from mcuqp.errors import UnsupportedModelError
+from mcuqp.errors import McuqpError, UnsupportedModelError
 from mcuqp.ir import Graph, Op, OpKind, Tensor
 from mcuqp.plan.memory import MemoryPlan
 from mcuqp.quant.fixedpoint import Rounding
@@ -25,6 +25,7 @@ from mcuqp.quant.fixedpoint import Rounding
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = ROOT / "templates"
 RUNTIME = ROOT / "runtime_c"
+DEPTHWISE_INPLACE_SOURCE = RUNTIME / "src" / "depthwise_conv2d_s8_inplace.c"  # portable only
 
 
 @dataclass
@@ -36,6 +37,7 @@ class Layer:
     decls: list[str] = field(default_factory=list)
     call: str | None = None  # None: no code (e.g. an aliased reshape)
     comment: str = ""
+    kernel: Path | None = None  # the kernel source when it is not the op kind's (in-place depthwise)
 
 
 @dataclass
@@ -131,11 +133,32 @@ class _Emitter:
         quant = self.requant(layer, a.requant)
         wname = self.tensor_const(layer, "weights", op, 1)
         bname = self.tensor_const(layer, "bias", op, 2)
+        if op.kind == OpKind.DEPTHWISE_CONV2D and self.plan.order[layer.index] in self.plan.inplace_depthwise:
+            self.depthwise_inplace(layer, op, params, quant, wname, bname)
+            return
         fn = "mcuqp_conv2d_s8" if op.kind == OpKind.CONV2D else "mcuqp_depthwise_conv2d_s8"
         layer.call = (
             f"{fn}({params}, {quant}, {self.dims(layer, 'in', x.shape)}, {self.buf(x.name)}, "
             f"{self.dims(layer, 'filter', w.shape)}, {wname}, {bname}, "
             f"{self.dims(layer, 'out', y.shape)}, {self.buf(y.name)})"
+        )
+
+    def depthwise_inplace(self, layer: Layer, op: Op, params: str, quant: str, wname: str, bname: str) -> None:
+        """The plan writes this depthwise op's output over its input: the in-place kernel,
+        with its h*w scratch where the plan put it in the arena."""
+        x, y = self.graph.tensors[op.inputs[0]], self.graph.tensors[op.outputs[0]]
+        w = self.graph.tensors[op.inputs[1]]
+        op_index = self.plan.order[layer.index]
+        scratch = self.plan.scratch_offsets.get(op_index)
+        if self.plan.offsets[x.name] != self.plan.offsets[y.name] or scratch is None:
+            raise McuqpError(f"plan lists {op.name} as in-place depthwise but does not alias its output onto its "
+                             f"input or place its scratch")
+        layer.comment = f"in place over its input; {self.plan.scratch[op_index]} B of scratch at arena + {scratch}"
+        layer.kernel = DEPTHWISE_INPLACE_SOURCE
+        layer.call = (
+            f"mcuqp_depthwise_conv2d_s8_inplace({params}, {quant}, {self.dims(layer, 'in', x.shape)}, "
+            f"{self.buf(x.name)}, {self.dims(layer, 'filter', w.shape)}, {wname}, {bname}, "
+            f"{self.dims(layer, 'out', y.shape)}, (mcuqp_arena + {scratch}))"
         )
 
     def fully_connected(self, layer: Layer, op: Op) -> None:
@@ -319,8 +342,9 @@ def generate(
         layer = Layer(step, op.name, op.kind.value, op.source)
         fn(emitter, layer, op)
         layers.append(layer)
-        if layer.call is not None and kernel_source(op.kind, features) not in kernels:
-            kernels.append(kernel_source(op.kind, features))
+        source = layer.kernel or kernel_source(op.kind, features)
+        if layer.call is not None and source not in kernels:
+            kernels.append(source)
     inp, out = graph.input, graph.output
     in_s, in_zp = _qparams(inp)
     out_s, out_zp = _qparams(out)

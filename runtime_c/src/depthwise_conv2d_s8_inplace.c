@@ -28,10 +28,11 @@
  * written; its outputs are then computed from the buffer and stored over the channel. Other
  * channels are not touched, so every channel is read while it still holds the input.
  *
- * Speed: one channel at a time, so no multiply is shared; windows fully inside the image
- * add input_offset * sum(filter) once (precomputed per channel) to a plain dot product over
- * the contiguous buffer, border windows add the offset to each input they read. The
- * regular kernel is faster: the memory planner uses this one only where it lowers the arena.
+ * Speed: one channel at a time. Windows fully inside the image add input_offset *
+ * sum(filter) (precomputed per channel) to a plain dot product over the contiguous buffer,
+ * and for 3x3 filters with dilation 1 (KWS, MobileNet) keep the nine weights in registers;
+ * border windows add the offset to each input they read. The regular kernel is still
+ * faster: the memory planner uses this one only where it lowers the arena.
  */
 #include "mcuqp_fixedpoint.h"
 #include "mcuqp_nn.h"
@@ -123,36 +124,90 @@ static uint32_t dwi_window(const dwi_channel *ch, const mcuqp_conv_params *p, in
     return acc;
 }
 
+/* Requantize, add the output offset and clamp (lo/hi: the clamp minus the offset). */
+MCUQP_INLINE int8_t dwi_output(const dwi_channel *ch, uint32_t acc, int32_t lo, int32_t hi, int32_t out_offset)
+{
+    const int32_t r = mcuqp_requantize((int32_t)acc, ch->mult, ch->shift);
+    return (int8_t)(mcuqp_clamp_i32(r, lo, hi) + out_offset);
+}
+
+/* [*a, *b): the output columns whose window lies inside the image horizontally. */
+static void dwi_inner_columns(const mcuqp_conv_params *p, int32_t w, int32_t k_w, int32_t *a, int32_t *b)
+{
+    const int32_t last = w - 1 - (k_w - 1) * p->dilation_w + p->pad_w; /* largest x0 + pad_w that fits */
+    *a = mcuqp_min_i32((p->pad_w + p->stride_w - 1) / p->stride_w, w);
+    *b = last < 0 ? *a : mcuqp_max_i32(mcuqp_min_i32(last / p->stride_w + 1, w), *a);
+}
+
+/* Inner windows of one output row, 3x3 taps with dilation 1: the nine weights stay in
+ * registers. r0 points at input row y0, column x0 of the first window. */
+static void dwi_row_3x3(const dwi_channel *ch, const mcuqp_conv_params *p, const int8_t *r0, size_t in_w,
+                        int32_t count, int8_t *o, int32_t lo, int32_t hi)
+{
+    const size_t t = ch->w_tap;
+    const int32_t w0 = ch->w[0], w1 = ch->w[t], w2 = ch->w[2 * t];
+    const int32_t w3 = ch->w[3 * t], w4 = ch->w[4 * t], w5 = ch->w[5 * t];
+    const int32_t w6 = ch->w[6 * t], w7 = ch->w[7 * t], w8 = ch->w[8 * t];
+    const size_t step = (size_t)p->stride_w;
+    int32_t i;
+    for (i = 0; i < count; ++i) {
+        const int8_t *a = r0 + (size_t)i * step;
+        const int8_t *b = a + in_w;
+        const int8_t *c = b + in_w;
+        /* |sum| <= 9 * 128 * 127: no int32 overflow */
+        const int32_t dot = a[0] * w0 + a[1] * w1 + a[2] * w2 + b[0] * w3 + b[1] * w4 + b[2] * w5 + c[0] * w6 +
+                            c[1] * w7 + c[2] * w8;
+        o[(size_t)i * ch->out_px] = dwi_output(ch, (uint32_t)dot + ch->full, lo, hi, p->output_offset);
+    }
+}
+
 static void dwi_run_channel(const dwi_channel *ch, const mcuqp_conv_params *p, int32_t h, int32_t w, int32_t k_h,
                             int32_t k_w)
 {
     const int32_t lo = p->act_min - p->output_offset;
     const int32_t hi = p->act_max - p->output_offset;
+    const int fast_3x3 = k_h == 3 && k_w == 3 && p->dilation_h == 1 && p->dilation_w == 1;
+    int32_t in_a;
+    int32_t in_b;
+    dwi_inner_columns(p, w, k_w, &in_a, &in_b);
     int32_t oy;
     for (oy = 0; oy < h; ++oy) {
         const int32_t y0 = oy * p->stride_h - p->pad_h;
         int32_t ky_lo;
         int32_t ky_hi;
         dwi_tap_range(y0, p->dilation_h, k_h, h, &ky_lo, &ky_hi);
-        const int row_full = ky_lo == 0 && ky_hi == k_h;
+        const int inner = ky_lo == 0 && ky_hi == k_h && in_b > in_a;
+        const int32_t skip_a = inner ? in_a : w; /* columns [skip_a, skip_b) take the inner path */
+        const int32_t skip_b = inner ? in_b : w;
         int8_t *o = ch->dst + (size_t)oy * (size_t)w * ch->out_px;
         int32_t ox;
         for (ox = 0; ox < w; ++ox) {
+            if (ox == skip_a) {
+                ox = skip_b - 1;
+                continue;
+            }
             const int32_t x0 = ox * p->stride_w - p->pad_w;
             int32_t kx_lo;
             int32_t kx_hi;
             dwi_tap_range(x0, p->dilation_w, k_w, w, &kx_lo, &kx_hi);
-            uint32_t acc;
-            if (row_full && kx_lo == 0 && kx_hi == k_w) {
-                acc = dwi_window(ch, p, w, k_w, y0, x0, 0, k_h, 0, k_w, 0) + ch->full;
-            } else {
-                acc = ch->bias;
-                if (kx_hi > kx_lo) {
-                    acc += dwi_window(ch, p, w, k_w, y0, x0, ky_lo, ky_hi, kx_lo, kx_hi, p->input_offset);
-                }
+            uint32_t acc = ch->bias;
+            if (kx_hi > kx_lo) {
+                acc += dwi_window(ch, p, w, k_w, y0, x0, ky_lo, ky_hi, kx_lo, kx_hi, p->input_offset);
             }
-            const int32_t r = mcuqp_requantize((int32_t)acc, ch->mult, ch->shift);
-            o[(size_t)ox * ch->out_px] = (int8_t)(mcuqp_clamp_i32(r, lo, hi) + p->output_offset);
+            o[(size_t)ox * ch->out_px] = dwi_output(ch, acc, lo, hi, p->output_offset);
+        }
+        if (!inner) {
+            continue;
+        }
+        const int32_t x0 = skip_a * p->stride_w - p->pad_w;
+        if (fast_3x3) {
+            dwi_row_3x3(ch, p, ch->src + (size_t)y0 * (size_t)w + (size_t)x0, (size_t)w, skip_b - skip_a,
+                        o + (size_t)skip_a * ch->out_px, lo, hi);
+            continue;
+        }
+        for (ox = skip_a; ox < skip_b; ++ox) {
+            const uint32_t acc = dwi_window(ch, p, w, k_w, y0, ox * p->stride_w - p->pad_w, 0, k_h, 0, k_w, 0);
+            o[(size_t)ox * ch->out_px] = dwi_output(ch, acc + ch->full, lo, hi, p->output_offset);
         }
     }
 }
