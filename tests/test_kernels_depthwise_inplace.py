@@ -269,6 +269,9 @@ def test_mixed28_in_place_below_the_lower_bound_on_qemu(board):
     res = api.verify(loaded, board=board, n_inputs=12)
     assert res.bit_exact and np.array_equal(res.device_outputs, res.reference_outputs)
     assert res.arena_bytes == plan.arena_bytes == 3332 < plan.lower_bound_bytes == 4704
+    # the footprint prediction counts the in-place kernel's code (flash) and its scratch (in the arena)
+    assert res.predicted_flash_bytes == res.flash_bytes
+    assert res.ram_bytes <= res.predicted_ram_bytes <= res.ram_bytes * 1.05
 
 
 @pytest.mark.qemu
