@@ -5,6 +5,7 @@ Prune specs ("method:value"):
   magnitude:S   per-layer magnitude pruning to sparsity S      global:S  one global threshold
   gradual:S     Zhu & Gupta gradual magnitude pruning          l1:LAMBDA L1-regularised training, then threshold
   taylor:S      first-order Taylor |g*w| weight pruning        obd:S     Optimal Brain Damage (empirical Fisher)
+                (taylor and obd: iterative, global ranking, as in their papers)
   filter:R      L1-norm filter pruning (structured)            lasso:R   LASSO channel selection + LS refit
   correlation:R merge correlated channels                      taylor-filter:R / obd-filter:R  channel variants
 S is the fraction of weights removed, R the fraction of channels removed (structured methods
@@ -21,6 +22,7 @@ BinaryConnect, XNOR-Net and TWN papers.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
@@ -167,11 +169,40 @@ def _prune(
         if isinstance(sparsity, dict):
             raise McuqpError("global pruning takes one sparsity: per-layer sparsities need magnitude:S")
         magnitude.prune_magnitude(model, sparsity, scope="global")
-    elif m == "taylor":
-        taylor.prune_taylor(model, x, y, sparsity)
-    elif m == "obd":
-        obd.prune_obd(model, x, y, sparsity)
+    elif m in ("taylor", "obd"):
+        return _prune_iterative(model, m, x, y, sparsity, config)
     return masks.finetune(model, x, y, config) if config.epochs else model
+
+
+ITERATIVE_ROUNDS = 5
+SCORE_SAMPLES = 2048  # training samples the Taylor / OBD scores are estimated on, each round
+
+
+def _prune_iterative(model: nn.Module, method: str, x, y, sparsity: float | dict[str, float], config: FitConfig) -> nn.Module:
+    """Taylor and OBD as their papers run them: score every weight, remove the lowest-scoring
+    ones network-wide (the scores estimate the loss increase, so they compare across layers),
+    retrain, and repeat with fresh scores — sparsity rising linearly over up to
+    `ITERATIVE_ROUNDS` rounds that share the fine-tuning epochs. Per-layer sparsities (a dict)
+    prune each layer to its own target instead of one global ranking. Scores are estimated on
+    the first `SCORE_SAMPLES` training samples (the split is already shuffled)."""
+    score_fn = taylor.taylor_scores if method == "taylor" else obd.obd_scores
+    scope = "layer" if isinstance(sparsity, dict) else "global"
+    rounds = min(ITERATIVE_ROUNDS, max(1, config.epochs))
+    layers = masks.prunable_layers(model)
+    for k in range(1, rounds + 1):
+        target = ({n: s * k / rounds for n, s in sparsity.items()} if isinstance(sparsity, dict)
+                  else sparsity * k / rounds)
+        scores = score_fn(model, x[:SCORE_SAMPLES], y[:SCORE_SAMPLES])
+        for name, sc in scores.items():  # weights pruned in earlier rounds stay pruned, first in line
+            mask = masks.get_mask(layers[name])
+            if mask is not None:
+                sc[~mask] = -1.0
+        masks.apply_masks(model, masks.masks_from_scores(scores, target, scope=scope))
+        epochs = config.epochs * k // rounds - config.epochs * (k - 1) // rounds
+        if epochs:
+            round_config = dataclasses.replace(config, epochs=epochs, seed=config.seed + k - 1)
+            masks.finetune(model, x, y, round_config, description=f"{method} round {k}/{rounds}")
+    return model
 
 
 def _gradual_per_layer(model, x, y, sparsity: dict[str, float], config: FitConfig) -> None:
