@@ -220,6 +220,20 @@ mcuqp_status mcuqp_depthwise_conv2d_s8_inplace(const mcuqp_conv_params *params, 
  * invalid dims. */
 int32_t mcuqp_depthwise_conv2d_s8_inplace_buffer_size(const mcuqp_dims *input_dims);
 
+/* ---- pointwise (1x1) convolution in place (memory planning) ---- */
+
+/* mcuqp_conv2d_s8 for a 1x1 filter, stride 1, dilation 1, no padding and out_c <= in_c,
+ * with the output written over the input: `data` holds the input (n, h, w, in_c) on entry
+ * and the output (n, h, w, out_c) in its first n*h*w*out_c bytes on return; `buffer` is
+ * scratch of mcuqp_conv2d_1x1_s8_inplace_buffer_size(input_dims) bytes (in_c) outside `data`. */
+mcuqp_status mcuqp_conv2d_1x1_s8_inplace(const mcuqp_conv_params *params, const mcuqp_requant *quant,
+                                         const mcuqp_dims *input_dims, int8_t *data, const mcuqp_dims *filter_dims,
+                                         const int8_t *filter, const int32_t *bias, const mcuqp_dims *output_dims,
+                                         int8_t *buffer);
+
+/* Bytes of scratch mcuqp_conv2d_1x1_s8_inplace needs (in_c), or MCUQP_ERR_ARG for invalid dims. */
+int32_t mcuqp_conv2d_1x1_s8_inplace_buffer_size(const mcuqp_dims *input_dims);
+
 #ifdef __cplusplus
 }
 #endif

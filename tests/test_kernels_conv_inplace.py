@@ -1,0 +1,191 @@
+"""mcuqp_conv2d_1x1_s8_inplace: a pointwise conv (1x1, stride 1, no padding, out_c <= in_c)
+written over its input pixel by pixel through an in_c-byte scratch buffer. Host-compiled C ==
+numpy reference == the regular C kernel, bit for bit, on random cases in both rounding modes;
+the output is the prefix of the input region and only the scratch is written besides; invalid
+shapes and arguments are refused; the file builds for Cortex-M warning-free."""
+from __future__ import annotations
+
+import ctypes as C
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from mcuqp.ir import ConvAttrs, Padding
+from mcuqp.quant.params import conv_requant
+from mcuqp.reference.conv2d import conv2d_s8
+from mcuqp.target import hostlib
+from mcuqp.target.hostlib import ConvParams, dims, ptr
+
+SOURCE = "conv2d_1x1_s8_inplace.c"
+RUNTIME_SRC = hostlib.RUNTIME_DIR / "src"
+OK, ERR = 0, -1
+GUARD = 64  # bytes either side of the scratch buffer and after the data that must stay untouched
+
+
+def i8(rng: np.random.Generator, shape, lo: int = -128, hi: int = 127) -> np.ndarray:
+    return rng.integers(lo, hi + 1, size=shape).astype(np.int8)
+
+
+def conv_params(a: ConvAttrs) -> ConvParams:
+    return ConvParams(
+        input_offset=a.input_offset, output_offset=a.output_offset, stride_h=a.stride[0], stride_w=a.stride[1],
+        pad_h=a.padding.top, pad_w=a.padding.left, dilation_h=a.dilation[0], dilation_w=a.dilation[1],
+        depth_multiplier=a.depth_multiplier, act_min=a.act_min, act_max=a.act_max,
+    )
+
+
+def c_inplace(lib, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, a: ConvAttrs,
+              out_shape: tuple[int, ...] | None = None, null_buffer: bool = False):
+    """Run the in-place kernel on a copy of x followed by guard bytes.
+    Returns (status, region after (x.size bytes), guard after the region, guarded scratch)."""
+    region = np.full(x.size + GUARD, 66, np.int8)
+    region[:x.size] = x.reshape(-1)
+    buf = np.full(x.shape[3] + 2 * GUARD, 55, np.int8)
+    p = conv_params(a)
+    rq, _keep = hostlib.requant(a.requant.multiplier, a.requant.shift)
+    w = np.ascontiguousarray(w)
+    b = None if bias is None else np.ascontiguousarray(bias, dtype=np.int32)
+    bufp = None if null_buffer else C.cast(C.addressof(C.c_int8.from_buffer(buf, GUARD)), C.POINTER(C.c_int8))
+    out = out_shape or (*x.shape[:3], w.shape[0])
+    rc = lib.mcuqp_conv2d_1x1_s8_inplace(
+        C.byref(p), C.byref(rq), C.byref(dims(x.shape)), ptr(region), C.byref(dims(w.shape)), ptr(w),
+        None if b is None else ptr(b, C.c_int32), C.byref(dims(out)), bufp)
+    return rc, region[:x.size], region[x.size:], buf
+
+
+def c_regular(lib, x, w, bias, a) -> np.ndarray:
+    x, w = np.ascontiguousarray(x), np.ascontiguousarray(w)
+    y = np.full((*x.shape[:3], w.shape[0]), 77, np.int8)
+    p = conv_params(a)
+    rq, _keep = hostlib.requant(a.requant.multiplier, a.requant.shift)
+    b = None if bias is None else np.ascontiguousarray(bias, dtype=np.int32)
+    rc = lib.mcuqp_conv2d_s8(C.byref(p), C.byref(rq), C.byref(dims(x.shape)), ptr(x), C.byref(dims(w.shape)),
+                             ptr(w), None if b is None else ptr(b, C.c_int32), C.byref(dims(y.shape)), ptr(y))
+    assert rc == OK
+    return y
+
+
+def random_case(rng: np.random.Generator, rounding: str):
+    n = int(rng.choice([1, 1, 1, 2]))
+    h, w_ = int(rng.integers(1, 12)), int(rng.integers(1, 12))
+    cin = int(rng.choice([1, 2, 3, 4, 8, 16, 64, int(rng.integers(1, 80))]))
+    cout = cin if rng.random() < 0.5 else int(rng.integers(1, cin + 1))
+    x = i8(rng, (n, h, w_, cin))
+    if rng.random() < 0.05:
+        x = np.full(x.shape, rng.choice([-128, 127]), np.int8)
+    wt = i8(rng, (cout, 1, 1, cin), -127, 127)
+    in_zp, out_zp = (int(v) for v in rng.integers(-128, 128, 2))
+    per_channel = cout > 1 and rng.random() < 0.7
+    in_s = float(np.float32(10 ** rng.uniform(-3, 0)))
+    w_s = (10 ** rng.uniform(-4, -1)) * 2.0 ** rng.uniform(-2, 2, cout if per_channel else 1)
+    acc_std = max(1.0, np.sqrt(cin) * float(np.std(wt.astype(np.float64)) or 1.0) * np.hypot(74.0, in_zp))
+    out_s = float(np.float32(in_s * float(w_s.mean()) * acc_std / 40.0 * 2.0 ** rng.uniform(-3, 3)))
+    rq = conv_requant(in_s, w_s.astype(np.float32), out_s, rounding)
+    lo, hi = (-128, 127) if rng.random() < 0.6 else (max(-128, out_zp), 127)
+    bias = None
+    if rng.random() >= 0.2:
+        bias = np.clip(rng.normal(0, 2 * acc_std, cout), -(1 << 31), (1 << 31) - 1).astype(np.int32)
+    a = ConvAttrs((1, 1), Padding(0, 0, 0, 0), input_offset=-in_zp, output_offset=out_zp, requant=rq,
+                  act_min=lo, act_max=hi)
+    return x, wt, bias, a
+
+
+def check_cases(lib, rounding: str, seed: int, cases: int) -> None:
+    rng = np.random.default_rng(seed)
+    saturated = interior = narrower = 0
+    for case in range(cases):
+        x, w, bias, a = random_case(rng, rounding)
+        want = conv2d_s8(x, w, bias, a, rounding=rounding)
+        rc, region, after, buf = c_inplace(lib, x, w, bias, a)
+        assert rc == OK, case
+        got = region[:want.size].reshape(want.shape)  # the output is the prefix of the input region
+        assert np.array_equal(got, want), (case, x.shape, w.shape)
+        assert np.array_equal(got, c_regular(lib, x, w, bias, a)), case
+        assert (after == 66).all(), f"case {case}: wrote past the input region"
+        assert (buf[:GUARD] == 55).all() and (buf[-GUARD:] == 55).all(), f"case {case}: wrote outside the scratch"
+        narrower += w.shape[0] < x.shape[3]
+        saturated += int(np.count_nonzero((want == a.act_min) | (want == a.act_max)))
+        interior += int(np.count_nonzero((want > a.act_min) & (want < a.act_max)))
+    assert saturated > 100 and interior > 1000 and narrower > cases // 5, (saturated, interior, narrower)
+
+
+def test_inplace_matches_numpy_double_rounding(runtime):
+    check_cases(runtime, "double", seed=2025, cases=150)
+
+
+def test_inplace_matches_numpy_single_rounding(runtime_single_rounding):
+    check_cases(runtime_single_rounding, "single", seed=78, cases=80)
+
+
+def test_kws_shaped_layer(runtime):
+    """KWS's pointwise layer: 25x5x64 -> 64, per-channel, ReLU."""
+    rng = np.random.default_rng(6)
+    x = i8(rng, (1, 25, 5, 64))
+    w = i8(rng, (64, 1, 1, 64), -127, 127)
+    bias = rng.integers(-5000, 5000, 64).astype(np.int32)
+    rq = conv_requant(0.05, (0.01 * 2.0 ** rng.uniform(-1, 1, 64)).astype(np.float32), 0.8)
+    a = ConvAttrs((1, 1), Padding(0, 0, 0, 0), input_offset=128, output_offset=-128, requant=rq, act_min=-128)
+    rc, region, _, _ = c_inplace(runtime, x, w, bias, a)
+    assert rc == OK
+    assert np.array_equal(region.reshape(x.shape), conv2d_s8(x, w, bias, a))
+
+
+def test_buffer_size(runtime):
+    fn = runtime.mcuqp_conv2d_1x1_s8_inplace_buffer_size
+    fn.restype = C.c_int32
+    assert fn(C.byref(dims((1, 25, 5, 64)))) == 64
+    assert fn(C.byref(dims((2, 7, 3, 1)))) == 1
+    for bad in ((1, 0, 5, 64), (1, 25, 0, 64), (1, 25, 5, 0), (0, 25, 5, 64), (1, 1, 1, 1 << 15)):
+        assert fn(C.byref(dims(bad))) == ERR, bad
+    assert fn(None) == ERR
+
+
+def test_refuses_what_it_cannot_run_in_place(runtime):
+    rng = np.random.default_rng(3)
+    x = i8(rng, (1, 6, 5, 4))
+    w = i8(rng, (4, 1, 1, 4), -127, 127)
+    rq = conv_requant(0.1, np.full(4, 0.01, np.float32), 0.2)
+    a = ConvAttrs((1, 1), Padding(0, 0, 0, 0), requant=rq)
+    assert c_inplace(runtime, x, w, None, a)[0] == OK
+
+    def refused(**kw) -> None:
+        rc, region, after, buf = c_inplace(runtime, kw.pop("x", x), kw.pop("w", w), None, kw.pop("a", a), **kw)
+        assert rc == ERR
+        assert np.array_equal(region, x.reshape(-1)) and (after == 66).all() and (buf == 55).all()
+
+    # out_c > in_c: pixel p's outputs would overwrite pixel p+1's unread input
+    w8 = i8(rng, (8, 1, 1, 4), -127, 127)
+    refused(w=w8, a=ConvAttrs((1, 1), Padding(0, 0, 0, 0), requant=conv_requant(0.1, np.full(8, 0.01, np.float32), 0.2)))
+    refused(w=i8(rng, (4, 3, 3, 4)), a=ConvAttrs((1, 1), Padding(1, 1, 1, 1), requant=rq))  # 3x3
+    refused(w=i8(rng, (4, 1, 3, 4)), out_shape=(1, 6, 3, 4))
+    refused(a=ConvAttrs((2, 2), Padding(0, 0, 0, 0), requant=rq), out_shape=(1, 3, 3, 4))  # stride 2
+    refused(a=ConvAttrs((1, 2), Padding(0, 0, 0, 0), requant=rq))
+    refused(a=ConvAttrs((1, 1), Padding(0, 0, 0, 0), dilation=(2, 1), requant=rq))
+    refused(a=ConvAttrs((1, 1), Padding(1, 0, 0, 0), requant=rq))  # padding
+    refused(a=ConvAttrs((1, 1), Padding(0, 0, 1, 0), requant=rq))
+    refused(out_shape=(1, 5, 5, 4))
+    refused(out_shape=(1, 6, 4, 4))
+    refused(out_shape=(2, 6, 5, 4))
+    refused(out_shape=(1, 6, 5, 3))  # output channels unlike the filter's
+    refused(w=i8(rng, (4, 1, 1, 3)))  # filter in_c != input c
+    refused(null_buffer=True)
+    refused(a=ConvAttrs((1, 1), Padding(0, 0, 0, 0), requant=rq, act_min=10, act_max=0))
+    refused(a=ConvAttrs((1, 1), Padding(0, 0, 0, 0), requant=conv_requant(0.1, np.full(3, 0.01, np.float32), 0.2)))
+    bad_shift = conv_requant(0.1, np.full(4, 0.01, np.float32), 0.2)
+    bad_shift.shift[1] = 31
+    refused(a=ConvAttrs((1, 1), Padding(0, 0, 0, 0), requant=bad_shift))
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="arm-none-eabi-gcc not installed")
+@pytest.mark.parametrize("cpu", ["cortex-m4", "cortex-m0plus", "cortex-m55"])
+@pytest.mark.parametrize("single", [0, 1])
+def test_compiles_for_cortex_m(tmp_path, cpu, single):
+    r = subprocess.run(
+        ["arm-none-eabi-gcc", f"-mcpu={cpu}", "-mthumb", "-O2", "-Wall", "-Wextra", "-Werror", "-std=c99",
+         f"-DMCUQP_SINGLE_ROUNDING={single}", "-I", str(hostlib.RUNTIME_DIR / "include"), "-c",
+         str(RUNTIME_SRC / SOURCE), "-o", str(tmp_path / "k.o")],
+        capture_output=True, text=True,
+    )
+    assert r.returncode == 0, r.stderr
