@@ -2,12 +2,15 @@
 written over its input pixel by pixel through an in_c-byte scratch buffer. Host-compiled C ==
 numpy reference == the regular C kernel, bit for bit, on random cases in both rounding modes;
 the output is the prefix of the input region and only the scratch is written besides; invalid
-shapes and arguments are refused; the file builds for Cortex-M warning-free."""
+shapes and arguments are refused; the file builds for Cortex-M warning-free. In generated
+models (the memory plan's in-place 1x1 convs): KWS with its depthwise and pointwise layers in
+place equals the reference on the host and, below its live lower bound, on QEMU."""
 from __future__ import annotations
 
 import ctypes as C
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -189,3 +192,73 @@ def test_compiles_for_cortex_m(tmp_path, cpu, single):
         capture_output=True, text=True,
     )
     assert r.returncode == 0, r.stderr
+
+
+# ---- in generated models: the planner's in-place 1x1 convs, on the host and on QEMU ----
+
+KWS = Path(__file__).resolve().parents[1].parent / "shared" / "models" / "mlperf_tiny" / "kws_ref_model.tflite"
+
+
+def kws() -> Path:
+    if not KWS.exists():
+        pytest.skip(f"{KWS} not present: the shared models folder sits beside the repository")
+    return KWS
+
+
+def test_generated_kws_runs_pointwise_in_place_on_the_host(tmp_path):
+    from mcuqp.codegen.emit import CONV_INPLACE_SOURCE, DEPTHWISE_INPLACE_SOURCE, generate, write_library
+    from mcuqp.frontends.tflite import load_tflite
+    from mcuqp.plan.memory import plan_memory, validate_plan
+    from mcuqp.reference.interpreter import run
+
+    g = load_tflite(kws())
+    plan = plan_memory(g)
+    validate_plan(g, plan)
+    assert plan.inplace_conv == [2, 4, 6, 8] and plan.inplace_depthwise == [1, 3, 5, 7]
+    gen = generate(g, plan)
+    assert CONV_INPLACE_SOURCE in gen.kernels and DEPTHWISE_INPLACE_SOURCE in gen.kernels
+    for oi in plan.inplace_conv:
+        call = f"(mcuqp_arena + {plan.offsets[g.ops[oi].inputs[0]]}), &l{plan.order.index(oi)}_filter"
+        assert call in gen.model_c and f"(mcuqp_arena + {plan.scratch_offsets[oi]}))" in gen.model_c
+    assert gen.model_c.count("mcuqp_conv2d_1x1_s8_inplace(") == 4
+    assert gen.model_c.count("mcuqp_conv2d_s8(") == 1  # the first conv (10x4, stride 2) stays regular
+    write_library(gen, tmp_path)
+    x = np.random.default_rng(12).integers(-128, 128, (16, *g.input.shape[1:]), dtype=np.int8)
+    want = run(g, x)
+    got = hostlib.HostModel(tmp_path, g.input.size, g.output.size)(x).reshape(want.shape)
+    assert np.array_equal(got, want)
+
+
+@pytest.mark.qemu
+@pytest.mark.slow
+@pytest.mark.parametrize("board", ["mps2-an386", "mps3-an547"])
+def test_kws_in_place_below_the_lower_bound_on_qemu(board):
+    """KWS with its depthwise and 1x1 convs in place: arena 8,492 B against a live lower
+    bound of 16,000 B, bit-exact on the target."""
+    from mcuqp import api
+
+    loaded = api.load(kws(), n_random=8, seed=5)
+    plan = api.compile_plan(loaded)
+    assert plan.inplace_conv == [2, 4, 6, 8] and plan.inplace_depthwise == [1, 3, 5, 7]
+    res = api.verify(loaded, board=board, n_inputs=8)
+    assert res.bit_exact and np.array_equal(res.device_outputs, res.reference_outputs)
+    assert res.arena_bytes == plan.arena_bytes == 8492 < plan.lower_bound_bytes == 16000
+
+
+@pytest.mark.qemu
+@pytest.mark.slow
+def test_mixed28_auto_runs_a_pointwise_conv_in_place_on_qemu():
+    """mixed28 under auto: one 1x1 conv in place (and no depthwise) gives 3,144 B, below both
+    its 4,704 B lower bound and the 3,332 B of the in-place depthwise; bit-exact on the target."""
+    from mcuqp import api
+
+    path = KWS.parents[1] / "fixtures" / "mixed28_int8.tflite"
+    if not path.exists():
+        pytest.skip(f"{path} not present")
+    loaded = api.load(path, n_random=8, seed=3)
+    plan = api.compile_plan(loaded)
+    assert plan.inplace_conv == [1] and plan.inplace_depthwise == []
+    res = api.verify(loaded, board="mps2-an386", n_inputs=8)
+    assert res.bit_exact and np.array_equal(res.device_outputs, res.reference_outputs)
+    assert res.arena_bytes == plan.arena_bytes == 3144 < plan.lower_bound_bytes == 4704
+    assert res.predicted_flash_bytes == res.flash_bytes

@@ -237,7 +237,7 @@ def test_generated_model_runs_depthwise_in_place_on_the_host(tmp_path, model, mo
     from mcuqp.reference.interpreter import run
 
     g = load_tflite(shared_model(model))
-    plan = plan_memory(g, inplace_depthwise=mode)
+    plan = plan_memory(g, inplace_depthwise=mode, inplace_conv="never")  # the 1x1 convs: test_kernels_conv_inplace
     validate_plan(g, plan)
     assert plan.inplace_depthwise == in_place
     gen = generate(g, plan)
@@ -259,9 +259,16 @@ def test_generated_model_runs_depthwise_in_place_on_the_host(tmp_path, model, mo
 @pytest.mark.qemu
 @pytest.mark.slow
 @pytest.mark.parametrize("board", ["mps2-an386", "mps3-an547"])
-def test_mixed28_in_place_below_the_lower_bound_on_qemu(board):
-    """mixed28's depthwise runs in place: arena 3,332 B against a live lower bound of 4,704 B."""
+def test_mixed28_in_place_below_the_lower_bound_on_qemu(monkeypatch, board):
+    """mixed28's depthwise runs in place: arena 3,332 B against a live lower bound of 4,704 B
+    (1x1 convs kept regular here; with them in place auto prefers a 1x1 conv instead:
+    tests/test_kernels_conv_inplace.py)."""
+    from functools import partial
+
     from mcuqp import api
+    from mcuqp.plan.memory import plan_memory
+
+    monkeypatch.setattr(api, "plan_memory", partial(plan_memory, inplace_conv="never"))
 
     loaded = api.load(shared_model(MIXED28), n_random=12, seed=3)
     plan = api.compile_plan(loaded)
@@ -278,15 +285,17 @@ def test_mixed28_in_place_below_the_lower_bound_on_qemu(board):
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["auto", "always"])
 def test_kws_bit_exact_on_qemu(monkeypatch, mode):
-    """KWS peaks at its pointwise convs (two 8,000 B tensors whatever the depthwise does), so
-    auto keeps the regular kernel and the arena at the 16,000 B lower bound; forced in place,
-    all four depthwise layers run the in-place kernel on the target, still bit-exact."""
+    """With the 1x1 convs kept regular, KWS peaks at its pointwise convs (two 8,000 B tensors
+    whatever the depthwise does), so auto keeps the regular depthwise kernel and the arena at
+    the 16,000 B lower bound; forced in place, all four depthwise layers run the in-place
+    kernel on the target, still bit-exact. (Both kinds in place, below the bound:
+    tests/test_kernels_conv_inplace.py.)"""
     from functools import partial
 
     from mcuqp import api
     from mcuqp.plan.memory import plan_memory
 
-    monkeypatch.setattr(api, "plan_memory", partial(plan_memory, inplace_depthwise=mode))
+    monkeypatch.setattr(api, "plan_memory", partial(plan_memory, inplace_depthwise=mode, inplace_conv="never"))
     loaded = api.load(shared_model(KWS), n_random=8, seed=5)
     plan = api.compile_plan(loaded)
     assert plan.inplace_depthwise == ([1, 3, 5, 7] if mode == "always" else [])

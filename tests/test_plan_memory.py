@@ -1,7 +1,8 @@
 """Static memory planner: placement correctness on random DAGs (checked by an
 independent overlap check and by simulating execution on a byte arena, in-place
-depthwise ops run channel by channel through their planned scratch), optimality on
-chains, order search, aliasing, in-place depthwise convolution, scratch, reports."""
+depthwise ops run channel by channel and in-place 1x1 convs pixel by pixel through their
+planned scratch), optimality on chains, order search, aliasing, in-place depthwise and
+pointwise convolution, scratch, reports."""
 from __future__ import annotations
 
 import json
@@ -15,7 +16,7 @@ from mcuqp.errors import McuqpError
 from mcuqp.ir import (
     AddAttrs, ConvAttrs, DType, FullyConnectedAttrs, Graph, Op, OpKind, Padding, ReshapeAttrs, Tensor,
 )
-from mcuqp.plan.memory import inplace_depthwise_scratch, plan_memory, validate_plan
+from mcuqp.plan.memory import inplace_conv_scratch, inplace_depthwise_scratch, plan_memory, validate_plan
 from mcuqp.plan.report import plan_json, plan_table, plot_plan
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "models" / "mlperf_tiny"
@@ -96,6 +97,19 @@ def random_dw(b: Builder, rng: np.random.Generator, k: int, x: str) -> str:
     return b.dw(f"dw{k}", x, multiplier=2) if r < 0.88 else b.dw(f"dw{k}", x, stride=2)
 
 
+def random_pw(b: Builder, rng: np.random.Generator, k: int, x: str) -> str:
+    """A 1x1 conv on x (reshaped to 4-D first if needed): mostly out_c <= in_c (the
+    in-place kernel can run it), sometimes more output channels (it cannot)."""
+    size = b.g.tensors[x].size
+    if len(b.g.tensors[x].shape) != 4 or (b.g.tensors[x].shape[3] == 1 and size > 1 and rng.random() < 0.7):
+        c = int(rng.choice([d for d in range(2, min(size, 16) + 1) if size % d == 0] or [1]))
+        x = b.reshape(f"to4d{k}", x, (1, 1, size // c, c))
+    cin = b.g.tensors[x].shape[3]
+    r = rng.random()
+    cout = cin if r < 0.45 else int(rng.integers(1, cin + 1)) if r < 0.85 else cin + int(rng.integers(1, 4))
+    return b.conv(f"pw{k}", x, cout)
+
+
 def random_dag(rng: np.random.Generator, n_ops: int) -> Graph:
     """Random chains with branches, adds, reshapes, depthwise convs and dead ends; sizes
     from a small set (so adds find partners) including sizes that are not multiples of 4."""
@@ -117,6 +131,8 @@ def random_dag(rng: np.random.Generator, n_ops: int) -> Graph:
             avail.append(b.reshape(f"reshape{k}", x, shape))
         elif r < 0.6:
             avail.append(random_dw(b, rng, k, x))
+        elif r < 0.72:
+            avail.append(random_pw(b, rng, k, x))
         else:
             avail.append(b.fc(f"fc{k}", x, int(rng.choice(sizes))))
     outs = [avail[-1]]
@@ -189,6 +205,28 @@ def run_dw_in_place(g: Graph, plan, oi: int, arena: np.ndarray, view) -> None:
         data[:, ch] = dw_channel(arena[off:off + h * w].copy(), ch, oi)
 
 
+def pw_pixel(src: np.ndarray, p: int, cout: int, oi: int) -> np.ndarray:
+    """Stand-in 1x1 conv for one pixel: every output of pixel p depends on every input
+    byte of pixel p (and on nothing else)."""
+    return ((int(src.astype(np.int64).sum()) * 5 + np.arange(cout) * 11 + p * 3 + oi * 13) % 256).astype(np.uint8)
+
+
+def run_pw_in_place(g: Graph, plan, oi: int, arena: np.ndarray) -> None:
+    """The in-place 1x1 kernel's memory traffic: per pixel p in increasing order, copy its
+    in_c input bytes into the op's planned scratch, then write its out_c outputs at
+    p * out_c from the scratch alone (out_c <= in_c: the output is the input's prefix)."""
+    op = g.ops[oi]
+    _, h, w, cin = g.tensors[op.inputs[0]].shape
+    cout = g.tensors[op.outputs[0]].shape[3]
+    base = plan.offsets[op.inputs[0]]
+    assert plan.offsets[op.outputs[0]] == base and cout <= cin
+    assert plan.scratch[oi] >= cin
+    off = plan.scratch_offsets[oi]
+    for p in range(h * w):
+        arena[off:off + cin] = arena[base + p * cin:base + (p + 1) * cin]
+        arena[base + p * cout:base + (p + 1) * cout] = pw_pixel(arena[off:off + cin].copy(), p, cout, oi)
+
+
 def stand_in(g: Graph, oi: int, ref: dict[str, np.ndarray]) -> np.ndarray:
     """What the stand-in kernel of op oi computes from the reference values of its inputs."""
     op = g.ops[oi]
@@ -202,6 +240,11 @@ def stand_in(g: Graph, oi: int, ref: dict[str, np.ndarray]) -> np.ndarray:
         _, h, w, c = g.tensors[ins[0]].shape
         x = ref[ins[0]].reshape(h * w, c)
         return np.stack([dw_channel(x[:, ch], ch, oi) for ch in range(c)], axis=1).reshape(-1)
+    if inplace_conv_scratch(g, op) is not None:
+        _, h, w, cin = g.tensors[ins[0]].shape
+        x = ref[ins[0]].reshape(h * w, cin)
+        cout = g.tensors[op.outputs[0]].shape[3]
+        return np.concatenate([pw_pixel(x[p], p, cout, oi) for p in range(h * w)])
     return ((int(ref[ins[0]].astype(np.int64).sum()) + np.arange(n) * 7 + oi * 13) % 256).astype(np.uint8)
 
 
@@ -234,13 +277,16 @@ def simulate(g: Graph, plan, rng: np.random.Generator) -> None:
         n = g.tensors[y].nbytes
         out = ref[y] = stand_in(g, oi, ref)
         oy = plan.offsets[y]
-        in_place = oi in plan.inplace_depthwise
-        for x in ins:  # only add and in-place depthwise may write over an input, and only exactly
+        in_place = oi in plan.inplace_depthwise or oi in plan.inplace_conv
+        for x in ins:  # only add and in-place depthwise / 1x1 conv may write over an input, and only exactly
             ox = plan.offsets[x]
             if oy < ox + g.tensors[x].nbytes and ox < oy + n:
                 assert op.kind in (OpKind.ADD, OpKind.RESHAPE) or in_place, f"{op.name} writes over input {x}"
                 assert ox == oy, f"{op.name} writes over input {x} at another offset"
-        if in_place:
+        if oi in plan.inplace_conv:
+            run_pw_in_place(g, plan, oi, arena)
+            assert np.array_equal(view(y), out), f"{op.name}: in-place result differs"
+        elif in_place:
             run_dw_in_place(g, plan, oi, arena, view)
             assert np.array_equal(view(y), out), f"{op.name}: in-place result differs"
         elif not (op.kind == OpKind.RESHAPE and oy == plan.offsets[ins[0]]):
@@ -282,37 +328,49 @@ def check_plan(g: Graph, plan, sc: dict[int, int], alignment: int, rng: np.rando
     producers = {y: i for i, op in enumerate(g.ops) for y in op.outputs}
     for t, r in plan.aliases.items():
         op = g.ops[producers[t]]
-        assert op.kind in (OpKind.ADD, OpKind.RESHAPE) or producers[t] in plan.inplace_depthwise
+        assert op.kind in (OpKind.ADD, OpKind.RESHAPE) or producers[t] in plan.inplace_depthwise + plan.inplace_conv
         assert not (t in boundary and r in boundary)
     for oi in plan.inplace_depthwise:
         need = inplace_depthwise_scratch(g, g.ops[oi])
+        assert need is not None and plan.scratch[oi] >= need and plan.scratch[oi] >= sc.get(oi, 0)
+    for oi in plan.inplace_conv:
+        need = inplace_conv_scratch(g, g.ops[oi])
         assert need is not None and plan.scratch[oi] >= need and plan.scratch[oi] >= sc.get(oi, 0)
 
 
 @pytest.mark.parametrize("seed", range(6))
 def test_random_dags_place_without_overlap(seed: int) -> None:
     rng = np.random.default_rng(seed)
-    used = {"auto": 0, "always": 0}
+    used = {"auto": 0, "always": 0, "conv": 0, "conv-prefix": 0}
     for _ in range(25):
         g = random_dag(rng, int(rng.integers(1, 14)))
         alignment = int(rng.choice([1, 4, 8]))
         scratch = {int(i): int(rng.integers(1, 50)) for i in rng.choice(len(g.ops), size=min(2, len(g.ops)), replace=False)}
         for sc in ({}, scratch):
-            never = plan_memory(g, alignment=alignment, scratch=sc, inplace_depthwise="never")
+            never = plan_memory(g, alignment=alignment, scratch=sc, inplace_depthwise="never", inplace_conv="never")
             check_plan(g, never, sc, alignment, rng)
-            assert never.inplace_depthwise == []
+            assert never.inplace_depthwise == [] and never.inplace_conv == []
             for mode in ("auto", "always"):
-                plan = plan_memory(g, alignment=alignment, scratch=sc, inplace_depthwise=mode)
+                plan = plan_memory(g, alignment=alignment, scratch=sc, inplace_depthwise=mode, inplace_conv="never")
                 check_plan(g, plan, sc, alignment, rng)
                 used[mode] += bool(plan.inplace_depthwise)
+                plan = plan_memory(g, alignment=alignment, scratch=sc, inplace_depthwise="never", inplace_conv=mode)
+                check_plan(g, plan, sc, alignment, rng)
+                used["conv"] += bool(plan.inplace_conv)
+                used["conv-prefix"] += any(g.tensors[g.ops[oi].outputs[0]].nbytes < g.tensors[g.ops[oi].inputs[0]].nbytes
+                                           for oi in plan.inplace_conv)
+                both = plan_memory(g, alignment=alignment, scratch=sc, inplace_depthwise=mode, inplace_conv=mode)
+                check_plan(g, both, sc, alignment, rng)
             # auto runs in place only where that makes the arena smaller (ties: the faster kernel)
             auto = plan_memory(g, alignment=alignment, scratch=sc)
+            check_plan(g, auto, sc, alignment, rng)
             assert auto.arena_bytes <= never.arena_bytes
-            assert not auto.inplace_depthwise or auto.arena_bytes < never.arena_bytes
+            assert not (auto.inplace_depthwise or auto.inplace_conv) or auto.arena_bytes < never.arena_bytes
             listed = plan_memory(g, order=list(range(len(g.ops))), alignment=alignment, scratch=sc)
             check_plan(g, listed, sc, alignment, rng)
             assert auto.arena_bytes <= listed.arena_bytes  # the order search never loses
-    assert used["always"] > 0, used  # the sweep exercised in-place depthwise (auto uses it in 5 of 6 seeds)
+    assert used["always"] > 0 and used["conv"] > 0, used  # the sweep exercised in-place depthwise and 1x1 conv
+    assert used["conv-prefix"] > 0, used  # ... including out_c < in_c (the output a prefix of the input)
 
 
 @pytest.mark.parametrize("alignment", [1, 4])
@@ -354,9 +412,9 @@ def two_branch_graph() -> Graph:
 
 def test_order_search_lowers_the_peak_of_an_interleaved_branch() -> None:
     g = two_branch_graph()
-    listed = plan_memory(g, order=[0, 1, 2, 3, 4], alignment=1)
+    listed = plan_memory(g, order=[0, 1, 2, 3, 4], alignment=1, inplace_conv="never")
     assert listed.arena_bytes == 3072  # x, a1, b1 live together
-    plan = plan_memory(g, alignment=1)
+    plan = plan_memory(g, alignment=1, inplace_conv="never")
     validate_plan(g, plan)
     assert plan.arena_bytes == 2176  # one branch at a time: x + a1 + a2
     assert plan.order in ([0, 2, 1, 3, 4], [1, 3, 0, 2, 4])
@@ -371,7 +429,7 @@ def test_residual_block_keeps_its_only_order_and_adds_in_place() -> None:
     y = b.add("add", h, x)
     out = b.conv("head", y, 4)
     g = b.done(out)
-    plan = plan_memory(g, alignment=4)
+    plan = plan_memory(g, alignment=4, inplace_conv="never")
     validate_plan(g, plan)
     assert plan.order == [0, 1, 2, 3]
     assert plan.aliases == {"add": "c2"}  # c2 dies at the add; x (a graph input) would also do
@@ -491,9 +549,9 @@ def residual_dw_graph() -> Graph:
 
 def test_inplace_depthwise_lowers_the_arena_below_the_lower_bound() -> None:
     g = residual_dw_graph()
-    never = plan_memory(g, alignment=4, inplace_depthwise="never")
+    never = plan_memory(g, alignment=4, inplace_depthwise="never", inplace_conv="never")
     assert never.arena_bytes == never.lower_bound_bytes == 3 * 512
-    plan = plan_memory(g, alignment=4)
+    plan = plan_memory(g, alignment=4, inplace_conv="never")
     validate_plan(g, plan)
     assert plan.order == [0, 1, 2, 3, 4]  # c1 must die at the depthwise
     assert plan.inplace_depthwise == [2] and plan.aliases["dw"] == "c1"
@@ -512,15 +570,83 @@ def test_inplace_depthwise_ties_keep_the_regular_kernel() -> None:
     for k in range(2):
         h = b.conv(f"pw{k}", b.dw(f"dw{k}", h), 64)
     g = b.done(h)
-    plan = plan_memory(g)
+    plan = plan_memory(g, inplace_conv="never")
     validate_plan(g, plan)
     assert plan.inplace_depthwise == [] and plan.scratch == {}
     assert plan.arena_bytes == 16000
-    forced = plan_memory(g, inplace_depthwise="always")
+    forced = plan_memory(g, inplace_depthwise="always", inplace_conv="never")
     validate_plan(g, forced)
     assert forced.inplace_depthwise == [1, 3] and forced.arena_bytes == 16000
     assert forced.scratch == {1: 125, 3: 125}  # h * w; the planned areas are rounded to the alignment
     simulate(g, forced, np.random.default_rng(3))
+
+
+def test_inplace_pointwise_and_depthwise_take_a_dscnn_below_its_lower_bound() -> None:
+    """The DS-CNN block again: with the 1x1 convs in place as well, no step holds two
+    8,000 B tensors; either kind alone saves nothing, so auto needs (and keeps) both."""
+    b = Builder("dscnn")
+    x = b.input("x", (1, 25, 5, 1))
+    h = b.conv("c0", x, 64)
+    for k in range(2):
+        h = b.conv(f"pw{k}", b.dw(f"dw{k}", h), 64)
+    g = b.done(b.fc("fc", h, 12))
+    assert [inplace_conv_scratch(g, op) for op in g.ops] == [None, None, 64, None, 64, None]  # c0: 1 -> 64 channels
+    never = plan_memory(g, inplace_depthwise="never", inplace_conv="never")
+    assert never.arena_bytes == never.lower_bound_bytes == 16000
+    only_pw = plan_memory(g, inplace_depthwise="never", inplace_conv="always")
+    validate_plan(g, only_pw)
+    assert only_pw.inplace_conv == [2, 4] and only_pw.arena_bytes >= 16000
+    plan = plan_memory(g)
+    validate_plan(g, plan)
+    assert plan.inplace_depthwise == [1, 3] and plan.inplace_conv == [2, 4]
+    assert plan.scratch == {1: 125, 2: 64, 3: 125, 4: 64}
+    assert plan.arena_bytes < plan.lower_bound_bytes == 16000
+    assert plan.arena_bytes == 8000 + 128  # one 8,000 B tensor plus the largest scratch (125 -> 128)
+    simulate(g, plan, np.random.default_rng(8))
+
+
+def test_inplace_conv_only_where_exact() -> None:
+    b = Builder("g")
+    x = b.input("x", (1, 4, 4, 8))
+    a = b.conv("a", x, 8)
+    c = b.conv("c", a, 3)  # out_c < in_c: the output is the prefix of a's bytes
+    d = b.conv("d", c, 6)  # out_c > in_c: would overwrite unread pixels
+    g = b.done(b.fc("f", d, 4))
+    assert [inplace_conv_scratch(g, op) for op in g.ops] == [8, 8, None, None]
+    plan = plan_memory(g, inplace_conv="always")
+    validate_plan(g, plan)
+    assert plan.inplace_conv == [0, 1]  # x, a graph input, may be overwritten by a (not an output)
+    assert plan.offsets["c"] == plan.offsets["a"] == plan.offsets["x"]
+    simulate(g, plan, np.random.default_rng(9))
+    # stride, padding or a bigger filter: not the 1x1 kernel's case
+    for attrs in (ConvAttrs((2, 2), Padding()), ConvAttrs((1, 1), Padding(0, 0, 0, 0), dilation=(2, 1))):
+        op = Op(OpKind.CONV2D, "s", [a, "a.w"], ["a"], attrs)
+        assert inplace_conv_scratch(g, op) is None
+
+    # validate_plan refuses loose in-place convs
+    def broken(change):
+        p = plan_memory(g, inplace_conv="always")
+        change(p)
+        return p
+
+    with pytest.raises(McuqpError, match="not listed in inplace_conv"):
+        validate_plan(g, broken(lambda p: p.inplace_conv.remove(1)))
+    with pytest.raises(McuqpError, match="needs 8 B of scratch"):
+        validate_plan(g, broken(lambda p: p.scratch.update({1: 4})))
+    never = plan_memory(g, inplace_conv="never")
+    never.inplace_conv = [0]
+    with pytest.raises(McuqpError, match="does not share"):
+        validate_plan(g, never)
+    never.inplace_conv = [2]
+    with pytest.raises(McuqpError, match="cannot run it"):
+        validate_plan(g, never)
+    # d (out_c > in_c) forced over c
+    p = plan_memory(g, inplace_conv="always")
+    p.aliases["d"] = "x"
+    p.offsets["d"] = p.offsets["c"]
+    p.inplace_conv = [0, 1, 2]
+    with pytest.raises(McuqpError):
+        validate_plan(g, p)
 
 
 def test_inplace_depthwise_only_where_exact() -> None:
@@ -536,7 +662,7 @@ def test_inplace_depthwise_only_where_exact() -> None:
     d5 = b.dw("d5", x)  # graph input to graph output: never one buffer
     g = b.done(d4, d5)
     assert [inplace_depthwise_scratch(g, op) for op in g.ops] == [None, None, None, None, 9, None, 9, 36]
-    plan = plan_memory(g, order=list(range(8)), inplace_depthwise="always")
+    plan = plan_memory(g, order=list(range(8)), inplace_depthwise="always", inplace_conv="never")
     validate_plan(g, plan)
     assert plan.inplace_depthwise == [6]
     assert plan.aliases["s"] == plan.aliases["d4"] == "c"
@@ -555,7 +681,7 @@ def test_validate_plan_refuses_loose_inplace_depthwise() -> None:
     g = residual_dw_graph()
 
     def broken(change) -> None:
-        plan = plan_memory(g, alignment=4)
+        plan = plan_memory(g, alignment=4, inplace_conv="never")
         assert plan.inplace_depthwise == [2]
         change(plan)
         return plan
@@ -570,7 +696,7 @@ def test_validate_plan_refuses_loose_inplace_depthwise() -> None:
     with pytest.raises(McuqpError, match="overlap"):
         validate_plan(g, plan)
 
-    plan = plan_memory(g, alignment=4, inplace_depthwise="never")
+    plan = plan_memory(g, alignment=4, inplace_depthwise="never", inplace_conv="never")
     plan.inplace_depthwise = [2]  # listed but the output has its own storage
     with pytest.raises(McuqpError, match="does not share"):
         validate_plan(g, plan)
@@ -578,7 +704,7 @@ def test_validate_plan_refuses_loose_inplace_depthwise() -> None:
     with pytest.raises(McuqpError, match="cannot run it"):
         validate_plan(g, plan)
 
-    plan = plan_memory(g, order=[0, 2, 1, 3, 4], alignment=4, inplace_depthwise="always")
+    plan = plan_memory(g, order=[0, 2, 1, 3, 4], alignment=4, inplace_depthwise="always", inplace_conv="never")
     assert plan.inplace_depthwise == []  # c1 is read by c2 after the depthwise
     plan.aliases["dw"] = "c1"
     plan.offsets["dw"] = plan.offsets["c1"]
@@ -597,7 +723,7 @@ def test_validate_plan_refuses_loose_inplace_depthwise() -> None:
     b.g.ops.append(Op(OpKind.DEPTHWISE_CONV2D, "d", [a, w.name], [y],
                       ConvAttrs((2, 1), Padding(1, 1, 1, 1), depth_multiplier=2)))
     g2 = b.done(b.conv("head", y, 2))
-    plan = plan_memory(g2, alignment=4, inplace_depthwise="always")
+    plan = plan_memory(g2, alignment=4, inplace_depthwise="always", inplace_conv="never")
     assert plan.inplace_depthwise == []
     plan.aliases["d"] = "a"
     plan.offsets["d"] = plan.offsets["a"]
@@ -673,14 +799,30 @@ def test_shared_models_with_inplace_depthwise(model: str, arena: int) -> None:
     from mcuqp.frontends.tflite import load_tflite
 
     g = load_tflite(str(path))
-    plan = plan_memory(g)
+    plan = plan_memory(g, inplace_conv="never")
     validate_plan(g, plan)
     assert plan.arena_bytes == arena
     assert bool(plan.inplace_depthwise) == (arena < plan.lower_bound_bytes)
-    forced = plan_memory(g, inplace_depthwise="always")
+    forced = plan_memory(g, inplace_depthwise="always", inplace_conv="never")
     validate_plan(g, forced)
     assert forced.inplace_depthwise and forced.arena_bytes >= plan.arena_bytes
     simulate(g, forced, np.random.default_rng(0))
+
+
+def test_kws_in_place_pointwise_below_its_lower_bound() -> None:
+    """KWS alternates depthwise and 1x1 convs on 8,000 B tensors: with both in place the
+    arena drops below the 16,000 B live-activation lower bound."""
+    path = SHARED / "kws_ref_model.tflite"
+    if not path.exists():
+        pytest.skip(f"{path} absent (shared models not available)")
+    from mcuqp.frontends.tflite import load_tflite
+
+    g = load_tflite(str(path))
+    plan = plan_memory(g)
+    validate_plan(g, plan)
+    assert plan.lower_bound_bytes == 16000 and plan.arena_bytes == 8492
+    assert plan.inplace_depthwise == [1, 3, 5, 7] and plan.inplace_conv == [2, 4, 6, 8]
+    simulate(g, plan, np.random.default_rng(1))
 
 
 def test_reports(tmp_path: Path) -> None:
@@ -690,7 +832,7 @@ def test_reports(tmp_path: Path) -> None:
     r = b.reshape("flat", c, (1, 64))
     y = b.fc("fc", r, 10)
     g = b.done(y)
-    plan = plan_memory(g, scratch={0: 16})
+    plan = plan_memory(g, scratch={0: 16}, inplace_conv="never")
 
     table = plan_table(g, plan)
     lines = table.splitlines()
@@ -718,7 +860,7 @@ def test_reports(tmp_path: Path) -> None:
     assert img[..., :3].std() > 0  # something was drawn
 
     g = residual_dw_graph()
-    plan = plan_memory(g)
+    plan = plan_memory(g, inplace_conv="never")
     table = plan_table(g, plan)
     assert sum("(in place)" in line for line in table.splitlines()) == 1 and "1 depthwise op(s) in place" in table
     data = json.loads(json.dumps(plan_json(g, plan)))
@@ -726,3 +868,9 @@ def test_reports(tmp_path: Path) -> None:
     assert [layer["in_place"] for layer in data["layers"]] == [False, False, True, False, False]
     assert data["scratch"] == [{"op": "dw", "step": 2, "offset": plan.scratch_offsets[2], "bytes": 64}]
     assert plot_plan(g, plan, tmp_path / "inplace.png").exists()
+    g = residual_dw_graph()
+    plan = plan_memory(g, inplace_conv="always")
+    assert plan.inplace_conv
+    assert f"{len(plan.inplace_conv)} 1x1 conv op(s) in place" in plan_table(g, plan)
+    data = json.loads(json.dumps(plan_json(g, plan)))
+    assert data["inplace_conv"] == [g.ops[oi].name for oi in plan.inplace_conv]

@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = ROOT / "templates"
 RUNTIME = ROOT / "runtime_c"
 DEPTHWISE_INPLACE_SOURCE = RUNTIME / "src" / "depthwise_conv2d_s8_inplace.c"  # portable only
+CONV_INPLACE_SOURCE = RUNTIME / "src" / "conv2d_1x1_s8_inplace.c"  # portable only
 
 
 @dataclass
@@ -136,6 +137,9 @@ class _Emitter:
         if op.kind == OpKind.DEPTHWISE_CONV2D and self.plan.order[layer.index] in self.plan.inplace_depthwise:
             self.depthwise_inplace(layer, op, params, quant, wname, bname)
             return
+        if op.kind == OpKind.CONV2D and self.plan.order[layer.index] in self.plan.inplace_conv:
+            self.conv_inplace(layer, op, params, quant, wname, bname)
+            return
         fn = "mcuqp_conv2d_s8" if op.kind == OpKind.CONV2D else "mcuqp_depthwise_conv2d_s8"
         layer.call = (
             f"{fn}({params}, {quant}, {self.dims(layer, 'in', x.shape)}, {self.buf(x.name)}, "
@@ -157,6 +161,24 @@ class _Emitter:
         layer.kernel = DEPTHWISE_INPLACE_SOURCE
         layer.call = (
             f"mcuqp_depthwise_conv2d_s8_inplace({params}, {quant}, {self.dims(layer, 'in', x.shape)}, "
+            f"{self.buf(x.name)}, {self.dims(layer, 'filter', w.shape)}, {wname}, {bname}, "
+            f"{self.dims(layer, 'out', y.shape)}, (mcuqp_arena + {scratch}))"
+        )
+
+    def conv_inplace(self, layer: Layer, op: Op, params: str, quant: str, wname: str, bname: str) -> None:
+        """The plan writes this 1x1 conv's output over its input (the prefix of its bytes):
+        the in-place kernel, with its in_c scratch where the plan put it in the arena."""
+        x, y = self.graph.tensors[op.inputs[0]], self.graph.tensors[op.outputs[0]]
+        w = self.graph.tensors[op.inputs[1]]
+        op_index = self.plan.order[layer.index]
+        scratch = self.plan.scratch_offsets.get(op_index)
+        if self.plan.offsets[x.name] != self.plan.offsets[y.name] or scratch is None:
+            raise McuqpError(f"plan lists {op.name} as in-place conv but does not alias its output onto its "
+                             f"input or place its scratch")
+        layer.comment = f"in place over its input; {self.plan.scratch[op_index]} B of scratch at arena + {scratch}"
+        layer.kernel = CONV_INPLACE_SOURCE
+        layer.call = (
+            f"mcuqp_conv2d_1x1_s8_inplace({params}, {quant}, {self.dims(layer, 'in', x.shape)}, "
             f"{self.buf(x.name)}, {self.dims(layer, 'filter', w.shape)}, {wname}, {bname}, "
             f"{self.dims(layer, 'out', y.shape)}, (mcuqp_arena + {scratch}))"
         )

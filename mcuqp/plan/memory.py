@@ -15,6 +15,12 @@ lifetimes share a step never share bytes, except where sharing is exact (aliases
   before writing that channel's outputs (output channel c reads input channel c only),
   so such an op declares h*w bytes of scratch, planned in the arena like any scratch.
   It is used only where it makes the arena smaller: the regular kernel is faster.
+- CONV2D 1x1 (stride 1, dilation 1, no padding, out_c <= in_c, int8): the output may
+  overwrite its dying input. The in-place kernel (mcuqp_conv2d_1x1_s8_inplace) copies
+  pixel p's in_c input bytes to scratch before writing its out_c outputs at p*out_c, so it
+  never reaches an unread pixel; the output is the prefix of the input's bytes (its
+  storage group keeps the input's size). Such an op declares in_c bytes of scratch and,
+  like the in-place depthwise, is used only where it makes the arena smaller.
 
 A group of tensors sharing storage is a buffer; buffers are placed by several
 strategies and the smallest arena wins. For graphs with branches the execution
@@ -61,6 +67,7 @@ class MemoryPlan:
     scratch_offsets: dict[int, int] = field(default_factory=dict)  # op index -> offset of its scratch
     alignment: int = 4
     inplace_depthwise: list[int] = field(default_factory=list)  # depthwise ops (indices) writing over their input
+    inplace_conv: list[int] = field(default_factory=list)  # 1x1 conv ops (indices) writing over their input
 
     @property
     def peak_storage_bytes(self) -> int:
@@ -90,7 +97,7 @@ class _GraphInfo:
     inputs: frozenset[str]
     outputs: frozenset[str]
     preds: tuple[frozenset[int], ...]  # per op: ops it must follow
-    inplace_scratch: dict[int, int]  # depthwise op index -> scratch its in-place kernel needs
+    inplace_scratch: dict[int, int]  # depthwise or 1x1 conv op index -> scratch its in-place kernel needs
 
     @property
     def boundary(self) -> frozenset[str]:
@@ -125,7 +132,8 @@ def _graph_info(graph: Graph) -> _GraphInfo:
     planned = tuple(n for n in graph.tensors if n in acts and (n in producer or n in graph.inputs))
     orphans = tuple(n for n in graph.tensors if n in acts and n not in producer and n not in graph.inputs)
     preds = tuple(frozenset(producer[n] for n in ins if n in producer) for ins in act_inputs)
-    inplace = {i: b for i, op in enumerate(graph.ops) if (b := inplace_depthwise_scratch(graph, op)) is not None}
+    inplace = {i: b for i, op in enumerate(graph.ops)
+               if (b := inplace_depthwise_scratch(graph, op) or inplace_conv_scratch(graph, op)) is not None}
     return _GraphInfo(
         graph=graph,
         tensors=planned,
@@ -157,6 +165,32 @@ def inplace_depthwise_scratch(graph: Graph, op: Op) -> int | None:
     return int(x.shape[1]) * int(x.shape[2])
 
 
+def inplace_conv_scratch(graph: Graph, op: Op) -> int | None:
+    """Bytes of scratch (in_c) with which mcuqp_conv2d_1x1_s8_inplace computes `op` over
+    its input, or None when that kernel cannot: not a conv, a filter other than 1x1, a
+    stride, dilation or padding, more output than input channels, another output h/w, or
+    not int8."""
+    if op.kind != OpKind.CONV2D or len(op.outputs) != 1 or len(op.inputs) < 2:
+        return None
+    a = op.attrs
+    if tuple(getattr(a, "stride", ())) != (1, 1) or tuple(getattr(a, "dilation", ())) != (1, 1):
+        return None
+    pad = getattr(a, "padding", None)
+    if pad is None or (pad.top, pad.bottom, pad.left, pad.right) != (0, 0, 0, 0):
+        return None
+    x, w, y = (graph.tensors.get(n) for n in (op.inputs[0], op.inputs[1], op.outputs[0]))
+    if x is None or w is None or y is None or x.is_const or len(x.shape) != 4 or len(w.shape) != 4:
+        return None
+    if len(y.shape) != 4 or x.dtype != DType.INT8 or y.dtype != DType.INT8 or min(x.shape) < 1:
+        return None
+    cout, kh, kw, cin = (int(v) for v in w.shape)
+    if (kh, kw) != (1, 1) or cin != int(x.shape[3]) or not 1 <= cout <= cin:
+        return None
+    if tuple(y.shape) != (*tuple(x.shape[:3]), cout):
+        return None
+    return cin
+
+
 # --- lifetimes and aliasing for one order -------------------------------------------
 
 
@@ -181,7 +215,7 @@ class _Layout:
     lower_bound: int
     peak: int  # largest distinct live storage at one step
     scratch: dict[int, int]  # op index -> scratch bytes, in-place depthwise ops included
-    inplace: frozenset[int]  # depthwise ops whose output joined their input's storage
+    inplace: frozenset[int]  # depthwise / 1x1 conv ops whose output joined their input's storage
 
 
 def _round_up(n: int, a: int) -> int:
@@ -209,9 +243,11 @@ def _alias_groups(info: _GraphInfo, order: list[int], life: dict[str, tuple[int,
     members = {t: [t] for t in info.tensors}
     ops = info.graph.ops
 
-    def can_join(r: str, t: str) -> bool:
+    def can_join(r: str, t: str, prefix: bool = False) -> bool:
+        """prefix: t may be smaller than the group (a 1x1 conv writing out_c < in_c channels)."""
         group = members[r]
-        if any(info.nbytes[m] != info.nbytes[t] for m in group):
+        if any(info.nbytes[m] != info.nbytes[t] and not (prefix and info.nbytes[t] < info.nbytes[m])
+               for m in group):
             return False
         # graph input and output bytes are the caller's contract: never two in one buffer
         return sum(m in info.boundary for m in group) + (t in info.boundary) <= 1
@@ -242,7 +278,7 @@ def _alias_groups(info: _GraphInfo, order: list[int], life: dict[str, tuple[int,
                     break
         elif oi in inplace and len(ins) == 1:
             r = root[ins[0]]
-            if dies_at(r, step) and can_join(r, y):
+            if dies_at(r, step) and can_join(r, y, prefix=op.kind == OpKind.CONV2D):
                 join(r, y)
     return root
 
@@ -556,7 +592,8 @@ def _finish(info: _GraphInfo, layout: _Layout, strategy: str, placement: Placeme
         scratch=dict(scratch),
         scratch_offsets={oi: placement[f"scratch:{oi}"] for oi, b in scratch.items() if b > 0},
         alignment=alignment,
-        inplace_depthwise=sorted(layout.inplace),
+        inplace_depthwise=sorted(oi for oi in layout.inplace if info.graph.ops[oi].kind == OpKind.DEPTHWISE_CONV2D),
+        inplace_conv=sorted(oi for oi in layout.inplace if info.graph.ops[oi].kind == OpKind.CONV2D),
     )
 
 
@@ -590,21 +627,29 @@ def _search(info: _GraphInfo, order: list[int] | None, alignment: int, need: dic
     return best
 
 
-def _search_inplace(info: _GraphInfo, order: list[int] | None, alignment: int, need: dict[int, int]) -> MemoryPlan:
-    """Plan without and with in-place depthwise ops; keep in place only what lowers the
-    arena. Ties go to the regular (faster) kernel: starting from every candidate in place,
-    each in-place op is dropped again when the arena does not grow without it."""
-    best = _search(info, order, alignment, need, frozenset())
-    trial = _search(info, order, alignment, need, frozenset(info.inplace_scratch))
+def _search_inplace(info: _GraphInfo, order: list[int] | None, alignment: int, need: dict[int, int],
+                    forced: frozenset[int], optional: frozenset[int]) -> MemoryPlan:
+    """Plan with the `forced` in-place ops, without and with the `optional` ones; keep an
+    optional op in place only where that lowers the arena. Ties go to the regular (faster)
+    kernel: starting from every candidate in place, each optional in-place op is dropped
+    again when the arena does not grow without it."""
+    best = _search(info, order, alignment, need, forced)
+    if not optional:
+        return best
+    trial = _search(info, order, alignment, need, forced | optional)
     if trial.arena_bytes >= best.arena_bytes:
         return best
-    for oi in list(trial.inplace_depthwise):
-        if oi not in trial.inplace_depthwise:
+    for oi in sorted(_in_place(trial) & optional):
+        if oi not in _in_place(trial):
             continue
-        fewer = _search(info, order, alignment, need, frozenset(trial.inplace_depthwise) - {oi})
+        fewer = _search(info, order, alignment, need, frozenset(_in_place(trial)) - {oi})
         if fewer.arena_bytes <= trial.arena_bytes:
             trial = fewer
     return trial
+
+
+def _in_place(plan: MemoryPlan) -> frozenset[int]:
+    return frozenset(plan.inplace_depthwise) | frozenset(plan.inplace_conv)
 
 
 def plan_memory(
@@ -614,6 +659,7 @@ def plan_memory(
     alignment: int = 4,
     scratch: Mapping[int, int] | None = None,
     inplace_depthwise: InPlaceMode = "auto",
+    inplace_conv: InPlaceMode = "auto",
 ) -> MemoryPlan:
     """Place every activation tensor of `graph` in one arena.
 
@@ -625,22 +671,30 @@ def plan_memory(
     inplace_depthwise: "auto" runs a depthwise conv in place (output over its dying
         input, h*w bytes of scratch) only where that lowers the arena; "always" wherever
         it is exact; "never" not at all. `MemoryPlan.inplace_depthwise` lists them.
+    inplace_conv: the same for 1x1 convs (output over the dying input, in_c bytes of
+        scratch; out_c <= in_c). `MemoryPlan.inplace_conv` lists them.
     """
     if not isinstance(alignment, int) or alignment < 1:
         raise McuqpError(f"alignment must be a positive integer, got {alignment!r}")
     if inplace_depthwise not in ("auto", "always", "never"):
         raise McuqpError(f"inplace_depthwise must be 'auto', 'always' or 'never', got {inplace_depthwise!r}")
+    if inplace_conv not in ("auto", "always", "never"):
+        raise McuqpError(f"inplace_conv must be 'auto', 'always' or 'never', got {inplace_conv!r}")
     info = _graph_info(graph)
     need = {int(k): int(v) for k, v in (scratch or {}).items()}
     for oi, b in need.items():
         if not 0 <= oi < len(graph.ops) or b < 0:
             raise McuqpError(f"scratch request {oi} -> {b}: needs an op index below {len(graph.ops)} and bytes >= 0")
     fixed = None if order is None else _check_order(info, order)
-    if inplace_depthwise == "never" or not info.inplace_scratch:
-        return _search(info, fixed, alignment, need, frozenset())
-    if inplace_depthwise == "always":
-        return _search(info, fixed, alignment, need, frozenset(info.inplace_scratch))
-    return _search_inplace(info, fixed, alignment, need)
+    forced: set[int] = set()
+    optional: set[int] = set()
+    for oi in info.inplace_scratch:
+        mode = inplace_depthwise if info.graph.ops[oi].kind == OpKind.DEPTHWISE_CONV2D else inplace_conv
+        if mode == "always":
+            forced.add(oi)
+        elif mode == "auto":
+            optional.add(oi)
+    return _search_inplace(info, fixed, alignment, need, frozenset(forced), frozenset(optional))
 
 
 def validate_plan(graph: Graph, plan: MemoryPlan) -> None:
@@ -649,8 +703,10 @@ def validate_plan(graph: Graph, plan: MemoryPlan) -> None:
     Checks: the order is topological; every activation has an aligned offset inside
     the arena; tensors live at the same step never share bytes unless they are
     declared aliases whose sharing is exact (a reshape view, an add writing over storage
-    that dies at that add, or a depthwise op listed in `inplace_depthwise` that the in-place
-    kernel supports, writing over its input's dying storage with its h*w bytes of scratch);
+    that dies at that add, a depthwise op listed in `inplace_depthwise` that the in-place
+    kernel supports, writing over its input's dying storage with its h*w bytes of scratch,
+    or likewise a 1x1 conv listed in `inplace_conv` with its in_c bytes, its output at most
+    its input's size, at the input's offset);
     scratch areas overlap nothing live at their step.
     """
     info = _graph_info(graph)
@@ -703,20 +759,26 @@ def _check_group(info: _GraphInfo, plan: MemoryPlan, life: dict[str, tuple[int, 
         raise McuqpError(f"graph inputs/outputs {[m for m in members if m in info.boundary]} share storage")
     pos = {oi: s for s, oi in enumerate(plan.order)}
     for m in members[1:]:
-        if plan.offsets[m] != plan.offsets[first] or info.nbytes[m] != info.nbytes[first]:
-            raise McuqpError(f"alias {m!r} of {first!r} differs in offset or size")
         if m not in info.producer:
             raise McuqpError(f"graph input {m!r} cannot alias {first!r}")
         op = info.graph.ops[info.producer[m]]
+        ins = [x for x in info.act_inputs[info.producer[m]] if x in members]
+        # only a 1x1 conv (out_c < in_c, checked below) writes a smaller prefix of the group's bytes
+        same = all(info.nbytes[x] == info.nbytes[m] for x in ins) and info.nbytes[m] == info.nbytes[first]
+        prefix = op.kind == OpKind.CONV2D and all(info.nbytes[x] >= info.nbytes[m] for x in ins)
+        if plan.offsets[m] != plan.offsets[first] or not (same or prefix):
+            raise McuqpError(f"alias {m!r} of {first!r} differs in offset or size")
         step = pos[info.producer[m]]
         ins = [x for x in info.act_inputs[info.producer[m]] if x in members]
         if op.kind == OpKind.RESHAPE and ins:
             continue  # a view: writes nothing
         if op.kind == OpKind.DEPTHWISE_CONV2D and ins:
             _check_inplace_depthwise(info, plan, info.producer[m])
+        elif op.kind == OpKind.CONV2D and ins:
+            _check_inplace_conv(info, plan, info.producer[m])
         elif op.kind != OpKind.ADD or not ins:
-            raise McuqpError(f"{op.kind.value} {op.name} cannot write {m!r} over {first!r}: only reshape, add and "
-                             f"in-place depthwise alias")
+            raise McuqpError(f"{op.kind.value} {op.name} cannot write {m!r} over {first!r}: only reshape, add, "
+                             f"in-place depthwise and in-place 1x1 conv alias")
         # it overwrites the group: every earlier member must be dead after this op
         alive = [x for x in members
                  if x != m and life[x][0] <= step and (life[x][1] > step or x in info.outputs)]
@@ -739,13 +801,29 @@ def _check_inplace_depthwise(info: _GraphInfo, plan: MemoryPlan, oi: int) -> Non
                          f"{plan.scratch.get(oi, 0)} B")
 
 
+def _check_inplace_conv(info: _GraphInfo, plan: MemoryPlan, oi: int) -> None:
+    """A 1x1 conv writing over its input: the in-place kernel must support it, the plan must
+    say so and give it the kernel's in_c bytes of scratch."""
+    op = info.graph.ops[oi]
+    need = info.inplace_scratch.get(oi)
+    if need is None or op.kind != OpKind.CONV2D:
+        raise McuqpError(f"conv {op.name} cannot write over its input: the in-place kernel needs a 1x1 filter, "
+                         f"stride 1, dilation 1, no padding, out_c <= in_c and int8")
+    if oi not in plan.inplace_conv:
+        raise McuqpError(f"conv {op.name} writes over its input but is not listed in inplace_conv")
+    if plan.scratch.get(oi, 0) < need:
+        raise McuqpError(f"in-place conv {op.name} needs {need} B of scratch, the plan gives {plan.scratch.get(oi, 0)} B")
+
+
 def _check_inplace_listed(info: _GraphInfo, plan: MemoryPlan, root: dict[str, str]) -> None:
-    """Every op listed in inplace_depthwise really shares storage with its input."""
-    for oi in plan.inplace_depthwise:
-        if not 0 <= oi < len(info.graph.ops) or oi not in info.inplace_scratch:
-            raise McuqpError(f"op {oi} is listed in inplace_depthwise but the in-place depthwise kernel cannot run it")
+    """Every op listed in inplace_depthwise / inplace_conv really shares storage with its input."""
+    listed = [(oi, OpKind.DEPTHWISE_CONV2D, "inplace_depthwise") for oi in plan.inplace_depthwise]
+    listed += [(oi, OpKind.CONV2D, "inplace_conv") for oi in plan.inplace_conv]
+    for oi, kind, field_name in listed:
+        if not 0 <= oi < len(info.graph.ops) or oi not in info.inplace_scratch or info.graph.ops[oi].kind != kind:
+            raise McuqpError(f"op {oi} is listed in {field_name} but its in-place kernel cannot run it")
         x, y = info.act_inputs[oi][0], info.graph.ops[oi].outputs[0]
         if root[x] != root[y]:
-            raise McuqpError(f"in-place depthwise {info.graph.ops[oi].name}: output {y!r} does not share its "
+            raise McuqpError(f"in-place {kind.value} {info.graph.ops[oi].name}: output {y!r} does not share its "
                              f"input {x!r}'s storage")
 

@@ -25,13 +25,14 @@ def _peak_steps(plan: MemoryPlan) -> set[int]:
 def plan_table(graph: Graph, plan: MemoryPlan) -> str:
     """One row per executed op: live tensors, their bytes (no aliasing), the distinct
     storage they occupy (aliases once, plus scratch), and a marker on the peak. Ops run in
-    place over their input (depthwise) are marked "in place"."""
+    place over their input (depthwise, 1x1 conv) are marked "in place"."""
     peaks = _peak_steps(plan)
     name_w = max([len("op"), *(len(short_name(s.op)) for s in plan.steps)])
     kind_w = max([len("kind"), *(len(s.kind) for s in plan.steps)])
     lines = [f"{'step':>4}  {'op':<{name_w}}  {'kind':<{kind_w}}  {'live B':>9}  {'storage B':>9}  live tensors"]
     for i, s in enumerate(plan.steps):
-        mark = ("  (in place)" if s.op_index in plan.inplace_depthwise else "") + ("  <- peak" if i in peaks else "")
+        in_place = s.op_index in plan.inplace_depthwise or s.op_index in plan.inplace_conv
+        mark = ("  (in place)" if in_place else "") + ("  <- peak" if i in peaks else "")
         live = ", ".join(
             f"{short_name(t)}={short_name(plan.aliases[t])}" if t in plan.aliases else short_name(t) for t in s.live
         )
@@ -41,6 +42,7 @@ def plan_table(graph: Graph, plan: MemoryPlan) -> str:
         f"live-activation lower bound {plan.lower_bound_bytes:,} B; peak live storage {plan.peak_storage_bytes:,} B; "
         f"scratch {plan.scratch_bytes:,} B"
         + (f"; {len(plan.inplace_depthwise)} depthwise op(s) in place" if plan.inplace_depthwise else "")
+        + (f"; {len(plan.inplace_conv)} 1x1 conv op(s) in place" if plan.inplace_conv else "")
     )
     return "\n".join(lines)
 
@@ -70,7 +72,7 @@ def plan_json(graph: Graph, plan: MemoryPlan) -> dict[str, Any]:
             "live_bytes": s.live_bytes,
             "storage_bytes": s.storage_bytes,
             "scratch_bytes": plan.scratch.get(s.op_index, 0),
-            "in_place": s.op_index in plan.inplace_depthwise,
+            "in_place": s.op_index in plan.inplace_depthwise or s.op_index in plan.inplace_conv,
             "peak": i in peaks,
         }
         for i, s in enumerate(plan.steps)
@@ -85,6 +87,7 @@ def plan_json(graph: Graph, plan: MemoryPlan) -> dict[str, Any]:
         "alignment": plan.alignment,
         "order": [graph.ops[oi].name for oi in plan.order],
         "inplace_depthwise": [graph.ops[oi].name for oi in plan.inplace_depthwise],
+        "inplace_conv": [graph.ops[oi].name for oi in plan.inplace_conv],
         "tensors": tensors,
         "scratch": [
             {"op": graph.ops[oi].name, "step": pos[oi], "offset": off, "bytes": plan.scratch[oi]}
