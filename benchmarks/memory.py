@@ -83,8 +83,11 @@ def measure(n_inputs: int, boards: tuple[str, ...]) -> list[dict]:
                 "bit_exact": res.bit_exact,
                 "compared": res.compared,
                 "arena_bytes": plan.arena_bytes,
-                "arena_without_inplace_bytes": plan_memory(loaded.graph, inplace_depthwise="never").arena_bytes,
+                "arena_without_inplace_bytes": plan_memory(
+                    loaded.graph, inplace_depthwise="never", inplace_conv="never").arena_bytes,
+                "arena_inplace_depthwise_only_bytes": plan_memory(loaded.graph, inplace_conv="never").arena_bytes,
                 "inplace_depthwise_ops": len(plan.inplace_depthwise),
+                "inplace_conv_ops": len(plan.inplace_conv),
                 "scratch_bytes": plan.scratch_bytes,
                 "lower_bound_bytes": plan.lower_bound_bytes,
                 "peak_storage_bytes": plan.peak_storage_bytes,
@@ -110,16 +113,18 @@ def measure(n_inputs: int, boards: tuple[str, ...]) -> list[dict]:
 
 def table(records: list[dict]) -> str:
     lines = [
-        "| model | board | arena (planned) | arena without in-place dw | in-place dw ops (scratch) | live lower bound | "
+        "| model | board | arena (planned) | arena without in-place ops | arena with in-place dw only | "
+        "in-place dw / 1x1 ops (scratch) | live lower bound | "
         "peak storage | TFLM reference arena | stack measured / predicted | RAM measured | RAM predicted (error) | "
         "flash measured | flash predicted (error) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in records:
         tflm = f"{r['tflm_reference_arena_bytes']:,}" if r["tflm_reference_arena_bytes"] else "n/a"
         lines.append(
             f"| {r['model']} | {r['board']} | {r['arena_bytes']:,} | {r['arena_without_inplace_bytes']:,} | "
-            f"{r['inplace_depthwise_ops']} ({r['scratch_bytes']:,}) | {r['lower_bound_bytes']:,} | "
+            f"{r['arena_inplace_depthwise_only_bytes']:,} | "
+            f"{r['inplace_depthwise_ops']} / {r['inplace_conv_ops']} ({r['scratch_bytes']:,}) | {r['lower_bound_bytes']:,} | "
             f"{r['peak_storage_bytes']:,} | {tflm} | {r['measured_stack_bytes']:,} / {r['predicted_stack_bytes']:,} | "
             f"{r['measured_ram_bytes']:,} | {r['predicted_ram_bytes']:,} ({r['ram_error_pct']:+.2f} %) | "
             f"{r['measured_flash_bytes']:,} | {r['predicted_flash_bytes']:,} ({r['flash_error_pct']:+.2f} %) |"
@@ -129,7 +134,8 @@ def table(records: list[dict]) -> str:
         "Bytes. RAM = data + bss (arena, the verification firmware's I/O buffers) + stack high-water measured "
         "on QEMU by stack painting; flash = text + rodata + data of the verification firmware. The arena includes "
         "the scratch of depthwise ops run in place (output over the input, channel by channel through an h*w "
-        "buffer), used only where that lowers the arena. Predictions are "
+        "buffer) and of 1x1 convs run in place (pixel by pixel through an in_c buffer), each used only where "
+        "that lowers the arena; scratch = the largest one op uses. Predictions are "
         "made before the firmware is built (`mcuqp.plan.footprint.predict_footprint`). TFLite Micro reference "
         "arenas are the published settings quoted in shared/README.md.",
     ]
