@@ -70,9 +70,9 @@ def runs(dataset: str) -> list[Run]:
     for lam in L1_LAMBDAS[dataset]:
         out.append(Run("L1-regularised", f"l1:{lam:g}", "int8", ep))
     for s in SPARSITIES:
-        out.append(Run("Taylor", f"taylor:{s}", "int8", ep))
+        out.append(Run("Taylor (iterative, global)", f"taylor:{s}", "int8", ep))
     for s in SPARSITIES:
-        out.append(Run("OBD", f"obd:{s}", "int8", ep))
+        out.append(Run("OBD (iterative, global)", f"obd:{s}", "int8", ep))
     for method, name in (("filter", "filter L1-norm"), ("lasso", "LASSO channels"), ("correlation", "neuron correlation")):
         for r in RATIOS:
             out.append(Run(name, f"{method}:{r}", "int8", ep))
@@ -195,6 +195,12 @@ def measure(datasets: list[str], only: str | None, n_inputs: int) -> list[dict]:
     return records
 
 
+def _points(delta: float) -> str:
+    """Accuracy difference in points, signed, without a "-0.0"."""
+    v = round(delta * 100, 1)
+    return f"{v if v != 0 else 0.0:+.1f}"
+
+
 def _label(r: dict) -> str:
     if r["prune"] == "none":
         return "int8 PTQ" if not r["qat"] else f"{r['quant']} QAT"
@@ -204,7 +210,7 @@ def _label(r: dict) -> str:
 
 
 TARGETS = (  # (description, selector, allowed drop in points)
-    ("int8 within 0.5 points of float", lambda r: r["prune"] == "none" and r["quant"] == "int8" and r["qat"], 0.5),
+    ("int8 within 0.5 points of float", lambda r: r["prune"] == "none" and r["quant"] == "int8", 0.5),
     ("80 % unstructured sparsity + int8 within 1 point",
      lambda r: r["quant"] == "int8" and not r["structured"] and r["prune"] not in ("none", "l1")
      and r["prune_amount"] == 0.8, 1.0),
@@ -222,9 +228,10 @@ def targets(records: list[dict], dataset: str = "mnist5k") -> list[str]:
             continue
         parts = []
         for r in hits:
-            drop = (r["float_accuracy"] - r["accuracy"]) * 100
-            parts.append(f"{_label(r)} {r['accuracy'] * 100:.1f} % ({-drop:+.1f}, {'met' if drop <= points else 'missed'})")
-        met = sum((r["float_accuracy"] - r["accuracy"]) * 100 <= points for r in hits)
+            ok = (r["float_accuracy"] - r["accuracy"]) * 100 <= points + 1e-9
+            parts.append(f"{_label(r)} {r['accuracy'] * 100:.1f} % "
+                         f"({_points(r['accuracy'] - r['float_accuracy'])}, {'met' if ok else 'missed'})")
+        met = sum((r["float_accuracy"] - r["accuracy"]) * 100 <= points + 1e-9 for r in hits)
         lines.append(f"- {text}: {met} of {len(hits)} met — " + "; ".join(parts))
     return lines
 
@@ -247,7 +254,7 @@ def table(records: list[dict]) -> str:
             out.append(
                 f"| {r['method']} | {_label(r) if r['prune'] != 'none' else '—'} | {quant} | {r['sparsity'] * 100:.1f} % | "
                 f"{r['params']:,} | {r['weight_bytes']:,} | {r['sparse_bytes']:,} | {r['c_weight_bytes']:,} | "
-                f"{r['accuracy'] * 100:.1f} % | {(r['accuracy'] - r['float_accuracy']) * 100:+.1f} | "
+                f"{r['accuracy'] * 100:.1f} % | {_points(r['accuracy'] - r['float_accuracy'])} | "
                 f"{'yes' if r['bit_exact'] else 'NO'} | {r['instructions_per_inference']:,} | {r['flash_bytes']:,} |"
             )
         out.append("")
@@ -259,7 +266,8 @@ def table(records: list[dict]) -> str:
     eps = ", ".join(f"{d} {FINETUNE_EPOCHS[d]} (gradual {GRADUAL_EPOCHS[d]})" for d in FINETUNE_EPOCHS)
     out.append(f"Float models: {', '.join(f'{d} {n} epochs' for d, n in FLOAT_EPOCHS.items())}, Adam at {FLOAT_LR:g}, "
                f"seed {SEED}. Fine-tuning epochs per stage (pruning, then QAT): {eps}; Adam at {FINETUNE_LR:g}, cosine "
-               "schedule. Binary, ternary and int2 keep the first and last layers int8 (as in the papers). Weight bytes: weights packed at their bit width + int32 biases; "
+               "schedule. Taylor and OBD prune in 5 rounds with a global ranking, retraining between rounds. Binary, ternary "
+               "and int2 keep the first and last layers int8 (as in the papers). Weight bytes: weights packed at their bit width + int32 biases; "
                "sparse bytes: per layer the smaller of that and an occupancy bitmap + non-zero weights (an estimate; "
                "not implemented in the C); C bytes: the generated C's constant tensors and requantization parameters "
                "(one byte per weight). Accuracy: the int8 graph on the numpy reference over the whole test split.")
@@ -309,7 +317,14 @@ def main() -> int:
     ap.add_argument("--datasets", nargs="+", default=["digits", "mnist5k"], choices=["digits", "mnist5k"])
     ap.add_argument("--inputs", type=int, default=50, help="test images compared on QEMU per model")
     ap.add_argument("--only", default=None, help="run only methods/specs containing this text (no results written)")
+    ap.add_argument("--render", action="store_true", help="rewrite the .md and .png from the existing .json only")
     args = ap.parse_args()
+    if args.render:
+        records = json.loads((RESULTS / "compression.json").read_text())
+        (RESULTS / "compression.md").write_text(table(records))
+        plot(records, RESULTS / "compression.png")
+        print(table(records))
+        return 0 if all(r["bit_exact"] for r in records) else 1
     t = time.perf_counter()
     records = measure(args.datasets, args.only, args.inputs)
     print(table(records))
