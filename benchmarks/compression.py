@@ -177,8 +177,19 @@ def run_one(tr: Trained, run: Run, n_inputs: int, work: Path) -> dict:
     }
 
 
+def _commit() -> str | None:
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.stdout.strip()
+
+
 def measure(datasets: list[str], only: str | None, n_inputs: int) -> list[dict]:
     records = []
+    commit = _commit()
     for dataset in datasets:
         plan = [r for r in runs(dataset) if only is None or only in r.method or only in (r.prune or "") or only == r.quant]
         tr = train_float(dataset)
@@ -187,6 +198,8 @@ def measure(datasets: list[str], only: str | None, n_inputs: int) -> list[dict]:
         for i, run in enumerate(plan, 1):
             with tempfile.TemporaryDirectory(prefix="mcuqp-bench-") as work:
                 rec = run_one(tr, run, n_inputs, Path(work))
+            rec["float_epochs"] = FLOAT_EPOCHS[dataset]
+            rec["commit"] = commit
             records.append(rec)
             print(f"[{dataset} {i}/{len(plan)}] {run.method:<42} {run.prune or 'none':<16} {rec['quant']:<8} "
                   f"sparsity {rec['sparsity'] * 100:5.1f} %  {rec['weight_bytes']:>6} B  "
@@ -241,7 +254,7 @@ def table(records: list[dict]) -> str:
     for dataset in dict.fromkeys(r["dataset"] for r in records):
         recs = [r for r in records if r["dataset"] == dataset]
         f = recs[0]
-        out.append(f"**{dataset}** ({f['model']}, {f['test_samples']} test images, float accuracy "
+        out.append(f"**{dataset}** ({f['model']}, {f.get('float_epochs', '?')} epochs, {f['test_samples']} test images, float accuracy "
                    f"{f['float_accuracy'] * 100:.1f} %; bit-exact on QEMU {BOARD}: "
                    f"{sum(r['bit_exact'] for r in recs)} of {len(recs)} models, {f['compared']} inputs each)\n")
         out.append("| method | prune | weights | sparsity | params | weight bytes (packed) | sparse bytes | C bytes | "
@@ -264,13 +277,17 @@ def table(records: list[dict]) -> str:
         out.extend(tl)
         out.append("")
     eps = ", ".join(f"{d} {FINETUNE_EPOCHS[d]} (gradual {GRADUAL_EPOCHS[d]})" for d in FINETUNE_EPOCHS)
-    out.append(f"Float models: {', '.join(f'{d} {n} epochs' for d, n in FLOAT_EPOCHS.items())}, Adam at {FLOAT_LR:g}, "
-               f"seed {SEED}. Fine-tuning epochs per stage (pruning, then QAT): {eps}; Adam at {FINETUNE_LR:g}, cosine "
-               "schedule. Taylor and OBD prune in 5 rounds with a global ranking, retraining between rounds. Binary, ternary "
-               "and int2 keep the first and last layers int8 (as in the papers). Weight bytes: weights packed at their bit width + int32 biases; "
-               "sparse bytes: per layer the smaller of that and an occupancy bitmap + non-zero weights (an estimate; "
-               "not implemented in the C); C bytes: the generated C's constant tensors and requantization parameters "
-               "(one byte per weight). Accuracy: the int8 graph on the numpy reference over the whole test split.")
+    commit = records[0].get("commit")
+    out.append(
+        (f"Measured at commit {commit}. " if commit else "")
+        + f"Float models: Adam at {FLOAT_LR:g}, seed {SEED}. Fine-tuning epochs per stage (pruning, then QAT): {eps}; "
+        f"Adam at {FINETUNE_LR:g}, cosine schedule. Taylor and OBD prune in 5 rounds with a global ranking, retraining "
+        "between rounds. Binary, ternary and int2 keep the first and last layers int8 (as in the papers). Weight bytes: "
+        "weights packed at their bit width + int32 biases; sparse bytes: per layer the smaller of that and an occupancy "
+        "bitmap + non-zero weights (an estimate; not implemented in the C); C bytes: the generated C's constant tensors "
+        "and requantization parameters (one byte per weight). Accuracy: the int8 graph on the numpy reference over the "
+        "whole test split."
+    )
     return "\n".join(out) + "\n"
 
 
