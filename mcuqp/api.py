@@ -133,10 +133,14 @@ def load(
     )
 
 
-def compile_plan(model: LoadedModel | Graph) -> MemoryPlan:
-    """The memory plan `compile` would use, without generating anything."""
+def compile_plan(model: LoadedModel | Graph, *, inplace: bool = True) -> MemoryPlan:
+    """The memory plan `compile` would use, without generating anything.
+
+    inplace: run depthwise and 1x1 convolutions over their input where that lowers the
+    arena (smallest RAM); False keeps every op on the faster out-of-place kernels."""
     graph = model.graph if isinstance(model, LoadedModel) else model
-    plan = plan_memory(graph)
+    mode = "auto" if inplace else "never"
+    plan = plan_memory(graph, inplace_depthwise=mode, inplace_conv=mode)
     validate_plan(graph, plan)
     return plan
 
@@ -177,6 +181,7 @@ def compile(
     flash_bytes: int | None = None,
     ram_bytes: int | None = None,
     stack_bytes: int = DEFAULT_STACK_BYTES,
+    inplace: bool = True,
 ) -> CompileResult:
     """Generate the C library into `out_dir` (written to a temporary folder, then renamed
     into place, so a failure never leaves a half-written library).
@@ -187,7 +192,7 @@ def compile(
     library is still generated and `footprint` is None."""
     graph = model.graph if isinstance(model, LoadedModel) else model
     b = load_board(board)
-    plan = compile_plan(graph)
+    plan = compile_plan(graph, inplace=inplace)
     gen = generate(graph, plan, rounding=rounding, board=b.name, features=b.features)
     try:
         footprint = predict_footprint(graph, plan, gen, b, stack_bytes_reserved=stack_bytes)
@@ -293,6 +298,7 @@ def verify(
     flash_bytes: int | None = None,
     ram_bytes: int | None = None,
     stack_bytes: int = DEFAULT_STACK_BYTES,
+    inplace: bool = True,
 ) -> VerifyResult:
     """Build the model with the verification firmware, run it on QEMU and compare every
     output with the numpy reference, exactly."""
@@ -309,7 +315,7 @@ def verify(
     b = load_board(board)
     with tempfile.TemporaryDirectory(prefix="mcuqp-verify-") as work:
         lib = compile(model, Path(work) / "model", board=board, rounding=rounding,
-                      flash_bytes=flash_bytes, ram_bytes=ram_bytes, stack_bytes=stack_bytes)
+                      flash_bytes=flash_bytes, ram_bytes=ram_bytes, stack_bytes=stack_bytes, inplace=inplace)
         sources = [f for f in lib.files if f.suffix == ".c"] + platform_sources(b)
         defines = ["MCUQP_PROFILE"] + (["MCUQP_SINGLE_ROUNDING=1"] if rounding == "single" else [])
         fw = build_firmware(sources, [lib.out_dir, *platform_include_dirs()], b, Path(work) / "build",

@@ -42,6 +42,12 @@ rounding_option = click.option(
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 
 
+inplace_option = click.option(
+    "--inplace/--no-inplace", default=True, show_default=True,
+    help="Run depthwise and 1x1 convs over their input where that lowers the arena (less RAM, slower kernels).",
+)
+
+
 def _budget_options(f):
     f = click.option("--stack", "stack_bytes", type=click.IntRange(min=256), default=16384, show_default=True,
                      help="Stack bytes reserved in RAM.")(f)
@@ -78,15 +84,16 @@ def boards(as_json: bool) -> None:
 @calib_option
 @rounding_option
 @_budget_options
+@inplace_option
 @json_option
 def compile_cmd(model: str, board: str, out_dir: str, calib: str | None, rounding: str, flash_bytes: int | None,
-                ram_bytes: int | None, stack_bytes: int, as_json: bool) -> None:
+                ram_bytes: int | None, stack_bytes: int, inplace: bool, as_json: bool) -> None:
     """Generate a self-contained C library for MODEL (.tflite or .pt)."""
     from mcuqp import api
 
     loaded = api.load(model, calib=calib, rounding=rounding)
     res = api.compile(loaded, out_dir, board=board, rounding=rounding, flash_bytes=flash_bytes,
-                      ram_bytes=ram_bytes, stack_bytes=stack_bytes)
+                      ram_bytes=ram_bytes, stack_bytes=stack_bytes, inplace=inplace)
     fp = res.footprint
     info = {
         "out_dir": str(res.out_dir),
@@ -121,8 +128,9 @@ def compile_cmd(model: str, board: str, out_dir: str, calib: str | None, roundin
 @board_option
 @calib_option
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Draw the arena over time to this PNG.")
+@inplace_option
 @json_option
-def plan(model: str, board: str, calib: str | None, plot: str | None, as_json: bool) -> None:
+def plan(model: str, board: str, calib: str | None, plot: str | None, inplace: bool, as_json: bool) -> None:
     """Plan MODEL's static arena and print the live tensors per layer."""
     from mcuqp import api
     from mcuqp.plan.report import plan_json, plan_table, plot_plan
@@ -130,7 +138,7 @@ def plan(model: str, board: str, calib: str | None, plot: str | None, as_json: b
 
     load_board(board)  # an unknown board is an error even though planning is board-independent
     loaded = api.load(model, calib=calib)
-    p = api.compile_plan(loaded)
+    p = api.compile_plan(loaded, inplace=inplace)
     if plot:
         plot_plan(loaded.graph, p, plot)
     if as_json:
@@ -242,16 +250,18 @@ def _print_verify(res, title: str | None = None) -> None:
 @click.option("--per-layer", is_flag=True,
               help="Compare every layer with TFLite Micro (.tflite models) and print instructions per layer.")
 @_budget_options
+@inplace_option
 @json_option
 def verify(model: str, board: str, n_inputs: int, save_io: str | None, calib: str | None, rounding: str,
-           per_layer: bool, flash_bytes: int | None, ram_bytes: int | None, stack_bytes: int, as_json: bool) -> None:
+           per_layer: bool, flash_bytes: int | None, ram_bytes: int | None, stack_bytes: int, inplace: bool,
+           as_json: bool) -> None:
     """Build MODEL for BOARD, run it on QEMU and compare with the integer reference."""
     from mcuqp import api
 
     loaded = api.load(model, calib=calib, rounding=rounding)
     mismatch = api.oracle_first_mismatch(loaded, n_inputs) if per_layer else None
     res = api.verify(loaded, board=board, n_inputs=n_inputs, rounding=rounding, save_io=save_io,
-                     flash_bytes=flash_bytes, ram_bytes=ram_bytes, stack_bytes=stack_bytes)
+                     flash_bytes=flash_bytes, ram_bytes=ram_bytes, stack_bytes=stack_bytes, inplace=inplace)
     if as_json:
         out = res.summary()
         if per_layer:
