@@ -8,7 +8,7 @@ from __future__ import annotations
 import ctypes as C
 import shutil
 import subprocess
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -24,160 +24,11 @@ from mcuqp.reference.fully_connected import fully_connected_s8
 from mcuqp.target import hostlib
 from mcuqp.target.hostlib import ConvParams, FcParams, dims, ptr
 
+from kernel_cases import (BAD_CONV_ATTRS, ERR, OK, Coverage, Layer, base_conv, c_conv, c_fc, conv_case, fc_case, i8,
+                          random_padding, random_requant, run_layers_on_qemu, target_conv_layer, target_fc_layer)
+
 MY_SOURCES = ["conv2d_s8.c", "depthwise_conv2d_s8.c", "fully_connected_s8.c"]
-OK, ERR = 0, -1
 MAC_BUDGET = 1_500_000  # per random case, to keep the file fast
-
-
-def i8(rng: np.random.Generator, shape, lo: int = -128, hi: int = 127) -> np.ndarray:
-    return rng.integers(lo, hi + 1, size=shape).astype(np.int8)
-
-
-# ---- C call wrappers ---------------------------------------------------------------
-
-
-def _bias_ptr(bias: np.ndarray | None):
-    if bias is None:
-        return None, None
-    b = np.ascontiguousarray(bias, dtype=np.int32)
-    return ptr(b, C.c_int32), b
-
-
-def c_conv(lib, depthwise: bool, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, a: ConvAttrs,
-           out_shape: tuple[int, ...], fill: np.ndarray | None = None) -> tuple[int, np.ndarray]:
-    x, w = np.ascontiguousarray(x), np.ascontiguousarray(w)
-    # Garbage in the output buffer, so that an output the kernel forgets cannot pass.
-    y = np.ascontiguousarray(fill if fill is not None else np.full(out_shape, 77, np.int8))
-    p = ConvParams(
-        input_offset=a.input_offset, output_offset=a.output_offset, stride_h=a.stride[0], stride_w=a.stride[1],
-        pad_h=a.padding.top, pad_w=a.padding.left, dilation_h=a.dilation[0], dilation_w=a.dilation[1],
-        depth_multiplier=a.depth_multiplier, act_min=a.act_min, act_max=a.act_max,
-    )
-    rq, _keep = hostlib.requant(a.requant.multiplier, a.requant.shift)
-    bp, _b = _bias_ptr(bias)
-    fn = lib.mcuqp_depthwise_conv2d_s8 if depthwise else lib.mcuqp_conv2d_s8
-    rc = fn(C.byref(p), C.byref(rq), C.byref(dims(x.shape)), ptr(x), C.byref(dims(w.shape)), ptr(w), bp,
-            C.byref(dims(y.shape)), ptr(y))
-    return rc, y
-
-
-def c_fc(lib, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, a: FullyConnectedAttrs,
-         fill: np.ndarray | None = None) -> tuple[int, np.ndarray]:
-    x, w = np.ascontiguousarray(x), np.ascontiguousarray(w)
-    y = np.ascontiguousarray(fill if fill is not None else np.full((x.shape[0], w.shape[0]), 77, np.int8))
-    p = FcParams(a.input_offset, a.filter_offset, a.output_offset, a.act_min, a.act_max)
-    rq, _keep = hostlib.requant(a.requant.multiplier, a.requant.shift)
-    bp, _b = _bias_ptr(bias)
-    rc = lib.mcuqp_fully_connected_s8(C.byref(p), C.byref(rq), C.c_int32(x.shape[0]), C.c_int32(w.shape[1]), ptr(x),
-                                      C.c_int32(w.shape[0]), ptr(w), bp, ptr(y))
-    return rc, y
-
-
-# ---- random quantization -----------------------------------------------------------
-
-
-@dataclass
-class Coverage:
-    """What the random cases reached; asserted so that the sweep cannot silently go soft."""
-
-    shifts: set[int] = field(default_factory=set)
-    per_tensor: int = 0
-    per_channel: int = 0
-    no_bias: int = 0
-    narrow_clamp: int = 0
-    saturated_low: int = 0
-    saturated_high: int = 0
-    interior: int = 0  # outputs strictly inside the clamp
-
-    def add_output(self, y: np.ndarray, lo: int, hi: int) -> None:
-        self.saturated_low += int(np.count_nonzero(y == -128))
-        self.saturated_high += int(np.count_nonzero(y == 127))
-        self.interior += int(np.count_nonzero((y > lo) & (y < hi)))
-
-    def check(self) -> None:
-        assert max(self.shifts) >= 1, "no effective scale above one"
-        assert min(self.shifts) <= -30, "no tiny effective scale"
-        assert min(self.per_tensor, self.per_channel, self.no_bias, self.narrow_clamp) > 0, self
-        assert min(self.saturated_low, self.saturated_high) > 0, "outputs never saturated"
-        assert self.interior > 1000, "too few unsaturated outputs"
-
-
-def random_requant(rng: np.random.Generator, channels: int, acc_std: float, rounding: str,
-                   cov: Coverage) -> Requant:
-    """Multipliers from conv_requant over float32 scales; most effective scales map the
-    accumulator's spread onto int8, the rest are far above one or near 2^-31."""
-    regime = rng.choice(["typical", "typical", "typical", "large", "tiny", "wide"])
-    if regime == "typical":
-        target = 40.0 / acc_std * 2.0 ** rng.uniform(-3, 4)
-    elif regime == "large":
-        target = 2.0 ** rng.uniform(0.1, 29.9 if rng.random() < 0.2 else 8.0)
-    elif regime == "tiny":
-        target = 2.0 ** rng.uniform(-32.5, -29.0)
-    else:
-        target = 40.0 / acc_std
-    per_channel = channels > 1 and rng.random() < 0.7
-    spread = 2.0 ** rng.uniform(-(14 if regime == "wide" else 2), 2, channels if per_channel else 1)
-    spread = np.minimum(spread, 2.0**29.9 / target)  # shift 30 at most
-    in_scale = float(np.float32(10 ** rng.uniform(-3, 0)))
-    w_ref = float(10 ** rng.uniform(-4, -1))
-    out_scale = float(np.float32(in_scale * w_ref / target))
-    rq = conv_requant(in_scale, (w_ref * spread).astype(np.float32), out_scale, rounding)
-    cov.shifts.update(int(s) for s in rq.shift)
-    cov.per_channel += per_channel
-    cov.per_tensor += not per_channel
-    return rq
-
-
-def random_clamp(rng: np.random.Generator, out_zp: int, cov: Coverage) -> tuple[int, int]:
-    kind = rng.random()
-    if kind < 0.5:
-        return -128, 127
-    cov.narrow_clamp += 1
-    if kind < 0.75:
-        return max(-128, out_zp), 127  # ReLU
-    lo = int(rng.integers(-128, 100))
-    return lo, int(rng.integers(lo, 128))
-
-
-def random_weights(rng: np.random.Generator, shape) -> np.ndarray:
-    r = rng.random()
-    if r < 0.15:
-        return i8(rng, shape, -2, 2)
-    if r < 0.25:
-        return np.where(rng.random(shape) < 0.5, -127, 127).astype(np.int8)
-    return i8(rng, shape, -127, 127)
-
-
-def random_input(rng: np.random.Generator, shape) -> np.ndarray:
-    r = rng.random()
-    if r < 0.05:
-        return np.full(shape, rng.choice([-128, 127]), np.int8)  # extreme accumulators
-    return i8(rng, shape)
-
-
-def random_bias(rng: np.random.Generator, channels: int, acc_std: float, cov: Coverage) -> np.ndarray | None:
-    r = rng.random()
-    if r < 0.2:
-        cov.no_bias += 1
-        return None
-    if r < 0.25:
-        return rng.integers(-(1 << 30), 1 << 30, channels).astype(np.int32)
-    return np.clip(rng.normal(0, 2 * acc_std, channels), -(1 << 31), (1 << 31) - 1).astype(np.int32)
-
-
-def acc_spread(taps: int, input_offset: int, w: np.ndarray) -> float:
-    w_std = float(np.std(w.astype(np.float64))) or 1.0
-    return max(1.0, np.sqrt(taps) * w_std * np.hypot(74.0, input_offset))
-
-
-def random_padding(rng: np.random.Generator, eff_h: int, eff_w: int) -> Padding:
-    mode = rng.choice(["zero", "random", "random", "over"])
-    if mode == "zero":
-        return Padding()
-    extra = 2 if mode == "over" else 0  # "over": some windows lie entirely in the padding
-    t, b = (int(v) for v in rng.integers(0, eff_h + extra, 2))
-    lft, r = (int(v) for v in rng.integers(0, eff_w + extra, 2))
-    return Padding(top=t, bottom=b, left=lft, right=r)
 
 
 def channel_count(rng: np.random.Generator, hi: int = 64) -> int:
@@ -207,14 +58,7 @@ def random_conv(rng: np.random.Generator, depthwise: bool, rounding: str, cov: C
         cin = max(1, cin // 2)
         cout = cin * dm if depthwise else max(1, cout // 2)
         taps = kh * kw * (1 if depthwise else cin)
-    x = random_input(rng, (n, h, w_, cin))
-    w = random_weights(rng, (1, kh, kw, cout) if depthwise else (cout, kh, kw, cin))
-    in_zp, out_zp = (int(v) for v in rng.integers(-128, 128, 2))
-    std = acc_spread(taps, -in_zp, w)
-    lo, hi = random_clamp(rng, out_zp, cov)
-    a = replace(a, input_offset=-in_zp, output_offset=out_zp, act_min=lo, act_max=hi,
-                requant=random_requant(rng, cout, std, rounding, cov))
-    return x, w, random_bias(rng, cout, std, cov), a
+    return conv_case(rng, depthwise, a, (n, h, w_, cin), kh, kw, cout, taps, rounding, cov)
 
 
 @pytest.mark.parametrize("depthwise", [False, True], ids=["conv2d", "depthwise"])
@@ -261,15 +105,7 @@ def random_fc(rng: np.random.Generator, rounding: str, cov: Coverage):
     b = int(rng.choice([1, 1, 2, 4]))
     cin = int(rng.choice([1, 2, 7, 16, 64, 250, 640, int(rng.integers(1, 700))]))
     cout = channel_count(rng)
-    x = random_input(rng, (b, cin))
-    w = random_weights(rng, (cout, cin))
-    in_zp, out_zp = (int(v) for v in rng.integers(-128, 128, 2))
-    w_zp = 0 if rng.random() < 0.6 else int(rng.integers(-128, 128))
-    std = acc_spread(cin, -in_zp, w.astype(np.int16) - w_zp)
-    lo, hi = random_clamp(rng, out_zp, cov)
-    a = FullyConnectedAttrs(input_offset=-in_zp, filter_offset=-w_zp, output_offset=out_zp, act_min=lo, act_max=hi,
-                            requant=random_requant(rng, cout, std, rounding, cov))
-    return x, w, random_bias(rng, cout, std, cov), a
+    return fc_case(rng, b, cin, cout, rounding, cov)
 
 
 def test_fc_c_matches_numpy(runtime, runtime_single_rounding):
@@ -516,33 +352,10 @@ def test_fc_numpy_matches_tflm():
 # ---- bad arguments -------------------------------------------------------------------
 
 
-def _base_conv(depthwise: bool):
-    rng = np.random.default_rng(5)
-    x = i8(rng, (1, 5, 5, 2))
-    w = i8(rng, (1, 3, 3, 4) if depthwise else (4, 3, 3, 2))
-    a = ConvAttrs(stride=(1, 1), padding=Padding(1, 1, 1, 1), depth_multiplier=2 if depthwise else 1,
-                  requant=Requant([1 << 30] * 4, [-8] * 4))
-    return x, w, a
-
-
-BAD_CONV_ATTRS = {
-    "stride0": {"stride": (0, 1)},
-    "dilation0": {"dilation": (1, 0)},
-    "negative_pad": {"padding": Padding(-1, 1, 1, 1)},
-    "input_offset": {"input_offset": 129},
-    "output_offset": {"output_offset": 128},
-    "clamp_order": {"act_min": 10, "act_max": 9},
-    "clamp_range": {"act_min": -129},
-    "requant_count": {"requant": Requant([1 << 30] * 3, [0] * 3)},
-    "shift_high": {"requant": Requant([1 << 30], [31])},
-    "shift_low": {"requant": Requant([1 << 30] * 4, [0, 0, -32, 0])},
-}
-
-
 @pytest.mark.parametrize("depthwise", [False, True], ids=["conv2d", "depthwise"])
 @pytest.mark.parametrize("bad", sorted(BAD_CONV_ATTRS))
 def test_conv_rejects_bad_params(runtime, depthwise, bad):
-    x, w, a = _base_conv(depthwise)
+    x, w, a = base_conv(depthwise)
     ref = depthwise_conv2d_s8 if depthwise else conv2d_s8
     bad_a = replace(a, **BAD_CONV_ATTRS[bad])
     with pytest.raises(McuqpError) as e:
@@ -555,7 +368,7 @@ def test_conv_rejects_bad_params(runtime, depthwise, bad):
 
 @pytest.mark.parametrize("depthwise", [False, True], ids=["conv2d", "depthwise"])
 def test_conv_rejects_mismatched_shapes(runtime, depthwise):
-    x, w, a = _base_conv(depthwise)
+    x, w, a = base_conv(depthwise)
     ref = depthwise_conv2d_s8 if depthwise else conv2d_s8
     good = (1, 5, 5, 4)
     assert c_conv(runtime, depthwise, x, w, None, a, good)[0] == OK
@@ -584,7 +397,7 @@ def test_conv_rejects_mismatched_shapes(runtime, depthwise):
 
 
 def test_kernels_reject_null_pointers(runtime):
-    x, w, a = _base_conv(False)
+    x, w, a = base_conv(False)
     y = np.zeros((1, 5, 5, 4), np.int8)
     p = ConvParams(stride_h=1, stride_w=1, dilation_h=1, dilation_w=1, depth_multiplier=1, act_min=-128, act_max=127)
     rq, _keep = hostlib.requant(a.requant.multiplier, a.requant.shift)
@@ -659,48 +472,16 @@ def test_kernels_compile_for_cortex_m(tmp_path, cpu):
 # ---- on the target: QEMU Cortex-M == numpy ---------------------------------------------
 
 
-@dataclass
-class Layer:
-    kind: str  # "conv2d" | "depthwise" | "fc"
-    x_shape: tuple[int, ...]
-    w: np.ndarray
-    bias: np.ndarray | None
-    attrs: ConvAttrs | FullyConnectedAttrs
-
-    def run(self, x: np.ndarray, rounding: str) -> np.ndarray:
-        if self.kind == "fc":
-            return fully_connected_s8(x, self.w, self.bias, self.attrs, rounding)
-        ref = depthwise_conv2d_s8 if self.kind == "depthwise" else conv2d_s8
-        return ref(x, self.w, self.bias, self.attrs, rounding)
-
-    def macs(self, out_size: int) -> int:
-        if self.kind == "fc":
-            return out_size * self.w.shape[1]
-        return out_size * self.w.shape[1] * self.w.shape[2] * (1 if self.kind == "depthwise" else self.w.shape[3])
-
-
 def _target_layers(rounding: str) -> list[Layer]:
     """MLPerf-Tiny-like layers (3x3 and pointwise convs, depthwise, FC) plus odd ones."""
     rng = np.random.default_rng(31)
     cov = Coverage()
 
-    def conv(kind, x_shape, kh, kw, cout, stride=(1, 1), pad=Padding(), dil=(1, 1), dm=1) -> Layer:
-        cin = x_shape[3]
-        w = random_weights(rng, (1, kh, kw, cout) if kind == "depthwise" else (cout, kh, kw, cin))
-        zp, out_zp = (int(v) for v in rng.integers(-128, 128, 2))
-        std = acc_spread(kh * kw * (1 if kind == "depthwise" else cin), -zp, w)
-        a = ConvAttrs(stride=stride, padding=pad, dilation=dil, depth_multiplier=dm, input_offset=-zp,
-                      output_offset=out_zp, requant=random_requant(rng, cout, std, rounding, cov),
-                      act_min=max(-128, out_zp))
-        return Layer(kind, x_shape, w, rng.integers(-20000, 20000, cout).astype(np.int32), a)
+    def conv(*args, **kw) -> Layer:
+        return target_conv_layer(rng, lambda cout, std: random_requant(rng, cout, std, rounding, cov), *args, **kw)
 
     def fc(cin, cout, w_zp=0) -> Layer:
-        w = i8(rng, (cout, cin), -127, 127)
-        zp, out_zp = (int(v) for v in rng.integers(-128, 128, 2))
-        a = FullyConnectedAttrs(input_offset=-zp, filter_offset=-w_zp, output_offset=out_zp,
-                                requant=conv_requant(0.05, 0.004, 0.05 * 0.004 * np.sqrt(cin) * 74 * 74 / 40,
-                                                     rounding))
-        return Layer("fc", (1, cin), w, rng.integers(-20000, 20000, cout).astype(np.int32), a)
+        return target_fc_layer(rng, rounding, cin, cout, w_zp)
 
     return [
         conv("conv2d", (1, 12, 12, 16), 3, 3, 16, pad=Padding(1, 1, 1, 1)),
@@ -714,75 +495,14 @@ def _target_layers(rounding: str) -> list[Layer]:
     ]
 
 
-def _c_array(ctype: str, name: str, values: np.ndarray) -> str:
-    return f"static const {ctype} {name}[] = {{{', '.join(str(int(v)) for v in np.ravel(values))}}};\n"
-
-
-def _target_model(layers: list[Layer], out_shapes: list[tuple[int, ...]]) -> tuple[str, str]:
-    """model.c / model.h running every layer on its slice of one input and one output buffer."""
-    decls, calls = [], []
-    in_off = out_off = 0
-    for i, (ly, out_shape) in enumerate(zip(layers, out_shapes)):
-        a = ly.attrs
-        decls.append(_c_array("int8_t", f"w{i}", ly.w))
-        decls.append(_c_array("int32_t", f"b{i}", ly.bias))
-        decls.append(_c_array("int32_t", f"m{i}", a.requant.multiplier))
-        decls.append(_c_array("int32_t", f"s{i}", a.requant.shift))
-        decls.append(f"static const mcuqp_requant q{i} = {{m{i}, s{i}, {a.requant.multiplier.size}}};\n")
-        if ly.kind == "fc":
-            decls.append(f"static const mcuqp_fc_params p{i} = {{{a.input_offset}, {a.filter_offset}, "
-                         f"{a.output_offset}, {a.act_min}, {a.act_max}}};\n")
-            call = (f"mcuqp_fully_connected_s8(&p{i}, &q{i}, {ly.x_shape[0]}, {ly.x_shape[1]}, input + {in_off}, "
-                    f"{ly.w.shape[0]}, w{i}, b{i}, output + {out_off})")
-        else:
-            fields = [a.input_offset, a.output_offset, *a.stride, a.padding.top, a.padding.left, *a.dilation,
-                      a.depth_multiplier, a.act_min, a.act_max]
-            decls.append(f"static const mcuqp_conv_params p{i} = {{{', '.join(map(str, fields))}}};\n")
-            for tag, shape in (("i", ly.x_shape), ("f", ly.w.shape), ("o", out_shape)):
-                decls.append(f"static const mcuqp_dims {tag}{i} = {{{', '.join(map(str, shape))}}};\n")
-            fn = "mcuqp_depthwise_conv2d_s8" if ly.kind == "depthwise" else "mcuqp_conv2d_s8"
-            call = f"{fn}(&p{i}, &q{i}, &i{i}, input + {in_off}, &f{i}, w{i}, b{i}, &o{i}, output + {out_off})"
-        calls.append(f"    if ({call} != MCUQP_OK) {{\n        return {i + 1};\n    }}\n    MCUQP_LAYER_HOOK({i});\n")
-        in_off += int(np.prod(ly.x_shape))
-        out_off += int(np.prod(out_shape))
-    header = ("#ifndef MODEL_H\n#define MODEL_H\n#include <stdint.h>\n"
-              f"#define MCUQP_MODEL_INPUT_SIZE {in_off}\n#define MCUQP_MODEL_OUTPUT_SIZE {out_off}\n"
-              "int mcuqp_model_invoke(const int8_t *input, int8_t *output);\n#endif\n")
-    source = ('#include "model.h"\n#include "mcuqp_nn.h"\n#include "mcuqp_profile.h"\n\n' + "".join(decls) +
-              "\nint mcuqp_model_invoke(const int8_t *input, int8_t *output)\n{\n" + "".join(calls) +
-              "    return 0;\n}\n")
-    return source, header
-
-
 @pytest.mark.qemu
 @pytest.mark.parametrize("board, rounding", [("mps2-an386", "double"), ("mps2-an385", "single")])
 def test_kernels_on_qemu_match_numpy(tmp_path, board, rounding):
     """The kernels built for the board (Cortex-M4 / M3) give the numpy outputs bit for bit,
     and the executed instructions per MAC of the common layers stay where they were
     measured (QEMU counts are deterministic; the bounds leave ~25% headroom)."""
-    from mcuqp.target import build, qemu
-
-    layers = _target_layers(rounding)
-    rng = np.random.default_rng(32)
-    xs = [np.concatenate([random_input(rng, ly.x_shape) for _ in range(3)]) for ly in layers]
-    outs = [ly.run(x, rounding) for ly, x in zip(layers, xs)]
-    out_shapes = [(ly.x_shape[0], *o.shape[1:]) for ly, o in zip(layers, outs)]
-    src, hdr = _target_model(layers, out_shapes)
-    (tmp_path / "model.c").write_text(src)
-    (tmp_path / "model.h").write_text(hdr)
-    srcs = [tmp_path / "model.c", *[hostlib.RUNTIME_DIR / "src" / s for s in MY_SOURCES],
-            *build.platform_sources(board)]
-    defines = ("MCUQP_SINGLE_ROUNDING=1",) if rounding == "single" else ()
-    fw = build.build_firmware(srcs, [tmp_path, hostlib.RUNTIME_DIR / "include"], board, tmp_path / "fw",
-                              defines=defines)
-    n = 3
-    inputs = np.stack([np.concatenate([x.reshape(n, *ly.x_shape)[k].ravel() for ly, x in zip(layers, xs)])
-                       for k in range(n)])
-    want = np.stack([np.concatenate([o.reshape(n, -1)[k] for o in outs]) for k in range(n)])
-    r = qemu.run_firmware(fw, board, inputs, want.shape[1])
-    assert np.array_equal(r.outputs, want)
-    per_mac = [r.layer_instructions[0][i] / ly.macs(int(np.prod(shape)))
-               for i, (ly, shape) in enumerate(zip(layers, out_shapes))]
-    print(board, " ".join(f"{ly.kind}:{v:.2f}" for ly, v in zip(layers, per_mac)), "instructions/MAC")
+    got, want, per_mac = run_layers_on_qemu(tmp_path, board, rounding, _target_layers(rounding),
+                                            [hostlib.RUNTIME_DIR / "src" / s for s in MY_SOURCES])
+    assert np.array_equal(got, want)
     # 3x3 conv 16->16, 3x3 depthwise 32, pointwise 32->32, FC 256->32
     assert per_mac[0] < 4.0 and per_mac[1] < 17.0 and per_mac[2] < 6.0 and per_mac[6] < 6.0, per_mac

@@ -12,7 +12,7 @@ import hashlib
 import os
 import subprocess
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -27,13 +27,15 @@ from mcuqp.reference.fully_connected import fully_connected_s8
 from mcuqp.target import hostlib
 from mcuqp.target.hostlib import ConvParams, FcParams, dims, ptr
 
+from kernel_cases import (BAD_CONV_ATTRS, ERR, INT32_MAX, INT32_MIN, OK, Layer, acc_spread, base_conv, c_conv, c_fc,
+                          conv_case, fc_case, i8, random_padding, random_requant, run_layers_on_qemu, target_conv_layer,
+                          target_fc_layer)
+
 SRC = hostlib.RUNTIME_DIR / "src"
 DSP = SRC / "dsp"
 INCLUDE = hostlib.RUNTIME_DIR / "include"
 DSP_SOURCES = ["conv2d_s8.c", "depthwise_conv2d_s8.c", "fully_connected_s8.c"]
 SHARED_MODELS = Path(__file__).resolve().parents[2] / "shared" / "models"
-OK, ERR = 0, -1
-INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 
 # Test-only exports of the header's inline helpers (bulk, for speed through ctypes).
 SHIM = r"""
@@ -216,130 +218,9 @@ def test_requantize_nomin_equals_requantize(dsp, dsp_single, rounding):
     assert np.array_equal(_s(_call(lib, "rq_apply", acc, m, s), 32), want)
 
 
-# ---- C call wrappers -----------------------------------------------------------------------
-
-
-def i8(rng: np.random.Generator, shape, lo: int = -128, hi: int = 127) -> np.ndarray:
-    return rng.integers(lo, hi + 1, size=shape).astype(np.int8)
-
-
-def _bias_ptr(bias):
-    if bias is None:
-        return None, None
-    b = np.ascontiguousarray(bias, dtype=np.int32)
-    return ptr(b, C.c_int32), b
-
-
-def c_conv(lib, depthwise: bool, x, w, bias, a: ConvAttrs, out_shape, fill=None):
-    x, w = np.ascontiguousarray(x), np.ascontiguousarray(w)
-    y = np.ascontiguousarray(fill if fill is not None else np.full(out_shape, 77, np.int8))
-    p = ConvParams(
-        input_offset=a.input_offset, output_offset=a.output_offset, stride_h=a.stride[0], stride_w=a.stride[1],
-        pad_h=a.padding.top, pad_w=a.padding.left, dilation_h=a.dilation[0], dilation_w=a.dilation[1],
-        depth_multiplier=a.depth_multiplier, act_min=a.act_min, act_max=a.act_max,
-    )
-    rq, _keep = hostlib.requant(a.requant.multiplier, a.requant.shift)
-    bp, _b = _bias_ptr(bias)
-    fn = lib.mcuqp_depthwise_conv2d_s8 if depthwise else lib.mcuqp_conv2d_s8
-    rc = fn(C.byref(p), C.byref(rq), C.byref(dims(x.shape)), ptr(x), C.byref(dims(w.shape)), ptr(w), bp,
-            C.byref(dims(y.shape)), ptr(y))
-    return rc, y
-
-
-def c_fc(lib, x, w, bias, a: FullyConnectedAttrs, fill=None):
-    x, w = np.ascontiguousarray(x), np.ascontiguousarray(w)
-    y = np.ascontiguousarray(fill if fill is not None else np.full((x.shape[0], w.shape[0]), 77, np.int8))
-    p = FcParams(a.input_offset, a.filter_offset, a.output_offset, a.act_min, a.act_max)
-    rq, _keep = hostlib.requant(a.requant.multiplier, a.requant.shift)
-    bp, _b = _bias_ptr(bias)
-    rc = lib.mcuqp_fully_connected_s8(C.byref(p), C.byref(rq), C.c_int32(x.shape[0]), C.c_int32(w.shape[1]), ptr(x),
-                                      C.c_int32(w.shape[0]), ptr(w), bp, ptr(y))
-    return rc, y
-
-
 # ---- random cases aimed at the DSP paths ------------------------------------------------------
 
 MAC_BUDGET = 600_000
-
-
-def random_requant(rng, channels: int, acc_std: float, rounding: str) -> Requant:
-    regime = rng.choice(["typical"] * 4 + ["large", "tiny", "wide", "int32_min"])
-    if regime == "int32_min" and rounding == "double":
-        # Not a QuantizeMultiplier output, but accepted by the kernels: their plain path.
-        m = rng.integers(1 << 30, 1 << 31, channels, dtype=np.int64)
-        m[rng.integers(0, channels)] = INT32_MIN
-        return Requant(m.astype(np.int32), rng.integers(-12, 2, channels).astype(np.int32))
-    if regime in ("typical", "int32_min"):
-        target = 40.0 / acc_std * 2.0 ** rng.uniform(-3, 4)
-    elif regime == "large":
-        target = 2.0 ** rng.uniform(0.1, 29.9 if rng.random() < 0.2 else 8.0)
-    elif regime == "tiny":
-        target = 2.0 ** rng.uniform(-32.5, -29.0)
-    else:
-        target = 40.0 / acc_std
-    per_channel = channels > 1 and rng.random() < 0.7
-    spread = 2.0 ** rng.uniform(-(14 if regime == "wide" else 2), 2, channels if per_channel else 1)
-    spread = np.minimum(spread, 2.0**29.9 / target)
-    if per_channel and rng.random() < 0.2:
-        spread[rng.random(channels) < 0.3] = 0.0  # dead channels: QuantizeMultiplier gives (0, 0)
-    in_scale = float(np.float32(10 ** rng.uniform(-3, 0)))
-    w_ref = float(10 ** rng.uniform(-4, -1))
-    out_scale = float(np.float32(in_scale * w_ref / target))
-    return conv_requant(in_scale, (w_ref * spread).astype(np.float32), out_scale, rounding)
-
-
-def random_clamp(rng, out_zp: int) -> tuple[int, int]:
-    kind = rng.random()
-    if kind < 0.5:
-        return -128, 127
-    if kind < 0.75:
-        return max(-128, out_zp), 127
-    lo = int(rng.integers(-128, 100))
-    return lo, int(rng.integers(lo, 128))
-
-
-def random_weights(rng, shape) -> np.ndarray:
-    r = rng.random()
-    if r < 0.15:
-        return i8(rng, shape, -2, 2)
-    if r < 0.25:
-        return np.where(rng.random(shape) < 0.5, -128, 127).astype(np.int8)  # -128 too: any int8 is accepted
-    return i8(rng, shape, -127, 127)
-
-
-def random_input(rng, shape) -> np.ndarray:
-    r = rng.random()
-    if r < 0.05:
-        return np.full(shape, rng.choice([-128, 127]), np.int8)
-    return i8(rng, shape)
-
-
-def random_bias(rng, channels: int, acc_std: float):
-    r = rng.random()
-    if r < 0.2:
-        return None
-    if r < 0.25:
-        return rng.integers(-(1 << 30), 1 << 30, channels).astype(np.int32)
-    if r < 0.28:
-        return rng.integers(INT32_MIN, INT32_MAX + 1, channels, dtype=np.int64).astype(np.int32)  # wraps
-    return np.clip(rng.normal(0, 2 * acc_std, channels), INT32_MIN, INT32_MAX).astype(np.int32)
-
-
-def acc_spread(taps: int, input_offset: int, w: np.ndarray) -> float:
-    w_std = float(np.std(w.astype(np.float64))) or 1.0
-    return max(1.0, np.sqrt(taps) * w_std * np.hypot(74.0, input_offset))
-
-
-def random_padding(rng, eff_h: int, eff_w: int) -> Padding:
-    mode = rng.choice(["zero", "random", "random", "same", "over"])
-    if mode == "zero":
-        return Padding()
-    if mode == "same":
-        return Padding((eff_h - 1) // 2, eff_h // 2, (eff_w - 1) // 2, eff_w // 2)
-    extra = 2 if mode == "over" else 0
-    t, b = (int(v) for v in rng.integers(0, eff_h + extra, 2))
-    lft, r = (int(v) for v in rng.integers(0, eff_w + extra, 2))
-    return Padding(top=t, bottom=b, left=lft, right=r)
 
 
 def random_conv(rng, depthwise: bool, rounding: str):
@@ -353,7 +234,7 @@ def random_conv(rng, depthwise: bool, rounding: str):
     dil = tuple(int(rng.choice([1, 1, 1, 2, 3])) for _ in range(2))
     stride = tuple(int(rng.choice([1, 1, 2, 3])) for _ in range(2))
     eff_h, eff_w = dil[0] * (kh - 1) + 1, dil[1] * (kw - 1) + 1
-    pad = random_padding(rng, eff_h, eff_w)
+    pad = random_padding(rng, eff_h, eff_w, edges=True)
     h = max(1, eff_h - pad.top - pad.bottom) + int(rng.integers(0, 14))
     w_ = max(1, eff_w - pad.left - pad.right) + int(rng.integers(0, 14))
     if depthwise and rng.random() < 0.3:
@@ -373,31 +254,14 @@ def random_conv(rng, depthwise: bool, rounding: str):
     while n * oh * ow * cout * taps > MAC_BUDGET and (h > eff_h or w_ > eff_w):
         h, w_ = max(eff_h, h - 2), max(eff_w, w_ - 2)
         oh, ow = conv_output_hw(h, w_, kh, kw, a)
-    x = random_input(rng, (n, h, w_, cin))
-    w = random_weights(rng, (1, kh, kw, cout) if depthwise else (cout, kh, kw, cin))
-    in_zp, out_zp = (int(v) for v in rng.integers(-128, 128, 2))
-    if rng.random() < 0.1:
-        in_zp = int(rng.choice([-128, 127]))
-    std = acc_spread(taps, -in_zp, w)
-    lo, hi = random_clamp(rng, out_zp)
-    a = replace(a, input_offset=-in_zp, output_offset=out_zp, act_min=lo, act_max=hi,
-                requant=random_requant(rng, cout, std, rounding))
-    return x, w, random_bias(rng, cout, std), a
+    return conv_case(rng, depthwise, a, (n, h, w_, cin), kh, kw, cout, taps, rounding, edges=True)
 
 
 def random_fc(rng, rounding: str):
     b = int(rng.choice([1, 1, 2, 3]))
     cin = int(rng.choice([1, 2, 3, 4, 7, 16, 64, 250, 640, int(rng.integers(1, 700))]))
     cout = int(rng.choice([1, 2, 3, 4, 5, 10, 12, 32, 128, int(rng.integers(1, 150))]))
-    x = random_input(rng, (b, cin))
-    w = random_weights(rng, (cout, cin))
-    in_zp, out_zp = (int(v) for v in rng.integers(-128, 128, 2))
-    w_zp = 0 if rng.random() < 0.6 else int(rng.integers(-128, 128))
-    std = acc_spread(cin, -in_zp, w.astype(np.int16) - w_zp)
-    lo, hi = random_clamp(rng, out_zp)
-    a = FullyConnectedAttrs(input_offset=-in_zp, filter_offset=-w_zp, output_offset=out_zp, act_min=lo, act_max=hi,
-                            requant=random_requant(rng, cout, std, rounding))
-    return x, w, random_bias(rng, cout, std), a
+    return fc_case(rng, b, cin, cout, rounding, edges=True)
 
 
 # ---- DSP C == numpy == portable C --------------------------------------------------------------
@@ -475,7 +339,8 @@ def test_mlperf_like_layers(dsp, runtime):
         zp, out_zp = (int(v) for v in rng.integers(-128, 128, 2))
         std = acc_spread(kh * kw * (1 if depthwise else xs[3]), -zp, w)
         a = ConvAttrs(stride=stride, padding=pad, input_offset=-zp, output_offset=out_zp, act_min=max(-128, out_zp),
-                      requant=random_requant(np.random.default_rng(len(xs) + cout), cout, std, "double"))
+                      requant=random_requant(np.random.default_rng(len(xs) + cout), cout, std, "double",
+                                             edges=True))
         bias = rng.integers(-20000, 20000, cout).astype(np.int32)
         ref = depthwise_conv2d_s8 if depthwise else conv2d_s8
         want = ref(x, w, bias, a)
@@ -509,30 +374,14 @@ def test_accumulator_wraps_like_int32(dsp):
 
 # ---- bad arguments: refused exactly like the portable kernels ------------------------------------
 
-BAD_CONV_ATTRS = {
-    "stride0": {"stride": (0, 1)},
-    "dilation0": {"dilation": (1, 0)},
-    "negative_pad": {"padding": Padding(-1, 1, 1, 1)},
-    "input_offset": {"input_offset": 129},
-    "output_offset": {"output_offset": 128},
-    "clamp_order": {"act_min": 10, "act_max": 9},
-    "clamp_range": {"act_min": -129},
-    "requant_count": {"requant": Requant([1 << 30] * 3, [0] * 3)},
-    "shift_high": {"requant": Requant([1 << 30], [31])},
-    "shift_low": {"requant": Requant([1 << 30] * 4, [0, 0, -32, 0])},
-    "depth_multiplier": {"depth_multiplier": 3},
-}
+BAD_DSP_CONV_ATTRS = {**BAD_CONV_ATTRS, "depth_multiplier": {"depth_multiplier": 3}}
 
 
 @pytest.mark.parametrize("depthwise", [False, True], ids=["conv2d", "depthwise"])
-@pytest.mark.parametrize("bad", sorted(BAD_CONV_ATTRS))
+@pytest.mark.parametrize("bad", sorted(BAD_DSP_CONV_ATTRS))
 def test_conv_rejects_bad_params(dsp, runtime, depthwise, bad):
-    rng = np.random.default_rng(5)
-    x = i8(rng, (1, 5, 5, 2))
-    w = i8(rng, (1, 3, 3, 4) if depthwise else (4, 3, 3, 2))
-    a = ConvAttrs(stride=(1, 1), padding=Padding(1, 1, 1, 1), depth_multiplier=2 if depthwise else 1,
-                  requant=Requant([1 << 30] * 4, [-8] * 4))
-    bad_a = replace(a, **BAD_CONV_ATTRS[bad])
+    x, w, a = base_conv(depthwise)
+    bad_a = replace(a, **BAD_DSP_CONV_ATTRS[bad])
     fill = np.full((1, 5, 5, 4), 55, np.int8)
     rc, y = c_conv(dsp, depthwise, x, w, None, bad_a, fill.shape, fill=fill)
     rc_port, _ = c_conv(runtime, depthwise, x, w, None, bad_a, fill.shape, fill=fill.copy())
@@ -604,46 +453,17 @@ def test_dsp_kernels_compile_for_every_board(tmp_path, board):
 # ---- on the target ------------------------------------------------------------------------------
 
 
-@dataclass
-class Layer:
-    kind: str  # "conv2d" | "depthwise" | "fc"
-    x_shape: tuple[int, ...]
-    w: np.ndarray
-    bias: np.ndarray | None
-    attrs: ConvAttrs | FullyConnectedAttrs
-
-    def run(self, x: np.ndarray, rounding: str) -> np.ndarray:
-        if self.kind == "fc":
-            return fully_connected_s8(x, self.w, self.bias, self.attrs, rounding)
-        ref = depthwise_conv2d_s8 if self.kind == "depthwise" else conv2d_s8
-        return ref(x, self.w, self.bias, self.attrs, rounding)
-
-    def macs(self, out_size: int) -> int:
-        if self.kind == "fc":
-            return out_size * self.w.shape[1]
-        return out_size * self.w.shape[1] * self.w.shape[2] * (1 if self.kind == "depthwise" else self.w.shape[3])
-
-
 def _target_layers(rounding: str) -> list[Layer]:
     rng = np.random.default_rng(31)
 
-    def conv(kind, x_shape, kh, kw, cout, stride=(1, 1), pad=Padding(), dil=(1, 1), dm=1) -> Layer:
-        cin = x_shape[3]
-        w = random_weights(rng, (1, kh, kw, cout) if kind == "depthwise" else (cout, kh, kw, cin))
-        zp, out_zp = (int(v) for v in rng.integers(-128, 128, 2))
-        std = acc_spread(kh * kw * (1 if kind == "depthwise" else cin), -zp, w)
-        rq = conv_requant(0.05, np.full(cout, 0.004, np.float32), 0.05 * 0.004 * std / 40, rounding)
-        a = ConvAttrs(stride=stride, padding=pad, dilation=dil, depth_multiplier=dm, input_offset=-zp,
-                      output_offset=out_zp, requant=rq, act_min=max(-128, out_zp))
-        return Layer(kind, x_shape, w, rng.integers(-20000, 20000, cout).astype(np.int32), a)
+    def make_requant(cout: int, std: float) -> Requant:
+        return conv_requant(0.05, np.full(cout, 0.004, np.float32), 0.05 * 0.004 * std / 40, rounding)
+
+    def conv(*args, **kw) -> Layer:
+        return target_conv_layer(rng, make_requant, *args, edges=True, **kw)
 
     def fc(cin, cout, w_zp=0) -> Layer:
-        w = i8(rng, (cout, cin), -127, 127)
-        zp, out_zp = (int(v) for v in rng.integers(-128, 128, 2))
-        a = FullyConnectedAttrs(input_offset=-zp, filter_offset=-w_zp, output_offset=out_zp,
-                                requant=conv_requant(0.05, 0.004, 0.05 * 0.004 * np.sqrt(cin) * 74 * 74 / 40,
-                                                     rounding))
-        return Layer("fc", (1, cin), w, rng.integers(-20000, 20000, cout).astype(np.int32), a)
+        return target_fc_layer(rng, rounding, cin, cout, w_zp)
 
     return [
         conv("conv2d", (1, 12, 12, 16), 3, 3, 16, pad=Padding(1, 1, 1, 1)),      # 0: one chunk
@@ -660,74 +480,15 @@ def _target_layers(rounding: str) -> list[Layer]:
     ]
 
 
-def _c_array(ctype: str, name: str, values: np.ndarray) -> str:
-    return f"static const {ctype} {name}[] = {{{', '.join(str(int(v)) for v in np.ravel(values))}}};\n"
-
-
-def _target_model(layers: list[Layer], out_shapes: list[tuple[int, ...]]) -> tuple[str, str]:
-    """model.c / model.h running every layer on its slice of one input and one output buffer."""
-    decls, calls = [], []
-    in_off = out_off = 0
-    for i, (ly, out_shape) in enumerate(zip(layers, out_shapes)):
-        a = ly.attrs
-        decls.append(_c_array("int8_t", f"w{i}", ly.w))
-        decls.append(_c_array("int32_t", f"b{i}", ly.bias))
-        decls.append(_c_array("int32_t", f"m{i}", a.requant.multiplier))
-        decls.append(_c_array("int32_t", f"s{i}", a.requant.shift))
-        decls.append(f"static const mcuqp_requant q{i} = {{m{i}, s{i}, {a.requant.multiplier.size}}};\n")
-        if ly.kind == "fc":
-            decls.append(f"static const mcuqp_fc_params p{i} = {{{a.input_offset}, {a.filter_offset}, "
-                         f"{a.output_offset}, {a.act_min}, {a.act_max}}};\n")
-            call = (f"mcuqp_fully_connected_s8(&p{i}, &q{i}, {ly.x_shape[0]}, {ly.x_shape[1]}, input + {in_off}, "
-                    f"{ly.w.shape[0]}, w{i}, b{i}, output + {out_off})")
-        else:
-            fields = [a.input_offset, a.output_offset, *a.stride, a.padding.top, a.padding.left, *a.dilation,
-                      a.depth_multiplier, a.act_min, a.act_max]
-            decls.append(f"static const mcuqp_conv_params p{i} = {{{', '.join(map(str, fields))}}};\n")
-            for tag, shape in (("i", ly.x_shape), ("f", ly.w.shape), ("o", out_shape)):
-                decls.append(f"static const mcuqp_dims {tag}{i} = {{{', '.join(map(str, shape))}}};\n")
-            fn = "mcuqp_depthwise_conv2d_s8" if ly.kind == "depthwise" else "mcuqp_conv2d_s8"
-            call = f"{fn}(&p{i}, &q{i}, &i{i}, input + {in_off}, &f{i}, w{i}, b{i}, &o{i}, output + {out_off})"
-        calls.append(f"    if ({call} != MCUQP_OK) {{\n        return {i + 1};\n    }}\n    MCUQP_LAYER_HOOK({i});\n")
-        in_off += int(np.prod(ly.x_shape))
-        out_off += int(np.prod(out_shape))
-    header = ("#ifndef MODEL_H\n#define MODEL_H\n#include <stdint.h>\n"
-              f"#define MCUQP_MODEL_INPUT_SIZE {in_off}\n#define MCUQP_MODEL_OUTPUT_SIZE {out_off}\n"
-              "int mcuqp_model_invoke(const int8_t *input, int8_t *output);\n#endif\n")
-    source = ('#include "model.h"\n#include "mcuqp_nn.h"\n#include "mcuqp_profile.h"\n\n' + "".join(decls) +
-              "\nint mcuqp_model_invoke(const int8_t *input, int8_t *output)\n{\n" + "".join(calls) +
-              "    return 0;\n}\n")
-    return source, header
-
-
 @pytest.mark.qemu
 @pytest.mark.parametrize("board, rounding", [("mps2-an386", "double"), ("mps3-an547", "single"),
                                              ("mps2-an500", "double"), ("mps2-an385", "double")])
 def test_dsp_kernels_on_qemu_match_numpy(tmp_path, board, rounding):
     """Built for the board (M4 / M55 / M7: SMLAD and friends; M3: the C twins), the DSP
     kernels give the numpy outputs bit for bit; on the M4 the common layers stay fast."""
-    from mcuqp.target import build, qemu
-
-    layers = _target_layers(rounding)
-    rng = np.random.default_rng(32)
-    n = 3
-    xs = [np.concatenate([random_input(rng, ly.x_shape) for _ in range(n)]) for ly in layers]
-    outs = [ly.run(x, rounding) for ly, x in zip(layers, xs)]
-    out_shapes = [(ly.x_shape[0], *o.shape[1:]) for ly, o in zip(layers, outs)]
-    src, hdr = _target_model(layers, out_shapes)
-    (tmp_path / "model.c").write_text(src)
-    (tmp_path / "model.h").write_text(hdr)
-    srcs = [tmp_path / "model.c", *[DSP / s for s in DSP_SOURCES], *build.platform_sources(board)]
-    defines = ("MCUQP_SINGLE_ROUNDING=1",) if rounding == "single" else ()
-    fw = build.build_firmware(srcs, [tmp_path, INCLUDE], board, tmp_path / "fw", defines=defines)
-    inputs = np.stack([np.concatenate([x.reshape(n, *ly.x_shape)[k].ravel() for ly, x in zip(layers, xs)])
-                       for k in range(n)])
-    want = np.stack([np.concatenate([o.reshape(n, -1)[k] for o in outs]) for k in range(n)])
-    r = qemu.run_firmware(fw, board, inputs, want.shape[1])
-    assert np.array_equal(r.outputs, want)
-    per_mac = [r.layer_instructions[0][i] / ly.macs(int(np.prod(shape)))
-               for i, (ly, shape) in enumerate(zip(layers, out_shapes))]
-    print(board, " ".join(f"{ly.kind}:{v:.2f}" for ly, v in zip(layers, per_mac)), "instructions/MAC")
+    got, want, per_mac = run_layers_on_qemu(tmp_path, board, rounding, _target_layers(rounding),
+                                            [DSP / s for s in DSP_SOURCES])
+    assert np.array_equal(got, want)
     if board == "mps2-an386":
         # Measured (QEMU counts are deterministic) 1.60, 6.23, 2.59, 1.46, 12.4 and 2.20; the
         # bounds leave ~20% headroom. (Small layers: per-output costs weigh more than in
