@@ -256,6 +256,16 @@ def test_generated_model_runs_depthwise_in_place_on_the_host(tmp_path, model, mo
     assert np.array_equal(got, want)
 
 
+def _forced_plan(**forced):
+    """plan_memory with some in-place modes pinned, whatever the caller asks for."""
+    from mcuqp.plan.memory import plan_memory
+
+    def plan(graph, **kw):
+        return plan_memory(graph, **{**kw, **forced})
+
+    return plan
+
+
 @pytest.mark.qemu
 @pytest.mark.slow
 @pytest.mark.parametrize("board", ["mps2-an386", "mps3-an547"])
@@ -263,12 +273,9 @@ def test_mixed28_in_place_below_the_lower_bound_on_qemu(monkeypatch, board):
     """mixed28's depthwise runs in place: arena 3,332 B against a live lower bound of 4,704 B
     (1x1 convs kept regular here; with them in place auto prefers a 1x1 conv instead:
     tests/test_kernels_conv_inplace.py)."""
-    from functools import partial
-
     from mcuqp import api
-    from mcuqp.plan.memory import plan_memory
 
-    monkeypatch.setattr(api, "plan_memory", partial(plan_memory, inplace_conv="never"))
+    monkeypatch.setattr(api, "plan_memory", _forced_plan(inplace_conv="never"))
 
     loaded = api.load(shared_model(MIXED28), n_random=12, seed=3)
     plan = api.compile_plan(loaded)
@@ -290,12 +297,9 @@ def test_kws_bit_exact_on_qemu(monkeypatch, mode):
     the 16,000 B lower bound; forced in place, all four depthwise layers run the in-place
     kernel on the target, still bit-exact. (Both kinds in place, below the bound:
     tests/test_kernels_conv_inplace.py.)"""
-    from functools import partial
-
     from mcuqp import api
-    from mcuqp.plan.memory import plan_memory
 
-    monkeypatch.setattr(api, "plan_memory", partial(plan_memory, inplace_depthwise=mode, inplace_conv="never"))
+    monkeypatch.setattr(api, "plan_memory", _forced_plan(inplace_depthwise=mode, inplace_conv="never"))
     loaded = api.load(shared_model(KWS), n_random=8, seed=5)
     plan = api.compile_plan(loaded)
     assert plan.inplace_depthwise == ([1, 3, 5, 7] if mode == "always" else [])
