@@ -108,6 +108,8 @@ class OpKind(str, Enum):
     CONCATENATION = "concatenation"
     LOGISTIC = "logistic"
     QUANTIZE = "quantize"
+    # Binary activations (mcuqp.compress.binary_act; attrs at the end of this file).
+    SIGN = "sign"
 
 
 @dataclass(frozen=True)
@@ -352,3 +354,11 @@ class QuantizeAttrs:
     output_offset: int = 0
     multiplier: int = 0
     shift: int = 0
+
+
+@dataclass
+class SignAttrs:
+    """int8 sign for binary activations (sign(0) = +1): y = 1 if x >= input_zero_point
+    (real value >= 0) else -1; output scale 1.0, zero point 0."""
+
+    input_zero_point: int = 0

@@ -310,6 +310,11 @@ class _Emitter:
             "input_offset", "output_offset", "multiplier", "shift")})
         layer.call = f"mcuqp_quantize_s8({params}, {y.size}, {self.buf(x.name)}, {self.buf(y.name)})"
 
+    def sign(self, layer: Layer, op: Op) -> None:
+        x, y = self.graph.tensors[op.inputs[0]], self.graph.tensors[op.outputs[0]]
+        params = self.struct(layer, "mcuqp_sign_params", {"input_zero_point": op.attrs.input_zero_point})
+        layer.call = f"mcuqp_sign_s8({params}, {y.size}, {self.buf(x.name)}, {self.buf(y.name)})"
+
 
 _EMITTERS: dict[OpKind, Callable[[_Emitter, Layer, Op], None]] = {
     OpKind.CONV2D: _Emitter.conv,
@@ -326,6 +331,7 @@ _EMITTERS: dict[OpKind, Callable[[_Emitter, Layer, Op], None]] = {
     OpKind.CONCATENATION: _Emitter.concatenation,
     OpKind.LOGISTIC: _Emitter.logistic,
     OpKind.QUANTIZE: _Emitter.quantize,
+    OpKind.SIGN: _Emitter.sign,
 }
 
 

@@ -156,4 +156,6 @@ def run_op(op: FloatOp, xs: list[np.ndarray]) -> np.ndarray:
     if op.kind == OpKind.SOFTMAX:
         e = np.exp(x - x.max(axis=-1, keepdims=True))
         return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+    if op.kind == OpKind.SIGN:
+        return np.where(x >= 0, 1.0, -1.0).astype(np.float32)  # sign(0) = +1, as BinaryActivation
     raise ValueError(f"no float kernel for {op.kind.value}")

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
+from mcuqp.compress.binary_act import BinaryActivation
 from mcuqp.errors import McuqpError, UnsupportedModelError
 from mcuqp.frontends.float_graph import FloatGraph, FloatOp
 from mcuqp.ir import OpKind, Padding
@@ -29,7 +30,8 @@ from mcuqp.ir import OpKind, Padding
 SUPPORTED = (
     "Conv2d (groups=1 or depthwise), BatchNorm2d after a conv, BatchNorm1d after a Linear, Linear, "
     "ReLU, ReLU6 / Hardtanh(0, 6), MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, mean over (H, W), "
-    "Flatten / view / reshape to (N, -1), add of two tensors, Softmax(dim=1), Dropout, Identity"
+    "Flatten / view / reshape to (N, -1), add of two tensors, Softmax(dim=1), Dropout, Identity, "
+    "BinaryActivation (sign)"
 )
 
 _TORCH_DIR = os.path.dirname(torch.__file__)
@@ -535,6 +537,13 @@ def _softmax(ctx: _Ctx, node: fx.Node, dim: object) -> None:
     ctx.add(FloatOp(OpKind.SOFTMAX, node.name, [x], shape, source=ctx.describe(node), fused=[node.name]), shape)
 
 
+def _sign(ctx: _Ctx, node: fx.Node) -> None:
+    """mcuqp.compress.binary_act.BinaryActivation: sign(x), sign(0) = +1."""
+    x = ctx.value(node, node.args[0] if node.args else node.kwargs.get("x"))
+    shape = ctx.torch_shape[x]
+    ctx.add(FloatOp(OpKind.SIGN, node.name, [x], _nhwc(shape), source=ctx.describe(node), fused=[node.name]), shape)
+
+
 # ----------------------------------------------------------------------------- dispatch
 
 
@@ -558,6 +567,8 @@ def _call_module(ctx: _Ctx, node: fx.Node) -> bool:
         _flatten_to(ctx, node, ctx.value(node, node.args[0]))
     elif isinstance(m, nn.Softmax):
         _softmax(ctx, node, m.dim)
+    elif isinstance(m, BinaryActivation):
+        _sign(ctx, node)
     else:
         return False
     return True
@@ -640,8 +651,15 @@ def _convert_node(ctx: _Ctx, node: fx.Node) -> None:
 # ----------------------------------------------------------------------------- entry point
 
 
+class _Tracer(fx.Tracer):
+    """torch.fx's tracer, with BinaryActivation kept as one call (a SIGN op)."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return isinstance(m, BinaryActivation) or super().is_leaf_module(m, module_qualified_name)
+
+
 def _trace(module: nn.Module) -> fx.GraphModule:
-    tracer = fx.Tracer()
+    tracer = _Tracer()
     tracer.record_stack_traces = True
     try:
         graph = tracer.trace(module)

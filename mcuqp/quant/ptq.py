@@ -11,7 +11,8 @@ engine given the same float model and ranges derives the same numbers:
   bias gets a tiny positive scale;
 - bias: int32, scale input_scale * weight_scale_c, round(b / scale);
 - max/avg pool and reshape outputs share their input's quantization, softmax outputs
-  are (1/256, -128); kernel integers come from `mcuqp.quant.params`.
+  are (1/256, -128), sign outputs (binary activations) are (1.0, 0); kernel integers
+  come from `mcuqp.quant.params`.
 """
 from __future__ import annotations
 
@@ -32,6 +33,9 @@ from mcuqp.quant.fixedpoint import Rounding
 INT32_MAX = (1 << 31) - 1
 ZERO_CHANNEL_SCALE = np.float32(1e-10)  # any positive value: the channel's weights are all 0
 SOFTMAX_OUTPUT = ir.QParams(np.float32(1.0 / 256.0), -128)
+SIGN_OUTPUT = ir.QParams(np.float32(1.0), 0)  # binary activations: exactly -1 and +1
+# ops with a fixed output quantization (no calibrated range)
+FIXED_QPARAMS = {ir.OpKind.SOFTMAX: SOFTMAX_OUTPUT, ir.OpKind.SIGN: SIGN_OUTPUT}
 # ops whose output quantization is fixed by TFLite (not by a calibrated range)
 SHARED_QPARAMS = (ir.OpKind.MAX_POOL2D, ir.OpKind.AVG_POOL2D, ir.OpKind.RESHAPE)
 
@@ -128,7 +132,7 @@ def _check_ranges(fg: FloatGraph, ranges: dict[str, Range]) -> None:
 def _needs_range(fg: FloatGraph) -> list[str]:
     out = [fg.input_name]
     for op in fg.ops:
-        if op.kind not in SHARED_QPARAMS and op.kind != ir.OpKind.SOFTMAX:
+        if op.kind not in SHARED_QPARAMS and op.kind not in FIXED_QPARAMS:
             out.append(op.name)
     return out
 
@@ -172,7 +176,7 @@ def _softmax_attrs(op: FloatOp, x: ir.Tensor, rounding: Rounding) -> object:
 def lower_to_int8(float_graph: FloatGraph, ranges: dict[str, Range], *, rounding: Rounding = "double") -> ir.Graph:
     """The integer graph for given activation ranges (keyed by value name). Needs a range
     for the input and for every conv, depthwise, linear and add output; ranges of pool,
-    reshape and softmax outputs are ignored (TFLite fixes them)."""
+    reshape, softmax and sign outputs are ignored (their quantization is fixed)."""
     _check_ranges(float_graph, ranges)
     missing = [n for n in _needs_range(float_graph) if n not in ranges]
     if missing:
@@ -186,8 +190,8 @@ def lower_to_int8(float_graph: FloatGraph, ranges: dict[str, Range], *, rounding
         x = g.tensor(op.inputs[0])
         if op.kind in SHARED_QPARAMS:
             y_q = ir.QParams(x.quant.scale.copy(), x.quant.zero_point.copy())
-        elif op.kind == ir.OpKind.SOFTMAX:
-            y_q = ir.QParams(SOFTMAX_OUTPUT.scale.copy(), SOFTMAX_OUTPUT.zero_point.copy())
+        elif op.kind in FIXED_QPARAMS:
+            y_q = ir.QParams(FIXED_QPARAMS[op.kind].scale.copy(), FIXED_QPARAMS[op.kind].zero_point.copy())
         else:
             y_q = ir.QParams(*activation_qparams(*ranges[op.name]))
         if op.kind in (ir.OpKind.CONV2D, ir.OpKind.DEPTHWISE_CONV2D, ir.OpKind.FULLY_CONNECTED):
@@ -204,6 +208,8 @@ def lower_to_int8(float_graph: FloatGraph, ranges: dict[str, Range], *, rounding
             new = ir.Op(op.kind, op.name, [x.name], [op.name], ir.ReshapeAttrs(new_shape=op.shape), op.source)
         elif op.kind == ir.OpKind.SOFTMAX:
             new = ir.Op(op.kind, op.name, [x.name], [op.name], _softmax_attrs(op, x, rounding), op.source)
+        elif op.kind == ir.OpKind.SIGN:
+            new = ir.Op(op.kind, op.name, [x.name], [op.name], ir.SignAttrs(input_zero_point=x.quant.zp), op.source)
         else:
             raise McuqpError(f"cannot quantize {op.kind.value} {op.source}")
         g.add_tensor(ir.Tensor(op.name, op.shape, ir.DType.INT8, y_q))

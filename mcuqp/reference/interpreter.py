@@ -185,3 +185,15 @@ KERNELS.update({
     OpKind.LOGISTIC: _logistic,
     OpKind.QUANTIZE: _quantize,
 })
+
+
+# ---- binary activations: SIGN.
+
+
+def _sign(graph: Graph, op: Op, env: Env, rounding: Rounding) -> np.ndarray:
+    from mcuqp.reference.sign import sign_s8
+
+    return sign_s8(env[op.inputs[0]], op.attrs)
+
+
+KERNELS[OpKind.SIGN] = _sign

@@ -234,6 +234,16 @@ mcuqp_status mcuqp_conv2d_1x1_s8_inplace(const mcuqp_conv_params *params, const 
 /* Bytes of scratch mcuqp_conv2d_1x1_s8_inplace needs (in_c), or MCUQP_ERR_ARG for invalid dims. */
 int32_t mcuqp_conv2d_1x1_s8_inplace_buffer_size(const mcuqp_dims *input_dims);
 
+/* ---- sign (binary activations) ---- */
+
+typedef struct {
+    int32_t input_zero_point;
+} mcuqp_sign_params;
+
+/* int8 sign, sign(0) = +1: output 1 where input >= input_zero_point (real value >= 0), -1
+ * elsewhere; output scale 1.0, zero point 0. input_zero_point must be in [-128, 127]. */
+mcuqp_status mcuqp_sign_s8(const mcuqp_sign_params *params, int32_t size, const int8_t *input, int8_t *output);
+
 #ifdef __cplusplus
 }
 #endif
