@@ -5,8 +5,8 @@ straight-through estimator of BNN: gradient 1 where |x| <= 1, 0 elsewhere (hard 
 Opt-in per layer. Combined with binary weights the layer computes a ±1 x ±alpha dot product
 (XNOR-popcount on hardware that has it). Binarize layers whose input is signed (a batch-norm
 output, as in BNN's BN -> sign blocks): after a ReLU every input is >= 0 and sign() is
-constantly +1. Note that mcuqp's int8 graph has no sign op, so a
-model with binary activations trains and evaluates here but does not compile to int8 C.
+constantly +1. It compiles to the int8
+SIGN op (output scale 1, zero point 0: y = +1 where the input's real value is >= 0, else -1).
 """
 from __future__ import annotations
 

@@ -202,7 +202,7 @@ def prepare_qat(
 
     weight: "int8" (default), "int4", "int2", "ternary", "binary" or None (float) for every
     Conv2d/Linear; `per_layer` overrides it by layer name. `binary_act` names layers whose
-    input is binarized (sign, straight-through; not compilable to int8 C). Pruning masks on
+    input is binarized (sign, straight-through; compiled to the int8 SIGN op). Pruning masks on
     the layers are kept."""
     example = torch.as_tensor(np.asarray(example) if not isinstance(example, torch.Tensor) else example)[:1].float()
     model = copy.deepcopy(model).eval()
