@@ -29,9 +29,8 @@
  * to each input they read (once for both channels).
  */
 #include "mcuqp_fixedpoint.h"
+#include "mcuqp_conv_checks.h"
 #include "mcuqp_nn.h"
-
-#define CONV_MAX_DIM (1 << 15)
 
 /* Where one batch's image and filter rows live. */
 typedef struct {
@@ -150,51 +149,6 @@ MCUQP_INLINE int8_t output_s8(uint32_t acc, int32_t mult, int32_t shift, int32_t
     return (int8_t)(mcuqp_clamp_i32(r, lo, hi) + out_offset);
 }
 
-/* [*lo, *hi): the taps t in [0, taps) with 0 <= origin + t * dilation < size. */
-static inline void tap_range(int32_t origin, int32_t dilation, int32_t taps, int32_t size, int32_t *lo,
-                             int32_t *hi)
-{
-    int32_t a = 0;
-    int32_t b = taps;
-    if (origin < 0) {
-        a = (-origin + dilation - 1) / dilation;
-    }
-    if (origin + (taps - 1) * dilation >= size) {
-        b = size > origin ? (size - origin + dilation - 1) / dilation : 0;
-    }
-    *lo = mcuqp_min_i32(a, taps);
-    *hi = mcuqp_max_i32(b, *lo);
-}
-
-static int valid_dim(int32_t v) { return v >= 1 && v < CONV_MAX_DIM; }
-
-static int valid_args(const mcuqp_conv_params *p, const mcuqp_requant *q, const mcuqp_dims *in,
-                      const mcuqp_dims *f, const mcuqp_dims *out)
-{
-    int32_t i;
-    if (!valid_dim(p->stride_h) || !valid_dim(p->stride_w) || !valid_dim(p->dilation_h) ||
-        !valid_dim(p->dilation_w) || p->pad_h < 0 || p->pad_w < 0 || p->pad_h >= CONV_MAX_DIM ||
-        p->pad_w >= CONV_MAX_DIM || p->input_offset < -127 || p->input_offset > 128 ||
-        p->output_offset < -128 || p->output_offset > 127 || p->act_min > p->act_max || p->act_min < -128 ||
-        p->act_max > 127) {
-        return 0;
-    }
-    if (!valid_dim(in->n) || !valid_dim(in->h) || !valid_dim(in->w) || !valid_dim(in->c) || !valid_dim(f->n) ||
-        !valid_dim(f->h) || !valid_dim(f->w) || f->c != in->c || out->n != in->n || out->c != f->n ||
-        !valid_dim(out->h) || !valid_dim(out->w)) {
-        return 0;
-    }
-    if (q->multiplier == NULL || q->shift == NULL || (q->count != 1 && q->count != f->n)) {
-        return 0;
-    }
-    for (i = 0; i < q->count; ++i) {
-        if (q->shift[i] < -31 || q->shift[i] > 30) {
-            return 0;
-        }
-    }
-    return 1;
-}
-
 mcuqp_status mcuqp_conv2d_s8(const mcuqp_conv_params *params, const mcuqp_requant *quant,
                              const mcuqp_dims *input_dims, const int8_t *input,
                              const mcuqp_dims *filter_dims, const int8_t *filter,
@@ -202,7 +156,7 @@ mcuqp_status mcuqp_conv2d_s8(const mcuqp_conv_params *params, const mcuqp_requan
 {
     if (params == NULL || quant == NULL || input_dims == NULL || input == NULL || filter_dims == NULL ||
         filter == NULL || output_dims == NULL || output == NULL ||
-        !valid_args(params, quant, input_dims, filter_dims, output_dims)) {
+        !mcuqp_conv2d_valid_args(params, quant, input_dims, filter_dims, output_dims)) {
         return MCUQP_ERR_ARG;
     }
 
@@ -270,7 +224,7 @@ mcuqp_status mcuqp_conv2d_s8(const mcuqp_conv_params *params, const mcuqp_requan
                 int8_t *out = output + (size_t)n * out_image + (size_t)oy * (size_t)out_w * out_px + (size_t)oc;
                 int32_t ky_lo;
                 int32_t ky_hi;
-                tap_range(y0, g.dil_h, k_h, in_h, &ky_lo, &ky_hi);
+                mcuqp_tap_range(y0, g.dil_h, k_h, in_h, &ky_lo, &ky_hi);
                 const int row_full = ky_lo == 0 && ky_hi == k_h;
                 int32_t ox = 0;
                 while (ox < out_w) {
@@ -295,7 +249,7 @@ mcuqp_status mcuqp_conv2d_s8(const mcuqp_conv_params *params, const mcuqp_requan
                     } else {
                         int32_t kx_lo;
                         int32_t kx_hi;
-                        tap_range(x0, g.dil_w, k_w, in_w, &kx_lo, &kx_hi);
+                        mcuqp_tap_range(x0, g.dil_w, k_w, in_w, &kx_lo, &kx_hi);
                         const int full = row_full && kx_lo == 0 && kx_hi == k_w;
                         uint32_t acc[2] = {0u, 0u};
                         if (full) {

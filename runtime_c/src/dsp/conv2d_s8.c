@@ -49,9 +49,9 @@
  */
 #include "mcuqp_fixedpoint.h"
 #include "mcuqp_intrinsics.h"
+#include "mcuqp_conv_checks.h"
 #include "mcuqp_nn.h"
 
-#define CONV_MAX_DIM (1 << 15)
 #define CONV_WIDE_K 144                    /* four columns of 144 int16 entries, 288 bytes apart */
 #define CONV_COL_WORDS (4 * CONV_WIDE_K / 2) /* the im2col buffer: 1152 bytes */
 #define CONV_ACC_CH 16     /* channels per block when a window needs chunks */
@@ -69,22 +69,6 @@ typedef struct {
     int32_t zero_point; /* -input_offset: the int8 value that adds nothing */
     uint32_t off2;      /* input_offset in both int16 lanes */
 } conv_geom;
-
-/* [*lo, *hi): the taps t in [0, taps) with 0 <= origin + t * dilation < size. */
-static inline void tap_range(int32_t origin, int32_t dilation, int32_t taps, int32_t size, int32_t *lo,
-                             int32_t *hi)
-{
-    int32_t a = 0;
-    int32_t b = taps;
-    if (origin < 0) {
-        a = (-origin + dilation - 1) / dilation;
-    }
-    if (origin + (taps - 1) * dilation >= size) {
-        b = size > origin ? (size - origin + dilation - 1) / dilation : 0;
-    }
-    *lo = mcuqp_min_i32(a, taps);
-    *hi = mcuqp_max_i32(b, *lo);
-}
 
 static void copy_s8(int8_t *dst, const int8_t *src, int32_t n)
 {
@@ -133,7 +117,7 @@ MCUQP_NOINLINE static void im2col(const conv_geom *g, int32_t y0, int32_t x0, in
     int32_t kx_hi;
 
     if (g->k_h == 1 && (g->k_w == 1 || g->dil_w == 1) && y0 >= 0 && y0 < g->in_h) {
-        tap_range(x0, g->dil_w, g->k_w, g->in_w, &kx_lo, &kx_hi);
+        mcuqp_tap_range(x0, g->dil_w, g->k_w, g->in_w, &kx_lo, &kx_hi);
         if (kx_lo == 0 && kx_hi == g->k_w) {
             /* One contiguous in-bounds run: widen it straight from the input. */
             const int8_t *src = g->image + ((size_t)y0 * (size_t)g->in_w + (size_t)x0) * (size_t)in_c + (size_t)k0;
@@ -152,7 +136,7 @@ MCUQP_NOINLINE static void im2col(const conv_geom *g, int32_t y0, int32_t x0, in
     const int aligned = (in_c & 3) == 0;
     int8_t *stage = (int8_t *)col + kc;
     const int32_t y_last = y0 + (g->k_h - 1) * g->dil_h;
-    tap_range(x0, g->dil_w, g->k_w, g->in_w, &kx_lo, &kx_hi);
+    mcuqp_tap_range(x0, g->dil_w, g->k_w, g->in_w, &kx_lo, &kx_hi);
     if (k0 == 0 && k1 == g->k_h * g->k_w * in_c && g->dil_w == 1 && kx_lo == 0 && kx_hi == g->k_w && y0 >= 0 &&
         y_last < g->in_h) {
         /* A whole window inside the input: one run of k_w * in_c inputs per filter row. */
@@ -416,35 +400,6 @@ MCUQP_NOINLINE static void channels_general(const uint32_t *cols, const conv_out
     }
 }
 
-static int valid_dim(int32_t v) { return v >= 1 && v < CONV_MAX_DIM; }
-
-static int valid_args(const mcuqp_conv_params *p, const mcuqp_requant *q, const mcuqp_dims *in,
-                      const mcuqp_dims *f, const mcuqp_dims *out)
-{
-    int32_t i;
-    if (!valid_dim(p->stride_h) || !valid_dim(p->stride_w) || !valid_dim(p->dilation_h) ||
-        !valid_dim(p->dilation_w) || p->pad_h < 0 || p->pad_w < 0 || p->pad_h >= CONV_MAX_DIM ||
-        p->pad_w >= CONV_MAX_DIM || p->input_offset < -127 || p->input_offset > 128 ||
-        p->output_offset < -128 || p->output_offset > 127 || p->act_min > p->act_max || p->act_min < -128 ||
-        p->act_max > 127) {
-        return 0;
-    }
-    if (!valid_dim(in->n) || !valid_dim(in->h) || !valid_dim(in->w) || !valid_dim(in->c) || !valid_dim(f->n) ||
-        !valid_dim(f->h) || !valid_dim(f->w) || f->c != in->c || out->n != in->n || out->c != f->n ||
-        !valid_dim(out->h) || !valid_dim(out->w)) {
-        return 0;
-    }
-    if (q->multiplier == NULL || q->shift == NULL || (q->count != 1 && q->count != f->n)) {
-        return 0;
-    }
-    for (i = 0; i < q->count; ++i) {
-        if (q->shift[i] < -31 || q->shift[i] > 30) {
-            return 0;
-        }
-    }
-    return 1;
-}
-
 /* The plain path (any multiplier): one output at a time, mcuqp_requantize(). */
 MCUQP_NOINLINE static void conv_plain(const mcuqp_conv_params *p, const mcuqp_requant *quant, const mcuqp_dims *in,
                        const int8_t *input, const mcuqp_dims *f, const int8_t *filter, const int32_t *bias,
@@ -497,7 +452,7 @@ mcuqp_status mcuqp_conv2d_s8(const mcuqp_conv_params *params, const mcuqp_requan
 {
     if (params == NULL || quant == NULL || input_dims == NULL || input == NULL || filter_dims == NULL ||
         filter == NULL || output_dims == NULL || output == NULL ||
-        !valid_args(params, quant, input_dims, filter_dims, output_dims)) {
+        !mcuqp_conv2d_valid_args(params, quant, input_dims, filter_dims, output_dims)) {
         return MCUQP_ERR_ARG;
     }
     if (!mcuqp_multipliers_nomin(quant->multiplier, quant->count)) {

@@ -48,57 +48,12 @@
  */
 #include "mcuqp_fixedpoint.h"
 #include "mcuqp_intrinsics.h"
+#include "mcuqp_conv_checks.h"
 #include "mcuqp_nn.h"
 
-#define DW_MAX_DIM (1 << 15)
 #define DW_MAX_TAPS 32    /* filter taps of the fast path: a 256-byte table */
 #define DW_ROWS 8         /* filter rows of the fast path */
 #define DW_RING_WORDS 192 /* the input-row ring: 768 bytes */
-
-/* [*lo, *hi): the taps t in [0, taps) with 0 <= origin + t * dilation < size. */
-static inline void tap_range(int32_t origin, int32_t dilation, int32_t taps, int32_t size, int32_t *lo,
-                             int32_t *hi)
-{
-    int32_t a = 0;
-    int32_t b = taps;
-    if (origin < 0) {
-        a = (-origin + dilation - 1) / dilation;
-    }
-    if (origin + (taps - 1) * dilation >= size) {
-        b = size > origin ? (size - origin + dilation - 1) / dilation : 0;
-    }
-    *lo = mcuqp_min_i32(a, taps);
-    *hi = mcuqp_max_i32(b, *lo);
-}
-
-static int valid_dim(int32_t v) { return v >= 1 && v < DW_MAX_DIM; }
-
-static int valid_args(const mcuqp_conv_params *p, const mcuqp_requant *q, const mcuqp_dims *in,
-                      const mcuqp_dims *f, const mcuqp_dims *out)
-{
-    int32_t i;
-    if (!valid_dim(p->stride_h) || !valid_dim(p->stride_w) || !valid_dim(p->dilation_h) ||
-        !valid_dim(p->dilation_w) || !valid_dim(p->depth_multiplier) || p->pad_h < 0 || p->pad_w < 0 ||
-        p->pad_h >= DW_MAX_DIM || p->pad_w >= DW_MAX_DIM || p->input_offset < -127 || p->input_offset > 128 ||
-        p->output_offset < -128 || p->output_offset > 127 || p->act_min > p->act_max || p->act_min < -128 ||
-        p->act_max > 127) {
-        return 0;
-    }
-    if (!valid_dim(in->n) || !valid_dim(in->h) || !valid_dim(in->w) || !valid_dim(in->c) || f->n != 1 ||
-        !valid_dim(f->h) || !valid_dim(f->w) || (int64_t)f->c != (int64_t)in->c * p->depth_multiplier ||
-        out->n != in->n || out->c != f->c || !valid_dim(out->h) || !valid_dim(out->w)) {
-        return 0;
-    }
-    if (q->multiplier == NULL || q->shift == NULL || (q->count != 1 && q->count != f->c)) {
-        return 0;
-    }
-    for (i = 0; i < q->count; ++i) {
-        if (q->shift[i] < -31 || q->shift[i] > 30) {
-            return 0;
-        }
-    }
-    return 1;
-}
 
 /* The plain path for output channels [oc_lo, out_c): one output at a time, any depth
  * multiplier, any multiplier, mcuqp_requantize(). */
@@ -118,12 +73,12 @@ MCUQP_NOINLINE static void dw_plain(const mcuqp_conv_params *p, const mcuqp_requ
             const int32_t y0 = oy * p->stride_h - p->pad_h;
             int32_t ky_lo;
             int32_t ky_hi;
-            tap_range(y0, p->dilation_h, f->h, in->h, &ky_lo, &ky_hi);
+            mcuqp_tap_range(y0, p->dilation_h, f->h, in->h, &ky_lo, &ky_hi);
             for (ox = 0; ox < out->w; ++ox) {
                 const int32_t x0 = ox * p->stride_w - p->pad_w;
                 int32_t kx_lo;
                 int32_t kx_hi;
-                tap_range(x0, p->dilation_w, f->w, in->w, &kx_lo, &kx_hi);
+                mcuqp_tap_range(x0, p->dilation_w, f->w, in->w, &kx_lo, &kx_hi);
                 int8_t *o = output + (((size_t)b * (size_t)out->h + (size_t)oy) * (size_t)out->w + (size_t)ox) *
                                          (size_t)out_c;
                 for (oc = oc_lo; oc < out_c; ++oc) {
@@ -335,7 +290,7 @@ mcuqp_status mcuqp_depthwise_conv2d_s8(const mcuqp_conv_params *params, const mc
 {
     if (params == NULL || quant == NULL || input_dims == NULL || input == NULL || filter_dims == NULL ||
         filter == NULL || output_dims == NULL || output == NULL ||
-        !valid_args(params, quant, input_dims, filter_dims, output_dims)) {
+        !mcuqp_depthwise_valid_args(params, quant, input_dims, filter_dims, output_dims)) {
         return MCUQP_ERR_ARG;
     }
     const int32_t out_c = filter_dims->c;
