@@ -29,7 +29,7 @@
  * to each input they read (once for both channels).
  */
 #include "mcuqp_fixedpoint.h"
-#include "mcuqp_conv_checks.h"
+#include "mcuqp_kernel_checks.h"
 #include "mcuqp_nn.h"
 
 /* Where one batch's image and filter rows live. */

@@ -30,7 +30,7 @@
  * input; border windows add the offset to each input they read.
  */
 #include "mcuqp_fixedpoint.h"
-#include "mcuqp_conv_checks.h"
+#include "mcuqp_kernel_checks.h"
 #include "mcuqp_nn.h"
 
 /* Where one batch's image and the filter taps live. */

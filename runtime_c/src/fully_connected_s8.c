@@ -25,6 +25,7 @@
  * the latter computed once per row.
  */
 #include "mcuqp_fixedpoint.h"
+#include "mcuqp_kernel_checks.h"
 #include "mcuqp_nn.h"
 
 /* sum of (x[i] + offset) * w[i], modulo 2^32 */
@@ -72,33 +73,13 @@ static inline int8_t output_s8(uint32_t acc, int32_t mult, int32_t shift, int32_
     return (int8_t)(mcuqp_clamp_i32(r, lo, hi) + out_offset);
 }
 
-static int valid_args(const mcuqp_fc_params *p, const mcuqp_requant *q, int32_t batches, int32_t in_ch,
-                      int32_t out_ch)
-{
-    int32_t i;
-    if (batches < 1 || in_ch < 1 || out_ch < 1 || p->input_offset < -127 || p->input_offset > 128 ||
-        p->filter_offset < -127 || p->filter_offset > 128 || p->output_offset < -128 || p->output_offset > 127 ||
-        p->act_min > p->act_max || p->act_min < -128 || p->act_max > 127) {
-        return 0;
-    }
-    if (q->multiplier == NULL || q->shift == NULL || (q->count != 1 && q->count != out_ch)) {
-        return 0;
-    }
-    for (i = 0; i < q->count; ++i) {
-        if (q->shift[i] < -31 || q->shift[i] > 30) {
-            return 0;
-        }
-    }
-    return 1;
-}
-
 mcuqp_status mcuqp_fully_connected_s8(const mcuqp_fc_params *params, const mcuqp_requant *quant,
                                       int32_t batches, int32_t in_ch, const int8_t *input,
                                       int32_t out_ch, const int8_t *filter, const int32_t *bias,
                                       int8_t *output)
 {
     if (params == NULL || quant == NULL || input == NULL || filter == NULL || output == NULL ||
-        !valid_args(params, quant, batches, in_ch, out_ch)) {
+        !mcuqp_fc_valid_args(params, quant, batches, in_ch, out_ch)) {
         return MCUQP_ERR_ARG;
     }
 

@@ -49,7 +49,7 @@
  */
 #include "mcuqp_fixedpoint.h"
 #include "mcuqp_intrinsics.h"
-#include "mcuqp_conv_checks.h"
+#include "mcuqp_kernel_checks.h"
 #include "mcuqp_nn.h"
 
 #define CONV_WIDE_K 144                    /* four columns of 144 int16 entries, 288 bytes apart */

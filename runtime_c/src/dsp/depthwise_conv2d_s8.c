@@ -48,7 +48,7 @@
  */
 #include "mcuqp_fixedpoint.h"
 #include "mcuqp_intrinsics.h"
-#include "mcuqp_conv_checks.h"
+#include "mcuqp_kernel_checks.h"
 #include "mcuqp_nn.h"
 
 #define DW_MAX_TAPS 32    /* filter taps of the fast path: a 256-byte table */

@@ -1,14 +1,14 @@
 /*
- * mcuqp convolution helpers shared by the portable and the optimised conv2d / depthwise
- * kernels (internal; not part of the public API): argument validation, so that every
- * variant refuses exactly the same calls, and the in-bounds tap range of a window.
+ * mcuqp helpers shared by the portable and the optimised conv2d / depthwise / fully
+ * connected kernels (internal; not part of the public API): argument validation, so that
+ * every variant refuses exactly the same calls, and the in-bounds tap range of a window.
  *
  * Ranges accepted: every dimension, stride and dilation in [1, 2^15); padding in
- * [0, 2^15); input_offset in [-127, 128] (minus an int8 zero point); output_offset and
+ * [0, 2^15); input_offset (and FC filter_offset) in [-127, 128] (minus an int8 zero point); output_offset and
  * the clamp within int8; requant shifts in [-31, 30] (TFLite's contract).
  */
-#ifndef MCUQP_CONV_CHECKS_H
-#define MCUQP_CONV_CHECKS_H
+#ifndef MCUQP_KERNEL_CHECKS_H
+#define MCUQP_KERNEL_CHECKS_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -48,7 +48,7 @@ static inline int mcuqp_conv_valid_params(const mcuqp_conv_params *p, int depthw
 }
 
 /* One (multiplier, shift) per tensor or per output channel, shifts within TFLite's range. */
-static inline int mcuqp_conv_valid_requant(const mcuqp_requant *q, int32_t channels)
+static inline int mcuqp_valid_requant(const mcuqp_requant *q, int32_t channels)
 {
     int32_t i;
     if (q->multiplier == NULL || q->shift == NULL || (q->count != 1 && q->count != channels)) {
@@ -70,7 +70,7 @@ static inline int mcuqp_conv2d_valid_args(const mcuqp_conv_params *p, const mcuq
            mcuqp_conv_valid_dim(in->w) && mcuqp_conv_valid_dim(in->c) && mcuqp_conv_valid_dim(f->n) &&
            mcuqp_conv_valid_dim(f->h) && mcuqp_conv_valid_dim(f->w) && f->c == in->c && out->n == in->n &&
            out->c == f->n && mcuqp_conv_valid_dim(out->h) && mcuqp_conv_valid_dim(out->w) &&
-           mcuqp_conv_valid_requant(q, f->n);
+           mcuqp_valid_requant(q, f->n);
 }
 
 /* depthwise: filter (1, kh, kw, in_c * depth_multiplier). */
@@ -81,7 +81,17 @@ static inline int mcuqp_depthwise_valid_args(const mcuqp_conv_params *p, const m
            mcuqp_conv_valid_dim(in->w) && mcuqp_conv_valid_dim(in->c) && f->n == 1 && mcuqp_conv_valid_dim(f->h) &&
            mcuqp_conv_valid_dim(f->w) && (int64_t)f->c == (int64_t)in->c * p->depth_multiplier &&
            out->n == in->n && out->c == f->c && mcuqp_conv_valid_dim(out->h) && mcuqp_conv_valid_dim(out->w) &&
-           mcuqp_conv_valid_requant(q, f->c);
+           mcuqp_valid_requant(q, f->c);
 }
 
-#endif /* MCUQP_CONV_CHECKS_H */
+/* fully connected: batches rows of in_ch inputs, out_ch outputs. */
+static inline int mcuqp_fc_valid_args(const mcuqp_fc_params *p, const mcuqp_requant *q, int32_t batches,
+                                      int32_t in_ch, int32_t out_ch)
+{
+    return batches >= 1 && in_ch >= 1 && out_ch >= 1 && p->input_offset >= -127 && p->input_offset <= 128 &&
+           p->filter_offset >= -127 && p->filter_offset <= 128 && p->output_offset >= -128 &&
+           p->output_offset <= 127 && p->act_min <= p->act_max && p->act_min >= -128 && p->act_max <= 127 &&
+           mcuqp_valid_requant(q, out_ch);
+}
+
+#endif /* MCUQP_KERNEL_CHECKS_H */
