@@ -367,3 +367,27 @@ def run_layers_on_qemu(tmp_path, board: str, rounding: str, layers: list[Layer],
                for i, (ly, shape) in enumerate(zip(layers, out_shapes))]
     print(board, " ".join(f"{ly.kind}:{v:.2f}" for ly, v in zip(layers, per_mac)), "instructions/MAC")
     return r.outputs, want, per_mac
+
+
+def conv_params(a: ConvAttrs) -> ConvParams:
+    """The C parameter struct of a conv/depthwise op."""
+    return ConvParams(
+        input_offset=a.input_offset, output_offset=a.output_offset, stride_h=a.stride[0], stride_w=a.stride[1],
+        pad_h=a.padding.top, pad_w=a.padding.left, dilation_h=a.dilation[0], dilation_w=a.dilation[1],
+        depth_multiplier=a.depth_multiplier, act_min=a.act_min, act_max=a.act_max,
+    )
+
+
+def cross_compile_errors(source: str, out_dir, cpu: str, single_rounding: int) -> str:
+    """arm-none-eabi-gcc -Wall -Wextra -Werror on runtime_c/src/<source> for `cpu`; the
+    compiler's complaints ('' when it compiles cleanly)."""
+    import subprocess
+
+    r = subprocess.run(
+        ["arm-none-eabi-gcc", f"-mcpu={cpu}", "-mthumb", "-O2", "-Wall", "-Wextra", "-Werror", "-std=c99",
+         f"-DMCUQP_SINGLE_ROUNDING={single_rounding}", "-I", str(hostlib.RUNTIME_DIR / "include"), "-c",
+         str(hostlib.RUNTIME_DIR / "src" / source), "-o", str(out_dir / "k.o")],
+        capture_output=True, text=True,
+    )
+    return "" if r.returncode == 0 else r.stderr or f"exit {r.returncode}"
+

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ctypes as C
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -20,24 +19,14 @@ from mcuqp.quant.params import conv_requant
 from mcuqp.reference.conv2d import conv_output_hw
 from mcuqp.reference.depthwise_conv2d import depthwise_conv2d_s8
 from mcuqp.target import hostlib
-from mcuqp.target.hostlib import ConvParams, dims, ptr
+from kernel_cases import conv_params, cross_compile_errors, i8
+from mcuqp.target.hostlib import dims, ptr
 
 SOURCE = "depthwise_conv2d_s8_inplace.c"
 RUNTIME_SRC = hostlib.RUNTIME_DIR / "src"
 OK, ERR = 0, -1
 GUARD = 64  # bytes either side of the scratch buffer that must stay untouched
 
-
-def i8(rng: np.random.Generator, shape, lo: int = -128, hi: int = 127) -> np.ndarray:
-    return rng.integers(lo, hi + 1, size=shape).astype(np.int8)
-
-
-def conv_params(a: ConvAttrs) -> ConvParams:
-    return ConvParams(
-        input_offset=a.input_offset, output_offset=a.output_offset, stride_h=a.stride[0], stride_w=a.stride[1],
-        pad_h=a.padding.top, pad_w=a.padding.left, dilation_h=a.dilation[0], dilation_w=a.dilation[1],
-        depth_multiplier=a.depth_multiplier, act_min=a.act_min, act_max=a.act_max,
-    )
 
 
 def c_inplace(lib, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, a: ConvAttrs,
@@ -205,13 +194,7 @@ def test_refuses_shapes_it_cannot_run_in_place(runtime):
 @pytest.mark.parametrize("cpu", ["cortex-m4", "cortex-m0plus", "cortex-m55"])
 @pytest.mark.parametrize("single", [0, 1])
 def test_compiles_for_cortex_m(tmp_path, cpu, single):
-    r = subprocess.run(
-        ["arm-none-eabi-gcc", f"-mcpu={cpu}", "-mthumb", "-O2", "-Wall", "-Wextra", "-Werror", "-std=c99",
-         f"-DMCUQP_SINGLE_ROUNDING={single}", "-I", str(hostlib.RUNTIME_DIR / "include"), "-c",
-         str(RUNTIME_SRC / SOURCE), "-o", str(tmp_path / "k.o")],
-        capture_output=True, text=True,
-    )
-    assert r.returncode == 0, r.stderr
+    assert cross_compile_errors(SOURCE, tmp_path, cpu, single) == ""
 
 
 # ---- in generated models: the planner's in-place depthwise ops, on the host and on QEMU ----
