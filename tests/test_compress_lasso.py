@@ -1,28 +1,10 @@
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from mcuqp.compress.lasso import lasso_select, least_squares, prune_lasso
-from mcuqp.compress.train import FitConfig, evaluate, fit
-from mcuqp.datasets import load_dataset
-
-
-
-class Net(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 16, 3, padding=1)
-        self.bn1 = nn.BatchNorm2d(16)
-        self.conv2 = nn.Conv2d(16, 32, 3, padding=1)
-        self.fc1 = nn.Linear(32 * 16, 64)
-        self.fc2 = nn.Linear(64, 10)
-
-    def forward(self, x):
-        x = F.relu(self.bn1(self.conv1(x)))
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
-        return self.fc2(F.relu(self.fc1(torch.flatten(x, 1))))
+from compress_cases import trained_net
+from mcuqp.compress.train import evaluate
 
 
 def test_lasso_select_finds_the_channels_that_explain_the_target():
@@ -45,9 +27,7 @@ def test_least_squares_recovers_weights_and_bias():
 
 @pytest.fixture(scope="module")
 def trained():
-    d = load_dataset("digits")
-    torch.manual_seed(0)
-    return d, fit(Net(), d.x_train, d.y_train, FitConfig(epochs=15, lr=3e-3))
+    return trained_net()
 
 
 def test_lasso_beats_random_channels_at_the_same_ratio(trained):

@@ -2,53 +2,31 @@
 Fisher and Hessian diagonal have closed forms."""
 import numpy as np
 import torch
-from torch import nn
+
+from compress_cases import per_sample_grads, softmax, toy_regression
 
 from mcuqp.compress.obd import fisher_diagonal, hutchinson_diagonal, obd_saliency, obd_scores, prune_obd
 
 
-
-def _toy(seed=0, n=12, d=5, k=3):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, d)).astype(np.float32)
-    y = rng.integers(0, k, size=n)
-    torch.manual_seed(seed)
-    model = nn.Sequential(nn.Linear(d, k))
-    return model, x, y
-
-
-def _softmax(z):
-    e = np.exp(z - z.max(1, keepdims=True))
-    return e / e.sum(1, keepdims=True)
-
-
-def _per_sample_grads(model, x, y):
-    w = model[0].weight.detach().double().numpy()
-    b = model[0].bias.detach().double().numpy()
-    p = _softmax(x @ w.T + b)
-    p[np.arange(len(y)), y] -= 1.0
-    return np.einsum("nk,nd->nkd", p, x)  # dl_n/dW
-
-
 def test_fisher_is_mean_squared_per_sample_gradient():
-    model, x, y = _toy()
-    g = _per_sample_grads(model, x, y)
+    model, x, y = toy_regression()
+    g = per_sample_grads(model, x, y)
     got = fisher_diagonal(model, x, y, batch_size=5)["0"]
     np.testing.assert_allclose(got.numpy(), (g**2).mean(0), rtol=1e-4)
 
 
 def test_hutchinson_estimates_the_hessian_diagonal():
-    model, x, y = _toy(n=40)
+    model, x, y = toy_regression(n=40)
     w = model[0].weight.detach().double().numpy()
     b = model[0].bias.detach().double().numpy()
-    p = _softmax(x @ w.T + b)
+    p = softmax(x @ w.T + b)
     exact = np.einsum("nk,nd->kd", p * (1 - p), x.astype(np.float64) ** 2) / len(x)
     est = hutchinson_diagonal(model, x, y, probes=4000, batch_size=len(x))["0"].numpy()
     np.testing.assert_allclose(est, exact, rtol=0.15, atol=0.01 * exact.max())
 
 
 def test_obd_saliency_formula_and_pruning():
-    model, x, y = _toy()
+    model, x, y = toy_regression()
     h = fisher_diagonal(model, x, y)
     s = obd_saliency({"0": model[0].weight}, h)["0"]
     torch.testing.assert_close(s, 0.5 * h["0"] * model[0].weight.detach() ** 2)

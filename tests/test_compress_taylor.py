@@ -3,44 +3,23 @@ import numpy as np
 import torch
 from torch import nn
 
+from compress_cases import per_sample_grads, toy_regression
+
 from mcuqp.compress.taylor import channel_scores, prune_taylor, taylor_scores
 from mcuqp.compress.channels import analyze
 
 
-
-def _toy(seed=0, n=12, d=5, k=3):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, d)).astype(np.float32)
-    y = rng.integers(0, k, size=n)
-    torch.manual_seed(seed)
-    model = nn.Sequential(nn.Linear(d, k))
-    return model, x, y
-
-
-def _softmax(z):
-    e = np.exp(z - z.max(1, keepdims=True))
-    return e / e.sum(1, keepdims=True)
-
-
-def _per_sample_grads(model, x, y):
-    w = model[0].weight.detach().double().numpy()
-    b = model[0].bias.detach().double().numpy()
-    p = _softmax(x @ w.T + b)
-    p[np.arange(len(y)), y] -= 1.0
-    return np.einsum("nk,nd->nkd", p, x)  # dl_n/dW
-
-
 def test_taylor_is_sum_over_batches_of_abs_grad_times_weight():
-    model, x, y = _toy()
+    model, x, y = toy_regression()
     w = model[0].weight.detach().double().numpy()
-    g = _per_sample_grads(model, x, y)
+    g = per_sample_grads(model, x, y)
     expected = sum(np.abs(g[i : i + 4].mean(0) * w) for i in range(0, len(x), 4))
     got = taylor_scores(model, x, y, batch_size=4)["0"]
     np.testing.assert_allclose(got.numpy(), expected, rtol=1e-4)
 
 
 def test_taylor_pruning_removes_lowest_scores():
-    model, x, y = _toy()
+    model, x, y = toy_regression()
     s = taylor_scores(model, x, y)["0"]
     masks = prune_taylor(model, x, y, 0.5)
     assert s[~masks["0"]].max() <= s[masks["0"]].min()
