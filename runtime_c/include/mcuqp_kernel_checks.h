@@ -94,4 +94,17 @@ static inline int mcuqp_fc_valid_args(const mcuqp_fc_params *p, const mcuqp_requ
            mcuqp_valid_requant(q, out_ch);
 }
 
+/* max / average pooling: the same channels and batch in and out, a clamp within int8. */
+static inline int mcuqp_pool_valid_args(const mcuqp_pool_params *p, const mcuqp_dims *in, const int8_t *input,
+                                        const mcuqp_dims *out, const int8_t *output)
+{
+    if (p == NULL || in == NULL || input == NULL || out == NULL || output == NULL) {
+        return 0;
+    }
+    return p->filter_h >= 1 && p->filter_w >= 1 && p->stride_h >= 1 && p->stride_w >= 1 && p->pad_h >= 0 &&
+           p->pad_w >= 0 && p->act_min <= p->act_max && p->act_min >= -128 && p->act_max <= 127 && in->n >= 1 &&
+           in->h >= 1 && in->w >= 1 && in->c >= 1 && out->n == in->n && out->c == in->c && out->h >= 1 &&
+           out->w >= 1;
+}
+
 #endif /* MCUQP_KERNEL_CHECKS_H */

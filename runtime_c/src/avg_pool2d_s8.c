@@ -12,23 +12,15 @@
  * (MCUQP_ERR_ARG), as in TFLite. The int32 sum holds any window below 2^24 pixels.
  */
 #include "mcuqp_fixedpoint.h"
+#include "mcuqp_kernel_checks.h"
 #include "mcuqp_nn.h"
 
 mcuqp_status mcuqp_avg_pool2d_s8(const mcuqp_pool_params *params, const mcuqp_dims *input_dims,
                                  const int8_t *input, const mcuqp_dims *output_dims, int8_t *output)
 {
-    if (params == NULL || input_dims == NULL || input == NULL || output_dims == NULL || output == NULL) {
-        return MCUQP_ERR_ARG;
-    }
-    if (params->filter_h < 1 || params->filter_w < 1 || params->stride_h < 1 || params->stride_w < 1 ||
-        params->pad_h < 0 || params->pad_w < 0 || params->act_min > params->act_max ||
-        params->act_min < -128 || params->act_max > 127 ||
+    /* the window's count must stay exact in the rounding divide */
+    if (!mcuqp_pool_valid_args(params, input_dims, input, output_dims, output) ||
         (int64_t)params->filter_h * params->filter_w >= ((int64_t)1 << 24)) {
-        return MCUQP_ERR_ARG;
-    }
-    if (input_dims->n < 1 || input_dims->h < 1 || input_dims->w < 1 || input_dims->c < 1 ||
-        output_dims->n != input_dims->n || output_dims->c != input_dims->c || output_dims->h < 1 ||
-        output_dims->w < 1) {
         return MCUQP_ERR_ARG;
     }
 

@@ -11,22 +11,13 @@
  * zero point, so no requantization.
  */
 #include "mcuqp_fixedpoint.h"
+#include "mcuqp_kernel_checks.h"
 #include "mcuqp_nn.h"
 
 mcuqp_status mcuqp_max_pool2d_s8(const mcuqp_pool_params *params, const mcuqp_dims *input_dims,
                                  const int8_t *input, const mcuqp_dims *output_dims, int8_t *output)
 {
-    if (params == NULL || input_dims == NULL || input == NULL || output_dims == NULL || output == NULL) {
-        return MCUQP_ERR_ARG;
-    }
-    if (params->filter_h < 1 || params->filter_w < 1 || params->stride_h < 1 || params->stride_w < 1 ||
-        params->pad_h < 0 || params->pad_w < 0 || params->act_min > params->act_max ||
-        params->act_min < -128 || params->act_max > 127) {
-        return MCUQP_ERR_ARG;
-    }
-    if (input_dims->n < 1 || input_dims->h < 1 || input_dims->w < 1 || input_dims->c < 1 ||
-        output_dims->n != input_dims->n || output_dims->c != input_dims->c || output_dims->h < 1 ||
-        output_dims->w < 1) {
+    if (!mcuqp_pool_valid_args(params, input_dims, input, output_dims, output)) {
         return MCUQP_ERR_ARG;
     }
 
