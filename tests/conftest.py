@@ -3,7 +3,7 @@ import shutil
 
 import pytest
 
-from mcuqp.target import hostlib
+import hostlib
 
 
 @pytest.fixture(scope="session")

@@ -21,8 +21,8 @@ from mcuqp.quant.params import conv_requant
 from mcuqp.reference.conv2d import conv2d_s8
 from mcuqp.reference.depthwise_conv2d import depthwise_conv2d_s8
 from mcuqp.reference.fully_connected import fully_connected_s8
-from mcuqp.target import hostlib
-from mcuqp.target.hostlib import ConvParams, FcParams, dims, ptr
+import hostlib
+from hostlib import ConvParams, FcParams, dims, ptr
 
 OK, ERR = 0, -1
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1

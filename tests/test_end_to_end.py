@@ -17,7 +17,7 @@ from mcuqp.datasets import load_dataset
 from mcuqp.errors import McuqpError
 from mcuqp.models import DigitsCNN
 from mcuqp.reference.interpreter import run as reference_run
-from mcuqp.target.hostlib import HostModel
+from hostlib import HostModel
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from mcuqp.quant import fixedpoint as fp
-from mcuqp.target import hostlib
-from mcuqp.target.hostlib import ptr
+import hostlib
+from hostlib import ptr
 
 I32_MIN, I32_MAX = fp.INT32_MIN, fp.INT32_MAX
 

@@ -10,7 +10,7 @@ import pytest
 from mcuqp import ir
 from mcuqp.errors import McuqpError, UnsupportedModelError
 from mcuqp.frontends.tflite import import_tflite, load_tflite, same_or_valid_padding
-from mcuqp.frontends.tflite_builder import ModelBuilder
+from tflite_builder import ModelBuilder
 
 SHARED_MODELS = Path(__file__).resolve().parents[1].parent / "shared" / "models"
 needs_shared = pytest.mark.skipif(

@@ -7,7 +7,7 @@ import numpy as np
 
 from mcuqp.ir import ConcatAttrs
 from mcuqp.reference.concatenation import concatenation_s8
-from mcuqp.target.hostlib import ptr
+from hostlib import ptr
 
 
 def c_concat(lib, xs: list[np.ndarray], axis: int) -> tuple[int, np.ndarray]:

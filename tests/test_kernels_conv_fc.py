@@ -21,8 +21,8 @@ from mcuqp.quant.params import activation_range, conv_requant
 from mcuqp.reference.conv2d import conv2d_s8, conv_output_hw
 from mcuqp.reference.depthwise_conv2d import depthwise_conv2d_s8
 from mcuqp.reference.fully_connected import fully_connected_s8
-from mcuqp.target import hostlib
-from mcuqp.target.hostlib import ConvParams, FcParams, dims, ptr
+import hostlib
+from hostlib import ConvParams, FcParams, dims, ptr
 
 from kernel_cases import (BAD_CONV_ATTRS, ERR, OK, Coverage, Layer, base_conv, c_conv, c_fc, conv_case, fc_case, i8,
                           random_padding, random_requant, run_layers_on_qemu, target_conv_layer, target_fc_layer)
@@ -265,7 +265,7 @@ ACTIVATIONS = ["NONE", "RELU", "RELU6", "RELU_N1_TO_1"]
 
 
 def _tflm_conv_case(rng: np.random.Generator, depthwise: bool):
-    from mcuqp.frontends.tflite_builder import ModelBuilder
+    from tflite_builder import ModelBuilder
 
     kh, kw = (int(v) for v in rng.choice([1, 2, 3, 5], 2))
     sh, sw = (int(v) for v in rng.integers(1, 4, 2))
@@ -309,7 +309,7 @@ def _tflm_conv_case(rng: np.random.Generator, depthwise: bool):
 @pytest.mark.parametrize("depthwise", [False, True], ids=["conv2d", "depthwise"])
 def test_conv_numpy_matches_tflm(depthwise):
     pytest.importorskip("tflite_micro")
-    from mcuqp.frontends.tflite_builder import run_tflm
+    from tflite_builder import run_tflm
 
     rng = np.random.default_rng(2024 + depthwise)
     ref = depthwise_conv2d_s8 if depthwise else conv2d_s8
@@ -322,7 +322,7 @@ def test_conv_numpy_matches_tflm(depthwise):
 
 def test_fc_numpy_matches_tflm():
     pytest.importorskip("tflite_micro")
-    from mcuqp.frontends.tflite_builder import ModelBuilder, run_tflm
+    from tflite_builder import ModelBuilder, run_tflm
 
     rng = np.random.default_rng(77)
     for case in range(30):

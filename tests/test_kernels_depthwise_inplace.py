@@ -18,9 +18,9 @@ from mcuqp.ir import ConvAttrs, Padding
 from mcuqp.quant.params import conv_requant
 from mcuqp.reference.conv2d import conv_output_hw
 from mcuqp.reference.depthwise_conv2d import depthwise_conv2d_s8
-from mcuqp.target import hostlib
+import hostlib
 from kernel_cases import conv_params, cross_compile_errors, i8
-from mcuqp.target.hostlib import dims, ptr
+from hostlib import dims, ptr
 
 SOURCE = "depthwise_conv2d_s8_inplace.c"
 RUNTIME_SRC = hostlib.RUNTIME_DIR / "src"

@@ -24,8 +24,8 @@ from mcuqp.quant.params import conv_requant
 from mcuqp.reference.conv2d import conv2d_s8, conv_output_hw
 from mcuqp.reference.depthwise_conv2d import depthwise_conv2d_s8
 from mcuqp.reference.fully_connected import fully_connected_s8
-from mcuqp.target import hostlib
-from mcuqp.target.hostlib import ConvParams, FcParams, dims, ptr
+import hostlib
+from hostlib import ConvParams, FcParams, dims, ptr
 
 from kernel_cases import (BAD_CONV_ATTRS, ERR, INT32_MAX, INT32_MIN, OK, Layer, acc_spread, base_conv, c_conv, c_fc,
                           conv_case, fc_case, i8, random_padding, random_requant, run_layers_on_qemu, target_conv_layer,

@@ -11,7 +11,7 @@ import pytest
 from mcuqp.frontends.tflite import logistic_attrs
 from mcuqp.ir import LogisticAttrs
 from mcuqp.reference.logistic import logistic_s8
-from mcuqp.target.hostlib import ptr
+from hostlib import ptr
 
 ALL_INT8 = np.arange(-128, 128, dtype=np.int8)
 

@@ -11,7 +11,7 @@ from mcuqp.frontends.tflite import mean_attrs
 from mcuqp.ir import MeanAttrs
 from mcuqp.quant.fixedpoint import quantize_multiplier
 from mcuqp.reference.mean import mean_s8
-from mcuqp.target.hostlib import dims, ptr
+from hostlib import dims, ptr
 
 
 class MeanParams(C.Structure):  # mirrors mcuqp_mean_params

@@ -11,7 +11,7 @@ from mcuqp.frontends.tflite import mul_attrs
 from mcuqp.ir import MulAttrs
 from mcuqp.quant.fixedpoint import quantize_multiplier
 from mcuqp.reference.mul import mul_s8
-from mcuqp.target.hostlib import dims, ptr
+from hostlib import dims, ptr
 
 
 class MulParams(C.Structure):  # mirrors mcuqp_mul_params

@@ -7,7 +7,7 @@ import numpy as np
 
 from mcuqp.ir import PadAttrs
 from mcuqp.reference.pad import pad_s8
-from mcuqp.target.hostlib import dims, ptr
+from hostlib import dims, ptr
 
 
 class PadParams(C.Structure):  # mirrors mcuqp_pad_params

@@ -20,8 +20,8 @@ from mcuqp.reference.add import add_s8
 from mcuqp.reference.pooling import avg_pool2d_s8, max_pool2d_s8, pool_output_hw
 from mcuqp.reference.reshape import reshape_s8
 from mcuqp.reference.softmax import softmax_s8
-from mcuqp.target import hostlib
-from mcuqp.target.hostlib import AddParams, PoolParams, SoftmaxParams, dims, ptr
+import hostlib
+from hostlib import AddParams, PoolParams, SoftmaxParams, dims, ptr
 
 MY_SOURCES = ["max_pool2d_s8.c", "avg_pool2d_s8.c", "add_s8.c", "softmax_s8.c", "reshape_s8.c"]
 OK, ERR = 0, -1

@@ -9,7 +9,7 @@ import pytest
 from mcuqp.frontends.tflite import quantize_attrs
 from mcuqp.ir import QuantizeAttrs
 from mcuqp.reference.quantize import quantize_s8
-from mcuqp.target.hostlib import ptr
+from hostlib import ptr
 
 ALL_INT8 = np.arange(-128, 128, dtype=np.int8)
 

@@ -10,7 +10,7 @@ import pytest
 from mcuqp.errors import UnsupportedModelError
 from mcuqp.ir import SignAttrs
 from mcuqp.reference.sign import sign_s8
-from mcuqp.target.hostlib import ptr
+from hostlib import ptr
 
 ALL_INT8 = np.arange(-128, 128, dtype=np.int8)
 

@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("tflite_micro")
 
-from mcuqp.frontends.tflite_builder import ModelBuilder, TfliteBuildError, run_tflm, tflm_interpreter  # noqa: E402
+from tflite_builder import ModelBuilder, TfliteBuildError, run_tflm, tflm_interpreter  # noqa: E402
 from mcuqp.ir import Padding, PoolAttrs  # noqa: E402
 from mcuqp.quant.params import activation_range, add_attrs, softmax_attrs  # noqa: E402
 from mcuqp.reference.add import add_s8  # noqa: E402

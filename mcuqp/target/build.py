@@ -3,7 +3,7 @@
 `build_firmware` compiles C sources (generated model, runtime kernels, platform,
 verification main) with the board's flags, links them with a linker script rendered
 from runtime_c/platform/link.ld.in (flash/RAM budgets and stack size), and reports the
-section sizes. Objects are cached by content, like hostlib.py does for the host build.
+section sizes. Objects are cached by content, like tests/hostlib.py does for the host build.
 """
 from __future__ import annotations
 

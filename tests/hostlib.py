@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-RUNTIME_DIR = Path(__file__).resolve().parents[2] / "runtime_c"
+RUNTIME_DIR = Path(__file__).resolve().parents[1] / "runtime_c"
 HOST_CFLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-fPIC"]
 
 
