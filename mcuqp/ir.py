@@ -92,24 +92,30 @@ class Tensor:
         return self.size * self.dtype.itemsize
 
 
-class OpKind(str, Enum):
-    CONV2D = "conv2d"
-    DEPTHWISE_CONV2D = "depthwise_conv2d"
-    FULLY_CONNECTED = "fully_connected"
-    MAX_POOL2D = "max_pool2d"
-    AVG_POOL2D = "avg_pool2d"
-    ADD = "add"
-    SOFTMAX = "softmax"
-    RESHAPE = "reshape"
-    # Imported from TFLite (attrs at the end of this file).
-    MUL = "mul"
-    MEAN = "mean"
-    PAD = "pad"
-    CONCATENATION = "concatenation"
-    LOGISTIC = "logistic"
-    QUANTIZE = "quantize"
-    # Binary activations (mcuqp.compress.binary_act; attrs at the end of this file).
-    SIGN = "sign"
+class _OpKindSpelling(type):
+    def __getattr__(cls, name: str) -> OpKind:
+        if name.isupper() and not name.startswith("_"):
+            return cls(name.lower())
+        raise AttributeError(name)
+
+
+class OpKind(str, metaclass=_OpKindSpelling):
+    """An op's name, e.g. "conv2d"; `OpKind.CONV2D` spells the same string. What an op means
+    (attrs, reference, kernels, planner rules) lives in its module in `mcuqp.ops`. Kinds are
+    interned, so `is` compares them like enum members."""
+
+    _interned: dict[str, OpKind] = {}
+
+    def __new__(cls, name: str) -> OpKind:
+        key = str.__str__(name)
+        kind = cls._interned.get(key)
+        if kind is None:
+            kind = cls._interned[key] = super().__new__(cls, key)
+        return kind
+
+    @property
+    def value(self) -> str:
+        return str.__str__(self)
 
 
 @dataclass(frozen=True)
@@ -141,87 +147,16 @@ class Requant:
 
 
 @dataclass
-class ConvAttrs:
-    """conv2d and depthwise_conv2d. inputs: [x, weights, bias]; outputs: [y]."""
-
-    stride: tuple[int, int]  # (h, w)
-    padding: Padding
-    dilation: tuple[int, int] = (1, 1)
-    depth_multiplier: int = 1  # depthwise only
-    input_offset: int = 0  # -input zero point
-    output_offset: int = 0  # output zero point
-    requant: Requant | None = None
-    act_min: int = -128
-    act_max: int = 127
-
-
-@dataclass
-class FullyConnectedAttrs:
-    """inputs: [x (1, Cin), weights (Cout, Cin), bias (Cout,) or None]; outputs: [y (1, Cout)]."""
-
-    input_offset: int = 0
-    filter_offset: int = 0  # 0 for symmetric weights
-    output_offset: int = 0
-    requant: Requant | None = None  # per-tensor or per-channel
-    act_min: int = -128
-    act_max: int = 127
-
-
-@dataclass
-class PoolAttrs:
-    """max/avg pool; input and output share scale and zero point (TFLite rule)."""
-
-    filter: tuple[int, int]  # (h, w)
-    stride: tuple[int, int]
-    padding: Padding
-    act_min: int = -128
-    act_max: int = 127
-
-
-@dataclass
-class AddAttrs:
-    """TFLite int8 ADD: both inputs rescaled to a common 2^left_shift-scaled domain."""
-
-    left_shift: int = 20
-    input1_offset: int = 0
-    input1_multiplier: int = 0
-    input1_shift: int = 0
-    input2_offset: int = 0
-    input2_multiplier: int = 0
-    input2_shift: int = 0
-    output_offset: int = 0
-    output_multiplier: int = 0
-    output_shift: int = 0
-    act_min: int = -128
-    act_max: int = 127
-
-
-@dataclass
-class SoftmaxAttrs:
-    """TFLite int8 softmax over the last axis; output scale 1/256, zero point -128."""
-
-    beta: float = 1.0
-    input_multiplier: int = 0
-    input_left_shift: int = 0
-    diff_min: int = 0
-
-
-@dataclass
-class ReshapeAttrs:
-    new_shape: tuple[int, ...] = ()
-
-
-Attrs = ConvAttrs | FullyConnectedAttrs | PoolAttrs | AddAttrs | SoftmaxAttrs | ReshapeAttrs
-
-
-@dataclass
 class Op:
     kind: OpKind
     name: str
     inputs: list[str]
     outputs: list[str]
-    attrs: Any
+    attrs: Any  # the op's attrs dataclass, declared in its mcuqp.ops module
     source: str = ""  # where the op came from (torch module path, tflite op index)
+
+    def __post_init__(self) -> None:
+        self.kind = OpKind(self.kind)
 
 
 @dataclass
@@ -283,82 +218,3 @@ class Graph:
         for name in self.outputs:
             if name not in defined:
                 raise ValueError(f"graph output {name!r} is never produced")
-
-
-# ---- attrs of the ops added for TFLite import (MUL, MEAN, PAD, CONCATENATION, LOGISTIC,
-# QUANTIZE). Integer parameters follow TFLite Micro's Prepare for each op.
-
-
-@dataclass
-class MulAttrs:
-    """TFLite int8 MUL. inputs: [x1, x2] (either may be a constant); outputs: [y].
-    y = clamp(MBQM((x1 + input1_offset) * (x2 + input2_offset)) + output_offset), with
-    TFLite's broadcasting (shapes right-aligned, a dimension of 1 repeats; rank <= 4)."""
-
-    input1_offset: int = 0
-    input2_offset: int = 0
-    output_offset: int = 0
-    output_multiplier: int = 0
-    output_shift: int = 0
-    act_min: int = -128
-    act_max: int = 127
-
-
-@dataclass
-class MeanAttrs:
-    """TFLite Micro int8 MEAN over H and W of an NHWC input; outputs (1, 1, 1, C) or (1, C).
-    y = clamp(MBQM(sum + count * input_offset, multiplier, shift) + output_offset), where
-    (multiplier, shift) already includes TFLM's 1/count adjustment of in_scale/out_scale."""
-
-    count: int = 1  # H * W of the input
-    input_offset: int = 0
-    output_offset: int = 0
-    multiplier: int = 0
-    shift: int = 0
-
-
-@dataclass
-class PadAttrs:
-    """Constant padding; paddings[i] = (before, after) for input dimension i (batch: (0, 0)).
-    The border holds pad_value (the output zero point for PAD, the constant for PADV2)."""
-
-    paddings: tuple[tuple[int, int], ...] = ()
-    pad_value: int = 0
-
-
-@dataclass
-class ConcatAttrs:
-    """Concatenation along `axis` (>= 1) of inputs sharing the output's scale and zero
-    point (TFLite Micro refuses int8 inputs whose quantization differs): a plain copy."""
-
-    axis: int = -1
-
-
-@dataclass
-class LogisticAttrs:
-    """TFLite Micro int8 LOGISTIC; output scale 1/256, zero point -128. The input minus its
-    zero point is scaled to gemmlowp FixedPoint<int32, 4> by (input_multiplier,
-    input_left_shift); |x - zp| >= input_range_radius saturates."""
-
-    input_zero_point: int = 0
-    input_multiplier: int = 0
-    input_left_shift: int = 0
-    input_range_radius: int = 0
-
-
-@dataclass
-class QuantizeAttrs:
-    """int8 -> int8 QUANTIZE (TFLite Requantize): y = clamp(MBQM(x + input_offset) + output_offset)."""
-
-    input_offset: int = 0
-    output_offset: int = 0
-    multiplier: int = 0
-    shift: int = 0
-
-
-@dataclass
-class SignAttrs:
-    """int8 sign for binary activations (sign(0) = +1): y = 1 if x >= input_zero_point
-    (real value >= 0) else -1; output scale 1.0, zero point 0."""
-
-    input_zero_point: int = 0

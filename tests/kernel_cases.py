@@ -16,11 +16,11 @@ from typing import Callable
 
 import numpy as np
 
-from mcuqp.ir import ConvAttrs, FullyConnectedAttrs, Padding, Requant
-from mcuqp.quant.params import conv_requant
-from mcuqp.reference.conv2d import conv2d_s8
-from mcuqp.reference.depthwise_conv2d import depthwise_conv2d_s8
-from mcuqp.reference.fully_connected import fully_connected_s8
+from mcuqp.ir import Padding, Requant
+from mcuqp.ops.common import conv_requant
+from mcuqp.ops.conv2d import ConvAttrs, conv2d_s8
+from mcuqp.ops.depthwise_conv2d import depthwise_conv2d_s8
+from mcuqp.ops.fully_connected import FullyConnectedAttrs, fully_connected_s8
 import hostlib
 from hostlib import ConvParams, FcParams, dims, ptr
 

@@ -9,7 +9,8 @@ import pytest
 
 from mcuqp import ir
 from mcuqp.errors import McuqpError, UnsupportedModelError
-from mcuqp.frontends.tflite import import_tflite, load_tflite, same_or_valid_padding
+from mcuqp.frontends.tflite import import_tflite, load_tflite
+from mcuqp.ops.tflite_lowering import same_or_valid_padding
 from tflite_builder import ModelBuilder
 
 SHARED_MODELS = Path(__file__).resolve().parents[1].parent / "shared" / "models"

@@ -5,8 +5,7 @@ import ctypes as C
 
 import numpy as np
 
-from mcuqp.ir import ConcatAttrs
-from mcuqp.reference.concatenation import concatenation_s8
+from mcuqp.ops.concatenation import ConcatAttrs, concatenation_s8
 from hostlib import ptr
 
 

@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 
 from mcuqp.errors import McuqpError
-from mcuqp.frontends.tflite import same_or_valid_padding
-from mcuqp.ir import ConvAttrs, FullyConnectedAttrs, Padding, Requant
+from mcuqp.ir import Padding, Requant
+from mcuqp.ops.common import activation_range, conv_requant
+from mcuqp.ops.conv2d import ConvAttrs, conv2d_s8, conv_output_hw
+from mcuqp.ops.depthwise_conv2d import depthwise_conv2d_s8
+from mcuqp.ops.fully_connected import FullyConnectedAttrs, fully_connected_s8
+from mcuqp.ops.tflite_lowering import same_or_valid_padding
 from mcuqp.quant import fixedpoint as fp
-from mcuqp.quant.params import activation_range, conv_requant
-from mcuqp.reference.conv2d import conv2d_s8, conv_output_hw
-from mcuqp.reference.depthwise_conv2d import depthwise_conv2d_s8
-from mcuqp.reference.fully_connected import fully_connected_s8
 import hostlib
 from hostlib import ConvParams, FcParams, dims, ptr
 

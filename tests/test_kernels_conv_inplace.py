@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mcuqp.ir import ConvAttrs, Padding
-from mcuqp.quant.params import conv_requant
-from mcuqp.reference.conv2d import conv2d_s8
+from mcuqp.ir import Padding
+from mcuqp.ops.common import conv_requant
+from mcuqp.ops.conv2d import ConvAttrs, conv2d_s8
 import hostlib
 from kernel_cases import conv_params, cross_compile_errors, i8
 from hostlib import dims, ptr
@@ -189,7 +189,7 @@ def kws() -> Path:
 
 
 def test_generated_kws_runs_pointwise_in_place_on_the_host(tmp_path):
-    from mcuqp.codegen.emit import CONV_INPLACE_SOURCE, DEPTHWISE_INPLACE_SOURCE, generate, write_library
+    from mcuqp.codegen.emit import generate, write_library
     from mcuqp.frontends.tflite import load_tflite
     from mcuqp.plan.memory import plan_memory, validate_plan
     from mcuqp.reference.interpreter import run
@@ -199,7 +199,7 @@ def test_generated_kws_runs_pointwise_in_place_on_the_host(tmp_path):
     validate_plan(g, plan)
     assert plan.inplace_conv == [2, 4, 6, 8] and plan.inplace_depthwise == [1, 3, 5, 7]
     gen = generate(g, plan)
-    assert CONV_INPLACE_SOURCE in gen.kernels and DEPTHWISE_INPLACE_SOURCE in gen.kernels
+    assert RUNTIME_SRC / "conv2d_1x1_s8_inplace.c" in gen.kernels and RUNTIME_SRC / "depthwise_conv2d_s8_inplace.c" in gen.kernels
     for oi in plan.inplace_conv:
         call = f"(mcuqp_arena + {plan.offsets[g.ops[oi].inputs[0]]}), &l{plan.order.index(oi)}_filter"
         assert call in gen.model_c and f"(mcuqp_arena + {plan.scratch_offsets[oi]}))" in gen.model_c

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mcuqp.ir import ConvAttrs, Padding
-from mcuqp.quant.params import conv_requant
-from mcuqp.reference.conv2d import conv_output_hw
-from mcuqp.reference.depthwise_conv2d import depthwise_conv2d_s8
+from mcuqp.ir import Padding
+from mcuqp.ops.common import conv_requant
+from mcuqp.ops.conv2d import ConvAttrs, conv_output_hw
+from mcuqp.ops.depthwise_conv2d import depthwise_conv2d_s8
 import hostlib
 from kernel_cases import conv_params, cross_compile_errors, i8
 from hostlib import dims, ptr
@@ -214,7 +214,7 @@ def shared_model(path: Path) -> Path:
     (MIXED28, "auto", [2]), (KWS, "auto", []), (KWS, "always", [1, 3, 5, 7]),
 ], ids=["mixed28-auto", "kws-auto", "kws-always"])
 def test_generated_model_runs_depthwise_in_place_on_the_host(tmp_path, model, mode, in_place):
-    from mcuqp.codegen.emit import DEPTHWISE_INPLACE_SOURCE, generate, write_library
+    from mcuqp.codegen.emit import generate, write_library
     from mcuqp.frontends.tflite import load_tflite
     from mcuqp.plan.memory import plan_memory, validate_plan
     from mcuqp.reference.interpreter import run
@@ -225,7 +225,7 @@ def test_generated_model_runs_depthwise_in_place_on_the_host(tmp_path, model, mo
     assert plan.inplace_depthwise == in_place
     gen = generate(g, plan)
     regular = RUNTIME_SRC / "depthwise_conv2d_s8.c"
-    assert (DEPTHWISE_INPLACE_SOURCE in gen.kernels) == bool(in_place)
+    assert (RUNTIME_SRC / "depthwise_conv2d_s8_inplace.c" in gen.kernels) == bool(in_place)
     n_depthwise = sum(op.kind.value == "depthwise_conv2d" for op in g.ops)
     assert (regular in gen.kernels) == (len(in_place) < n_depthwise)
     for oi in in_place:

@@ -8,9 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from mcuqp.frontends.tflite import logistic_attrs
-from mcuqp.ir import LogisticAttrs
-from mcuqp.reference.logistic import logistic_s8
+from mcuqp.ops.logistic import LogisticAttrs, logistic_attrs, logistic_s8
 from hostlib import ptr
 
 ALL_INT8 = np.arange(-128, 128, dtype=np.int8)

@@ -7,10 +7,8 @@ import ctypes as C
 import numpy as np
 import pytest
 
-from mcuqp.frontends.tflite import mean_attrs
-from mcuqp.ir import MeanAttrs
+from mcuqp.ops.mean import MeanAttrs, mean_attrs, mean_s8
 from mcuqp.quant.fixedpoint import quantize_multiplier
-from mcuqp.reference.mean import mean_s8
 from hostlib import dims, ptr
 
 

@@ -7,10 +7,8 @@ import ctypes as C
 import numpy as np
 import pytest
 
-from mcuqp.frontends.tflite import mul_attrs
-from mcuqp.ir import MulAttrs
+from mcuqp.ops.mul import MulAttrs, mul_attrs, mul_s8
 from mcuqp.quant.fixedpoint import quantize_multiplier
-from mcuqp.reference.mul import mul_s8
 from hostlib import dims, ptr
 
 

@@ -5,8 +5,7 @@ import ctypes as C
 
 import numpy as np
 
-from mcuqp.ir import PadAttrs
-from mcuqp.reference.pad import pad_s8
+from mcuqp.ops.pad import PadAttrs, pad_s8
 from hostlib import dims, ptr
 
 

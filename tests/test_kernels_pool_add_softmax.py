@@ -13,13 +13,12 @@ import numpy as np
 import pytest
 
 from mcuqp.errors import McuqpError
-from mcuqp.ir import AddAttrs, Padding, PoolAttrs, ReshapeAttrs, SoftmaxAttrs
+from mcuqp.ir import Padding
+from mcuqp.ops.add import AddAttrs, add_attrs, add_s8
+from mcuqp.ops.pool import PoolAttrs, avg_pool2d_s8, max_pool2d_s8, pool_output_hw
+from mcuqp.ops.reshape import ReshapeAttrs, reshape_s8
+from mcuqp.ops.softmax import SoftmaxAttrs, softmax_attrs, softmax_s8
 from mcuqp.quant import fixedpoint as fp
-from mcuqp.quant.params import add_attrs, softmax_attrs
-from mcuqp.reference.add import add_s8
-from mcuqp.reference.pooling import avg_pool2d_s8, max_pool2d_s8, pool_output_hw
-from mcuqp.reference.reshape import reshape_s8
-from mcuqp.reference.softmax import softmax_s8
 import hostlib
 from hostlib import AddParams, PoolParams, SoftmaxParams, dims, ptr
 

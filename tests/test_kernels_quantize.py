@@ -6,9 +6,7 @@ import ctypes as C
 import numpy as np
 import pytest
 
-from mcuqp.frontends.tflite import quantize_attrs
-from mcuqp.ir import QuantizeAttrs
-from mcuqp.reference.quantize import quantize_s8
+from mcuqp.ops.quantize import QuantizeAttrs, quantize_attrs, quantize_s8
 from hostlib import ptr
 
 ALL_INT8 = np.arange(-128, 128, dtype=np.int8)

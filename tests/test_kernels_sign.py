@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from mcuqp.errors import UnsupportedModelError
-from mcuqp.ir import SignAttrs
-from mcuqp.reference.sign import sign_s8
+from mcuqp.ops.sign import SignAttrs, sign_s8
 from hostlib import ptr
 
 ALL_INT8 = np.arange(-128, 128, dtype=np.int8)

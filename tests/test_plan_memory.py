@@ -13,10 +13,13 @@ import numpy as np
 import pytest
 
 from mcuqp.errors import McuqpError
-from mcuqp.ir import (
-    AddAttrs, ConvAttrs, DType, FullyConnectedAttrs, Graph, Op, OpKind, Padding, ReshapeAttrs, Tensor,
-)
-from mcuqp.plan.memory import inplace_conv_scratch, inplace_depthwise_scratch, plan_memory, validate_plan
+from mcuqp.ir import DType, Graph, Op, OpKind, Padding, Tensor
+from mcuqp.ops.add import AddAttrs
+from mcuqp.ops.conv2d import ConvAttrs, inplace_conv_scratch
+from mcuqp.ops.depthwise_conv2d import inplace_depthwise_scratch
+from mcuqp.ops.fully_connected import FullyConnectedAttrs
+from mcuqp.ops.reshape import ReshapeAttrs
+from mcuqp.plan.memory import plan_memory, validate_plan
 from mcuqp.plan.report import plan_json, plan_table, plot_plan
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "models" / "mlperf_tiny"

@@ -11,11 +11,11 @@ import pytest
 pytest.importorskip("tflite_micro")
 
 from tflite_builder import ModelBuilder, TfliteBuildError, run_tflm, tflm_interpreter  # noqa: E402
-from mcuqp.ir import Padding, PoolAttrs  # noqa: E402
-from mcuqp.quant.params import activation_range, add_attrs, softmax_attrs  # noqa: E402
-from mcuqp.reference.add import add_s8  # noqa: E402
-from mcuqp.reference.pooling import avg_pool2d_s8, max_pool2d_s8  # noqa: E402
-from mcuqp.reference.softmax import softmax_s8  # noqa: E402
+from mcuqp.ir import Padding  # noqa: E402
+from mcuqp.ops.add import add_attrs, add_s8  # noqa: E402
+from mcuqp.ops.common import activation_range  # noqa: E402
+from mcuqp.ops.pool import PoolAttrs, avg_pool2d_s8, max_pool2d_s8  # noqa: E402
+from mcuqp.ops.softmax import softmax_attrs, softmax_s8  # noqa: E402
 
 ACTIVATIONS = ["NONE", "RELU", "RELU6", "RELU_N1_TO_1"]
 

@@ -2,13 +2,15 @@
 it needs, into a folder that builds on its own.
 
 Each op becomes constant parameter structs plus one kernel call on arena offsets
-decided by the memory plan. Nothing is allocated at run time.
+decided by the memory plan. Nothing is allocated at run time. A layer is (op, weight
+format, kernel variant): the op's registry entry (mcuqp.ops) lists its C variants and the
+CPU features each needs, and emits the call; this module picks the variant for the board
+and the plan, and provides the arena, constant and struct helpers every emitter uses.
 """
 from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,17 +18,16 @@ import jinja2
 import numpy as np
 
 from mcuqp.codegen.carrays import const_array
-from mcuqp.codegen.kernels import kernel_source
 from mcuqp.errors import McuqpError, UnsupportedModelError
-from mcuqp.ir import Graph, Op, OpKind, Tensor
-from mcuqp.plan.memory import MemoryPlan
+from mcuqp.ir import Graph, Op, Requant, Tensor
+from mcuqp.ops import registry
+from mcuqp.ops.registry import KernelVariant
+from mcuqp.plan.memory import MemoryPlan, plan_in_place
 from mcuqp.quant.fixedpoint import Rounding
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = ROOT / "templates"
 RUNTIME = ROOT / "runtime_c"
-DEPTHWISE_INPLACE_SOURCE = RUNTIME / "src" / "depthwise_conv2d_s8_inplace.c"  # portable only
-CONV_INPLACE_SOURCE = RUNTIME / "src" / "conv2d_1x1_s8_inplace.c"  # portable only
 
 
 @dataclass
@@ -38,7 +39,7 @@ class Layer:
     decls: list[str] = field(default_factory=list)
     call: str | None = None  # None: no code (e.g. an aliased reshape)
     comment: str = ""
-    kernel: Path | None = None  # the kernel source when it is not the op kind's (in-place depthwise)
+    kernel: KernelVariant | None = None  # the C implementation chosen for this layer
 
 
 @dataclass
@@ -103,7 +104,7 @@ class _Emitter:
         t = self.graph.tensors[op.inputs[i]]
         return self.const(layer, suffix, t.data, comment=f"{t.name} {t.dtype.value} {list(t.shape)}")
 
-    def requant(self, layer: Layer, requant) -> str:
+    def requant(self, layer: Layer, requant: Requant) -> str:
         m = self.const(layer, "mult", requant.multiplier, weight=False)
         s = self.const(layer, "shift", requant.shift, weight=False)
         name = f"l{layer.index}_quant"
@@ -118,221 +119,24 @@ class _Emitter:
         self.param_bytes += 4 * len(fields)
         return f"&{name}"
 
-    # --- one function per op kind ---------------------------------------------------
+    def decl(self, layer: Layer, text: str, param_bytes: int) -> None:
+        """A declaration the op builds itself (counted as `param_bytes` of parameters)."""
+        layer.decls.append(text)
+        self.param_bytes += param_bytes
 
-    def conv(self, layer: Layer, op: Op) -> None:
-        a = op.attrs
-        x, y = self.graph.tensors[op.inputs[0]], self.graph.tensors[op.outputs[0]]
-        w = self.graph.tensors[op.inputs[1]]
-        params = self.struct(layer, "mcuqp_conv_params", {
-            "input_offset": a.input_offset, "output_offset": a.output_offset,
-            "stride_h": a.stride[0], "stride_w": a.stride[1],
-            "pad_h": a.padding.top, "pad_w": a.padding.left,
-            "dilation_h": a.dilation[0], "dilation_w": a.dilation[1],
-            "depth_multiplier": a.depth_multiplier, "act_min": a.act_min, "act_max": a.act_max,
-        })
-        quant = self.requant(layer, a.requant)
-        wname = self.tensor_const(layer, "weights", op, 1)
-        bname = self.tensor_const(layer, "bias", op, 2)
-        if op.kind == OpKind.DEPTHWISE_CONV2D and self.plan.order[layer.index] in self.plan.inplace_depthwise:
-            self.depthwise_inplace(layer, op, params, quant, wname, bname)
-            return
-        if op.kind == OpKind.CONV2D and self.plan.order[layer.index] in self.plan.inplace_conv:
-            self.conv_inplace(layer, op, params, quant, wname, bname)
-            return
-        fn = "mcuqp_conv2d_s8" if op.kind == OpKind.CONV2D else "mcuqp_depthwise_conv2d_s8"
-        layer.call = (
-            f"{fn}({params}, {quant}, {self.dims(layer, 'in', x.shape)}, {self.buf(x.name)}, "
-            f"{self.dims(layer, 'filter', w.shape)}, {wname}, {bname}, "
-            f"{self.dims(layer, 'out', y.shape)}, {self.buf(y.name)})"
-        )
+    def aliased(self, op: Op) -> bool:
+        """The plan gave the op's output the bytes of its input."""
+        return self.plan.offsets[op.inputs[0]] == self.plan.offsets[op.outputs[0]]
 
-    def depthwise_inplace(self, layer: Layer, op: Op, params: str, quant: str, wname: str, bname: str) -> None:
-        """The plan writes this depthwise op's output over its input: the in-place kernel,
-        with its h*w scratch where the plan put it in the arena."""
-        x, y = self.graph.tensors[op.inputs[0]], self.graph.tensors[op.outputs[0]]
-        w = self.graph.tensors[op.inputs[1]]
+    def scratch(self, layer: Layer, op: Op) -> str:
+        """The planned scratch of an op the plan runs over its own input."""
         op_index = self.plan.order[layer.index]
-        scratch = self.plan.scratch_offsets.get(op_index)
-        if self.plan.offsets[x.name] != self.plan.offsets[y.name] or scratch is None:
-            raise McuqpError(f"plan lists {op.name} as in-place depthwise but does not alias its output onto its "
+        offset = self.plan.scratch_offsets.get(op_index)
+        if not self.aliased(op) or offset is None:
+            raise McuqpError(f"plan lists {op.name} as in-place {op.kind} but does not alias its output onto its "
                              f"input or place its scratch")
-        layer.comment = f"in place over its input; {self.plan.scratch[op_index]} B of scratch at arena + {scratch}"
-        layer.kernel = DEPTHWISE_INPLACE_SOURCE
-        layer.call = (
-            f"mcuqp_depthwise_conv2d_s8_inplace({params}, {quant}, {self.dims(layer, 'in', x.shape)}, "
-            f"{self.buf(x.name)}, {self.dims(layer, 'filter', w.shape)}, {wname}, {bname}, "
-            f"{self.dims(layer, 'out', y.shape)}, (mcuqp_arena + {scratch}))"
-        )
-
-    def conv_inplace(self, layer: Layer, op: Op, params: str, quant: str, wname: str, bname: str) -> None:
-        """The plan writes this 1x1 conv's output over its input (the prefix of its bytes):
-        the in-place kernel, with its in_c scratch where the plan put it in the arena."""
-        x, y = self.graph.tensors[op.inputs[0]], self.graph.tensors[op.outputs[0]]
-        w = self.graph.tensors[op.inputs[1]]
-        op_index = self.plan.order[layer.index]
-        scratch = self.plan.scratch_offsets.get(op_index)
-        if self.plan.offsets[x.name] != self.plan.offsets[y.name] or scratch is None:
-            raise McuqpError(f"plan lists {op.name} as in-place conv but does not alias its output onto its "
-                             f"input or place its scratch")
-        layer.comment = f"in place over its input; {self.plan.scratch[op_index]} B of scratch at arena + {scratch}"
-        layer.kernel = CONV_INPLACE_SOURCE
-        layer.call = (
-            f"mcuqp_conv2d_1x1_s8_inplace({params}, {quant}, {self.dims(layer, 'in', x.shape)}, "
-            f"{self.buf(x.name)}, {self.dims(layer, 'filter', w.shape)}, {wname}, {bname}, "
-            f"{self.dims(layer, 'out', y.shape)}, (mcuqp_arena + {scratch}))"
-        )
-
-    def fully_connected(self, layer: Layer, op: Op) -> None:
-        a = op.attrs
-        x, y = self.graph.tensors[op.inputs[0]], self.graph.tensors[op.outputs[0]]
-        w = self.graph.tensors[op.inputs[1]]
-        out_ch, in_ch = w.shape
-        params = self.struct(layer, "mcuqp_fc_params", {
-            "input_offset": a.input_offset, "filter_offset": a.filter_offset,
-            "output_offset": a.output_offset, "act_min": a.act_min, "act_max": a.act_max,
-        })
-        quant = self.requant(layer, a.requant)
-        wname = self.tensor_const(layer, "weights", op, 1)
-        bname = self.tensor_const(layer, "bias", op, 2)
-        layer.call = (
-            f"mcuqp_fully_connected_s8({params}, {quant}, {x.size // in_ch}, {in_ch}, {self.buf(x.name)}, "
-            f"{out_ch}, {wname}, {bname}, {self.buf(y.name)})"
-        )
-
-    def pool(self, layer: Layer, op: Op) -> None:
-        a = op.attrs
-        x, y = self.graph.tensors[op.inputs[0]], self.graph.tensors[op.outputs[0]]
-        params = self.struct(layer, "mcuqp_pool_params", {
-            "stride_h": a.stride[0], "stride_w": a.stride[1],
-            "pad_h": a.padding.top, "pad_w": a.padding.left,
-            "filter_h": a.filter[0], "filter_w": a.filter[1],
-            "act_min": a.act_min, "act_max": a.act_max,
-        })
-        fn = "mcuqp_max_pool2d_s8" if op.kind == OpKind.MAX_POOL2D else "mcuqp_avg_pool2d_s8"
-        layer.call = (
-            f"{fn}({params}, {self.dims(layer, 'in', x.shape)}, {self.buf(x.name)}, "
-            f"{self.dims(layer, 'out', y.shape)}, {self.buf(y.name)})"
-        )
-
-    def add(self, layer: Layer, op: Op) -> None:
-        a = op.attrs
-        x1, x2 = (self.graph.tensors[n] for n in op.inputs[:2])
-        y = self.graph.tensors[op.outputs[0]]
-        if x1.shape != x2.shape:
-            raise UnsupportedModelError(f"{op.name}: ADD with broadcasting ({x1.shape} + {x2.shape}) is not supported")
-        fields = {k: getattr(a, k) for k in (
-            "left_shift", "input1_offset", "input1_multiplier", "input1_shift", "input2_offset",
-            "input2_multiplier", "input2_shift", "output_offset", "output_multiplier", "output_shift",
-            "act_min", "act_max")}
-        params = self.struct(layer, "mcuqp_add_params", fields)
-        a1, a2 = self.operand(layer, op, 0), self.operand(layer, op, 1)
-        layer.call = f"mcuqp_add_s8({params}, {y.size}, {a1}, {a2}, {self.buf(y.name)})"
-
-    def softmax(self, layer: Layer, op: Op) -> None:
-        a = op.attrs
-        x, y = self.graph.tensors[op.inputs[0]], self.graph.tensors[op.outputs[0]]
-        params = self.struct(layer, "mcuqp_softmax_params", {
-            "input_multiplier": a.input_multiplier, "input_left_shift": a.input_left_shift,
-            "diff_min": a.diff_min,
-        })
-        row = x.shape[-1]
-        layer.call = f"mcuqp_softmax_s8({params}, {x.size // row}, {row}, {self.buf(x.name)}, {self.buf(y.name)})"
-
-    def reshape(self, layer: Layer, op: Op) -> None:
-        x, y = self.graph.tensors[op.inputs[0]], self.graph.tensors[op.outputs[0]]
-        if self.plan.offsets[x.name] == self.plan.offsets[y.name]:
-            layer.comment = "aliased: the output shares the input's bytes"
-            return
-        layer.call = f"mcuqp_reshape_s8({y.size}, {self.buf(x.name)}, {self.buf(y.name)})"
-
-    def mul(self, layer: Layer, op: Op) -> None:
-        a = op.attrs
-        x1, x2 = (self.graph.tensors[n] for n in op.inputs[:2])
-        y = self.graph.tensors[op.outputs[0]]
-        params = self.struct(layer, "mcuqp_mul_params", {k: getattr(a, k) for k in (
-            "input1_offset", "input2_offset", "output_offset", "output_multiplier", "output_shift",
-            "act_min", "act_max")})
-        layer.call = (
-            f"mcuqp_mul_s8({params}, {self.dims(layer, 'in1', x1.shape)}, {self.operand(layer, op, 0)}, "
-            f"{self.dims(layer, 'in2', x2.shape)}, {self.operand(layer, op, 1)}, "
-            f"{self.dims(layer, 'out', y.shape)}, {self.buf(y.name)})"
-        )
-
-    def mean(self, layer: Layer, op: Op) -> None:
-        a = op.attrs
-        x, y = self.graph.tensors[op.inputs[0]], self.graph.tensors[op.outputs[0]]
-        params = self.struct(layer, "mcuqp_mean_params", {k: getattr(a, k) for k in (
-            "count", "input_offset", "output_offset", "multiplier", "shift")})
-        layer.call = f"mcuqp_mean_s8({params}, {self.dims(layer, 'in', x.shape)}, {self.buf(x.name)}, {self.buf(y.name)})"
-
-    def pad(self, layer: Layer, op: Op) -> None:
-        a = op.attrs
-        x, y = self.graph.tensors[op.inputs[0]], self.graph.tensors[op.outputs[0]]
-        pads = [(0, 0)] * (4 - len(a.paddings)) + [tuple(p) for p in a.paddings]
-        name = f"l{layer.index}_params"
-        before = ", ".join(str(int(p[0])) for p in pads)
-        after = ", ".join(str(int(p[1])) for p in pads)
-        layer.decls.append(
-            f"static const mcuqp_pad_params {name} = {{{{{before}}}, {{{after}}}, {int(a.pad_value)}}};\n"
-        )
-        self.param_bytes += 36
-        layer.call = (
-            f"mcuqp_pad_s8(&{name}, {self.dims(layer, 'in', x.shape)}, {self.buf(x.name)}, "
-            f"{self.dims(layer, 'out', y.shape)}, {self.buf(y.name)})"
-        )
-
-    def concatenation(self, layer: Layer, op: Op) -> None:
-        y = self.graph.tensors[op.outputs[0]]
-        axis = op.attrs.axis % len(y.shape)
-        ins = [self.graph.tensors[n] for n in op.inputs]
-        ptrs = f"l{layer.index}_inputs"
-        layer.decls.append(
-            f"static const int8_t *const {ptrs}[{len(ins)}] = {{"
-            + ", ".join(self.operand(layer, op, i) for i in range(len(ins))) + "};\n"
-        )
-        sizes = self.const(layer, "axis_sizes", np.array([t.shape[axis] for t in ins], dtype=np.int32), weight=False)
-        outer = int(np.prod(y.shape[:axis], dtype=np.int64))
-        inner = int(np.prod(y.shape[axis + 1:], dtype=np.int64))
-        layer.call = f"mcuqp_concatenation_s8({len(ins)}, {ptrs}, {sizes}, {outer}, {inner}, {self.buf(y.name)})"
-
-    def logistic(self, layer: Layer, op: Op) -> None:
-        a = op.attrs
-        x, y = self.graph.tensors[op.inputs[0]], self.graph.tensors[op.outputs[0]]
-        params = self.struct(layer, "mcuqp_logistic_params", {k: getattr(a, k) for k in (
-            "input_zero_point", "input_multiplier", "input_left_shift", "input_range_radius")})
-        layer.call = f"mcuqp_logistic_s8({params}, {y.size}, {self.buf(x.name)}, {self.buf(y.name)})"
-
-    def quantize(self, layer: Layer, op: Op) -> None:
-        a = op.attrs
-        x, y = self.graph.tensors[op.inputs[0]], self.graph.tensors[op.outputs[0]]
-        params = self.struct(layer, "mcuqp_quantize_params", {k: getattr(a, k) for k in (
-            "input_offset", "output_offset", "multiplier", "shift")})
-        layer.call = f"mcuqp_quantize_s8({params}, {y.size}, {self.buf(x.name)}, {self.buf(y.name)})"
-
-    def sign(self, layer: Layer, op: Op) -> None:
-        x, y = self.graph.tensors[op.inputs[0]], self.graph.tensors[op.outputs[0]]
-        params = self.struct(layer, "mcuqp_sign_params", {"input_zero_point": op.attrs.input_zero_point})
-        layer.call = f"mcuqp_sign_s8({params}, {y.size}, {self.buf(x.name)}, {self.buf(y.name)})"
-
-
-_EMITTERS: dict[OpKind, Callable[[_Emitter, Layer, Op], None]] = {
-    OpKind.CONV2D: _Emitter.conv,
-    OpKind.DEPTHWISE_CONV2D: _Emitter.conv,
-    OpKind.FULLY_CONNECTED: _Emitter.fully_connected,
-    OpKind.MAX_POOL2D: _Emitter.pool,
-    OpKind.AVG_POOL2D: _Emitter.pool,
-    OpKind.ADD: _Emitter.add,
-    OpKind.SOFTMAX: _Emitter.softmax,
-    OpKind.RESHAPE: _Emitter.reshape,
-    OpKind.MUL: _Emitter.mul,
-    OpKind.MEAN: _Emitter.mean,
-    OpKind.PAD: _Emitter.pad,
-    OpKind.CONCATENATION: _Emitter.concatenation,
-    OpKind.LOGISTIC: _Emitter.logistic,
-    OpKind.QUANTIZE: _Emitter.quantize,
-    OpKind.SIGN: _Emitter.sign,
-}
+        layer.comment = f"in place over its input; {self.plan.scratch[op_index]} B of scratch at arena + {offset}"
+        return f"(mcuqp_arena + {offset})"
 
 
 def _env() -> jinja2.Environment:
@@ -360,19 +164,18 @@ def generate(
     """Render model.c / model.h for `graph` with tensors placed by `plan`."""
     graph.validate()
     emitter = _Emitter(graph, plan)
+    in_place = plan_in_place(plan)
     layers: list[Layer] = []
     kernels: list[Path] = []
     for step, op_index in enumerate(plan.order):
         op = graph.ops[op_index]
-        fn = _EMITTERS.get(op.kind)
-        if fn is None:
-            raise UnsupportedModelError(f"no C kernel for op {op.kind.value} ({op.name})")
+        d = registry.get(op.kind)
         layer = Layer(step, op.name, op.kind.value, op.source)
-        fn(emitter, layer, op)
+        layer.kernel = registry.select_kernel(d, features, inplace=op_index in in_place)
+        d.emit(emitter, layer, op, layer.kernel)
         layers.append(layer)
-        source = layer.kernel or kernel_source(op.kind, features)
-        if layer.call is not None and source not in kernels:
-            kernels.append(source)
+        if layer.call is not None and layer.kernel.path not in kernels:
+            kernels.append(layer.kernel.path)
     inp, out = graph.input, graph.output
     in_s, in_zp = _qparams(inp)
     out_s, out_zp = _qparams(out)

@@ -15,6 +15,7 @@ from torch import nn
 
 from mcuqp.compress.ste import ste
 from mcuqp.errors import McuqpError
+from mcuqp.ir import OpKind
 
 
 def sign_ste(x: torch.Tensor) -> torch.Tensor:
@@ -23,6 +24,8 @@ def sign_ste(x: torch.Tensor) -> torch.Tensor:
 
 
 class BinaryActivation(nn.Module):
+    mcuqp_op = OpKind.SIGN  # the torch front end imports this module as the int8 SIGN op
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return sign_ste(x)
 

@@ -39,13 +39,14 @@ from mcuqp.compress.train import FitConfig
 from mcuqp.errors import McuqpError
 from mcuqp.frontends.torch_fx import import_torch
 from mcuqp.ir import OpKind
-from mcuqp.quant.ptq import SHARED_QPARAMS, activation_qparams
+from mcuqp.ops import registry
+from mcuqp.quant.ptq import activation_qparams
 
 QMIN, QMAX = -128, 127
-_WEIGHTED = (OpKind.CONV2D, OpKind.DEPTHWISE_CONV2D, OpKind.FULLY_CONNECTED)
 
 
 def _round_half_away(x: torch.Tensor) -> torch.Tensor:
+    """quant.fixedpoint.round_half_away on torch tensors (autograd-free fake quantization)."""
     return torch.sign(x) * torch.floor(x.abs() + 0.5)
 
 
@@ -217,7 +218,8 @@ def prepare_qat(
     nodes = {n.name: n for n in gm.graph.nodes}
     modules = dict(gm.named_modules())
     quant_points = [fg.input_name] + [
-        op.name for op in fg.ops if op.kind not in SHARED_QPARAMS and op.kind != OpKind.SOFTMAX
+        op.name for op in fg.ops
+        if registry.get(op.kind).output_qparams != "shared" and op.kind is not OpKind.SOFTMAX
     ]
     for name in quant_points:
         if name not in nodes:
@@ -229,7 +231,7 @@ def prepare_qat(
             fq = gm.graph.call_module(fq_name, (node,))
         node.replace_all_uses_with(fq, delete_user_cb=lambda u: u is not fq)
     for op in fg.ops:
-        if op.kind not in _WEIGHTED:
+        if registry.get(op.kind).weight_axis is None:
             continue
         layer_node = nodes[op.fused[0]]
         bn_node = next(

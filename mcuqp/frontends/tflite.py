@@ -5,16 +5,16 @@ Three steps, each a pure function of the previous one's output:
    so that a corrupt file fails here and nowhere later.
 2. `_fold_constants` evaluates, in numpy, the constant sub-graphs that converters emit
    (SHAPE -> STRIDED_SLICE -> PACK -> RESHAPE for a Flatten with a dynamic batch).
-3. `_lower` turns every remaining operator into an IR op whose integer parameters are
-   derived exactly as TFLite Micro's Prepare derives them (via `mcuqp.quant.params`).
-   Every unsupported operator is collected first and reported in one error.
+3. `_lower` turns every remaining operator into IR ops with the lowerer of the op module
+   (`mcuqp.ops`) that declares its opcode; integer parameters are derived there exactly as
+   TFLite Micro's Prepare derives them. Every unsupported operator is collected first and
+   reported in one error.
 
 IR tensor names are the TFLite tensor names made unique (`unique_tensor_names`), so the
 IR can be compared with TFLite Micro tensor by tensor (`TfliteImport.tensor_index`).
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,8 +26,7 @@ from tflite.utils import BUILTIN_OPCODE2NAME
 
 from mcuqp import ir
 from mcuqp.errors import McuqpError, UnsupportedModelError
-from mcuqp.quant import params as qp
-from mcuqp.quant.fixedpoint import _round_half_away, quantize_multiplier, wrap_int32
+from mcuqp.ops import registry, tflite_lowering as tfl
 
 # tflite.TensorType values we read.
 _FLOAT32, _FLOAT16, _INT32, _UINT8, _INT64, _INT16, _INT8, _FLOAT64 = 0, 1, 2, 3, 4, 7, 9, 10
@@ -43,8 +42,6 @@ _NP_DTYPES: dict[int, np.dtype] = {
 }
 _TYPE_NAMES = {v: k.lower() for k, v in vars(tflite.TensorType).items() if not k.startswith("_")}
 _FLOAT_TYPES = {_FLOAT32, _FLOAT16, _FLOAT64, 18}  # 18: bfloat16
-_ACTIVATIONS = {0: None, 1: "relu", 2: "relu_n1_to_1", 3: "relu6"}
-_ACTIVATION_NAMES = {v: k for k, v in vars(tflite.ActivationFunctionType).items() if not k.startswith("_")}
 
 
 # --------------------------------------------------------------------------- parsing
@@ -307,27 +304,12 @@ def _fold_constants(model: TfModel) -> tuple[dict[int, np.ndarray], set[int]]:
 # -------------------------------------------------------------------------- lowering
 
 
-class _Reject(Exception):
-    """An operator mcuqp cannot lower; the message says why."""
-
-
 @dataclass
 class TfliteImport:
     graph: ir.Graph
     tensor_index: dict[str, int]  # IR tensor name -> TFLite tensor index
     op_index: dict[str, int]  # IR op name -> TFLite operator index
     folded_ops: list[int] = field(default_factory=list)  # TFLite operators evaluated at import
-
-
-@dataclass
-class _IrOp:
-    """One IR op produced by lowering a TFLite operator (names are IR tensor names)."""
-
-    kind: ir.OpKind
-    inputs: list[str]
-    output: str
-    attrs: Any
-    suffix: str = ""  # distinguishes helper ops inserted before the main one
 
 
 @dataclass
@@ -351,26 +333,26 @@ class _Ctx:
     def act(self, index: int, role: str) -> TfTensor:
         """An int8 activation with per-tensor quantization and batch 1."""
         if index < 0:
-            raise _Reject(f"missing {role} tensor")
+            raise tfl.Reject(f"missing {role} tensor")
         t = self.t(index)
         if index in self.known:
-            raise _Reject(f"{role} '{t.name}' is a constant, mcuqp needs it to be an activation")
+            raise tfl.Reject(f"{role} '{t.name}' is a constant, mcuqp needs it to be an activation")
         if t.type != _INT8:
-            raise _Reject(f"{role} '{t.name}' is {t.type_name}, mcuqp supports int8 activations only")
+            raise tfl.Reject(f"{role} '{t.name}' is {t.type_name}, mcuqp supports int8 activations only")
         if not t.quantized or t.scale.size != 1 or not float(t.scale[0]) > 0:
-            raise _Reject(f"{role} '{t.name}' needs per-tensor int8 quantization")
+            raise tfl.Reject(f"{role} '{t.name}' needs per-tensor int8 quantization")
         if not t.shape or t.shape[0] != 1:
-            raise _Reject(f"{role} '{t.name}' has shape {list(t.shape)}, mcuqp needs batch 1")
+            raise tfl.Reject(f"{role} '{t.name}' has shape {list(t.shape)}, mcuqp needs batch 1")
         return t
 
     def const(self, index: int, role: str, ttype: int) -> TfTensor:
         if index < 0:
-            raise _Reject(f"missing {role} tensor")
+            raise tfl.Reject(f"missing {role} tensor")
         t = self.t(index)
         if index not in self.known:
-            raise _Reject(f"{role} '{t.name}' is not a constant")
+            raise tfl.Reject(f"{role} '{t.name}' is not a constant")
         if t.type != ttype:
-            raise _Reject(f"{role} '{t.name}' is {t.type_name}, expected {_TYPE_NAMES[ttype]}")
+            raise tfl.Reject(f"{role} '{t.name}' is {t.type_name}, expected {_TYPE_NAMES[ttype]}")
         return t
 
     def _add(self, tensor: ir.Tensor, index: int | None) -> str:
@@ -398,371 +380,8 @@ class _Ctx:
         return self._add(ir.Tensor(name, shape, ir.DType.INT8, self._qparams(self.t(like))), None)
 
 
-def _activation(op: TfOp, key: str = "FusedActivationFunction") -> str | None:
-    code = op.options.get(key, 0)
-    if code not in _ACTIVATIONS:
-        raise _Reject(f"fused activation {_ACTIVATION_NAMES.get(code, code)} is not supported")
-    return _ACTIVATIONS[code]
-
-
-def same_or_valid_padding(
-    same: bool, in_size: int, filter_size: int, stride: int, dilation: int = 1
-) -> tuple[int, int, int]:
-    """(output size, padding before, padding after) exactly as TFLite's
-    ComputePaddingHeightWidth: the odd pixel of SAME padding goes after."""
-    eff = (filter_size - 1) * dilation + 1
-    out = (in_size + stride - 1) // stride if same else (in_size + stride - eff) // stride
-    total = max(0, (out - 1) * stride + eff - in_size)
-    return out, total // 2, total // 2 + total % 2
-
-
-def _window(op: TfOp, x: TfTensor, y: TfTensor, kh: int, kw: int, dh: int = 1, dw: int = 1) -> ir.Padding:
-    sh, sw = op.options["StrideH"], op.options["StrideW"]
-    if min(sh, sw, dh, dw, kh, kw) < 1:
-        raise _Reject(f"invalid window: filter {kh}x{kw}, stride {sh}x{sw}, dilation {dh}x{dw}")
-    same = op.options["Padding"] == 0
-    oh, top, bottom = same_or_valid_padding(same, x.shape[1], kh, sh, dh)
-    ow, left, right = same_or_valid_padding(same, x.shape[2], kw, sw, dw)
-    if len(y.shape) != 4 or (oh, ow) != tuple(y.shape[1:3]):
-        raise _Reject(f"output shape {list(y.shape)} does not match the computed {oh}x{ow}")
-    return ir.Padding(top=top, bottom=bottom, left=left, right=right)
-
-
-def _rank4(t: TfTensor, role: str) -> None:
-    if len(t.shape) != 4:
-        raise _Reject(f"{role} '{t.name}' has shape {list(t.shape)}, expected 4-D NHWC")
-
-
-def _weights(ctx: _Ctx, index: int, qdim: int, channels: int) -> TfTensor:
-    w = ctx.const(index, "weights", _INT8)
-    if not w.quantized:
-        raise _Reject(f"weights '{w.name}' are not quantized")
-    if w.scale.size not in (1, channels):
-        raise _Reject(f"weights '{w.name}' have {w.scale.size} scales for {channels} output channels")
-    if w.scale.size > 1 and w.quantized_dimension != qdim:
-        raise _Reject(f"weights '{w.name}' are quantized along axis {w.quantized_dimension}, expected {qdim}")
-    return w
-
-
-def _bias(ctx: _Ctx, op: TfOp, channels: int) -> list[str]:
-    if len(op.inputs) < 3 or op.inputs[2] < 0:
-        return []
-    b = ctx.const(op.inputs[2], "bias", _INT32)
-    if b.data.size != channels:
-        raise _Reject(f"bias '{b.name}' has {b.data.size} values for {channels} output channels")
-    return [ctx.ir_const(op.inputs[2])]
-
-
-def _lower_conv(ctx: _Ctx, op: TfOp) -> list[_IrOp]:
-    depthwise = op.opcode == "DEPTHWISE_CONV_2D"
-    x, y = ctx.act(op.inputs[0], "input"), ctx.act(op.outputs[0], "output")
-    _rank4(x, "input")
-    _rank4(y, "output")
-    w_t = ctx.t(op.inputs[1])
-    _rank4(w_t, "weights")
-    cout = w_t.shape[3] if depthwise else w_t.shape[0]
-    w = _weights(ctx, op.inputs[1], 3 if depthwise else 0, cout)
-    if np.any(w.zero_point != 0):
-        raise _Reject(f"weights '{w.name}' have a non-zero zero point (TFLite Micro needs symmetric weights)")
-    multiplier = 1
-    if depthwise:
-        multiplier = op.options["DepthMultiplier"]
-        if w.shape[0] != 1 or cout != x.shape[3] * multiplier:
-            raise _Reject(f"depthwise weights {list(w.shape)} do not match {x.shape[3]} input channels "
-                          f"x depth multiplier {multiplier}")
-    elif w.shape[3] != x.shape[3]:
-        raise _Reject(f"grouped convolution ({x.shape[3]} input channels, weights {list(w.shape)}) is not supported")
-    if y.shape[3] != cout:
-        raise _Reject(f"output has {y.shape[3]} channels, weights have {cout}")
-    dh, dw = op.options["DilationHFactor"], op.options["DilationWFactor"]
-    padding = _window(op, x, y, w.shape[1], w.shape[2], dh, dw)
-    lo, hi = qp.activation_range(_activation(op), y.scale[0], int(y.zero_point[0]))
-    attrs = ir.ConvAttrs(
-        stride=(op.options["StrideH"], op.options["StrideW"]),
-        padding=padding,
-        dilation=(dh, dw),
-        depth_multiplier=multiplier,
-        input_offset=-int(x.zero_point[0]),
-        output_offset=int(y.zero_point[0]),
-        requant=qp.conv_requant(x.scale[0], w.scale, y.scale[0]),
-        act_min=lo,
-        act_max=hi,
-    )
-    inputs = [ctx.ir_act(op.inputs[0]), ctx.ir_const(op.inputs[1]), *_bias(ctx, op, cout)]
-    kind = ir.OpKind.DEPTHWISE_CONV2D if depthwise else ir.OpKind.CONV2D
-    return [_IrOp(kind, inputs, ctx.ir_act(op.outputs[0]), attrs)]
-
-
-def _lower_fc(ctx: _Ctx, op: TfOp) -> list[_IrOp]:
-    x, y = ctx.act(op.inputs[0], "input"), ctx.act(op.outputs[0], "output")
-    if op.options["WeightsFormat"] != 0:
-        raise _Reject("shuffled weights format is not supported")
-    w_t = ctx.t(op.inputs[1])
-    if len(w_t.shape) != 2:
-        raise _Reject(f"weights '{w_t.name}' have shape {list(w_t.shape)}, expected (out, in)")
-    cout, cin = w_t.shape
-    w = _weights(ctx, op.inputs[1], 0, cout)
-    if w.scale.size > 1 and np.any(w.zero_point != 0):
-        raise _Reject(f"per-channel weights '{w.name}' must be symmetric")
-    size = int(np.prod(x.shape))
-    keep = bool(op.options["KeepNumDims"])
-    # TFLite Micro reads the input as rows of `cin` whatever its shape; the IR kernel reads
-    # rows of the input's last dimension, so a (1, h, w, c) input of one row gets a reshape.
-    flatten = x.shape[-1] != cin
-    if flatten and (keep or size != cin):
-        raise _Reject(f"input {list(x.shape)} does not split into rows of {cin} inputs")
-    expected = (*x.shape[:-1], cout) if keep else (size // cin, cout)
-    if tuple(y.shape) != expected:
-        raise _Reject(f"output shape {list(y.shape)}, expected {list(expected)}")
-    lo, hi = qp.activation_range(_activation(op), y.scale[0], int(y.zero_point[0]))
-    attrs = ir.FullyConnectedAttrs(
-        input_offset=-int(x.zero_point[0]),
-        filter_offset=-int(w.zero_point[0]),
-        output_offset=int(y.zero_point[0]),
-        requant=qp.conv_requant(x.scale[0], w.scale, y.scale[0]),
-        act_min=lo,
-        act_max=hi,
-    )
-    out: list[_IrOp] = []
-    x_name = ctx.ir_act(op.inputs[0])
-    if flatten:
-        flat = ctx.ir_derived(op.inputs[0], "flat", (1, cin))
-        out.append(_IrOp(ir.OpKind.RESHAPE, [x_name], flat, ir.ReshapeAttrs(new_shape=(1, cin)), "flatten"))
-        x_name = flat
-    inputs = [x_name, ctx.ir_const(op.inputs[1]), *_bias(ctx, op, cout)]
-    out.append(_IrOp(ir.OpKind.FULLY_CONNECTED, inputs, ctx.ir_act(op.outputs[0]), attrs))
-    return out
-
-
-def _same_qparams(a: TfTensor, b: TfTensor) -> bool:
-    return bool(np.float32(a.scale[0]) == np.float32(b.scale[0]) and a.zero_point[0] == b.zero_point[0])
-
-
-def _lower_pool(ctx: _Ctx, op: TfOp) -> list[_IrOp]:
-    x, y = ctx.act(op.inputs[0], "input"), ctx.act(op.outputs[0], "output")
-    _rank4(x, "input")
-    if not _same_qparams(x, y):
-        raise _Reject("input and output quantization differ (TFLite Micro requires them equal)")
-    kh, kw = op.options["FilterHeight"], op.options["FilterWidth"]
-    padding = _window(op, x, y, kh, kw)
-    if y.shape[3] != x.shape[3]:
-        raise _Reject("pooling changes the channel count")
-    lo, hi = qp.activation_range(_activation(op), y.scale[0], int(y.zero_point[0]))
-    attrs = ir.PoolAttrs(filter=(kh, kw), stride=(op.options["StrideH"], op.options["StrideW"]),
-                         padding=padding, act_min=lo, act_max=hi)
-    kind = ir.OpKind.AVG_POOL2D if op.opcode == "AVERAGE_POOL_2D" else ir.OpKind.MAX_POOL2D
-    return [_IrOp(kind, [ctx.ir_act(op.inputs[0])], ctx.ir_act(op.outputs[0]), attrs)]
-
-
-def _lower_add(ctx: _Ctx, op: TfOp) -> list[_IrOp]:
-    a, b = ctx.act(op.inputs[0], "input 1"), ctx.act(op.inputs[1], "input 2")
-    y = ctx.act(op.outputs[0], "output")
-    if not (a.shape == b.shape == y.shape):
-        raise _Reject(f"broadcasting {list(a.shape)} + {list(b.shape)} is not supported")
-    attrs = qp.add_attrs(a.scale[0], int(a.zero_point[0]), b.scale[0], int(b.zero_point[0]),
-                         y.scale[0], int(y.zero_point[0]), _activation(op))
-    inputs = [ctx.ir_act(op.inputs[0]), ctx.ir_act(op.inputs[1])]
-    return [_IrOp(ir.OpKind.ADD, inputs, ctx.ir_act(op.outputs[0]), attrs)]
-
-
-def _lower_softmax(ctx: _Ctx, op: TfOp) -> list[_IrOp]:
-    x, y = ctx.act(op.inputs[0], "input"), ctx.act(op.outputs[0], "output")
-    if x.shape != y.shape:
-        raise _Reject("softmax changes the shape")
-    if int(y.zero_point[0]) != -128 or np.float32(y.scale[0]) != np.float32(1.0 / 256):
-        raise _Reject(f"output quantization ({y.scale[0]}, {y.zero_point[0]}) must be (1/256, -128)")
-    attrs = qp.softmax_attrs(x.scale[0], op.options["Beta"])
-    return [_IrOp(ir.OpKind.SOFTMAX, [ctx.ir_act(op.inputs[0])], ctx.ir_act(op.outputs[0]), attrs)]
-
-
-def _lower_reshape(ctx: _Ctx, op: TfOp) -> list[_IrOp]:
-    x, y = ctx.act(op.inputs[0], "input"), ctx.act(op.outputs[0], "output")
-    if int(np.prod(x.shape)) != int(np.prod(y.shape)):
-        raise _Reject(f"reshape {list(x.shape)} -> {list(y.shape)} changes the element count")
-    if not _same_qparams(x, y):
-        raise _Reject("input and output quantization differ")
-    if op.opcode == "RESHAPE" and len(op.inputs) > 1 and op.inputs[1] >= 0:
-        if op.inputs[1] not in ctx.known:
-            raise _Reject("the new shape is not a constant (or a constant sub-graph)")
-        new_shape = [int(d) for d in ctx.known[op.inputs[1]].reshape(-1)]
-        if new_shape.count(-1) == 1:
-            rest = int(np.prod([d for d in new_shape if d != -1]))
-            new_shape[new_shape.index(-1)] = int(np.prod(x.shape)) // max(rest, 1)
-        if tuple(new_shape) != y.shape:
-            raise _Reject(f"new shape {new_shape} disagrees with the output tensor {list(y.shape)}")
-    attrs = ir.ReshapeAttrs(new_shape=tuple(y.shape))
-    return [_IrOp(ir.OpKind.RESHAPE, [ctx.ir_act(op.inputs[0])], ctx.ir_act(op.outputs[0]), attrs)]
-
-
-# ---- TFLite Micro Prepare for the ops quant/params.py does not cover (float32 scales
-# widened to double, as TFLM does).
-
-
-def _double(x: float) -> float:
-    """A float32 scale widened to double, as TFLite Micro reads it."""
-    return float(np.float32(x))
-
-
-def mul_attrs(s1: float, zp1: int, s2: float, zp2: int, so: float, zpo: int, activation: str | None) -> ir.MulAttrs:
-    """TFLM CalculateOpDataMul: one multiplier for in1_scale * in2_scale / out_scale."""
-    m, sh = quantize_multiplier(_double(s1) * _double(s2) / _double(so))
-    lo, hi = qp.activation_range(activation, so, zpo)
-    return ir.MulAttrs(input1_offset=-zp1, input2_offset=-zp2, output_offset=zpo, output_multiplier=m,
-                       output_shift=sh, act_min=lo, act_max=hi)
-
-
-def mean_attrs(in_scale: float, in_zp: int, out_scale: float, out_zp: int, count: int) -> ir.MeanAttrs:
-    """TFLM int8 MEAN: QuantizeMultiplier(in/out), then QuantizedMeanOrSum folds 1/count into
-    it: shift by floor(log2(count)) (at most 32, and keeping shift >= -31) and divide."""
-    m, sh = quantize_multiplier(_double(in_scale) / _double(out_scale))
-    k = min(count.bit_length() - 1, 32, 31 + sh)
-    return ir.MeanAttrs(count=count, input_offset=-in_zp, output_offset=out_zp,
-                        multiplier=int((m << k) // count), shift=sh - k)
-
-
-def logistic_attrs(in_scale: float, in_zp: int) -> ir.LogisticAttrs:
-    """TFLM int8 LOGISTIC Prepare: in_scale * 2^27 split by frexp into a Q31 multiplier and a
-    left shift (no QuantizeMultiplier normalisation), radius = CalculateInputRadius(4, shift)."""
-    q, left_shift = math.frexp(_double(in_scale) * float(1 << 27))
-    if not 0 <= left_shift <= 62:
-        raise _Reject(f"input scale {in_scale} is out of range for int8 logistic")
-    radius = math.floor(15.0 * float(1 << 27) / float(1 << left_shift))
-    return ir.LogisticAttrs(input_zero_point=in_zp, input_multiplier=int(wrap_int32(_round_half_away(q * (1 << 31)))),
-                            input_left_shift=left_shift, input_range_radius=radius)
-
-
-def quantize_attrs(in_scale: float, in_zp: int, out_scale: float, out_zp: int) -> ir.QuantizeAttrs:
-    m, sh = quantize_multiplier(_double(in_scale) / _double(out_scale))
-    return ir.QuantizeAttrs(input_offset=-in_zp, output_offset=out_zp, multiplier=m, shift=sh)
-
-
-def _operand(ctx: _Ctx, index: int, role: str) -> tuple[TfTensor, str]:
-    """An int8 activation or an int8 per-tensor-quantized constant, with its IR name."""
-    t = ctx.t(index) if index >= 0 else None
-    if t is not None and index in ctx.known:
-        if t.type != _INT8 or not t.quantized or t.scale.size != 1:
-            raise _Reject(f"{role} '{t.name}' must be an int8 constant with per-tensor quantization")
-        return t, ctx.ir_const(index)
-    t = ctx.act(index, role)
-    return t, ctx.ir_act(index)
-
-
-def _lower_mul(ctx: _Ctx, op: TfOp) -> list[_IrOp]:
-    if all(i in ctx.known for i in op.inputs[:2]):
-        raise _Reject("both inputs are constants")
-    (a, a_name), (b, b_name) = _operand(ctx, op.inputs[0], "input 1"), _operand(ctx, op.inputs[1], "input 2")
-    y = ctx.act(op.outputs[0], "output")
-    if max(len(a.shape), len(b.shape), len(y.shape)) > 4:
-        raise _Reject("more than 4 dimensions")
-    try:
-        shape = np.broadcast_shapes(a.shape, b.shape)
-    except ValueError:
-        raise _Reject(f"shapes {list(a.shape)} and {list(b.shape)} do not broadcast") from None
-    if tuple(shape) != y.shape:
-        raise _Reject(f"output shape {list(y.shape)}, expected {list(shape)}")
-    attrs = mul_attrs(a.scale[0], int(a.zero_point[0]), b.scale[0], int(b.zero_point[0]), y.scale[0],
-                      int(y.zero_point[0]), _activation(op))
-    return [_IrOp(ir.OpKind.MUL, [a_name, b_name], ctx.ir_act(op.outputs[0]), attrs)]
-
-
-def _lower_mean(ctx: _Ctx, op: TfOp) -> list[_IrOp]:
-    x, y = ctx.act(op.inputs[0], "input"), ctx.act(op.outputs[0], "output")
-    _rank4(x, "input")
-    axes = ctx.const(op.inputs[1], "axis", _INT32)
-    resolved = {int(a) % 4 for a in ctx.known[axes.index].reshape(-1)}
-    if resolved != {1, 2}:
-        raise _Reject(f"mean over axes {sorted(resolved)}; mcuqp supports the mean over H and W (axes 1, 2)")
-    c = x.shape[3]
-    expected = (1, 1, 1, c) if op.options["KeepDims"] else (1, c)
-    if y.shape != expected:
-        raise _Reject(f"output shape {list(y.shape)}, expected {list(expected)}")
-    attrs = mean_attrs(x.scale[0], int(x.zero_point[0]), y.scale[0], int(y.zero_point[0]), x.shape[1] * x.shape[2])
-    return [_IrOp(ir.OpKind.MEAN, [ctx.ir_act(op.inputs[0])], ctx.ir_act(op.outputs[0]), attrs)]
-
-
-def _lower_pad(ctx: _Ctx, op: TfOp) -> list[_IrOp]:
-    x, y = ctx.act(op.inputs[0], "input"), ctx.act(op.outputs[0], "output")
-    if len(x.shape) > 4:
-        raise _Reject("more than 4 dimensions")
-    if not _same_qparams(x, y):
-        raise _Reject("input and output quantization differ")
-    p = ctx.const(op.inputs[1], "paddings", _INT32)
-    pads = ctx.known[p.index].astype(np.int64)
-    if pads.shape != (len(x.shape), 2) or np.any(pads < 0):
-        raise _Reject(f"paddings {pads.tolist()} do not fit a {len(x.shape)}-D input")
-    paddings = tuple((int(b), int(a)) for b, a in pads)
-    if y.shape != tuple(d + b + a for d, (b, a) in zip(x.shape, paddings)):
-        raise _Reject(f"output shape {list(y.shape)} does not match the paddings")
-    value = int(y.zero_point[0])
-    if op.opcode == "PADV2" and len(op.inputs) > 2 and op.inputs[2] >= 0:
-        v = ctx.const(op.inputs[2], "constant value", _INT8)
-        if ctx.known[v.index].size != 1 or not v.quantized or not _same_qparams(v, y):
-            raise _Reject("the constant value must be one int8 with the output's quantization")
-        value = int(ctx.known[v.index].reshape(-1)[0])
-    attrs = ir.PadAttrs(paddings=paddings, pad_value=value)
-    return [_IrOp(ir.OpKind.PAD, [ctx.ir_act(op.inputs[0])], ctx.ir_act(op.outputs[0]), attrs)]
-
-
-def _lower_concat(ctx: _Ctx, op: TfOp) -> list[_IrOp]:
-    y = ctx.act(op.outputs[0], "output")
-    if _activation(op) is not None:
-        raise _Reject("a fused activation is not supported (TFLite Micro refuses it too)")
-    if all(i in ctx.known for i in op.inputs):
-        raise _Reject("all inputs are constants")
-    operands = [_operand(ctx, i, f"input {k + 1}") for k, i in enumerate(op.inputs)]
-    rank = len(y.shape)
-    axis = op.options["Axis"] + rank if op.options["Axis"] < 0 else op.options["Axis"]
-    if not 1 <= axis < rank or rank > 4:
-        raise _Reject(f"axis {op.options['Axis']} of a {rank}-D output")
-    for t, _ in operands:
-        if len(t.shape) != rank or any(t.shape[d] != y.shape[d] for d in range(rank) if d != axis):
-            raise _Reject(f"input {list(t.shape)} does not concatenate into {list(y.shape)}")
-        if not _same_qparams(t, y):
-            raise _Reject(f"input '{t.name}' has a different scale or zero point than the output "
-                          "(TFLite Micro refuses int8 concatenation with requantization)")
-    if sum(t.shape[axis] for t, _ in operands) != y.shape[axis]:
-        raise _Reject(f"inputs do not add up to the output's {y.shape[axis]} along axis {axis}")
-    return [_IrOp(ir.OpKind.CONCATENATION, [n for _, n in operands], ctx.ir_act(op.outputs[0]),
-                  ir.ConcatAttrs(axis=axis))]
-
-
-def _lower_logistic(ctx: _Ctx, op: TfOp) -> list[_IrOp]:
-    x, y = ctx.act(op.inputs[0], "input"), ctx.act(op.outputs[0], "output")
-    if x.shape != y.shape:
-        raise _Reject("logistic changes the shape")
-    if int(y.zero_point[0]) != -128 or np.float32(y.scale[0]) != np.float32(1.0 / 256):
-        raise _Reject(f"output quantization ({y.scale[0]}, {y.zero_point[0]}) must be (1/256, -128)")
-    attrs = logistic_attrs(x.scale[0], int(x.zero_point[0]))
-    return [_IrOp(ir.OpKind.LOGISTIC, [ctx.ir_act(op.inputs[0])], ctx.ir_act(op.outputs[0]), attrs)]
-
-
-def _lower_quantize(ctx: _Ctx, op: TfOp) -> list[_IrOp]:
-    x, y = ctx.act(op.inputs[0], "input"), ctx.act(op.outputs[0], "output")
-    if x.shape != y.shape:
-        raise _Reject("quantize changes the shape")
-    attrs = quantize_attrs(x.scale[0], int(x.zero_point[0]), y.scale[0], int(y.zero_point[0]))
-    return [_IrOp(ir.OpKind.QUANTIZE, [ctx.ir_act(op.inputs[0])], ctx.ir_act(op.outputs[0]), attrs)]
-
-
-Lowerer = Callable[[_Ctx, TfOp], list[_IrOp]]
-LOWERERS: dict[str, Lowerer] = {
-    "CONV_2D": _lower_conv,
-    "DEPTHWISE_CONV_2D": _lower_conv,
-    "FULLY_CONNECTED": _lower_fc,
-    "AVERAGE_POOL_2D": _lower_pool,
-    "MAX_POOL_2D": _lower_pool,
-    "ADD": _lower_add,
-    "SOFTMAX": _lower_softmax,
-    "RESHAPE": _lower_reshape,
-    "SQUEEZE": _lower_reshape,
-    "MUL": _lower_mul,
-    "MEAN": _lower_mean,
-    "PAD": _lower_pad,
-    "PADV2": _lower_pad,
-    "CONCATENATION": _lower_concat,
-    "LOGISTIC": _lower_logistic,
-    "QUANTIZE": _lower_quantize,
-}
+Lowerer = Callable[[_Ctx, TfOp], list[tfl.LoweredOp]]
+LOWERERS: dict[str, Lowerer] = registry.tflite_lowerers()  # TFLite opcode -> its op module's lowerer
 
 
 def _check_int8_model(model: TfModel, label: str) -> None:
@@ -787,18 +406,18 @@ def _lower(model: TfModel, label: str, name: str) -> TfliteImport:
     ctx = _Ctx(model, unique_tensor_names(model), known)
     ctx.ir_act(model.inputs[0])
     problems: list[str] = []
-    lowered: list[tuple[TfOp, list[_IrOp]]] = []
+    lowered: list[tuple[TfOp, list[tfl.LoweredOp]]] = []
     for op in model.ops:
         if op.index in folded:
             continue
         lower = LOWERERS.get(op.opcode)
         try:
             if lower is None:
-                raise _Reject("not supported")
+                raise tfl.Reject("not supported")
             if len(op.outputs) != 1:
-                raise _Reject(f"{len(op.outputs)} outputs")
+                raise tfl.Reject(f"{len(op.outputs)} outputs")
             lowered.append((op, lower(ctx, op)))
-        except _Reject as e:
+        except tfl.Reject as e:
             problems.append(f"#{op.index} {op.opcode} ({e})")
     if problems:
         plural = "s" if len(problems) > 1 else ""

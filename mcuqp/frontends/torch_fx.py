@@ -22,17 +22,21 @@ import torch.nn.functional as F
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from mcuqp.compress.binary_act import BinaryActivation
 from mcuqp.errors import McuqpError, UnsupportedModelError
 from mcuqp.frontends.float_graph import FloatGraph, FloatOp
 from mcuqp.ir import OpKind, Padding
+from mcuqp.ops import registry
 
 SUPPORTED = (
     "Conv2d (groups=1 or depthwise), BatchNorm2d after a conv, BatchNorm1d after a Linear, Linear, "
     "ReLU, ReLU6 / Hardtanh(0, 6), MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, mean over (H, W), "
     "Flatten / view / reshape to (N, -1), add of two tensors, Softmax(dim=1), Dropout, Identity, "
-    "BinaryActivation (sign)"
+    "BinaryActivation (sign) and other modules naming their op in a `mcuqp_op` attribute"
 )
+# A torch module class may map itself to one elementwise mcuqp op by a class attribute
+# `mcuqp_op = "<op kind>"` (mcuqp.compress.binary_act.BinaryActivation: "sign"): the tracer
+# keeps it as one call and the importer emits that op.
+OP_ATTRIBUTE = "mcuqp_op"
 
 _TORCH_DIR = os.path.dirname(torch.__file__)
 _FRAME = re.compile(r'File "([^"]+)", line (\d+)')
@@ -368,7 +372,7 @@ def _batchnorm(ctx: _Ctx, node: fx.Node, m: nn.modules.batchnorm._BatchNorm) -> 
     gamma = _np(m.weight) if m.weight is not None else np.ones_like(mean)
     beta = _np(m.bias) if m.bias is not None else np.zeros_like(mean)
     s = gamma / np.sqrt(var + m.eps)
-    axis = 3 if prod.kind == OpKind.DEPTHWISE_CONV2D else 0
+    axis = registry.get(prod.kind).weight_axis
     shape = [1] * prod.weight.ndim
     shape[axis] = -1
     prod.weight = prod.weight * s.reshape(shape)
@@ -379,15 +383,7 @@ def _batchnorm(ctx: _Ctx, node: fx.Node, m: nn.modules.batchnorm._BatchNorm) -> 
 def _activation(ctx: _Ctx, node: fx.Node, kind: str) -> None:
     x = ctx.value(node, node.args[0] if node.args else node.kwargs.get("input"))
     prod = ctx.by_name.get(x)
-    fusable = (
-        OpKind.CONV2D,
-        OpKind.DEPTHWISE_CONV2D,
-        OpKind.FULLY_CONNECTED,
-        OpKind.ADD,
-        OpKind.MAX_POOL2D,
-        OpKind.AVG_POOL2D,
-    )
-    if prod is None or prod.kind not in fusable:
+    if prod is None or not registry.get(prod.kind).fuses_activation:
         what = "the model input" if prod is None else f"a {prod.kind.value}"
         raise ctx.fail(
             node, f"{kind} on {what} cannot be fused (only after a conv, linear, add or pool)"
@@ -537,73 +533,102 @@ def _softmax(ctx: _Ctx, node: fx.Node, dim: object) -> None:
     ctx.add(FloatOp(OpKind.SOFTMAX, node.name, [x], shape, source=ctx.describe(node), fused=[node.name]), shape)
 
 
-def _sign(ctx: _Ctx, node: fx.Node) -> None:
-    """mcuqp.compress.binary_act.BinaryActivation: sign(x), sign(0) = +1."""
-    x = ctx.value(node, node.args[0] if node.args else node.kwargs.get("x"))
+def _mapped_module(ctx: _Ctx, node: fx.Node, m: nn.Module) -> None:
+    """A module that names its elementwise op (`mcuqp_op`), e.g. BinaryActivation -> sign."""
+    kind = OpKind(getattr(m, OP_ATTRIBUTE))
+    registry.get(kind)  # an unknown op name is the module author's error, reported here
+    x = ctx.value(node, node.args[0] if node.args else next(iter(node.kwargs.values()), None))
     shape = ctx.torch_shape[x]
-    ctx.add(FloatOp(OpKind.SIGN, node.name, [x], _nhwc(shape), source=ctx.describe(node), fused=[node.name]), shape)
+    ctx.add(FloatOp(kind, node.name, [x], _nhwc(shape), source=ctx.describe(node), fused=[node.name]), shape)
 
 
 # ----------------------------------------------------------------------------- dispatch
 
 
+def _flatten_module(ctx: _Ctx, node: fx.Node, m: nn.Flatten) -> None:
+    if m.start_dim != 1 or m.end_dim != -1:
+        raise ctx.fail(node, "Flatten is supported only with start_dim=1, end_dim=-1")
+    _flatten_to(ctx, node, ctx.value(node, node.args[0]))
+
+
+# torch layer class -> its importer (first match wins)
+_MODULES: tuple[tuple[type | tuple[type, ...], object], ...] = (
+    (nn.Conv2d, _conv),
+    (nn.Linear, _linear),
+    ((nn.BatchNorm2d, nn.BatchNorm1d), _batchnorm),
+    (nn.MaxPool2d, lambda ctx, node, m: _max_pool(ctx, node, m.kernel_size, m.stride, m.padding, m.dilation,
+                                                  m.ceil_mode, m.return_indices)),
+    (nn.AvgPool2d, lambda ctx, node, m: _avg_pool(ctx, node, m.kernel_size, m.stride, m.padding, m.ceil_mode,
+                                                  m.count_include_pad, m.divisor_override)),
+    (nn.AdaptiveAvgPool2d, lambda ctx, node, m: _adaptive_avg(ctx, node, m.output_size)),
+    (nn.Flatten, _flatten_module),
+    (nn.Softmax, lambda ctx, node, m: _softmax(ctx, node, m.dim)),
+)
+
+
 def _call_module(ctx: _Ctx, node: fx.Node) -> bool:
     m = ctx.modules[node.target]
-    if isinstance(m, nn.Conv2d):
-        _conv(ctx, node, m)
-    elif isinstance(m, nn.Linear):
-        _linear(ctx, node, m)
-    elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
-        _batchnorm(ctx, node, m)
-    elif isinstance(m, nn.MaxPool2d):
-        _max_pool(ctx, node, m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode, m.return_indices)
-    elif isinstance(m, nn.AvgPool2d):
-        _avg_pool(ctx, node, m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad, m.divisor_override)
-    elif isinstance(m, nn.AdaptiveAvgPool2d):
-        _adaptive_avg(ctx, node, m.output_size)
-    elif isinstance(m, nn.Flatten):
-        if m.start_dim != 1 or m.end_dim != -1:
-            raise ctx.fail(node, "Flatten is supported only with start_dim=1, end_dim=-1")
-        _flatten_to(ctx, node, ctx.value(node, node.args[0]))
-    elif isinstance(m, nn.Softmax):
-        _softmax(ctx, node, m.dim)
-    elif isinstance(m, BinaryActivation):
-        _sign(ctx, node)
-    else:
-        return False
-    return True
+    if getattr(m, OP_ATTRIBUTE, None) is not None:
+        _mapped_module(ctx, node, m)
+        return True
+    for cls, handler in _MODULES:
+        if isinstance(m, cls):
+            handler(ctx, node, m)
+            return True
+    return False
+
+
+def _flatten_call(ctx: _Ctx, node: fx.Node, b: dict[str, object]) -> None:
+    if b.get("start_dim", 0) != 1 or b.get("end_dim", -1) != -1:
+        raise ctx.fail(node, "flatten is supported only with start_dim=1, end_dim=-1")
+    _flatten_to(ctx, node, ctx.value(node, b["input"]))
+
+
+def _softmax_call(ctx: _Ctx, node: fx.Node, b: dict[str, object]) -> None:
+    if b.get("dtype") is not None:
+        raise ctx.fail(node, "softmax with a dtype is not supported")
+    _softmax(ctx, node, b.get("dim"))
+
+
+def _max_pool_call(ctx: _Ctx, node: fx.Node, b: dict[str, object]) -> None:
+    _max_pool(ctx, node, b["kernel_size"], b.get("stride"), b.get("padding", 0), b.get("dilation", 1),
+              b.get("ceil_mode", False), b.get("return_indices", False))
+
+
+def _avg_pool_call(ctx: _Ctx, node: fx.Node, b: dict[str, object]) -> None:
+    _avg_pool(ctx, node, b["kernel_size"], b.get("stride"), b.get("padding", 0), b.get("ceil_mode", False),
+              b.get("count_include_pad", True), b.get("divisor_override"))
+
+
+# torch function -> its importer, given the bound arguments
+_FUNCTIONS: dict[object, object] = {
+    F.max_pool2d: _max_pool_call,
+    F.avg_pool2d: _avg_pool_call,
+    F.adaptive_avg_pool2d: lambda ctx, node, b: _adaptive_avg(ctx, node, b["output_size"]),
+    **{f: _add for f in _ADD_FNS},
+    **{f: _softmax_call for f in _SOFTMAX_FNS},
+    **{f: _flatten_call for f in _FLATTEN_FNS},
+    **{f: _mean for f in _MEAN_FNS},
+}
+# Tensor method name -> its importer, given the bound arguments
+_METHODS: dict[str, object] = {
+    "flatten": _flatten_call,
+    "mean": _mean,
+    "add": _add,
+    "add_": _add,
+    "softmax": lambda ctx, node, b: _softmax(ctx, node, b.get("dim")),
+}
 
 
 def _call_function(ctx: _Ctx, node: fx.Node) -> bool:
     t = node.target
-    if t is F.max_pool2d:
-        b = _bind(node, t)
-        _max_pool(ctx, node, b["kernel_size"], b.get("stride"), b.get("padding", 0), b.get("dilation", 1),
-                  b.get("ceil_mode", False), b.get("return_indices", False))
-    elif t is F.avg_pool2d:
-        b = _bind(node, t)
-        _avg_pool(ctx, node, b["kernel_size"], b.get("stride"), b.get("padding", 0), b.get("ceil_mode", False),
-                  b.get("count_include_pad", True), b.get("divisor_override"))
-    elif t is F.adaptive_avg_pool2d:
-        _adaptive_avg(ctx, node, _bind(node, t)["output_size"])
-    elif t in _ADD_FNS:
-        _add(ctx, node, _bind(node, t))
-    elif t in _SOFTMAX_FNS:
-        b = _bind(node, t)
-        if b.get("dtype") is not None:
-            raise ctx.fail(node, "softmax with a dtype is not supported")
-        _softmax(ctx, node, b.get("dim"))
-    elif t in _FLATTEN_FNS:
-        b = _bind(node, t)
-        if b.get("start_dim", 0) != 1 or b.get("end_dim", -1) != -1:
-            raise ctx.fail(node, "flatten is supported only with start_dim=1, end_dim=-1")
-        _flatten_to(ctx, node, ctx.value(node, b["input"]))
-    elif t in _MEAN_FNS:
-        _mean(ctx, node, _bind(node, t))
-    elif t is torch.reshape:
+    if t is torch.reshape:
         _reshape(ctx, node)
-    else:
+        return True
+    handler = _FUNCTIONS.get(t)
+    if handler is None:
         return False
+    handler(ctx, node, _bind(node, t))
     return True
 
 
@@ -611,20 +636,11 @@ def _call_method(ctx: _Ctx, node: fx.Node) -> bool:
     t = node.target
     if t in ("view", "reshape"):
         _reshape(ctx, node)
-    elif t == "flatten":
-        b = _bind(node, t)
-        if b.get("start_dim", 0) != 1 or b.get("end_dim", -1) != -1:
-            raise ctx.fail(node, "flatten is supported only with start_dim=1, end_dim=-1")
-        _flatten_to(ctx, node, ctx.value(node, b["input"]))
-    elif t == "mean":
-        _mean(ctx, node, _bind(node, t))
-    elif t in ("add", "add_"):
-        _add(ctx, node, _bind(node, t))
-    elif t == "softmax":
-        b = _bind(node, t)
-        _softmax(ctx, node, b.get("dim"))
-    else:
+        return True
+    handler = _METHODS.get(t)
+    if handler is None:
         return False
+    handler(ctx, node, _bind(node, t))
     return True
 
 
@@ -652,10 +668,10 @@ def _convert_node(ctx: _Ctx, node: fx.Node) -> None:
 
 
 class _Tracer(fx.Tracer):
-    """torch.fx's tracer, with BinaryActivation kept as one call (a SIGN op)."""
+    """torch.fx's tracer, with modules that name their mcuqp op (`mcuqp_op`) kept as one call."""
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return isinstance(m, BinaryActivation) or super().is_leaf_module(m, module_qualified_name)
+        return getattr(m, OP_ATTRIBUTE, None) is not None or super().is_leaf_module(m, module_qualified_name)
 
 
 def _trace(module: nn.Module) -> fx.GraphModule:

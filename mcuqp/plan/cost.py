@@ -1,22 +1,16 @@
-"""Arithmetic cost of an integer graph: multiply-accumulates per op."""
+"""Arithmetic cost of an integer graph: multiply-accumulates per op (each op's module in
+mcuqp.ops counts its own)."""
 from __future__ import annotations
 
 import numpy as np
 
-from mcuqp.ir import Graph, Op, OpKind
+from mcuqp.ir import Graph, Op
+from mcuqp.ops import registry
 
 
 def op_macs(graph: Graph, op: Op) -> int:
     """MACs of one op (conv, depthwise, fully connected; other ops count 0)."""
-    y = graph.tensors[op.outputs[0]]
-    if op.kind in (OpKind.CONV2D, OpKind.DEPTHWISE_CONV2D, OpKind.FULLY_CONNECTED):
-        w = graph.tensors[op.inputs[1]]
-        if op.kind == OpKind.FULLY_CONNECTED:
-            return int(y.size * w.shape[1])
-        _, kh, kw, cin = w.shape
-        per_output = kh * kw * (cin if op.kind == OpKind.CONV2D else 1)
-        return int(y.size * per_output)
-    return 0
+    return registry.get(op.kind).macs(graph, op)
 
 
 def graph_macs(graph: Graph) -> int:

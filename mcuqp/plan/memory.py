@@ -3,7 +3,8 @@
 Lifetimes are taken over a sequential execution order (a list of op indices): a
 tensor lives from the step of its producer (graph inputs from step 0) through the
 step of its last consumer (graph outputs through the last step). Tensors whose
-lifetimes share a step never share bytes, except where sharing is exact (aliases):
+lifetimes share a step never share bytes, except where sharing is exact (aliases). Each
+op's module in mcuqp.ops declares its rule (`OpDef.alias`, `OpDef.inplace`); today:
 
 - RESHAPE: the output is a view of its input (row-major data does not move), so
   both name the same bytes; nothing writes those bytes while either is live.
@@ -33,7 +34,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from mcuqp.errors import McuqpError
-from mcuqp.ir import DType, Graph, Op, OpKind
+from mcuqp.ir import Graph
+from mcuqp.ops import registry
 
 InPlaceMode = Literal["auto", "always", "never"]
 EXHAUSTIVE_ORDERS = 256  # plan every topological order when there are at most this many
@@ -133,7 +135,7 @@ def _graph_info(graph: Graph) -> _GraphInfo:
     orphans = tuple(n for n in graph.tensors if n in acts and n not in producer and n not in graph.inputs)
     preds = tuple(frozenset(producer[n] for n in ins if n in producer) for ins in act_inputs)
     inplace = {i: b for i, op in enumerate(graph.ops)
-               if (b := inplace_depthwise_scratch(graph, op) or inplace_conv_scratch(graph, op)) is not None}
+               if (rule := registry.get(op.kind).inplace) is not None and (b := rule.scratch(graph, op)) is not None}
     return _GraphInfo(
         graph=graph,
         tensors=planned,
@@ -147,48 +149,6 @@ def _graph_info(graph: Graph) -> _GraphInfo:
         preds=preds,
         inplace_scratch=inplace,
     )
-
-
-def inplace_depthwise_scratch(graph: Graph, op: Op) -> int | None:
-    """Bytes of scratch (h * w) with which mcuqp_depthwise_conv2d_s8_inplace computes `op`
-    over its input, or None when that kernel cannot: not a depthwise conv, a depth
-    multiplier other than 1, an output shaped unlike the input, or not int8."""
-    if op.kind != OpKind.DEPTHWISE_CONV2D or len(op.outputs) != 1 or not op.inputs:
-        return None
-    if getattr(op.attrs, "depth_multiplier", None) != 1:
-        return None
-    x, y = graph.tensors.get(op.inputs[0]), graph.tensors.get(op.outputs[0])
-    if x is None or y is None or x.is_const or len(x.shape) != 4 or tuple(x.shape) != tuple(y.shape):
-        return None
-    if x.dtype != DType.INT8 or y.dtype != DType.INT8 or min(x.shape) < 1:
-        return None
-    return int(x.shape[1]) * int(x.shape[2])
-
-
-def inplace_conv_scratch(graph: Graph, op: Op) -> int | None:
-    """Bytes of scratch (in_c) with which mcuqp_conv2d_1x1_s8_inplace computes `op` over
-    its input, or None when that kernel cannot: not a conv, a filter other than 1x1, a
-    stride, dilation or padding, more output than input channels, another output h/w, or
-    not int8."""
-    if op.kind != OpKind.CONV2D or len(op.outputs) != 1 or len(op.inputs) < 2:
-        return None
-    a = op.attrs
-    if tuple(getattr(a, "stride", ())) != (1, 1) or tuple(getattr(a, "dilation", ())) != (1, 1):
-        return None
-    pad = getattr(a, "padding", None)
-    if pad is None or (pad.top, pad.bottom, pad.left, pad.right) != (0, 0, 0, 0):
-        return None
-    x, w, y = (graph.tensors.get(n) for n in (op.inputs[0], op.inputs[1], op.outputs[0]))
-    if x is None or w is None or y is None or x.is_const or len(x.shape) != 4 or len(w.shape) != 4:
-        return None
-    if len(y.shape) != 4 or x.dtype != DType.INT8 or y.dtype != DType.INT8 or min(x.shape) < 1:
-        return None
-    cout, kh, kw, cin = (int(v) for v in w.shape)
-    if (kh, kw) != (1, 1) or cin != int(x.shape[3]) or not 1 <= cout <= cin:
-        return None
-    if tuple(y.shape) != (*tuple(x.shape[:3]), cout):
-        return None
-    return cin
 
 
 # --- lifetimes and aliasing for one order -------------------------------------------
@@ -266,11 +226,12 @@ def _alias_groups(info: _GraphInfo, order: list[int], life: dict[str, tuple[int,
         if len(op.outputs) != 1:
             continue
         y = op.outputs[0]
-        if op.kind == OpKind.RESHAPE and len(ins) == 1:
+        d = registry.get(op.kind)
+        if d.alias == "view" and len(ins) == 1:
             r = root[ins[0]]
             if info.graph.tensors[y].dtype == info.graph.tensors[ins[0]].dtype and can_join(r, y):
                 join(r, y)
-        elif op.kind == OpKind.ADD and len(ins) == 2:
+        elif d.alias == "elementwise" and len(ins) == 2:
             for x in dict.fromkeys(ins):
                 r = root[x]
                 if dies_at(r, step) and can_join(r, y):
@@ -278,7 +239,7 @@ def _alias_groups(info: _GraphInfo, order: list[int], life: dict[str, tuple[int,
                     break
         elif oi in inplace and len(ins) == 1:
             r = root[ins[0]]
-            if dies_at(r, step) and can_join(r, y, prefix=op.kind == OpKind.CONV2D):
+            if dies_at(r, step) and can_join(r, y, prefix=d.inplace.prefix):
                 join(r, y)
     return root
 
@@ -592,8 +553,8 @@ def _finish(info: _GraphInfo, layout: _Layout, strategy: str, placement: Placeme
         scratch=dict(scratch),
         scratch_offsets={oi: placement[f"scratch:{oi}"] for oi, b in scratch.items() if b > 0},
         alignment=alignment,
-        inplace_depthwise=sorted(oi for oi in layout.inplace if info.graph.ops[oi].kind == OpKind.DEPTHWISE_CONV2D),
-        inplace_conv=sorted(oi for oi in layout.inplace if info.graph.ops[oi].kind == OpKind.CONV2D),
+        inplace_depthwise=sorted(oi for oi in layout.inplace if _plan_field(info, oi) == "inplace_depthwise"),
+        inplace_conv=sorted(oi for oi in layout.inplace if _plan_field(info, oi) == "inplace_conv"),
     )
 
 
@@ -639,17 +600,25 @@ def _search_inplace(info: _GraphInfo, order: list[int] | None, alignment: int, n
     trial = _search(info, order, alignment, need, forced | optional)
     if trial.arena_bytes >= best.arena_bytes:
         return best
-    for oi in sorted(_in_place(trial) & optional):
-        if oi not in _in_place(trial):
+    for oi in sorted(plan_in_place(trial) & optional):
+        if oi not in plan_in_place(trial):
             continue
-        fewer = _search(info, order, alignment, need, frozenset(_in_place(trial)) - {oi})
+        fewer = _search(info, order, alignment, need, frozenset(plan_in_place(trial)) - {oi})
         if fewer.arena_bytes <= trial.arena_bytes:
             trial = fewer
     return trial
 
 
-def _in_place(plan: MemoryPlan) -> frozenset[int]:
+def _plan_field(info: _GraphInfo, oi: int) -> str | None:
+    """The MemoryPlan list recording op `oi` when it runs in place (None: it cannot)."""
+    rule = registry.get(info.graph.ops[oi].kind).inplace
+    return rule.plan_field if rule is not None else None
+
+
+def plan_in_place(plan: MemoryPlan) -> frozenset[int]:
+    """Indices of the ops the plan runs over their own input (their in-place kernels)."""
     return frozenset(plan.inplace_depthwise) | frozenset(plan.inplace_conv)
+
 
 
 def plan_memory(
@@ -688,8 +657,9 @@ def plan_memory(
     fixed = None if order is None else _check_order(info, order)
     forced: set[int] = set()
     optional: set[int] = set()
+    modes = {"inplace_depthwise": inplace_depthwise, "inplace_conv": inplace_conv}
     for oi in info.inplace_scratch:
-        mode = inplace_depthwise if info.graph.ops[oi].kind == OpKind.DEPTHWISE_CONV2D else inplace_conv
+        mode = modes[_plan_field(info, oi)]
         if mode == "always":
             forced.add(oi)
         elif mode == "auto":
@@ -765,20 +735,19 @@ def _check_group(info: _GraphInfo, plan: MemoryPlan, life: dict[str, tuple[int, 
         ins = [x for x in info.act_inputs[info.producer[m]] if x in members]
         # only a 1x1 conv (out_c < in_c, checked below) writes a smaller prefix of the group's bytes
         same = all(info.nbytes[x] == info.nbytes[m] for x in ins) and info.nbytes[m] == info.nbytes[first]
-        prefix = op.kind == OpKind.CONV2D and all(info.nbytes[x] >= info.nbytes[m] for x in ins)
+        d = registry.get(op.kind)
+        prefix = d.inplace is not None and d.inplace.prefix and all(info.nbytes[x] >= info.nbytes[m] for x in ins)
         if plan.offsets[m] != plan.offsets[first] or not (same or prefix):
             raise McuqpError(f"alias {m!r} of {first!r} differs in offset or size")
         step = pos[info.producer[m]]
         ins = [x for x in info.act_inputs[info.producer[m]] if x in members]
-        if op.kind == OpKind.RESHAPE and ins:
+        if d.alias == "view" and ins:
             continue  # a view: writes nothing
-        if op.kind == OpKind.DEPTHWISE_CONV2D and ins:
-            _check_inplace_depthwise(info, plan, info.producer[m])
-        elif op.kind == OpKind.CONV2D and ins:
-            _check_inplace_conv(info, plan, info.producer[m])
-        elif op.kind != OpKind.ADD or not ins:
-            raise McuqpError(f"{op.kind.value} {op.name} cannot write {m!r} over {first!r}: only reshape, add, "
-                             f"in-place depthwise and in-place 1x1 conv alias")
+        if d.inplace is not None and ins:
+            _check_inplace(info, plan, info.producer[m])
+        elif d.alias != "elementwise" or not ins:
+            raise McuqpError(f"{op.kind.value} {op.name} cannot write {m!r} over {first!r}: only views (reshape), "
+                             f"elementwise ops (add) and ops with an in-place kernel alias")
         # it overwrites the group: every earlier member must be dead after this op
         alive = [x for x in members
                  if x != m and life[x][0] <= step and (life[x][1] > step or x in info.outputs)]
@@ -786,44 +755,32 @@ def _check_group(info: _GraphInfo, plan: MemoryPlan, life: dict[str, tuple[int, 
             raise McuqpError(f"in-place {op.name} overwrites {alive} while they are still live")
 
 
-def _check_inplace_depthwise(info: _GraphInfo, plan: MemoryPlan, oi: int) -> None:
-    """A depthwise op writing over its input: the in-place kernel must support it, the plan
-    must say so (codegen emits that kernel) and give it the kernel's scratch."""
+def _check_inplace(info: _GraphInfo, plan: MemoryPlan, oi: int) -> None:
+    """An op writing over its input: its in-place kernel must support it, the plan must say
+    so (codegen emits that kernel) and give it the kernel's scratch."""
     op = info.graph.ops[oi]
     need = info.inplace_scratch.get(oi)
+    field_name = _plan_field(info, oi)
     if need is None:
-        raise McuqpError(f"depthwise {op.name} cannot write over its input: the in-place kernel needs depth "
-                         f"multiplier 1 and an int8 output shaped like the input")
-    if oi not in plan.inplace_depthwise:
-        raise McuqpError(f"depthwise {op.name} writes over its input but is not listed in inplace_depthwise")
+        raise McuqpError(f"{op.kind} {op.name} cannot write over its input: its in-place kernel does not run it "
+                         f"(see mcuqp.ops.{op.kind} for the shapes it takes)")
+    if oi not in getattr(plan, field_name):
+        raise McuqpError(f"{op.kind} {op.name} writes over its input but is not listed in {field_name}")
     if plan.scratch.get(oi, 0) < need:
-        raise McuqpError(f"in-place depthwise {op.name} needs {need} B of scratch, the plan gives "
+        raise McuqpError(f"in-place {op.kind} {op.name} needs {need} B of scratch, the plan gives "
                          f"{plan.scratch.get(oi, 0)} B")
-
-
-def _check_inplace_conv(info: _GraphInfo, plan: MemoryPlan, oi: int) -> None:
-    """A 1x1 conv writing over its input: the in-place kernel must support it, the plan must
-    say so and give it the kernel's in_c bytes of scratch."""
-    op = info.graph.ops[oi]
-    need = info.inplace_scratch.get(oi)
-    if need is None or op.kind != OpKind.CONV2D:
-        raise McuqpError(f"conv {op.name} cannot write over its input: the in-place kernel needs a 1x1 filter, "
-                         f"stride 1, dilation 1, no padding, out_c <= in_c and int8")
-    if oi not in plan.inplace_conv:
-        raise McuqpError(f"conv {op.name} writes over its input but is not listed in inplace_conv")
-    if plan.scratch.get(oi, 0) < need:
-        raise McuqpError(f"in-place conv {op.name} needs {need} B of scratch, the plan gives {plan.scratch.get(oi, 0)} B")
 
 
 def _check_inplace_listed(info: _GraphInfo, plan: MemoryPlan, root: dict[str, str]) -> None:
     """Every op listed in inplace_depthwise / inplace_conv really shares storage with its input."""
-    listed = [(oi, OpKind.DEPTHWISE_CONV2D, "inplace_depthwise") for oi in plan.inplace_depthwise]
-    listed += [(oi, OpKind.CONV2D, "inplace_conv") for oi in plan.inplace_conv]
-    for oi, kind, field_name in listed:
-        if not 0 <= oi < len(info.graph.ops) or oi not in info.inplace_scratch or info.graph.ops[oi].kind != kind:
+    listed = [(oi, "inplace_depthwise") for oi in plan.inplace_depthwise]
+    listed += [(oi, "inplace_conv") for oi in plan.inplace_conv]
+    for oi, field_name in listed:
+        if not 0 <= oi < len(info.graph.ops) or oi not in info.inplace_scratch or _plan_field(info, oi) != field_name:
             raise McuqpError(f"op {oi} is listed in {field_name} but its in-place kernel cannot run it")
-        x, y = info.act_inputs[oi][0], info.graph.ops[oi].outputs[0]
+        op = info.graph.ops[oi]
+        x, y = info.act_inputs[oi][0], op.outputs[0]
         if root[x] != root[y]:
-            raise McuqpError(f"in-place {kind.value} {info.graph.ops[oi].name}: output {y!r} does not share its "
+            raise McuqpError(f"in-place {op.kind} {op.name}: output {y!r} does not share its "
                              f"input {x!r}'s storage")
 

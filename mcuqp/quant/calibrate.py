@@ -20,6 +20,7 @@ import numpy as np
 
 from mcuqp.errors import McuqpError
 from mcuqp.frontends.float_graph import FloatGraph
+from mcuqp.quant.qparams import activation_qparams
 
 Method = Literal["minmax", "percentile", "mse"]
 METHODS: tuple[str, ...] = ("minmax", "percentile", "mse")
@@ -92,8 +93,6 @@ def _with_zero(lo: float, hi: float) -> Range:
 
 def quantize_dequantize(v: np.ndarray, lo: float, hi: float, bits: int = 8) -> np.ndarray:
     """Fake-quantize `v` with the asymmetric scale and zero point of range [lo, hi]."""
-    from mcuqp.quant.ptq import activation_qparams
-
     qmin, qmax = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     scale, zp = activation_qparams(lo, hi, bits)
     q = np.clip(np.round(v / scale) + zp, qmin, qmax)
@@ -108,8 +107,6 @@ def mse_range(values: np.ndarray, bits: int = 8, *, grid: int = 256, rounds: int
     scale^2 / 12 for each non-zero value inside (zeros are exact). Candidates are
     geometric fractions (1/1000 .. 1) of the observed min and max: first both scaled
     together, then `rounds` of coordinate descent on lo and hi separately."""
-    from mcuqp.quant.ptq import activation_qparams
-
     v = np.sort(np.asarray(values, dtype=np.float64).ravel())
     n = v.size
     if n == 0:
@@ -173,8 +170,6 @@ def calibrate(
 
 def format_ranges(ranges: dict[str, Range], observed: dict[str, Observation] | None = None, bits: int = 8) -> str:
     """A printable table: value, chosen range, scale and zero point (and observed range)."""
-    from mcuqp.quant.ptq import activation_qparams
-
     rows = [("value", "min", "max", "scale", "zero point") + (("observed min", "observed max") if observed else ())]
     for name, (lo, hi) in ranges.items():
         scale, zp = activation_qparams(lo, hi, bits)

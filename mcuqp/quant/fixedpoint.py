@@ -22,7 +22,14 @@ INT32_MIN = -(1 << 31)
 INT32_MAX = (1 << 31) - 1
 
 
-def _round_half_away(x: float) -> int:
+def round_half_away(x):
+    """Round half away from zero (C's round(), std::round): the one rounding of real values
+    to integers. A scalar gives an int; an array gives a float64 array of integral values
+    (float32 inputs are widened to float64 first, which is exact)."""
+    if isinstance(x, np.ndarray):
+        a = x.astype(np.float64)
+        return np.sign(a) * np.floor(np.abs(a) + 0.5)
+    x = float(x)
     return int(math.copysign(math.floor(abs(x) + 0.5), x))
 
 
@@ -32,7 +39,7 @@ def quantize_multiplier(real: float, rounding: Rounding = "double") -> tuple[int
     if real == 0.0:
         return 0, 0
     q, shift = math.frexp(real)
-    q_fixed = _round_half_away(q * (1 << 31))
+    q_fixed = round_half_away(q * (1 << 31))
     if q_fixed == (1 << 31):
         q_fixed //= 2
         shift += 1

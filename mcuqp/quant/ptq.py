@@ -10,9 +10,9 @@ engine given the same float model and ranges derives the same numbers:
   gets a larger scale (TFLite's AdjustWeightsForBiasScale); an all-zero channel with zero
   bias gets a tiny positive scale;
 - bias: int32, scale input_scale * weight_scale_c, round(b / scale);
-- max/avg pool and reshape outputs share their input's quantization, softmax outputs
-  are (1/256, -128), sign outputs (binary activations) are (1.0, 0); kernel integers
-  come from `mcuqp.quant.params`.
+- each op's module in `mcuqp.ops` says whether its output quantization is calibrated,
+  shared with its input (max/avg pool, reshape) or fixed (softmax (1/256, -128), sign
+  (1.0, 0)), and derives its kernel integers from the scales (`OpDef.from_float`).
 """
 from __future__ import annotations
 
@@ -26,44 +26,16 @@ from mcuqp import ir
 from mcuqp.errors import McuqpError
 from mcuqp.frontends.float_graph import FloatGraph, FloatOp, to_graph_layout, to_torch_layout
 from mcuqp.frontends.torch_fx import import_torch
-from mcuqp.quant import params
+from mcuqp.ops import registry
 from mcuqp.quant.calibrate import Method, Range, calibrate
-from mcuqp.quant.fixedpoint import Rounding
+from mcuqp.quant.fixedpoint import Rounding, round_half_away
+from mcuqp.quant.qparams import activation_qparams
 
 INT32_MAX = (1 << 31) - 1
 ZERO_CHANNEL_SCALE = np.float32(1e-10)  # any positive value: the channel's weights are all 0
-SOFTMAX_OUTPUT = ir.QParams(np.float32(1.0 / 256.0), -128)
-SIGN_OUTPUT = ir.QParams(np.float32(1.0), 0)  # binary activations: exactly -1 and +1
-# ops with a fixed output quantization (no calibrated range)
-FIXED_QPARAMS = {ir.OpKind.SOFTMAX: SOFTMAX_OUTPUT, ir.OpKind.SIGN: SIGN_OUTPUT}
-# ops whose output quantization is fixed by TFLite (not by a calibrated range)
-SHARED_QPARAMS = (ir.OpKind.MAX_POOL2D, ir.OpKind.AVG_POOL2D, ir.OpKind.RESHAPE)
-
-
-def _round_half_away(x: np.ndarray) -> np.ndarray:
-    """std::round; exact for float32 inputs (widened to float64 first)."""
-    x = np.asarray(x, dtype=np.float64)
-    return np.sign(x) * np.floor(np.abs(x) + 0.5)
 
 
 # ----------------------------------------------------------------------------- formulas
-
-
-def activation_qparams(lo: float, hi: float, bits: int = 8) -> tuple[np.float32, int]:
-    """TFLite's GetAsymmetricQuantizationParams (float32 arithmetic): (scale, zero point)."""
-    qmin, qmax = np.float32(-(1 << (bits - 1))), np.float32((1 << (bits - 1)) - 1)
-    lo32, hi32 = np.float32(min(float(lo), 0.0)), np.float32(max(float(hi), 0.0))
-    scale = np.float32((hi32 - lo32) / (qmax - qmin))
-    if not scale > 0:
-        raise McuqpError(f"activation range [{lo}, {hi}] is empty: cannot quantize")
-    zp_from_min = np.float32(qmin - lo32 / scale)
-    if zp_from_min < qmin:
-        zp = int(qmin)
-    elif zp_from_min > qmax:
-        zp = int(qmax)
-    else:
-        zp = int(_round_half_away(zp_from_min))
-    return scale, zp
 
 
 def quantize_weights(
@@ -95,7 +67,7 @@ def quantize_weights(
     shape = [1] * w.ndim
     shape[axis] = -1
     prod = (w * inv.reshape(shape)).astype(np.float32)  # float32 product, as TFLite
-    q = np.clip(_round_half_away(prod), -qmax, qmax).astype(np.int8)
+    q = np.clip(round_half_away(prod), -qmax, qmax).astype(np.int8)
     return q, scales
 
 
@@ -105,15 +77,11 @@ def quantize_bias(b: np.ndarray, input_scale: float, weight_scales: np.ndarray) 
     with np.errstate(divide="ignore"):
         inv = np.where(scales > 0, 1.0 / scales.astype(np.float64), 0.0).astype(np.float32)
     prod = (np.asarray(b, dtype=np.float32) * inv).astype(np.float32)
-    q = np.clip(_round_half_away(prod), -INT32_MAX, INT32_MAX).astype(np.int32)
+    q = np.clip(round_half_away(prod), -INT32_MAX, INT32_MAX).astype(np.int32)
     return q, scales
 
 
 # ----------------------------------------------------------------------------- lowering
-
-
-def _weight_axis(op: FloatOp) -> int:
-    return 3 if op.kind == ir.OpKind.DEPTHWISE_CONV2D else 0
 
 
 def _check_ranges(fg: FloatGraph, ranges: dict[str, Range]) -> None:
@@ -129,48 +97,33 @@ def _check_ranges(fg: FloatGraph, ranges: dict[str, Range]) -> None:
             raise McuqpError(f"range for {k!r} must be finite with min <= max, got ({lo}, {hi})")
 
 
+def calibrated(op: FloatOp) -> bool:
+    """Whether the op's output quantization comes from a calibrated range (not shared with
+    its input or fixed by the op)."""
+    return registry.get(op.kind).output_qparams == "calibrated"
+
+
 def _needs_range(fg: FloatGraph) -> list[str]:
-    out = [fg.input_name]
-    for op in fg.ops:
-        if op.kind not in SHARED_QPARAMS and op.kind not in FIXED_QPARAMS:
-            out.append(op.name)
-    return out
+    return [fg.input_name, *(op.name for op in fg.ops if calibrated(op))]
 
 
-def _weighted(g: ir.Graph, op: FloatOp, x: ir.Tensor, y_q: ir.QParams, rounding: Rounding) -> ir.Op:
-    axis = _weight_axis(op)
+def _add_weights(g: ir.Graph, op: FloatOp, x: ir.Tensor, axis: int) -> tuple[list[str], np.ndarray]:
+    """The op's weights and bias quantized for input `x` and added to `g`: (names, weight scales)."""
     in_s = x.quant.s
     wq, ws = quantize_weights(op.weight, axis, bias=op.bias, input_scale=in_s)
     bq, bs = quantize_bias(op.bias, in_s, ws)
     w_name, b_name = f"{op.name}.weight", f"{op.name}.bias"
     g.add_tensor(ir.Tensor(w_name, wq.shape, ir.DType.INT8, ir.QParams(ws, np.zeros_like(ws, np.int32), axis), wq))
     g.add_tensor(ir.Tensor(b_name, bq.shape, ir.DType.INT32, ir.QParams(bs, np.zeros_like(bs, np.int32), 0), bq))
-    requant = params.conv_requant(in_s, ws, y_q.s, rounding)
-    lo, hi = params.activation_range(op.activation, y_q.s, y_q.zp)
-    if op.kind == ir.OpKind.FULLY_CONNECTED:
-        attrs = ir.FullyConnectedAttrs(
-            input_offset=-x.quant.zp, filter_offset=0, output_offset=y_q.zp, requant=requant, act_min=lo, act_max=hi
-        )
-    else:
-        attrs = ir.ConvAttrs(
-            stride=op.stride,
-            padding=op.padding,
-            dilation=op.dilation,
-            depth_multiplier=op.depth_multiplier,
-            input_offset=-x.quant.zp,
-            output_offset=y_q.zp,
-            requant=requant,
-            act_min=lo,
-            act_max=hi,
-        )
-    return ir.Op(op.kind, op.name, [x.name, w_name, b_name], [op.name], attrs, op.source)
+    return [w_name, b_name], ws
 
 
-def _softmax_attrs(op: FloatOp, x: ir.Tensor, rounding: Rounding) -> object:
-    fn = getattr(params, "softmax_attrs", None)
-    if fn is None:
-        raise McuqpError(f"{op.source}: int8 softmax parameters are not available in this build")
-    return fn(x.quant.s, 1.0, rounding)
+def _output_qparams(d: registry.OpDef, x: ir.Tensor, ranges: dict[str, Range], name: str) -> ir.QParams:
+    if d.output_qparams == "shared":
+        return ir.QParams(x.quant.scale.copy(), x.quant.zero_point.copy())
+    if isinstance(d.output_qparams, ir.QParams):
+        return ir.QParams(d.output_qparams.scale.copy(), d.output_qparams.zero_point.copy())
+    return ir.QParams(*activation_qparams(*ranges[name]))
 
 
 def lower_to_int8(float_graph: FloatGraph, ranges: dict[str, Range], *, rounding: Rounding = "double") -> ir.Graph:
@@ -187,33 +140,18 @@ def lower_to_int8(float_graph: FloatGraph, ranges: dict[str, Range], *, rounding
     g.add_tensor(ir.Tensor(fg.input_name, fg.input_shape, ir.DType.INT8, q_in))
     g.inputs.append(fg.input_name)
     for op in fg.ops:
-        x = g.tensor(op.inputs[0])
-        if op.kind in SHARED_QPARAMS:
-            y_q = ir.QParams(x.quant.scale.copy(), x.quant.zero_point.copy())
-        elif op.kind in FIXED_QPARAMS:
-            y_q = ir.QParams(FIXED_QPARAMS[op.kind].scale.copy(), FIXED_QPARAMS[op.kind].zero_point.copy())
-        else:
-            y_q = ir.QParams(*activation_qparams(*ranges[op.name]))
-        if op.kind in (ir.OpKind.CONV2D, ir.OpKind.DEPTHWISE_CONV2D, ir.OpKind.FULLY_CONNECTED):
-            new = _weighted(g, op, x, y_q, rounding)
-        elif op.kind in (ir.OpKind.MAX_POOL2D, ir.OpKind.AVG_POOL2D):
-            lo, hi = params.activation_range(op.activation, y_q.s, y_q.zp)
-            attrs = ir.PoolAttrs(filter=op.filter, stride=op.stride, padding=op.padding, act_min=lo, act_max=hi)
-            new = ir.Op(op.kind, op.name, [x.name], [op.name], attrs, op.source)
-        elif op.kind == ir.OpKind.ADD:
-            x2 = g.tensor(op.inputs[1])
-            attrs = params.add_attrs(x.quant.s, x.quant.zp, x2.quant.s, x2.quant.zp, y_q.s, y_q.zp, op.activation)
-            new = ir.Op(op.kind, op.name, [x.name, x2.name], [op.name], attrs, op.source)
-        elif op.kind == ir.OpKind.RESHAPE:
-            new = ir.Op(op.kind, op.name, [x.name], [op.name], ir.ReshapeAttrs(new_shape=op.shape), op.source)
-        elif op.kind == ir.OpKind.SOFTMAX:
-            new = ir.Op(op.kind, op.name, [x.name], [op.name], _softmax_attrs(op, x, rounding), op.source)
-        elif op.kind == ir.OpKind.SIGN:
-            new = ir.Op(op.kind, op.name, [x.name], [op.name], ir.SignAttrs(input_zero_point=x.quant.zp), op.source)
-        else:
+        d = registry.get(op.kind)
+        if d.from_float is None:
             raise McuqpError(f"cannot quantize {op.kind.value} {op.source}")
+        ins = [g.tensor(n) for n in op.inputs]
+        y_q = _output_qparams(d, ins[0], ranges, op.name)
+        names, weight_scales = [t.name for t in ins], None
+        if d.weight_axis is not None:
+            consts, weight_scales = _add_weights(g, op, ins[0], d.weight_axis)
+            names += consts
+        attrs = d.from_float(op, ins, y_q, rounding, weight_scales)
         g.add_tensor(ir.Tensor(op.name, op.shape, ir.DType.INT8, y_q))
-        g.ops.append(new)
+        g.ops.append(ir.Op(op.kind, op.name, names, [op.name], attrs, op.source))
     g.outputs.append(fg.output_name)
     g.validate()
     return g
@@ -278,7 +216,7 @@ def quantize_input(graph: ir.Graph, x_nchw: np.ndarray) -> np.ndarray:
     if tuple(x.shape[1:]) != tuple(inp.shape[1:]):
         want = to_torch_layout(np.zeros((1, *inp.shape[1:]), np.int8)).shape[1:]
         raise McuqpError(f"input has shape {tuple(np.shape(x_nchw))}; the model expects (N, {', '.join(map(str, want))})")
-    q = _round_half_away((x / inp.quant.scale[0]).astype(np.float32)) + inp.quant.zp
+    q = round_half_away((x / inp.quant.scale[0]).astype(np.float32)) + inp.quant.zp
     return np.clip(q, -128, 127).astype(np.int8)
 
 
