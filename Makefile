@@ -11,6 +11,7 @@ demo: toolchain venv
 	$(VENV)/bin/mcuqp demo
 
 test: toolchain venv
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 # The Arm cross-compiler, newlib and QEMU (libstdc++ for arm-none-eabi is not needed: 1.5 GB).

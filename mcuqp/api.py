@@ -114,9 +114,8 @@ def load(
         module = load_torch_module(path)
     if calib is None:
         raise McuqpError("a float torch model needs calibration data: pass --calib digits|mnist5k|FILE.npy")
-    from mcuqp.compress.pipeline import RANGES_ATTR
     from mcuqp.compress.train import predict
-    from mcuqp.quant.ptq import quantize_input, quantize_module
+    from mcuqp.quant.ptq import RANGES_ATTR, quantize_input, quantize_module
 
     module.eval()
     calib_x, test_x, test_y = _load_calibration(calib, None)

@@ -38,6 +38,7 @@ from mcuqp.compress.lasso import prune_lasso
 from mcuqp.compress.lowbit import BITS, KINDS
 from mcuqp.compress.train import FitConfig, evaluate, fit
 from mcuqp.errors import McuqpError
+from mcuqp.quant.ptq import RANGES_ATTR
 
 UNSTRUCTURED = ("magnitude", "global", "gradual", "taylor", "obd")
 STRUCTURED = ("filter", "lasso", "correlation", "taylor-filter", "obd-filter")
@@ -340,9 +341,6 @@ def format_summary(result: CompressResult) -> str:
     for stage, acc in result.stages:
         lines.append(f"accuracy {stage}: {acc * 100:.2f} %")
     return "\n".join(lines)
-
-
-RANGES_ATTR = "mcuqp_activation_ranges"
 
 
 def save_compressed(result: CompressResult, path: str | Path) -> Path:

@@ -32,6 +32,9 @@ from mcuqp.quant.fixedpoint import Rounding, round_half_away
 from mcuqp.quant.qparams import activation_qparams
 
 INT32_MAX = (1 << 31) - 1
+# Attribute of a saved torch module holding activation ranges ({value name: (min, max)}) to
+# quantize with instead of calibrating (`mcuqp compress` stores the ranges QAT learnt).
+RANGES_ATTR = "mcuqp_activation_ranges"
 ZERO_CHANNEL_SCALE = np.float32(1e-10)  # any positive value: the channel's weights are all 0
 
 
