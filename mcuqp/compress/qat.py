@@ -38,9 +38,8 @@ from mcuqp.compress.ste import ste
 from mcuqp.compress.train import FitConfig
 from mcuqp.errors import McuqpError
 from mcuqp.frontends.torch_fx import import_torch
-from mcuqp.ir import OpKind
 from mcuqp.ops import registry
-from mcuqp.quant.ptq import activation_qparams
+from mcuqp.quant.ptq import activation_qparams, calibrated
 
 QMIN, QMAX = -128, 127
 
@@ -218,8 +217,7 @@ def prepare_qat(
     nodes = {n.name: n for n in gm.graph.nodes}
     modules = dict(gm.named_modules())
     quant_points = [fg.input_name] + [
-        op.name for op in fg.ops
-        if registry.get(op.kind).output_qparams != "shared" and op.kind is not OpKind.SOFTMAX
+        op.name for op in fg.ops if calibrated(op)
     ]
     for name in quant_points:
         if name not in nodes:
