@@ -171,7 +171,9 @@ def generate(
         op = graph.ops[op_index]
         d = registry.get(op.kind)
         layer = Layer(step, op.name, op.kind.value, op.source)
-        layer.kernel = registry.select_kernel(d, features, inplace=op_index in in_place)
+        # an op whose weights are packed says so in its attrs (dense int8 otherwise)
+        weight_format = getattr(op.attrs, "weight_format", registry.DENSE_INT8)
+        layer.kernel = registry.select_kernel(d, features, inplace=op_index in in_place, weight_format=weight_format)
         d.emit(emitter, layer, op, layer.kernel)
         layers.append(layer)
         if layer.call is not None and layer.kernel.path not in kernels:

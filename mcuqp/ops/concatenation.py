@@ -47,7 +47,7 @@ def _reference(graph: Graph, op: Op, env: Env, rounding: Rounding) -> np.ndarray
     return concatenation_s8(xs, op.attrs)
 
 
-def _lower_concat(ctx, op) -> list[tfl.LoweredOp]:
+def _lower(ctx, op) -> list[tfl.LoweredOp]:
     y = ctx.act(op.outputs[0], "output")
     if tfl.activation(op) is not None:
         raise tfl.Reject("a fused activation is not supported (TFLite Micro refuses it too)")
@@ -63,11 +63,11 @@ def _lower_concat(ctx, op) -> list[tfl.LoweredOp]:
             raise tfl.Reject(f"input {list(t.shape)} does not concatenate into {list(y.shape)}")
         if not tfl.same_qparams(t, y):
             raise tfl.Reject(f"input '{t.name}' has a different scale or zero point than the output "
-                          "(TFLite Micro refuses int8 concatenation with requantization)")
+                             "(TFLite Micro refuses int8 concatenation with requantization)")
     if sum(t.shape[axis] for t, _ in operands) != y.shape[axis]:
         raise tfl.Reject(f"inputs do not add up to the output's {y.shape[axis]} along axis {axis}")
     return [tfl.LoweredOp(OpKind.CONCATENATION, [n for _, n in operands], ctx.ir_act(op.outputs[0]),
-                  ConcatAttrs(axis=axis))]
+                          ConcatAttrs(axis=axis))]
 
 
 def _emit(e: EmitContext, layer, op: Op, kernel: KernelVariant) -> None:
@@ -90,6 +90,6 @@ OPS = (
         reference=_reference,
         emit=_emit,
         kernels=variants("mcuqp_concatenation_s8", "concatenation_s8.c"),
-        tflite={"CONCATENATION": _lower_concat},
+        tflite={"CONCATENATION": _lower},
     ),
 )

@@ -48,7 +48,7 @@ def logistic_attrs(in_scale: float, in_zp: int) -> LogisticAttrs:
         raise tfl.Reject(f"input scale {in_scale} is out of range for int8 logistic")
     radius = math.floor(15.0 * float(1 << 27) / float(1 << left_shift))
     return LogisticAttrs(input_zero_point=in_zp, input_multiplier=int(wrap_int32(round_half_away(q * (1 << 31)))),
-                            input_left_shift=left_shift, input_range_radius=radius)
+                         input_left_shift=left_shift, input_range_radius=radius)
 
 
 INPUT_INTEGER_BITS = 4

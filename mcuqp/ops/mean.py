@@ -37,7 +37,7 @@ def mean_attrs(in_scale: float, in_zp: int, out_scale: float, out_zp: int, count
     m, sh = quantize_multiplier(double(in_scale) / double(out_scale))
     k = min(count.bit_length() - 1, 32, 31 + sh)
     return MeanAttrs(count=count, input_offset=-in_zp, output_offset=out_zp,
-                        multiplier=int((m << k) // count), shift=sh - k)
+                     multiplier=int((m << k) // count), shift=sh - k)
 
 
 def mean_s8(x: np.ndarray, attrs: MeanAttrs, rounding: Rounding = "double") -> np.ndarray:

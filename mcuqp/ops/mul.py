@@ -38,7 +38,7 @@ def mul_attrs(s1: float, zp1: int, s2: float, zp2: int, so: float, zpo: int, act
     m, sh = quantize_multiplier(double(s1) * double(s2) / double(so))
     lo, hi = activation_range(activation, so, zpo)
     return MulAttrs(input1_offset=-zp1, input2_offset=-zp2, output_offset=zpo, output_multiplier=m,
-                       output_shift=sh, act_min=lo, act_max=hi)
+                    output_shift=sh, act_min=lo, act_max=hi)
 
 
 def mul_s8(x1: np.ndarray, x2: np.ndarray, attrs: MulAttrs, rounding: Rounding = "double") -> np.ndarray:
