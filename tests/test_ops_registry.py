@@ -85,3 +85,27 @@ def test_macs_come_from_the_op_modules() -> None:
     g.ops = [Op(OpKind.CONV2D, "c", ["x", "w"], ["y"], ConvAttrs(stride=(1, 1), padding=Padding())),
              Op(OpKind.RESHAPE, "r", ["y"], ["z"], None)]
     assert graph_macs(g) == 4 * 4 * 4 * 3 * 3 * 3
+
+
+def test_no_branching_on_op_kinds_outside_the_registry() -> None:
+    """Front ends, PTQ, interpreter, planner and code generator ask the registry; only
+    mcuqp/ops and the torch front end's layer mapping (which op a torch layer becomes) name
+    op kinds in comparisons."""
+    import ast
+    from pathlib import Path
+
+    package = Path(registry.__file__).resolve().parents[1]
+    allowed = {package / "frontends" / "torch_fx.py"}
+    offenders = []
+    for path in sorted(package.rglob("*.py")):
+        if path.is_relative_to(package / "ops") or path in allowed:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Compare):
+                continue
+            operands = [node.left, *node.comparators]
+            names = [n for o in operands for n in ast.walk(o)
+                     if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == "OpKind"]
+            if names:
+                offenders.append(f"{path.relative_to(package)}:{node.lineno}")
+    assert not offenders, offenders
