@@ -21,10 +21,9 @@ from mcuqp.errors import McuqpError, UnsupportedModelError
 from mcuqp.ir import Graph, Op, OpKind, Tensor
 from mcuqp.plan.memory import MemoryPlan
 from mcuqp.quant.fixedpoint import Rounding
+from mcuqp.resources import RUNTIME_DIR as RUNTIME
+from mcuqp.resources import TEMPLATES_DIR as TEMPLATES
 
-ROOT = Path(__file__).resolve().parents[2]
-TEMPLATES = ROOT / "templates"
-RUNTIME = ROOT / "runtime_c"
 DEPTHWISE_INPLACE_SOURCE = RUNTIME / "src" / "depthwise_conv2d_s8_inplace.c"  # portable only
 CONV_INPLACE_SOURCE = RUNTIME / "src" / "conv2d_1x1_s8_inplace.c"  # portable only
 

@@ -11,8 +11,9 @@ from pathlib import Path
 
 from mcuqp.errors import UnsupportedModelError
 from mcuqp.ir import OpKind
+from mcuqp.resources import RUNTIME_DIR
 
-RUNTIME_SRC = Path(__file__).resolve().parents[2] / "runtime_c" / "src"
+RUNTIME_SRC = RUNTIME_DIR / "src"
 VARIANT_PREFERENCE = ("mve", "dsp")
 
 
