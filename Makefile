@@ -1,7 +1,7 @@
 # Two commands do all the set-up on a fresh Debian machine: `make demo` and `make test`.
 PYTHON ?= python3
 VENV := .venv
-APT_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
+APT_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
@@ -13,7 +13,8 @@ demo: toolchain venv
 test: toolchain venv
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-# The Arm cross-compiler, newlib and QEMU (libstdc++ for arm-none-eabi is not needed: 1.5 GB).
+# The Arm cross-compiler, newlib and QEMU (libstdc++ for arm-none-eabi is not needed: 1.5 GB);
+# chromium renders `mcuqp report` pages headless in tests/test_report.py.
 toolchain:
 	@if dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
 	  echo "toolchain: $(APT_PACKAGES) already installed"; \
