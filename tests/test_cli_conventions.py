@@ -15,18 +15,18 @@ from mcuqp.cli import EXIT_MISMATCH, EXIT_USER_ERROR, main
 from mcuqp.quant.params import softmax_attrs
 from tflite_builder import ModelBuilder
 
-REPORTING = ("boards", "compile", "plan", "compress", "verify", "report", "demo")
+COMMANDS = sorted(main.commands)  # every command, including ones added later, must follow the conventions
 
 
 def _invoke(*args: str):
     return CliRunner().invoke(main, list(args))
 
 
-def test_every_command_is_covered():
-    assert set(main.commands) == set(REPORTING)
+def test_the_documented_commands_exist():
+    assert {"boards", "compile", "plan", "compress", "verify", "report", "demo"} <= set(COMMANDS)
 
 
-@pytest.mark.parametrize("name", REPORTING)
+@pytest.mark.parametrize("name", COMMANDS)
 def test_help_shows_an_example_and_the_exit_codes(name):
     r = _invoke(name, "--help")
     assert r.exit_code == 0
