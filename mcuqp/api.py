@@ -6,10 +6,10 @@ the matching command prints with `--json`: the same field names, as plain JSON t
 Fields that hold Python objects (the memory plan, the generated code, the arrays of a
 verification run) are left out of it.
 
-    >>> import mcuqp
-    >>> model = mcuqp.load("net.pt", calib="digits")          # or an nn.Module, or a .tflite
-    >>> mcuqp.compile(model, "out/", board="mps2-an386").arena_bytes
-    >>> mcuqp.verify(model, board="mps2-an386", n_inputs=20).bit_exact
+    import mcuqp
+    model = mcuqp.load("net.pt", calib="digits")          # or an nn.Module, or a .tflite
+    mcuqp.compile(model, "out/", board="mps2-an386").arena_bytes
+    mcuqp.verify(model, board="mps2-an386", n_inputs=20).bit_exact
 """
 from __future__ import annotations
 
@@ -236,8 +236,7 @@ def plan(
 ) -> PlanResult:
     """Plan the static arena of `model` (see `compile_plan`); `plot` also draws it to a PNG.
 
-    >>> r = mcuqp.plan("model.tflite", board="mps3-an547")
-    >>> r.arena_bytes, r.arena_fraction_of_ram"""
+    Example: `r = mcuqp.plan("model.tflite", board="mps3-an547")`; `r.arena_bytes, r.arena_fraction_of_ram`"""
     from mcuqp.plan.report import plan_json, plot_plan
 
     b = load_board(board)
@@ -307,7 +306,7 @@ def compile(
     prediction needs arm-none-eabi-gcc; without it, and without explicit budgets, the
     library is still generated and the predicted sizes are None.
 
-    >>> mcuqp.compile("model.tflite", "out/", board="mps2-an386").files"""
+    Example: `mcuqp.compile("model.tflite", "out/", board="mps2-an386").files`"""
     loaded = _loaded(model, calib, rounding)
     graph, rounding = loaded.graph, loaded.rounding
     b = load_board(board)
@@ -434,8 +433,7 @@ def verify(
     output with the numpy reference, exactly. `per_layer` (a .tflite) also compares every
     layer of the reference with TFLite Micro.
 
-    >>> r = mcuqp.verify("model.tflite", board="mps3-an547", n_inputs=20)
-    >>> r.bit_exact, r.instructions_per_inference"""
+    Example: `r = mcuqp.verify("model.tflite", board="mps3-an547", n_inputs=20)`; `r.bit_exact, r.instructions_per_inference`"""
     from mcuqp.target.build import build_firmware, platform_include_dirs, platform_sources
     from mcuqp.target.mapfile import flash_bytes_of, ram_bytes_of
     from mcuqp.target.qemu import run_firmware
@@ -567,8 +565,7 @@ def compress(
     """Prune and/or quantize a float model (an nn.Module or a .pt) with fine-tuning on
     `data` ('digits' or 'mnist5k'); `out` also writes the result as a .pt.
 
-    >>> r = mcuqp.compress(net, "digits", prune="magnitude:0.5", quant="int8", out="small.pt")
-    >>> r.accuracy_after, r.weight_bytes"""
+    Example: `r = mcuqp.compress(net, "digits", prune="magnitude:0.5", quant="int8", out="small.pt")`; `r.accuracy_after, r.weight_bytes`"""
     import torch
 
     from mcuqp.compress.pipeline import compress as run_compress
@@ -646,7 +643,7 @@ def report(
     accuracy (float / int8 / device, when `calib` gives labelled data) and the bit-exact
     verdict of `n_inputs` inputs on QEMU (`device=False` skips the QEMU run).
 
-    >>> mcuqp.report("net.pt", "report.html", calib="digits").bit_exact"""
+    Example: `mcuqp.report("net.pt", "report.html", calib="digits").bit_exact`"""
     from mcuqp import __version__
     from mcuqp.htmlreport import layer_rows, plot_data_uri, render
     from mcuqp.plan.cost import graph_macs
