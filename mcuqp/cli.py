@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from mcuqp import __version__
 from mcuqp.errors import McuqpError
 from mcuqp.target.boards import DEFAULT_BOARD
 
@@ -43,7 +44,7 @@ def _example(*lines: str) -> str:
 
 @click.group(cls=_Group, epilog=_example("mcuqp boards", "mcuqp compile model.tflite -o out/",
                                           "mcuqp verify model.tflite --inputs 20", "mcuqp compile --help"))
-@click.version_option(package_name="mcuqp")
+@click.version_option(version=__version__, prog_name="mcuqp")
 def main() -> None:
     """Compress small neural networks and generate bit-exact int8 C for Arm Cortex-M."""
 

@@ -37,6 +37,13 @@ def test_help_shows_an_example_and_the_exit_codes(name):
         assert flag in r.output
 
 
+def test_version():
+    import mcuqp
+
+    r = _invoke("--version")
+    assert r.exit_code == 0 and r.output.strip() == f"mcuqp, version {mcuqp.__version__}"
+
+
 def test_top_level_help_documents_exit_codes():
     r = _invoke("--help")
     assert r.exit_code == 0 and "Examples:" in r.output and "2 usage or input error" in " ".join(r.output.split())
