@@ -39,6 +39,7 @@ benchmarks: toolchain venv
 	$(VENV)/bin/python benchmarks/compression.py
 	$(VENV)/bin/python benchmarks/memory.py
 	$(VENV)/bin/python benchmarks/mlperf_tiny.py
+	$(VENV)/bin/python benchmarks/side_by_side.py
 
 clean:
 	rm -rf build out .pytest_cache
