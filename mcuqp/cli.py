@@ -1,16 +1,28 @@
-"""The `mcuqp` command line. User mistakes print one line and exit with status 2."""
+"""The `mcuqp` command line: a thin layer over mcuqp.api that parses options and formats results.
+
+Exit status: 0 ok, 1 an output differs (verify, report), 2 a usage or input error (one line on
+stderr, nothing half-written), 130 interrupted.
+"""
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 
+from mcuqp import __version__
 from mcuqp.errors import McuqpError
 from mcuqp.target.boards import DEFAULT_BOARD
 
+EXIT_OK = 0
+EXIT_MISMATCH = 1
 EXIT_USER_ERROR = 2
+
+EXIT_STATUS_HELP = """\b
+Exit status: 0 ok; 1 an output differs from the reference (verify, report);
+2 usage or input error (one line on stderr, nothing half-written)."""
 
 
 class _Group(click.Group):
@@ -25,10 +37,57 @@ class _Group(click.Group):
             sys.exit(130)
 
 
-@click.group(cls=_Group)
-@click.version_option(package_name="mcuqp")
+def _example(*lines: str) -> str:
+    """A command's epilog: `--help` ends with these example invocations (\\b keeps the lines)."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines) + "\n\n" + EXIT_STATUS_HELP
+
+
+@click.group(cls=_Group, epilog=_example("mcuqp boards", "mcuqp compile model.tflite -o out/",
+                                          "mcuqp verify model.tflite --inputs 20", "mcuqp compile --help"))
+@click.version_option(version=__version__, prog_name="mcuqp")
 def main() -> None:
     """Compress small neural networks and generate bit-exact int8 C for Arm Cortex-M."""
+
+
+class Output:
+    """How a command reports: text (default), nothing (--quiet) or one JSON object (--json)."""
+
+    def __init__(self, as_json: bool, quiet: bool, verbose: bool) -> None:
+        if quiet and verbose:
+            raise click.UsageError("--quiet and --verbose exclude each other")
+        self.as_json, self.quiet, self.verbose = as_json, quiet, verbose
+
+    def text(self, line: str = "") -> None:
+        if not (self.quiet or self.as_json):
+            click.echo(line)
+
+    def detail(self, line: str) -> None:
+        """Only with --verbose."""
+        if self.verbose and not self.as_json:
+            click.echo(line)
+
+    def progress(self, line: str) -> None:
+        """What is happening, on stderr, with --verbose."""
+        if self.verbose:
+            click.echo(f"mcuqp: {line}", err=True)
+
+    def result(self, obj: dict, show: Callable[[], None]) -> None:
+        if self.as_json:
+            click.echo(json.dumps(obj))
+        elif not self.quiet:
+            show()
+
+
+def output_options(f):
+    """--json, --quiet and --verbose, passed to the command as one `out: Output`."""
+    f = click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")(f)
+    f = click.option("--quiet", "-q", is_flag=True, help="Print nothing; the exit status tells the outcome.")(f)
+    f = click.option("--verbose", "-v", is_flag=True, help="Also print progress (stderr) and per-layer details.")(f)
+    return f
+
+
+def _out(as_json: bool, quiet: bool, verbose: bool) -> Output:
+    return Output(as_json, quiet, verbose)
 
 
 board_option = click.option("--board", "-b", default=DEFAULT_BOARD, show_default=True, help="Target board (see `mcuqp boards`).")
@@ -39,13 +98,11 @@ rounding_option = click.option(
     "--rounding", type=click.Choice(["double", "single"]), default="double", show_default=True,
     help="Requantization rounding: TFLite Micro's double rounding, or single rounding.",
 )
-json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
-
-
 inplace_option = click.option(
     "--inplace/--no-inplace", default=True, show_default=True,
     help="Run depthwise and 1x1 convs over their input where that lowers the arena (less RAM, slower kernels).",
 )
+model_argument = click.argument("model", type=click.Path(dir_okay=False))
 
 
 def _budget_options(f):
@@ -62,91 +119,93 @@ def _fmt_int(n: int) -> str:
     return f"{n:,}"
 
 
-@main.command()
-@json_option
-def boards(as_json: bool) -> None:
+@main.command(epilog=_example("mcuqp boards", "mcuqp boards --json"))
+@output_options
+def boards(as_json: bool, quiet: bool, verbose: bool) -> None:
     """List the supported boards."""
-    from mcuqp.target.boards import list_boards
+    from mcuqp import api
 
-    bs = list_boards()
+    out = _out(as_json, quiet, verbose)
+    bs = api.boards()
+
+    def show() -> None:
+        for b in bs:
+            mark = " (default)" if b.name == DEFAULT_BOARD else ""
+            click.echo(f"{b.name:<12} {b.cpu:<12} flash {_fmt_int(b.flash_size):>10} B  ram {_fmt_int(b.ram_size):>10} B  "
+                       f"{b.description}{mark}")
+            out.detail(f"{'':<12} features: {', '.join(sorted(b.features)) or 'none'}; QEMU machine {b.qemu_machine}")
+
     if as_json:
-        click.echo(json.dumps([vars(b) if not hasattr(b, "to_dict") else b.to_dict() for b in bs], default=str))
-        return
-    for b in bs:
-        mark = " (default)" if b.name == DEFAULT_BOARD else ""
-        click.echo(f"{b.name:<12} {b.cpu:<12} flash {_fmt_int(b.flash_size):>10} B  ram {_fmt_int(b.ram_size):>10} B  {b.description}{mark}")
+        click.echo(json.dumps([{**vars(b), "features": sorted(b.features), "cflags": list(b.cflags)} for b in bs]))
+    elif not quiet:
+        show()
 
 
-@main.command(name="compile")
-@click.argument("model", type=click.Path(dir_okay=False))
+@main.command(name="compile", epilog=_example(
+    "mcuqp compile model.tflite --board mps2-an386 -o out/",
+    "mcuqp compile net.pt --calib digits -o out/ --json"))
+@model_argument
 @board_option
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the generated C.")
 @calib_option
 @rounding_option
 @_budget_options
 @inplace_option
-@json_option
+@output_options
 def compile_cmd(model: str, board: str, out_dir: str, calib: str | None, rounding: str, flash_bytes: int | None,
-                ram_bytes: int | None, stack_bytes: int, inplace: bool, as_json: bool) -> None:
+                ram_bytes: int | None, stack_bytes: int, inplace: bool, as_json: bool, quiet: bool, verbose: bool) -> None:
     """Generate a self-contained C library for MODEL (.tflite or .pt)."""
     from mcuqp import api
 
+    out = _out(as_json, quiet, verbose)
+    out.progress(f"loading {model}")
     loaded = api.load(model, calib=calib, rounding=rounding)
-    res = api.compile(loaded, out_dir, board=board, rounding=rounding, flash_bytes=flash_bytes,
+    out.progress(f"planning and generating C for {board}")
+    res = api.compile(loaded, out_dir, board=board, flash_bytes=flash_bytes,
                       ram_bytes=ram_bytes, stack_bytes=stack_bytes, inplace=inplace)
-    fp = res.footprint
-    info = {
-        "out_dir": str(res.out_dir),
-        "board": res.board.name,
-        "files": [f.name for f in res.files],
-        "arena_bytes": res.plan.arena_bytes,
-        "lower_bound_bytes": res.plan.lower_bound_bytes,
-        "weight_bytes": res.generated.weight_bytes,
-        "param_bytes": res.generated.param_bytes,
-        "layers": len(loaded.graph.ops),
-        "predicted_flash_bytes": fp.flash_bytes if fp else None,
-        "predicted_ram_bytes": fp.ram_bytes if fp else None,
-        "predicted_stack_bytes": fp.stack_bytes if fp else None,
-    }
-    if as_json:
-        click.echo(json.dumps(info))
-        return
-    click.echo(f"wrote {len(res.files)} files to {res.out_dir} for {res.board.name}")
-    click.echo(f"  layers        {info['layers']}")
-    click.echo(f"  weights       {_fmt_int(info['weight_bytes'])} B (+ {_fmt_int(info['param_bytes'])} B of parameters)")
-    click.echo(f"  arena         {_fmt_int(info['arena_bytes'])} B (live-activation lower bound {_fmt_int(info['lower_bound_bytes'])} B)")
-    if fp is None:
-        click.echo("  footprint     not predicted: arm-none-eabi-gcc is missing (make toolchain)")
-    else:
-        click.echo(f"  predicted     flash {_fmt_int(fp.flash_bytes)} B, RAM {_fmt_int(fp.ram_bytes)} B "
-                   f"(arena {_fmt_int(fp.arena_bytes)} B + stack {_fmt_int(fp.stack_bytes)} B + other data) "
-                   f"for the verification image on {res.board.name}")
+
+    def show() -> None:
+        click.echo(f"wrote {len(res.files)} files to {res.out_dir} for {res.board}")
+        click.echo(f"  layers        {res.layers}")
+        click.echo(f"  weights       {_fmt_int(res.weight_bytes)} B (+ {_fmt_int(res.param_bytes)} B of parameters)")
+        click.echo(f"  arena         {_fmt_int(res.arena_bytes)} B (live-activation lower bound "
+                   f"{_fmt_int(res.lower_bound_bytes)} B)")
+        if res.predicted_flash_bytes is None:
+            click.echo("  footprint     not predicted: arm-none-eabi-gcc is missing (make toolchain)")
+        else:
+            click.echo(f"  predicted     flash {_fmt_int(res.predicted_flash_bytes)} B, RAM {_fmt_int(res.predicted_ram_bytes)} B "
+                       f"(arena {_fmt_int(res.arena_bytes)} B + stack {_fmt_int(res.predicted_stack_bytes)} B + other data) "
+                       f"for the verification image on {res.board}")
+        for f in res.files:
+            out.detail(f"  file          {f}")
+
+    out.result(res.to_dict(), show)
 
 
-@main.command()
-@click.argument("model", type=click.Path(dir_okay=False))
+@main.command(epilog=_example("mcuqp plan model.tflite --board mps3-an547", "mcuqp plan model.tflite --plot arena.png --json"))
+@model_argument
 @board_option
 @calib_option
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Draw the arena over time to this PNG.")
 @inplace_option
-@json_option
-def plan(model: str, board: str, calib: str | None, plot: str | None, inplace: bool, as_json: bool) -> None:
-    """Plan MODEL's static arena and print the live tensors per layer."""
+@output_options
+def plan(model: str, board: str, calib: str | None, plot: str | None, inplace: bool, as_json: bool, quiet: bool,
+         verbose: bool) -> None:
+    """Plan MODEL's static arena, print the live tensors per layer and the arena's share of BOARD's RAM."""
     from mcuqp import api
-    from mcuqp.plan.report import plan_json, plan_table, plot_plan
-    from mcuqp.target.boards import load_board
+    from mcuqp.plan.report import plan_table
 
-    load_board(board)  # an unknown board is an error even though planning is board-independent
-    loaded = api.load(model, calib=calib)
-    p = api.compile_plan(loaded, inplace=inplace)
-    if plot:
-        plot_plan(loaded.graph, p, plot)
-    if as_json:
-        click.echo(json.dumps(plan_json(loaded.graph, p)))
-        return
-    click.echo(plan_table(loaded.graph, p).rstrip("\n"))
-    if plot:
-        click.echo(f"plot written to {plot}")
+    out = _out(as_json, quiet, verbose)
+    res = api.plan(model, board=board, calib=calib, inplace=inplace, plot=plot)
+
+    def show() -> None:
+        click.echo(plan_table(res.graph, res.memory_plan).rstrip("\n"))
+        click.echo(f"arena {_fmt_int(res.arena_bytes)} B = {res.arena_fraction_of_ram * 100:.2f} % of {res.board}'s "
+                   f"{_fmt_int(res.board_ram_bytes)} B of RAM")
+        if plot:
+            click.echo(f"plot written to {plot}")
+
+    out.result(res.to_dict(), show)
 
 
 def _parse_per_layer(spec: str | None) -> dict | None:
@@ -161,23 +220,24 @@ def _parse_per_layer(spec: str | None) -> dict | None:
             raise McuqpError(f"--per-layer {spec}: {e.strerror}") from None
     if text.lstrip().startswith("{"):
         try:
-            out = json.loads(text)
+            parsed = json.loads(text)
         except json.JSONDecodeError as e:
             raise McuqpError(f"--per-layer: not valid JSON ({e.msg} at character {e.pos})") from None
-        if not isinstance(out, dict):
+        if not isinstance(parsed, dict):
             raise McuqpError("--per-layer: the JSON must be an object {layer: kind or {options}}")
-        return out
-    out: dict = {}
+        return parsed
+    parsed = {}
     for item in filter(None, (p.strip() for p in text.split(","))):
         name, sep, kind = item.partition("=")
         if not sep or not name or not kind:
             raise McuqpError(f"--per-layer: {item!r} is not LAYER=KIND (e.g. fc=int8,stem.0=ternary)")
-        out[name] = kind
-    return out
+        parsed[name] = kind
+    return parsed
 
 
-@main.command()
-@click.argument("model", type=click.Path(dir_okay=False))
+@main.command(epilog=_example("mcuqp compress net.pt --data digits --prune magnitude:0.5 --quant int8 -o small.pt",
+                              "mcuqp compress net.pt --data mnist5k --quant ternary --per-layer fc=int8 -o t.pt --json"))
+@model_argument
 @click.option("--data", "dataset", type=click.Choice(["digits", "mnist5k"]), required=True,
               help="Training / test data for fine-tuning and accuracy.")
 @click.option("--prune", default=None, metavar="METHOD:AMOUNT",
@@ -190,38 +250,27 @@ def _parse_per_layer(spec: str | None) -> dict | None:
 @click.option("--finetune-epochs", default=5, show_default=True, type=click.IntRange(min=0))
 @click.option("--lr", default=3e-3, show_default=True, type=float)
 @click.option("--seed", default=0, show_default=True)
-@click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False), help="Compressed model (.pt).")
-@json_option
+@click.option("-o", "--output", "out_path", required=True, type=click.Path(dir_okay=False), help="Compressed model (.pt).")
+@output_options
 def compress(model: str, dataset: str, prune: str | None, quant: str, per_layer: str | None, finetune_epochs: int,
-             lr: float, seed: int, out: str, as_json: bool) -> None:
+             lr: float, seed: int, out_path: str, as_json: bool, quiet: bool, verbose: bool) -> None:
     """Prune and/or quantize MODEL (a float .pt) with fine-tuning; write OUT.pt for compile/verify."""
     from mcuqp import api
-    from mcuqp.compress.pipeline import compress as run_compress
-    from mcuqp.compress.pipeline import format_summary, save_compressed
+    from mcuqp.compress.pipeline import format_summary
 
-    path = Path(model)
-    if path.suffix not in (".pt", ".pth") or not path.exists():
-        raise McuqpError(f"{model}: give an existing float model saved with torch.save(module) (.pt)")
-    module = api.load_torch_module(path)
-    result = run_compress(
-        module, dataset, prune=prune, quant=None if quant == "none" else quant,
-        per_layer=_parse_per_layer(per_layer), finetune_epochs=finetune_epochs, lr=lr, seed=seed,
-        progress=not as_json and sys.stderr.isatty(),
-    )
-    save_compressed(result, out)
-    if as_json:
-        click.echo(json.dumps({
-            "output": out, "dataset": dataset, "prune": prune or "none", "quant": quant,
-            "accuracy_before": result.accuracy_before, "accuracy_after": result.accuracy_after,
-            "params_before": result.params_before, "params_after": result.params_after,
-            "weight_bytes": result.bytes, "layers": [vars(r) for r in result.layers],
-        }))
-        return
-    click.echo(format_summary(result))
-    click.echo(f"wrote {out}: next `mcuqp verify {out} --calib {dataset}`")
+    out = _out(as_json, quiet, verbose)
+    res = api.compress(model, dataset, prune=prune, quant=None if quant == "none" else quant,
+                       per_layer=_parse_per_layer(per_layer), finetune_epochs=finetune_epochs, lr=lr, seed=seed,
+                       out=out_path, progress=verbose or (not (as_json or quiet) and sys.stderr.isatty()))
+
+    def show() -> None:
+        click.echo(format_summary(res.pipeline_result))
+        click.echo(f"wrote {out_path}: next `mcuqp verify {out_path} --calib {dataset}`")
+
+    out.result(res.to_dict(), show)
 
 
-def _print_verify(res, title: str | None = None) -> None:
+def _print_verify(res, title: str | None = None, out: Output | None = None) -> None:
     if title:
         click.echo(title)
     acc = res.accuracy
@@ -238,10 +287,21 @@ def _print_verify(res, title: str | None = None) -> None:
         f"{_fmt_int(res.arena_bytes)} B, stack high-water {_fmt_int(res.stack_bytes)} B)"
     )
     click.echo(f"  instructions/inference    {_fmt_int(res.instructions_per_inference)} on {res.board}")
+    if res.per_layer_checked:
+        m = res.first_mismatch_layer
+        if m is None:
+            click.echo(f"  per-layer vs TFLite Micro every layer's output is equal on {res.compared} inputs")
+        else:
+            click.echo(f"  per-layer vs TFLite Micro first difference at {m.op} (tensor {m.tensor}: {m.values} values differ)")
+    if res.per_layer_checked or (out is not None and out.verbose):
+        click.echo("  instructions per layer:")
+        for layer in res.layers:
+            click.echo(f"    {layer.index:3d} {layer.kind:<18} {layer.name:<40} {_fmt_int(layer.instructions):>12}")
 
 
-@main.command()
-@click.argument("model", type=click.Path(dir_okay=False))
+@main.command(epilog=_example("mcuqp verify model.tflite --board mps3-an547 --inputs 50 --json",
+                              "mcuqp verify net.pt --calib digits --save-io io/"))
+@model_argument
 @board_option
 @click.option("--inputs", "n_inputs", default=100, show_default=True, type=click.IntRange(min=1), help="How many inputs to compare.")
 @click.option("--save-io", type=click.Path(file_okay=False), default=None, help="Write inputs.npy, outputs_device.npy and io.json here.")
@@ -251,61 +311,81 @@ def _print_verify(res, title: str | None = None) -> None:
               help="Compare every layer with TFLite Micro (.tflite models) and print instructions per layer.")
 @_budget_options
 @inplace_option
-@json_option
+@output_options
 def verify(model: str, board: str, n_inputs: int, save_io: str | None, calib: str | None, rounding: str,
            per_layer: bool, flash_bytes: int | None, ram_bytes: int | None, stack_bytes: int, inplace: bool,
-           as_json: bool) -> None:
+           as_json: bool, quiet: bool, verbose: bool) -> None:
     """Build MODEL for BOARD, run it on QEMU and compare with the integer reference."""
     from mcuqp import api
 
+    out = _out(as_json, quiet, verbose)
+    out.progress(f"loading {model}")
     loaded = api.load(model, calib=calib, rounding=rounding)
-    mismatch = api.oracle_first_mismatch(loaded, n_inputs) if per_layer else None
-    res = api.verify(loaded, board=board, n_inputs=n_inputs, rounding=rounding, save_io=save_io,
+    out.progress(f"building for {board} and running {min(n_inputs, 0 if loaded.verify_inputs is None else len(loaded.verify_inputs))} inputs on QEMU")
+    res = api.verify(loaded, board=board, n_inputs=n_inputs, per_layer=per_layer, save_io=save_io,
                      flash_bytes=flash_bytes, ram_bytes=ram_bytes, stack_bytes=stack_bytes, inplace=inplace)
-    if as_json:
-        out = res.summary()
-        if per_layer:
-            out["first_mismatch_layer"] = None if mismatch is None else {
-                "op": mismatch[0], "tensor": mismatch[1], "values": mismatch[2]}
-        click.echo(json.dumps(out))
-    else:
-        _print_verify(res, f"{Path(model).name} on {res.board}:")
-        if per_layer:
-            if mismatch is None:
-                click.echo(f"  per-layer vs TFLite Micro every layer's output is equal on {res.compared} inputs")
-            else:
-                click.echo(f"  per-layer vs TFLite Micro first difference at {mismatch[0]} "
-                           f"(tensor {mismatch[1]}: {mismatch[2]} values differ)")
-            click.echo("  instructions per layer:")
-            for layer in res.layers:
-                click.echo(f"    {layer.index:3d} {layer.kind:<18} {layer.name:<40} {_fmt_int(layer.instructions):>12}")
-    if not res.bit_exact or mismatch is not None:
-        sys.exit(1)
+    out.result(res.to_dict(), lambda: _print_verify(res, f"{Path(model).name} on {res.board}:", out))
+    if not res.ok:
+        sys.exit(EXIT_MISMATCH)
 
 
-@main.command()
+@main.command(epilog=_example("mcuqp report model.tflite --board mps2-an386 -o report.html",
+                              "mcuqp report net.pt --calib digits --inputs 50 -o report.html --json"))
+@model_argument
+@board_option
+@calib_option
+@rounding_option
+@click.option("-o", "--output", "out_path", required=True, type=click.Path(dir_okay=False), help="The HTML file to write.")
+@click.option("--inputs", "n_inputs", default=20, show_default=True, type=click.IntRange(min=1),
+              help="How many inputs to run on QEMU for the bit-exact verdict and the instruction counts.")
+@click.option("--no-device", is_flag=True, help="Skip the QEMU run (no verdict, no instructions, no device accuracy).")
+@inplace_option
+@output_options
+def report(model: str, board: str, calib: str | None, rounding: str, out_path: str, n_inputs: int, no_device: bool,
+           inplace: bool, as_json: bool, quiet: bool, verbose: bool) -> None:
+    """Write one self-contained HTML report for MODEL on BOARD: layers, arena, flash and RAM, accuracy, verdict."""
+    from mcuqp import api
+
+    out = _out(as_json, quiet, verbose)
+    out.progress(f"loading {model}")
+    res = api.report(model, out_path, board=board, calib=calib, rounding=rounding, n_inputs=n_inputs,
+                     device=not no_device, inplace=inplace)
+
+    def show() -> None:
+        verdict = "not run" if res.bit_exact is None else ("BIT-EXACT" if res.bit_exact else "MISMATCH")
+        click.echo(f"wrote {res.output} ({_fmt_int(res.html_bytes)} B): {res.layers} layers, flash "
+                   f"{_fmt_int(res.flash_bytes)} B, RAM {_fmt_int(res.ram_bytes)} B on {res.board}, verdict {verdict}")
+
+    out.result(res.to_dict(), show)
+    if res.bit_exact is False:
+        sys.exit(EXIT_MISMATCH)
+
+
+@main.command(epilog=_example("mcuqp demo", "mcuqp demo --board mps3-an547 --epochs 10 --json"))
 @board_option
 @click.option("--epochs", default=40, show_default=True, type=click.IntRange(min=1))
 @click.option("--seed", default=0, show_default=True)
-def demo(board: str, epochs: int, seed: int) -> None:
+@output_options
+def demo(board: str, epochs: int, seed: int, as_json: bool, quiet: bool, verbose: bool) -> None:
     """Train a small CNN on digits, quantize to int8, generate C, run it on QEMU."""
     from mcuqp import api
-    from mcuqp.compress.train import FitConfig, evaluate, fit
+    from mcuqp.compress.train import FitConfig, fit
     from mcuqp.datasets import load_dataset
     from mcuqp.models import DigitsCNN
 
+    out = _out(as_json, quiet, verbose)
     data = load_dataset("digits")
-    click.echo(f"[1/4] training DigitsCNN on scikit-learn digits ({len(data.x_train)} train / {len(data.x_test)} test images)")
-    model = fit(DigitsCNN(), data.x_train, data.y_train, FitConfig(epochs=epochs, lr=3e-3, seed=seed, progress=sys.stderr.isatty()))
-    click.echo(f"      float test accuracy {evaluate(model, data.x_test, data.y_test) * 100:.2f} %")
-    click.echo("[2/4] folding batch norm and quantizing to int8 (per-channel weights, min/max calibration)")
+    out.text(f"[1/4] training DigitsCNN on scikit-learn digits ({len(data.x_train)} train / {len(data.x_test)} test images)")
+    progress = sys.stderr.isatty() and not (as_json or quiet)
+    model = fit(DigitsCNN(), data.x_train, data.y_train, FitConfig(epochs=epochs, lr=3e-3, seed=seed, progress=progress))
+    out.text("[2/4] folding batch norm and quantizing to int8 (per-channel weights, min/max calibration)")
     loaded = api.load(model, calib="digits")
-    click.echo(f"[3/4] generating C and building for {board}")
-    click.echo(f"[4/4] running {len(loaded.verify_inputs)} test images on QEMU and comparing with the reference")
+    out.text(f"[3/4] generating C and building for {board}")
+    out.text(f"[4/4] running {len(loaded.verify_inputs)} test images on QEMU and comparing with the reference")
     res = api.verify(loaded, board=board, n_inputs=len(loaded.verify_inputs))
-    _print_verify(res, "result:")
-    if not res.bit_exact:
-        sys.exit(1)
+    out.result(res.to_dict(), lambda: _print_verify(res, "result:", out))
+    if not res.ok:
+        sys.exit(EXIT_MISMATCH)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-RUNTIME_DIR = Path(__file__).resolve().parents[1] / "runtime_c"
+from mcuqp.resources import RUNTIME_DIR
+
 HOST_CFLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-fPIC"]
 
 

@@ -24,10 +24,9 @@ from mcuqp.ops import registry
 from mcuqp.ops.registry import KernelVariant
 from mcuqp.plan.memory import MemoryPlan, plan_in_place
 from mcuqp.quant.fixedpoint import Rounding
+from mcuqp.resources import RUNTIME_DIR as RUNTIME
+from mcuqp.resources import TEMPLATES_DIR as TEMPLATES
 
-ROOT = Path(__file__).resolve().parents[2]
-TEMPLATES = ROOT / "templates"
-RUNTIME = ROOT / "runtime_c"
 
 
 @dataclass

@@ -27,6 +27,7 @@ from tflite.utils import BUILTIN_OPCODE2NAME
 from mcuqp import ir
 from mcuqp.errors import McuqpError, UnsupportedModelError
 from mcuqp.ops import registry, tflite_lowering as tfl
+from mcuqp.quant.fixedpoint import Rounding
 
 # tflite.TensorType values we read.
 _FLOAT32, _FLOAT16, _INT32, _UINT8, _INT64, _INT16, _INT8, _FLOAT64 = 0, 1, 2, 3, 4, 7, 9, 10
@@ -319,6 +320,7 @@ class _Ctx:
     known: dict[int, np.ndarray]
     tensors: dict[str, ir.Tensor] = field(default_factory=dict)
     index_of: dict[str, int] = field(default_factory=dict)  # IR name -> TFLite index
+    rounding: Rounding = "double"  # requantization mode the multipliers are computed for
 
     def t(self, index: int) -> TfTensor:
         return self.model.tensors[index]
@@ -400,10 +402,10 @@ def _check_int8_model(model: TfModel, label: str) -> None:
             f"{label} has {len(model.inputs)} inputs and {len(model.outputs)} outputs; mcuqp needs exactly one of each")
 
 
-def _lower(model: TfModel, label: str, name: str) -> TfliteImport:
+def _lower(model: TfModel, label: str, name: str, rounding: Rounding = "double") -> TfliteImport:
     _check_int8_model(model, label)
     known, folded = _fold_constants(model)
-    ctx = _Ctx(model, unique_tensor_names(model), known)
+    ctx = _Ctx(model, unique_tensor_names(model), known, rounding=rounding)
     ctx.ir_act(model.inputs[0])
     problems: list[str] = []
     lowered: list[tuple[TfOp, list[tfl.LoweredOp]]] = []
@@ -443,16 +445,16 @@ def _lower(model: TfModel, label: str, name: str) -> TfliteImport:
     return TfliteImport(graph, dict(ctx.index_of), op_index, sorted(folded))
 
 
-def import_tflite(path: str | Path) -> TfliteImport:
+def import_tflite(path: str | Path, rounding: Rounding = "double") -> TfliteImport:
     """Import a full-int8 .tflite file with the side tables needed for per-layer comparison."""
     path = Path(path)
     try:
         raw = path.read_bytes()
     except OSError as e:
         raise McuqpError(f"cannot read {path}: {e.strerror}") from None
-    return _lower(parse_tflite(raw, str(path)), str(path), path.stem)
+    return _lower(parse_tflite(raw, str(path)), str(path), path.stem, rounding)
 
 
-def load_tflite(path: str | Path) -> ir.Graph:
-    """The integer graph of a full-int8 .tflite file."""
-    return import_tflite(path).graph
+def load_tflite(path: str | Path, rounding: Rounding = "double") -> ir.Graph:
+    """The integer graph of a full-int8 .tflite file, its multipliers computed for `rounding`."""
+    return import_tflite(path, rounding).graph

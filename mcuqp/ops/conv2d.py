@@ -234,7 +234,7 @@ def lower_conv(ctx, op) -> list[tfl.LoweredOp]:
         depth_multiplier=multiplier,
         input_offset=-int(x.zero_point[0]),
         output_offset=int(y.zero_point[0]),
-        requant=conv_requant(x.scale[0], w.scale, y.scale[0]),
+        requant=conv_requant(x.scale[0], w.scale, y.scale[0], ctx.rounding),
         act_min=lo,
         act_max=hi,
     )

@@ -108,7 +108,7 @@ def _lower(ctx, op) -> list[tfl.LoweredOp]:
         input_offset=-int(x.zero_point[0]),
         filter_offset=-int(w.zero_point[0]),
         output_offset=int(y.zero_point[0]),
-        requant=conv_requant(x.scale[0], w.scale, y.scale[0]),
+        requant=conv_requant(x.scale[0], w.scale, y.scale[0], ctx.rounding),
         act_min=lo,
         act_max=hi,
     )

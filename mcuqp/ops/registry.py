@@ -24,8 +24,9 @@ import numpy as np
 from mcuqp.errors import UnsupportedModelError
 from mcuqp.ir import Graph, Op, OpKind, QParams, Requant, Tensor
 from mcuqp.quant.fixedpoint import Rounding
+from mcuqp.resources import RUNTIME_DIR
 
-RUNTIME_SRC = Path(__file__).resolve().parents[2] / "runtime_c" / "src"
+RUNTIME_SRC = RUNTIME_DIR / "src"
 DENSE_INT8 = "int8"  # the weight format of every op today; packed formats are declared beside it
 
 Env = dict[str, np.ndarray]

@@ -124,7 +124,7 @@ def _lower(ctx, op) -> list[tfl.LoweredOp]:
         raise tfl.Reject("softmax changes the shape")
     if int(y.zero_point[0]) != -128 or np.float32(y.scale[0]) != np.float32(1.0 / 256):
         raise tfl.Reject(f"output quantization ({y.scale[0]}, {y.zero_point[0]}) must be (1/256, -128)")
-    attrs = softmax_attrs(x.scale[0], op.options["Beta"])
+    attrs = softmax_attrs(x.scale[0], op.options["Beta"], ctx.rounding)
     return [tfl.LoweredOp(OpKind.SOFTMAX, [ctx.ir_act(op.inputs[0])], ctx.ir_act(op.outputs[0]), attrs)]
 
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mcuqp.errors import McuqpError
+from mcuqp.resources import BOARDS_DIR
 
-BOARDS_DIR = Path(__file__).resolve().parents[2] / "boards"
 DEFAULT_BOARD = "mps2-an386"
 
 

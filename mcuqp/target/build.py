@@ -21,9 +21,9 @@ from string import Template
 from typing import Iterable, Sequence
 
 from mcuqp.errors import BudgetError, McuqpError, ToolchainError
+from mcuqp.resources import RUNTIME_DIR
 from mcuqp.target.boards import Board, load_board
 
-RUNTIME_DIR = Path(__file__).resolve().parents[2] / "runtime_c"
 INCLUDE_DIR = RUNTIME_DIR / "include"
 PLATFORM_DIR = RUNTIME_DIR / "platform"
 LINKER_TEMPLATE = PLATFORM_DIR / "link.ld.in"
