@@ -85,10 +85,12 @@ def load(
     .npy of float NCHW inputs). Verification inputs are the dataset's test split, the
     first samples of the .npy, or (for a .tflite without `calib`) random int8 over the
     full range."""
-    import torch
-
     module = None
-    if isinstance(model, torch.nn.Module):
+    if not isinstance(model, (str, Path)):  # an nn.Module (torch is only imported for those)
+        import torch
+
+        if not isinstance(model, torch.nn.Module):
+            raise McuqpError(f"cannot load a {type(model).__name__}: give a .tflite or .pt path, or an nn.Module")
         module, source = model, type(model).__name__
     else:
         path = Path(model)

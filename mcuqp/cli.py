@@ -14,6 +14,23 @@ EXIT_USER_ERROR = 2
 
 
 class _Group(click.Group):
+    def main(self, *args, **kwargs):
+        """Click's usage errors as one line too (click prints usage, a hint and the error)."""
+        kwargs.pop("standalone_mode", None)
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except click.UsageError as e:
+            where = f"; see `{e.ctx.command_path} --help`" if e.ctx is not None else ""
+            click.echo(f"mcuqp: error: {e.format_message()}{where}", err=True)
+            sys.exit(EXIT_USER_ERROR)
+        except click.ClickException as e:
+            click.echo(f"mcuqp: error: {e.format_message()}", err=True)
+            sys.exit(EXIT_USER_ERROR)
+        except click.Abort:
+            click.echo("mcuqp: interrupted", err=True)
+            sys.exit(130)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)

@@ -26,6 +26,7 @@ from tflite.utils import BUILTIN_OPCODE2NAME
 
 from mcuqp import ir
 from mcuqp.errors import McuqpError, UnsupportedModelError
+from mcuqp.frontends import tflite_checks
 from mcuqp.quant import params as qp
 from mcuqp.quant.fixedpoint import _round_half_away, quantize_multiplier, wrap_int32
 
@@ -831,7 +832,11 @@ def import_tflite(path: str | Path) -> TfliteImport:
         raw = path.read_bytes()
     except OSError as e:
         raise McuqpError(f"cannot read {path}: {e.strerror}") from None
-    return _lower(parse_tflite(raw, str(path)), str(path), path.stem)
+    if len(raw) >= 8 and raw[4:8] == b"TFL3":
+        tflite_checks.check_flatbuffer(raw, str(path))
+    model = parse_tflite(raw, str(path))
+    tflite_checks.check_model(model, str(path))
+    return _lower(model, str(path), path.stem)
 
 
 def load_tflite(path: str | Path) -> ir.Graph:

@@ -1,0 +1,53 @@
+"""Hostile inputs (tests/hostile/corpus.py) through the real command line: every case exits
+with status 2, prints exactly one line on stderr naming the problem, never a traceback, and
+leaves nothing behind in its folder."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hostile.corpus import CASES, Case
+
+ROOT = Path(__file__).resolve().parents[1]
+TIMEOUT = 300  # s per case; the QEMU cases pass their own, much shorter, guest timeout
+
+
+def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    e = dict(os.environ)
+    e["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests")])
+    e.pop("CI", None)  # the CLI does not care; keeps the subprocess identical locally and in CI
+    e.update(env or {})
+    return subprocess.run([sys.executable, "-m", "mcuqp.cli", *args], cwd=cwd, env=e, capture_output=True,
+                          text=True, timeout=TIMEOUT)
+
+
+def _tree(d: Path) -> dict[str, int]:
+    return {str(p.relative_to(d)): p.stat().st_size for p in d.rglob("*")}
+
+
+def _params() -> list:
+    return [pytest.param(c, id=c.name, marks=[pytest.mark.qemu] if c.qemu else []) for c in CASES]
+
+
+def test_corpus_is_large_and_named_uniquely():
+    names = [c.name for c in CASES]
+    assert len(names) >= 50 and len(set(names)) == len(names)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", _params())
+def test_hostile_input_one_line_exit_2(case: Case, tmp_path: Path):
+    args = case.setup(tmp_path)
+    before = _tree(tmp_path)
+    r = run_cli(args, tmp_path, case.env)
+    lines = r.stderr.strip().splitlines()
+    detail = f"exit {r.returncode}\nstdout: {r.stdout[-2000:]}\nstderr: {r.stderr[-3000:]}"
+    assert "Traceback" not in r.stderr + r.stdout, detail
+    assert r.returncode == 2, detail
+    assert len(lines) == 1 and lines[0].startswith("mcuqp: error: "), detail
+    assert case.expect.lower() in lines[0].lower(), detail
+    assert _tree(tmp_path) == before, "the failed command left files behind"
