@@ -15,6 +15,7 @@ from pathlib import Path
 import jinja2
 import numpy as np
 
+from mcuqp.codegen.accumulator import check_accumulators
 from mcuqp.codegen.carrays import const_array
 from mcuqp.codegen.kernels import kernel_source
 from mcuqp.errors import McuqpError, UnsupportedModelError
@@ -359,6 +360,7 @@ def generate(
 ) -> GeneratedModel:
     """Render model.c / model.h for `graph` with tensors placed by `plan`."""
     graph.validate()
+    check_accumulators(graph)
     emitter = _Emitter(graph, plan)
     layers: list[Layer] = []
     kernels: list[Path] = []

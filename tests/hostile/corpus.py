@@ -168,9 +168,9 @@ def _unsupported_op_model() -> bytes:
 
 def _overflow_fc_model() -> bytes:
     """A fully connected layer whose worst case sum |w| * 255 + |bias| exceeds int32:
-    70,000 inputs, every weight 127 (2,266,950,000 > 2,147,483,647)."""
+    70,000 inputs at zero point -128, every weight 127 (2,266,950,000 > 2,147,483,647)."""
     b = ModelBuilder()
-    x = b.add_input("x", (1, 70000), scale=0.05, zero_point=0)
+    x = b.add_input("x", (1, 70000), scale=0.05, zero_point=-128)
     w = b.add_constant("w", np.full((2, 70000), 127, np.int8), scale=np.float32(0.001))
     bias = b.add_constant("b", np.zeros(2, np.int32), scale=np.float32(0.05 * 0.001))
     y = b.add_tensor("y", (1, 2), scale=100.0, zero_point=0)
