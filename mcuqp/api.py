@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from mcuqp.codegen.emit import GeneratedModel, generate, write_library
+from mcuqp.codegen.provenance import Provenance, file_sha256, read_provenance
 from mcuqp.errors import McuqpError, ToolchainError
 from mcuqp.ir import Graph
 from mcuqp.plan.footprint import Footprint, check_budget, predict_footprint
@@ -195,7 +196,9 @@ def compile(
     graph = model.graph if isinstance(model, LoadedModel) else model
     b = load_board(board)
     plan = compile_plan(graph, inplace=inplace)
-    gen = generate(graph, plan, rounding=rounding, board=b.name, features=b.features)
+    provenance = Provenance.of(model.source if isinstance(model, LoadedModel) else None, board=b.name,
+                               rounding=rounding, inplace=inplace, flash=flash_bytes, ram=ram_bytes, stack=stack_bytes)
+    gen = generate(graph, plan, rounding=rounding, board=b.name, features=b.features, provenance=provenance)
     try:
         footprint = predict_footprint(graph, plan, gen, b, stack_bytes_reserved=stack_bytes)
     except ToolchainError:
@@ -213,6 +216,27 @@ def compile(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return CompileResult(target, [target / f.name for f in files], b, plan, gen, footprint)
+
+
+def existing_library(model: LoadedModel, folder: str | Path, board: Board, *, rounding: Rounding) -> CompileResult:
+    """A folder generated earlier, as `compile` would have returned it; refused (one line)
+    when its model.h names another model file, board or rounding than the ones given."""
+    folder = Path(folder)
+    prov = read_provenance(folder)
+    path = Path(model.source)
+    if not path.is_file():
+        raise McuqpError("--sources needs the model as a file (.tflite or .pt) to compare its sha256")
+    digest = file_sha256(path)
+    if digest != prov.model_sha256:
+        raise McuqpError(f"{folder} was generated from another model (sha256 {prov.model_sha256[:16]}...), not "
+                         f"{path.name} (sha256 {digest[:16]}...); regenerate it with `mcuqp compile`")
+    for key, want in (("board", board.name), ("rounding", rounding)):
+        if prov.options.get(key, want) != want:
+            raise McuqpError(f"{folder} was generated with --{key} {prov.options[key]}, not {want}; "
+                             f"pass --{key} {prov.options[key]}")
+    plan = compile_plan(model.graph, inplace=prov.options.get("inplace", "true") == "true")
+    files = sorted(p for p in folder.iterdir() if p.is_file())
+    return CompileResult(folder, files, board, plan, None, None)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -301,9 +325,13 @@ def verify(
     ram_bytes: int | None = None,
     stack_bytes: int = DEFAULT_STACK_BYTES,
     inplace: bool = True,
+    sources: str | Path | None = None,
 ) -> VerifyResult:
     """Build the model with the verification firmware, run it on QEMU and compare every
-    output with the numpy reference, exactly."""
+    output with the numpy reference, exactly.
+
+    sources: an existing generated folder (e.g. committed in a firmware tree) to check
+    instead of generating one; it must have been generated from this model file."""
     from mcuqp.target.build import build_firmware, platform_include_dirs, platform_sources
     from mcuqp.target.mapfile import flash_bytes_of, ram_bytes_of
     from mcuqp.target.qemu import run_firmware
@@ -316,13 +344,17 @@ def verify(
     ref = reference_run(graph, x, rounding=rounding)
     b = load_board(board)
     with tempfile.TemporaryDirectory(prefix="mcuqp-verify-") as work:
-        lib = compile(model, Path(work) / "model", board=board, rounding=rounding,
-                      flash_bytes=flash_bytes, ram_bytes=ram_bytes, stack_bytes=stack_bytes, inplace=inplace)
+        if sources is not None:
+            lib = existing_library(model, sources, b, rounding=rounding)
+        else:
+            lib = compile(model, Path(work) / "model", board=board, rounding=rounding,
+                          flash_bytes=flash_bytes, ram_bytes=ram_bytes, stack_bytes=stack_bytes, inplace=inplace)
         sources = [f for f in lib.files if f.suffix == ".c"] + platform_sources(b)
         defines = ["MCUQP_PROFILE"] + (["MCUQP_SINGLE_ROUNDING=1"] if rounding == "single" else [])
         fw = build_firmware(sources, [lib.out_dir, *platform_include_dirs()], b, Path(work) / "build",
                             defines=defines, flash_bytes=flash_bytes, ram_bytes=ram_bytes, stack_bytes=stack_bytes)
-        run = run_firmware(fw, b, x.reshape(n, -1), graph.output.size, timeout=timeout)
+        run = run_firmware(fw, b, x.reshape(n, -1), graph.output.size, timeout=timeout,
+                           layer_names=[graph.ops[i].name for i in lib.plan.order])
         model_objects = {f.stem + ".o" for f in lib.files if f.suffix == ".c"}
         model_flash = flash_bytes_of(fw.map, model_objects)
         model_ram = ram_bytes_of(fw.map, model_objects)
@@ -331,7 +363,7 @@ def verify(
     counts = np.asarray(run.instructions, dtype=np.int64)
     per_layer = np.asarray(run.layer_instructions, dtype=np.int64).mean(axis=0) if len(run.layer_instructions) else []
     layers = [
-        LayerCount(i, graph.ops[op_i].name, graph.ops[op_i].kind.value, int(round(per_layer[i])) if len(per_layer) else 0)
+        LayerCount(i, graph.ops[op_i].name, graph.ops[op_i].kind.value, int(round(per_layer[i])) if i < len(per_layer) else 0)
         for i, op_i in enumerate(lib.plan.order)
     ]
     result = VerifyResult(

@@ -268,17 +268,25 @@ def _print_verify(res, title: str | None = None) -> None:
               help="Compare every layer with TFLite Micro (.tflite models) and print instructions per layer.")
 @_budget_options
 @inplace_option
+@click.option("--sources", type=click.Path(file_okay=False, exists=True), default=None,
+              help="Check this existing generated folder (e.g. one in your firmware tree) instead of generating one.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=600.0, show_default=True,
+              help="Seconds the firmware may run on QEMU.")
 @json_option
 def verify(model: str, board: str, n_inputs: int, save_io: str | None, calib: str | None, rounding: str,
            per_layer: bool, flash_bytes: int | None, ram_bytes: int | None, stack_bytes: int, inplace: bool,
-           as_json: bool) -> None:
-    """Build MODEL for BOARD, run it on QEMU and compare with the integer reference."""
+           sources: str | None, timeout: float, as_json: bool) -> None:
+    """Build MODEL for BOARD, run it on QEMU and compare with the integer reference.
+
+    Exit status: 0 bit-exact, 1 when outputs differ, 2 on bad input (with --sources: a
+    folder generated from another model)."""
     from mcuqp import api
 
     loaded = api.load(model, calib=calib, rounding=rounding)
     mismatch = api.oracle_first_mismatch(loaded, n_inputs) if per_layer else None
     res = api.verify(loaded, board=board, n_inputs=n_inputs, rounding=rounding, save_io=save_io,
-                     flash_bytes=flash_bytes, ram_bytes=ram_bytes, stack_bytes=stack_bytes, inplace=inplace)
+                     flash_bytes=flash_bytes, ram_bytes=ram_bytes, stack_bytes=stack_bytes, inplace=inplace,
+                     sources=sources, timeout=timeout)
     if as_json:
         out = res.summary()
         if per_layer:

@@ -16,6 +16,7 @@ each), so the corpus holds no binaries. Cases:
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -413,4 +414,61 @@ OPTION_CASES = [
          "not found", env=NO_TOOLCHAIN),
 ]
 
-CASES: list[Case] = [*TFLITE_CASES, *TORCH_CASES, *OPTION_CASES]
+# ------------------------------------------------------------------ generated folders (verify --sources)
+
+
+def _library(d: Path, edit: Callable[[str], str] | None = None, model: Callable[[], bytes] = base_model) -> None:
+    """model.tflite and the library generated from it in lib/, model.c passed through `edit`."""
+    from mcuqp import api
+
+    (d / "model.tflite").write_bytes(model())
+    api.compile(api.load(d / "model.tflite"), d / "lib")
+    if edit is not None:
+        c = d / "lib" / "model.c"
+        new = edit(c.read_text())
+        assert new != c.read_text(), "the edit did not apply"
+        c.write_text(new)
+
+
+def _sources_case(name: str, edit: Callable[[str], str] | None, expect: str, extra: tuple[str, ...] = (),
+                  qemu: bool = True, after: Callable[[Path], None] | None = None) -> Case:
+    def setup(d: Path) -> list[str]:
+        _library(d, edit)
+        if after is not None:
+            after(d)
+        return ["verify", "model.tflite", "--sources", "lib", "--inputs", "4", "--save-io", "io", *extra]
+    return Case(name, setup, expect, qemu=qemu)
+
+
+def _hang(c: str) -> str:
+    """An endless loop after the first layer."""
+    return c.replace("    MCUQP_LAYER_HOOK(0);\n", "    MCUQP_LAYER_HOOK(0);\n    for (;;) {\n        __asm__ volatile(\"\");\n    }\n", 1)
+
+
+def _fault(c: str) -> str:
+    """The fully connected layer (layer 2, after the conv and the flatten) reads its input
+    from unmapped memory."""
+    m = re.search(r"mcuqp_fully_connected_s8\(&l\d+_params, &l\d+_quant, 1, 64, ", c)
+    start = m.end()
+    end = c.index(",", start)
+    return c[:start] + "(const int8_t *)0xF0000000u" + c[end:]
+
+
+def _other_model(d: Path) -> None:
+    """model.tflite replaced by another model after lib/ was generated."""
+    b = base_builder()
+    _tensor(b, 6).zero_point = np.array([-4], np.int64)
+    (d / "model.tflite").write_bytes(b.build())
+
+
+SOURCES_CASES = [
+    _sources_case("guest-hangs", _hang, "did not finish within 5 s", extra=("--timeout", "5")),
+    _sources_case("guest-faults", _fault, "in layer 2 (fully_connected_1"),
+    _sources_case("sources-from-another-model", None, "generated from another model", qemu=False, after=_other_model),
+    _sources_case("sources-without-header", None, "no model.h", qemu=False,
+                  after=lambda d: (d / "lib" / "model.h").unlink()),
+    _sources_case("sources-other-rounding", None, "--rounding double", extra=("--rounding", "single"), qemu=False),
+    _sources_case("sources-other-board", None, "--board mps2-an386", extra=("--board", "mps3-an547"), qemu=False),
+]
+
+CASES: list[Case] = [*TFLITE_CASES, *TORCH_CASES, *OPTION_CASES, *SOURCES_CASES]
