@@ -20,8 +20,11 @@ class _Group(click.Group):
         try:
             rv = super().main(*args, standalone_mode=False, **kwargs)
         except click.UsageError as e:
+            if type(e).__name__ == "NoArgsIsHelpError" and e.ctx is not None:  # bare `mcuqp`: the help
+                click.echo(e.ctx.get_help())
+                sys.exit(e.exit_code)
             where = f"; see `{e.ctx.command_path} --help`" if e.ctx is not None else ""
-            click.echo(f"mcuqp: error: {e.format_message()}{where}", err=True)
+            click.echo(f"mcuqp: error: {e.format_message().rstrip('.')}{where}", err=True)
             sys.exit(EXIT_USER_ERROR)
         except click.ClickException as e:
             click.echo(f"mcuqp: error: {e.format_message()}", err=True)

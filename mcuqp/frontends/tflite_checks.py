@@ -123,8 +123,8 @@ def _check_quantization(t: TfTensor, label: str) -> None:
 
 
 def _check_dataflow(model: TfModel, label: str) -> None:
-    """Every tensor has at most one producer; the operators form no cycle; every operator
-    input is a constant, a graph input or another operator's output."""
+    """Every tensor has at most one producer and the operators form no cycle. (An input
+    that nothing computes is reported by the lowerer of the op reading it.)"""
     producer: dict[int, int] = {}
     for op in model.ops:
         for t in op.outputs:
@@ -136,12 +136,6 @@ def _check_dataflow(model: TfModel, label: str) -> None:
     for t in model.inputs:
         if model.tensors[t].data is not None:
             raise _corrupt(label, f"graph input tensor {t} is a constant")
-    for op in model.ops:
-        for t in op.inputs:
-            if t < 0 or t in producer or t in model.inputs or model.tensors[t].data is not None:
-                continue
-            raise _corrupt(label, f"operator {op.index} ({op.opcode}) reads tensor {t} "
-                                  f"'{model.tensors[t].name}', which nothing computes")
     # Kahn's algorithm over operators: what is left over sits on a cycle.
     deps = {op.index: {producer[t] for t in op.inputs if t in producer} for op in model.ops}
     users: dict[int, list[int]] = {i: [] for i in deps}

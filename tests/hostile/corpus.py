@@ -305,7 +305,7 @@ TFLITE_CASES = [
     tflite_case("two-subgraphs", crafted(lambda b: None, subgraphs=2), "2 subgraphs"),
     tflite_case("no-subgraph", crafted(lambda b: None, subgraphs=0), "no subgraph"),
     tflite_case("cycle", _cycle_model, "cycle"),
-    tflite_case("dangling-tensor", _dangling_model, "nothing computes"),
+    tflite_case("dangling-tensor", _dangling_model, "used before it is produced"),
     tflite_case("two-writers", _two_writers_model, "written by operators"),
     tflite_case("unsupported-op", _unsupported_op_model, "TANH"),
     tflite_case("conv-output-shape-wrong", crafted(lambda b: _set(_tensor(b, 3), shape=(1, 5, 5, 4))), "shape"),
