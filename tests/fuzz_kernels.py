@@ -31,7 +31,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -407,9 +407,9 @@ BASE_EXAMPLES = 150  # per unit of weight, per rounding mode
 
 def run(name: str, prop, lib, rounding: str, examples: int) -> int:
     count = 0
-    seed = os.environ.get("MCUQP_FUZZ_SEED")
+    fixed = os.environ.get("MCUQP_FUZZ_SEED")
 
-    @settings(max_examples=examples, deadline=None, database=None, derandomize=seed is None,
+    @settings(max_examples=examples, deadline=None, database=None, derandomize=fixed is None,
               suppress_health_check=list(HealthCheck), print_blob=True)
     @given(data=st.data())
     def check(data):
@@ -417,8 +417,8 @@ def run(name: str, prop, lib, rounding: str, examples: int) -> int:
         count += 1
         prop(lib, rounding, data)
 
-    if seed is not None:
-        check = __import__("hypothesis").seed(int(seed))(check)
+    if fixed is not None:
+        check = seed(int(fixed))(check)
     check()
     return count
 

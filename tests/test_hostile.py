@@ -51,3 +51,21 @@ def test_hostile_input_one_line_exit_2(case: Case, tmp_path: Path):
     assert len(lines) == 1 and lines[0].startswith("mcuqp: error: "), detail
     assert case.expect.lower() in lines[0].lower(), detail
     assert _tree(tmp_path) == before, "the failed command left files behind"
+
+
+def test_fault_report_names_the_fault_pc_and_layer(tmp_path: Path):
+    """The one-line report of a guest fault, from the guest's console line and the markers the
+    instruction-count plugin wrote before it (here: inference 1 stopped inside layer 2)."""
+    from mcuqp.target import qemu
+
+    profile = tmp_path / "profile.txt"
+    profile.write_text("b 10\nm 20\nm 30\nm 40\ne 50\nb 60\nm 70\nm 80\n")
+    where = qemu._where(profile, ["conv", "pool", "fc"])
+    assert where == "in layer 2 (fc) of inference 1"
+    console = "mcuqp-guest: HardFault pc=0x00001234 lr=0xfffffff9 cfsr=0x00000000 hfsr=0x40000000\n"
+    msg = qemu._fault_message(11, console, tmp_path / "missing.elf", "mps2-an386", where)
+    assert msg.startswith("firmware HardFault on mps2-an386 at pc=0x00001234 (")
+    assert "in layer 2 (fc) of inference 1: HardFault pc=0x00001234" in msg and "\n" not in msg
+    assert qemu._symbolize([(0x1000, "mcuqp_fc"), (0x2000, "main")], 0x1235) == "mcuqp_fc+0x234"
+    profile.write_text("b 10\nm 20\ne 30\n")
+    assert qemu._where(profile, ["conv"]) == "outside the model, after 1 inferences"
