@@ -64,8 +64,8 @@ def test_fault_report_names_the_fault_pc_and_layer(tmp_path: Path):
     assert where == "in layer 2 (fc) of inference 1"
     console = "mcuqp-guest: HardFault pc=0x00001234 lr=0xfffffff9 cfsr=0x00000000 hfsr=0x40000000\n"
     msg = qemu._fault_message(11, console, tmp_path / "missing.elf", "mps2-an386", where)
-    assert msg.startswith("firmware HardFault on mps2-an386 at pc=0x00001234 (")
-    assert "in layer 2 (fc) of inference 1: HardFault pc=0x00001234" in msg and "\n" not in msg
+    assert msg.startswith("firmware failed on mps2-an386 with exit code 11 (HardFault): HardFault pc=0x00001234 ")
+    assert msg.count("in layer 2 (fc) of inference 1") == 1 and "\n" not in msg
     assert qemu._symbolize([(0x1000, "mcuqp_fc"), (0x2000, "main")], 0x1235) == "mcuqp_fc+0x234"
     profile.write_text("b 10\nm 20\ne 30\n")
     assert qemu._where(profile, ["conv"]) == "outside the model, after 1 inferences"

@@ -212,13 +212,12 @@ def _fault_message(rc: int, console: str, elf: Path, board: str, where: str) -> 
     guest = [ln[len(GUEST_PREFIX):].strip() for ln in console.splitlines() if ln.startswith(GUEST_PREFIX)]
     detail = guest[-1] if guest else f"{GUEST_EXIT_CODES[rc]} (no report)"
     regs = dict(_FAULT_FIELDS.findall(detail))
-    symbols = _function_symbols(elf)
-    parts = [f"firmware {GUEST_EXIT_CODES[rc]} on {board}"]
+    parts = [f"firmware failed on {board} with exit code {rc} ({GUEST_EXIT_CODES[rc]}): {detail};"]
     if "pc" in regs:
-        parts.append(f"at pc=0x{regs['pc']} ({_symbolize(symbols, int(regs['pc'], 16))})")
+        parts.append(f"the pc is in {_symbolize(_function_symbols(elf), int(regs['pc'], 16))}")
     if where:
         parts.append(where)
-    return " ".join(parts) + f": {detail}; a kernel read or wrote outside its buffers, or the stack overflowed"
+    return " ".join(parts) + "; a kernel read or wrote outside its buffers, or the stack overflowed"
 
 
 def _function_symbols(elf: Path) -> list[tuple[int, str]]:
