@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from mcuqp.codegen.emit import GeneratedModel, generate, write_library
+from mcuqp.codegen.provenance import Provenance, file_sha256, read_provenance
 from mcuqp.errors import McuqpError, ToolchainError
 from mcuqp.ir import Graph
 from mcuqp.plan.footprint import Footprint, check_budget, predict_footprint
@@ -126,10 +127,12 @@ def load(
     .npy of float NCHW inputs). Verification inputs are the dataset's test split, the
     first samples of the .npy, or (for a .tflite without `calib`) random int8 over the
     full range."""
-    import torch
-
     module = None
-    if isinstance(model, torch.nn.Module):
+    if not isinstance(model, (str, Path)):  # an nn.Module (torch is only imported for those)
+        import torch
+
+        if not isinstance(model, torch.nn.Module):
+            raise McuqpError(f"cannot load a {type(model).__name__}: give a .tflite or .pt path, or an nn.Module")
         module, source = model, type(model).__name__
     else:
         path = Path(model)
@@ -310,7 +313,9 @@ def compile(
     graph, rounding = loaded.graph, loaded.rounding
     b = load_board(board)
     plan = compile_plan(graph, inplace=inplace)
-    gen = generate(graph, plan, rounding=rounding, board=b.name, features=b.features)
+    provenance = Provenance.of(loaded.source, board=b.name,
+                               rounding=rounding, inplace=inplace, flash=flash_bytes, ram=ram_bytes, stack=stack_bytes)
+    gen = generate(graph, plan, rounding=rounding, board=b.name, features=b.features, provenance=provenance)
     try:
         footprint = predict_footprint(graph, plan, gen, b, stack_bytes_reserved=stack_bytes)
     except ToolchainError:
@@ -335,6 +340,30 @@ def compile(
         predicted_flash_bytes=fp.flash_bytes if fp else None, predicted_ram_bytes=fp.ram_bytes if fp else None,
         predicted_stack_bytes=fp.stack_bytes if fp else None, plan=plan, generated=gen, footprint=footprint,
     )
+
+
+def existing_library(model: LoadedModel, folder: str | Path, board: Board, *, rounding: Rounding) -> CompileResult:
+    """A folder generated earlier, as `compile` would have returned it; refused (one line)
+    when its model.h names another model file, board or rounding than the ones given."""
+    folder = Path(folder)
+    prov = read_provenance(folder)
+    path = Path(model.source)
+    if not path.is_file():
+        raise McuqpError("--sources needs the model as a file (.tflite or .pt) to compare its sha256")
+    digest = file_sha256(path)
+    if digest != prov.model_sha256:
+        raise McuqpError(f"{folder} was generated from another model (sha256 {prov.model_sha256[:16]}...), not "
+                         f"{path.name} (sha256 {digest[:16]}...); regenerate it with `mcuqp compile`")
+    for key, want in (("board", board.name), ("rounding", rounding)):
+        if prov.options.get(key, want) != want:
+            raise McuqpError(f"{folder} was generated with --{key} {prov.options[key]}, not {want}; "
+                             f"pass --{key} {prov.options[key]}")
+    plan = compile_plan(model.graph, inplace=prov.options.get("inplace", "true") == "true")
+    files = sorted(p for p in folder.iterdir() if p.is_file())
+    return CompileResult(out_dir=folder, board=board.name, files=files, layers=len(model.graph.ops),
+                         arena_bytes=plan.arena_bytes, lower_bound_bytes=plan.lower_bound_bytes,
+                         weight_bytes=0, param_bytes=0, predicted_flash_bytes=None, predicted_ram_bytes=None,
+                         predicted_stack_bytes=None, plan=plan, generated=None, footprint=None)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -427,12 +456,16 @@ def verify(
     ram_bytes: int | None = None,
     stack_bytes: int = DEFAULT_STACK_BYTES,
     inplace: bool = True,
+    sources: str | Path | None = None,
 ) -> VerifyResult:
     """Build the model with the verification firmware, run it on QEMU and compare every
     output with the numpy reference, exactly. `per_layer` (a .tflite) also compares every
     layer of the reference with TFLite Micro.
 
-    Example: `r = mcuqp.verify("model.tflite", board="mps3-an547", n_inputs=20)`; `r.bit_exact, r.instructions_per_inference`"""
+    Example: `r = mcuqp.verify("model.tflite", board="mps3-an547", n_inputs=20)`; `r.bit_exact, r.instructions_per_inference`
+
+    sources: an existing generated folder (e.g. committed in a firmware tree) to check
+    instead of generating one; it must have been generated from this model file."""
     from mcuqp.target.build import build_firmware, platform_include_dirs, platform_sources
     from mcuqp.target.mapfile import flash_bytes_of, ram_bytes_of
     from mcuqp.target.qemu import run_firmware
@@ -448,13 +481,17 @@ def verify(
     ref = reference_run(graph, x, rounding=rounding)
     b = load_board(board)
     with tempfile.TemporaryDirectory(prefix="mcuqp-verify-") as work:
-        lib = compile(model, Path(work) / "model", board=board,
-                      flash_bytes=flash_bytes, ram_bytes=ram_bytes, stack_bytes=stack_bytes, inplace=inplace)
-        sources = [f for f in lib.files if f.suffix == ".c"] + platform_sources(b)
+        if sources is not None:
+            lib = existing_library(model, sources, b, rounding=rounding)
+        else:
+            lib = compile(model, Path(work) / "model", board=board,
+                          flash_bytes=flash_bytes, ram_bytes=ram_bytes, stack_bytes=stack_bytes, inplace=inplace)
+        c_sources = [f for f in lib.files if f.suffix == ".c"] + platform_sources(b)
         defines = ["MCUQP_PROFILE"] + (["MCUQP_SINGLE_ROUNDING=1"] if rounding == "single" else [])
-        fw = build_firmware(sources, [lib.out_dir, *platform_include_dirs()], b, Path(work) / "build",
+        fw = build_firmware(c_sources, [lib.out_dir, *platform_include_dirs()], b, Path(work) / "build",
                             defines=defines, flash_bytes=flash_bytes, ram_bytes=ram_bytes, stack_bytes=stack_bytes)
-        run = run_firmware(fw, b, x.reshape(n, -1), graph.output.size, timeout=timeout)
+        run = run_firmware(fw, b, x.reshape(n, -1), graph.output.size, timeout=timeout,
+                           layer_names=[graph.ops[i].name for i in lib.plan.order])
         model_objects = {f.stem + ".o" for f in lib.files if f.suffix == ".c"}
         model_flash = flash_bytes_of(fw.map, model_objects)
         model_ram = ram_bytes_of(fw.map, model_objects)

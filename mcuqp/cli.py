@@ -26,6 +26,26 @@ Exit status: 0 ok; 1 an output differs from the reference (verify, report);
 
 
 class _Group(click.Group):
+    def main(self, *args, **kwargs):
+        """Click's usage errors as one line too (click prints usage, a hint and the error)."""
+        kwargs.pop("standalone_mode", None)
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except click.UsageError as e:
+            if type(e).__name__ == "NoArgsIsHelpError" and e.ctx is not None:  # bare `mcuqp`: the help
+                click.echo(e.ctx.get_help())
+                sys.exit(e.exit_code)
+            where = f"; see `{e.ctx.command_path} --help`" if e.ctx is not None else ""
+            click.echo(f"mcuqp: error: {e.format_message().rstrip('.')}{where}", err=True)
+            sys.exit(EXIT_USER_ERROR)
+        except click.ClickException as e:
+            click.echo(f"mcuqp: error: {e.format_message()}", err=True)
+            sys.exit(EXIT_USER_ERROR)
+        except click.Abort:
+            click.echo("mcuqp: interrupted", err=True)
+            sys.exit(130)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
@@ -311,11 +331,18 @@ def _print_verify(res, title: str | None = None, out: Output | None = None) -> N
               help="Compare every layer with TFLite Micro (.tflite models) and print instructions per layer.")
 @_budget_options
 @inplace_option
+@click.option("--sources", type=click.Path(file_okay=False, exists=True), default=None,
+              help="Check this existing generated folder (e.g. one in your firmware tree) instead of generating one.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=600.0, show_default=True,
+              help="Seconds the firmware may run on QEMU.")
 @output_options
 def verify(model: str, board: str, n_inputs: int, save_io: str | None, calib: str | None, rounding: str,
            per_layer: bool, flash_bytes: int | None, ram_bytes: int | None, stack_bytes: int, inplace: bool,
-           as_json: bool, quiet: bool, verbose: bool) -> None:
-    """Build MODEL for BOARD, run it on QEMU and compare with the integer reference."""
+           sources: str | None, timeout: float, as_json: bool, quiet: bool, verbose: bool) -> None:
+    """Build MODEL for BOARD, run it on QEMU and compare with the integer reference.
+
+    With --sources, an existing generated folder is checked instead of a fresh one (exit 2
+    when it was generated from another model)."""
     from mcuqp import api
 
     out = _out(as_json, quiet, verbose)
@@ -323,7 +350,8 @@ def verify(model: str, board: str, n_inputs: int, save_io: str | None, calib: st
     loaded = api.load(model, calib=calib, rounding=rounding)
     out.progress(f"building for {board} and running {min(n_inputs, 0 if loaded.verify_inputs is None else len(loaded.verify_inputs))} inputs on QEMU")
     res = api.verify(loaded, board=board, n_inputs=n_inputs, per_layer=per_layer, save_io=save_io,
-                     flash_bytes=flash_bytes, ram_bytes=ram_bytes, stack_bytes=stack_bytes, inplace=inplace)
+                     flash_bytes=flash_bytes, ram_bytes=ram_bytes, stack_bytes=stack_bytes, inplace=inplace,
+                     sources=sources, timeout=timeout)
     out.result(res.to_dict(), lambda: _print_verify(res, f"{Path(model).name} on {res.board}:", out))
     if not res.ok:
         sys.exit(EXIT_MISMATCH)

@@ -1,9 +1,7 @@
-import os
-import shutil
-
 import pytest
 
 import hostlib
+import prereq
 
 
 @pytest.fixture(scope="session")
@@ -17,14 +15,13 @@ def runtime_single_rounding():
     return hostlib.load_runtime(("MCUQP_SINGLE_ROUNDING=1",))
 
 
-def pytest_collection_modifyitems(config, items):
-    have_arm = shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")
-    if have_arm or os.environ.get("CI"):
-        return  # in CI a missing toolchain must fail, not skip
-    skip = pytest.mark.skip(reason="arm-none-eabi-gcc / qemu-system-arm not installed (run `make test`)")
-    for item in items:
-        if "qemu" in item.keywords:
-            item.add_marker(skip)
+def pytest_runtest_setup(item):
+    """`qemu` tests need the arm toolchain and QEMU; `@pytest.mark.tools(...)` names other
+    programs. Missing: skip with a reason locally, fail when CI is set (prereq.missing)."""
+    if "qemu" in item.keywords:
+        prereq.require_tools(*prereq.QEMU_TOOLS)
+    for mark in item.iter_markers("tools"):
+        prereq.require_tools(*mark.args)
 
 
 def pytest_configure(config):

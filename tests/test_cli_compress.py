@@ -47,14 +47,28 @@ def test_compress_summary_and_weights(compressed):
 
 
 def test_compressed_graph_uses_the_qat_ranges(compressed):
-    out, info = compressed
-    loaded = api.load(out, calib="digits")
-    x, y = loaded.verify_inputs, loaded.labels
+    """Every range learnt in QAT (saved on the module) sets its tensor's scale and zero
+    point exactly, and they differ from what plain calibration would choose."""
+    from mcuqp.compress.pipeline import RANGES_ATTR
+    from mcuqp.quant.ptq import activation_qparams, quantize_module
     from mcuqp.reference.interpreter import run
 
-    acc = float((run(loaded.graph, x).reshape(len(x), -1).argmax(1) == y).mean())
-    # the int8 graph reproduces the QAT simulation the compressor measured
-    assert abs(acc - info["accuracy_after"]) <= 0.01
+    out, info = compressed
+    loaded = api.load(out, calib="digits")
+    ranges = getattr(torch.load(out, weights_only=False), RANGES_ATTR)
+    assert ranges, "the compressed module carries no QAT ranges"
+    g = loaded.graph
+    checked = [name for name in ranges if name in g.tensors and g.tensors[name].quant is not None]
+    assert g.input.name in checked and len(checked) >= 3, (checked, list(ranges))
+    for name in checked:
+        scale, zp = activation_qparams(*ranges[name])
+        q = g.tensors[name].quant
+        assert (np.float32(q.s), q.zp) == (scale, zp), name
+    calibrated = quantize_module(loaded.float_module, load_dataset("digits").x_train[:512])
+    assert any(np.float32(calibrated.tensors[n].quant.s) != np.float32(g.tensors[n].quant.s) for n in checked)
+    x, y = loaded.verify_inputs, loaded.labels
+    acc = float((run(g, x).reshape(len(x), -1).argmax(1) == y).mean())
+    assert abs(acc - info["accuracy_after"]) <= 0.01  # the int8 graph reproduces the QAT simulation
 
 
 @pytest.mark.qemu

@@ -12,10 +12,14 @@ from mcuqp.errors import McuqpError, UnsupportedModelError
 from mcuqp.frontends.tflite import import_tflite, load_tflite
 from mcuqp.ops.tflite_lowering import same_or_valid_padding
 from tflite_builder import ModelBuilder
+import prereq
 
-SHARED_MODELS = Path(__file__).resolve().parents[1].parent / "shared" / "models"
-needs_shared = pytest.mark.skipif(
-    not SHARED_MODELS.is_dir(), reason=f"shared models not found at {SHARED_MODELS} (they live in ../shared)")
+SHARED_MODELS = prereq.SHARED_MODELS
+
+
+@pytest.fixture
+def needs_shared():
+    prereq.require_shared_models()
 
 
 def _write(tmp_path: Path, b: ModelBuilder, name: str = "m.tflite") -> Path:
@@ -27,7 +31,7 @@ def _write(tmp_path: Path, b: ModelBuilder, name: str = "m.tflite") -> Path:
 def _equal_to_tflm(path: Path, n: int = 48, seed: int = 0) -> ir.Graph:
     """Import `path`, run the reference and TFLite Micro on n random inputs, require equality
     and a non-constant output (so that equality is not trivially true)."""
-    pytest.importorskip("tflite_micro", reason="the TFLite Micro oracle is not installed")
+    prereq.require_module("tflite_micro")
     from mcuqp.oracle import first_mismatch, tflm_run
     from mcuqp.reference.interpreter import run
 
@@ -68,7 +72,7 @@ def test_same_or_valid_padding(same, size, k, s, d, expected) -> None:
 # ------------------------------------------------------------------ shared models
 
 
-@needs_shared
+@pytest.mark.usefixtures("needs_shared")
 def test_kws_structure_and_parameters() -> None:
     imported = import_tflite(SHARED_MODELS / "mlperf_tiny/kws_ref_model.tflite")
     g = imported.graph
@@ -96,7 +100,7 @@ def test_kws_structure_and_parameters() -> None:
     assert g.ops[0].source == "tflite op 0 CONV_2D"
 
 
-@needs_shared
+@pytest.mark.usefixtures("needs_shared")
 @pytest.mark.parametrize("name", ["digits_int8.tflite", "mixed28_int8.tflite"])
 def test_flatten_shape_subgraph_is_folded(name: str) -> None:
     imported = import_tflite(SHARED_MODELS / "fixtures" / name)
@@ -109,7 +113,7 @@ def test_flatten_shape_subgraph_is_folded(name: str) -> None:
     assert not any("Shape" in t.name or "strided_slice" in t.name for t in g.tensors.values())
 
 
-@needs_shared
+@pytest.mark.usefixtures("needs_shared")
 def test_all_shared_models_import() -> None:
     paths = sorted(SHARED_MODELS.glob("*/*.tflite"))
     assert len(paths) == 6
@@ -355,7 +359,7 @@ def test_concatenation_with_a_constant_equals_tflm(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("scale", "zp"), [(0.002, 0), (0.03, -20), (0.1, 5), (0.6, 100)])
 def test_logistic_and_quantize_equal_tflm_on_every_input_value(tmp_path: Path, scale: float, zp: int) -> None:
-    pytest.importorskip("tflite_micro", reason="the TFLite Micro oracle is not installed")
+    prereq.require_module("tflite_micro")
     from mcuqp.oracle import tflm_run_all_tensors
     from mcuqp.reference.interpreter import run_all
 

@@ -6,7 +6,6 @@ QEMU's Cortex-M3/M4 boards, give the numpy outputs there too."""
 from __future__ import annotations
 
 import ctypes as C
-import shutil
 import subprocess
 from dataclasses import replace
 
@@ -22,6 +21,7 @@ from mcuqp.ops.fully_connected import FullyConnectedAttrs, fully_connected_s8
 from mcuqp.ops.tflite_lowering import same_or_valid_padding
 from mcuqp.quant import fixedpoint as fp
 import hostlib
+import prereq
 from hostlib import ConvParams, FcParams, dims, ptr
 
 from kernel_cases import (BAD_CONV_ATTRS, ERR, OK, Coverage, Layer, base_conv, c_conv, c_fc, conv_case, fc_case, i8,
@@ -308,7 +308,7 @@ def _tflm_conv_case(rng: np.random.Generator, depthwise: bool):
 
 @pytest.mark.parametrize("depthwise", [False, True], ids=["conv2d", "depthwise"])
 def test_conv_numpy_matches_tflm(depthwise):
-    pytest.importorskip("tflite_micro")
+    prereq.require_module("tflite_micro")
     from tflite_builder import run_tflm
 
     rng = np.random.default_rng(2024 + depthwise)
@@ -321,7 +321,7 @@ def test_conv_numpy_matches_tflm(depthwise):
 
 
 def test_fc_numpy_matches_tflm():
-    pytest.importorskip("tflite_micro")
+    prereq.require_module("tflite_micro")
     from tflite_builder import ModelBuilder, run_tflm
 
     rng = np.random.default_rng(77)
@@ -456,7 +456,7 @@ def test_fc_rejects_bad_shapes(runtime):
 # ---- the kernels build for Cortex-M ------------------------------------------------
 
 
-@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="arm-none-eabi-gcc not installed")
+@pytest.mark.tools("arm-none-eabi-gcc")
 @pytest.mark.parametrize("cpu", ["cortex-m4", "cortex-m0plus", "cortex-m55"])
 def test_kernels_compile_for_cortex_m(tmp_path, cpu):
     for name in MY_SOURCES:

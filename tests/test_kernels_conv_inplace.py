@@ -8,7 +8,6 @@ place equals the reference on the host and, below its live lower bound, on QEMU.
 from __future__ import annotations
 
 import ctypes as C
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ from mcuqp.ir import Padding
 from mcuqp.ops.common import conv_requant
 from mcuqp.ops.conv2d import ConvAttrs, conv2d_s8
 import hostlib
+import prereq
 from kernel_cases import conv_params, cross_compile_errors, i8
 from hostlib import dims, ptr
 
@@ -170,7 +170,7 @@ def test_refuses_what_it_cannot_run_in_place(runtime):
     refused(a=ConvAttrs((1, 1), Padding(0, 0, 0, 0), requant=bad_shift))
 
 
-@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="arm-none-eabi-gcc not installed")
+@pytest.mark.tools("arm-none-eabi-gcc")
 @pytest.mark.parametrize("cpu", ["cortex-m4", "cortex-m0plus", "cortex-m55"])
 @pytest.mark.parametrize("single", [0, 1])
 def test_compiles_for_cortex_m(tmp_path, cpu, single):
@@ -179,13 +179,8 @@ def test_compiles_for_cortex_m(tmp_path, cpu, single):
 
 # ---- in generated models: the planner's in-place 1x1 convs, on the host and on QEMU ----
 
-KWS = Path(__file__).resolve().parents[1].parent / "shared" / "models" / "mlperf_tiny" / "kws_ref_model.tflite"
-
-
 def kws() -> Path:
-    if not KWS.exists():
-        pytest.skip(f"{KWS} not present: the shared models folder sits beside the repository")
-    return KWS
+    return prereq.shared_model("mlperf_tiny/kws_ref_model.tflite")
 
 
 def test_generated_kws_runs_pointwise_in_place_on_the_host(tmp_path):
@@ -235,9 +230,7 @@ def test_mixed28_auto_runs_a_pointwise_conv_in_place_on_qemu():
     its 4,704 B lower bound and the 3,332 B of the in-place depthwise; bit-exact on the target."""
     from mcuqp import api
 
-    path = KWS.parents[1] / "fixtures" / "mixed28_int8.tflite"
-    if not path.exists():
-        pytest.skip(f"{path} not present")
+    path = prereq.shared_model("fixtures/mixed28_int8.tflite")
     loaded = api.load(path, n_random=8, seed=3)
     plan = api.compile_plan(loaded)
     assert plan.inplace_conv == [1] and plan.inplace_depthwise == []

@@ -8,7 +8,6 @@ the host and on QEMU."""
 from __future__ import annotations
 
 import ctypes as C
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from mcuqp.ops.common import conv_requant
 from mcuqp.ops.conv2d import ConvAttrs, conv_output_hw
 from mcuqp.ops.depthwise_conv2d import depthwise_conv2d_s8
 import hostlib
+import prereq
 from kernel_cases import conv_params, cross_compile_errors, i8
 from hostlib import dims, ptr
 
@@ -190,7 +190,7 @@ def test_refuses_shapes_it_cannot_run_in_place(runtime):
     refused(a=ConvAttrs((1, 1), Padding(1, 1, 1, 1), requant=bad_shift))
 
 
-@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="arm-none-eabi-gcc not installed")
+@pytest.mark.tools("arm-none-eabi-gcc")
 @pytest.mark.parametrize("cpu", ["cortex-m4", "cortex-m0plus", "cortex-m55"])
 @pytest.mark.parametrize("single", [0, 1])
 def test_compiles_for_cortex_m(tmp_path, cpu, single):
@@ -199,15 +199,13 @@ def test_compiles_for_cortex_m(tmp_path, cpu, single):
 
 # ---- in generated models: the planner's in-place depthwise ops, on the host and on QEMU ----
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "models"
+SHARED = prereq.SHARED_MODELS
 MIXED28 = SHARED / "fixtures" / "mixed28_int8.tflite"
 KWS = SHARED / "mlperf_tiny" / "kws_ref_model.tflite"
 
 
 def shared_model(path: Path) -> Path:
-    if not path.exists():
-        pytest.skip(f"{path} not present: the shared models folder sits beside the repository")
-    return path
+    return prereq.shared_model(path.relative_to(SHARED))
 
 
 @pytest.mark.parametrize(("model", "mode", "in_place"), [

@@ -25,6 +25,7 @@ from mcuqp.ops.depthwise_conv2d import depthwise_conv2d_s8
 from mcuqp.ops.fully_connected import FullyConnectedAttrs, fully_connected_s8
 from mcuqp.quant import fixedpoint as fp
 import hostlib
+import prereq
 from hostlib import ConvParams, FcParams, dims, ptr
 
 from kernel_cases import (BAD_CONV_ATTRS, ERR, INT32_MAX, INT32_MIN, OK, Layer, acc_spread, base_conv, c_conv, c_fc,
@@ -35,7 +36,6 @@ SRC = hostlib.RUNTIME_DIR / "src"
 DSP = SRC / "dsp"
 INCLUDE = hostlib.RUNTIME_DIR / "include"
 DSP_SOURCES = ["conv2d_s8.c", "depthwise_conv2d_s8.c", "fully_connected_s8.c"]
-SHARED_MODELS = Path(__file__).resolve().parents[2] / "shared" / "models"
 
 # Test-only exports of the header's inline helpers (bulk, for speed through ctypes).
 SHIM = r"""
@@ -499,10 +499,7 @@ def test_dsp_kernels_on_qemu_match_numpy(tmp_path, board, rounding):
 
 
 def _shared_model(*parts: str) -> Path:
-    path = SHARED_MODELS.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"{path} not found (the shared models folder sits beside the repository)")
-    return path
+    return prereq.shared_model(Path(*parts))
 
 
 def _kernel_dirs(loaded, board: str, inplace: bool = True) -> dict[str, Path]:
@@ -523,7 +520,14 @@ def test_model_with_dsp_layers_bit_exact_on_m4():
     loaded = api.load(_shared_model("fixtures", "mixed28_int8.tflite"), n_random=20, seed=0)
     used = _kernel_dirs(loaded, "mps2-an386")
     assert used["conv2d_s8.c"] == DSP and used["fully_connected_s8.c"] == DSP, used
-    assert used.get("depthwise_conv2d_s8.c", DSP) == DSP, used
+    # Its depthwise layer runs either in place (portable kernel) or on the DSP variant.
+    assert any(op.kind.value == "depthwise_conv2d" for op in loaded.graph.ops)
+    if api.compile_plan(loaded).inplace_depthwise:
+        assert used["depthwise_conv2d_s8_inplace.c"] == SRC and "depthwise_conv2d_s8.c" not in used, used
+    else:
+        assert used["depthwise_conv2d_s8.c"] == DSP, used
+    # Out of place, every weighted layer runs on its DSP variant.
+    assert all(_kernel_dirs(loaded, "mps2-an386", inplace=False).get(name) == DSP for name in DSP_SOURCES)
     res = api.verify(loaded, board="mps2-an386", n_inputs=20)
     assert res.bit_exact, res.summary()
 

@@ -5,7 +5,6 @@ twins through a small shim library."""
 from __future__ import annotations
 
 import ctypes as C
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -457,7 +456,7 @@ def test_fixedpoint_helpers_against_math():
 # ---- the kernels build for Cortex-M4 ------------------------------------------------
 
 
-@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="arm-none-eabi-gcc not installed")
+@pytest.mark.tools("arm-none-eabi-gcc")
 @pytest.mark.parametrize("source", MY_SOURCES)
 def test_kernels_compile_for_cortex_m4(tmp_path: Path, source: str):
     for defines in ([], ["-DMCUQP_SINGLE_ROUNDING=1"]):

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from mcuqp import api
+import prereq
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "models"
 MODELS = {
     "kws": "mlperf_tiny/kws_ref_model.tflite",
     "vww": "mlperf_tiny/vww_96_int8.tflite",
@@ -22,10 +22,7 @@ CASES = [(m, "mps2-an386") for m in MODELS] + [("kws", "mps3-an547"), ("ic", "mp
 
 
 def _path(name: str) -> Path:
-    p = SHARED / MODELS[name]
-    if not p.exists():
-        pytest.skip(f"{p} not present: the shared models folder sits beside the repository in CI")
-    return p
+    return prereq.shared_model(MODELS[name])
 
 
 @pytest.mark.qemu

@@ -1,7 +1,8 @@
 """The numpy reference on imported .tflite models equals TFLite Micro exactly.
 
 Uses the read-only models in ../shared/models (MLPerf Tiny and two Keras fixtures); the
-whole module skips when that directory is absent (a clone of the project alone).
+whole module skips when that directory is absent (a clone of the project alone), and fails
+when CI is set.
 """
 from __future__ import annotations
 
@@ -14,15 +15,14 @@ import pytest
 from mcuqp.frontends.tflite import import_tflite, load_tflite
 from mcuqp.ir import Graph
 
-pytest.importorskip("tflite_micro", reason="the TFLite Micro oracle (pip install tflite-micro) is not installed")
+import prereq  # noqa: E402
+
+prereq.require_module("tflite_micro", module_level=True)
 
 from mcuqp.oracle import first_mismatch, tflm_run, tflm_run_all_tensors  # noqa: E402
 from mcuqp.reference.interpreter import run  # noqa: E402
 
-SHARED_MODELS = Path(__file__).resolve().parents[1].parent / "shared" / "models"
-if not SHARED_MODELS.is_dir():
-    pytest.skip(f"shared models not found at {SHARED_MODELS} (they live beside the project, in ../shared)",
-                allow_module_level=True)
+SHARED_MODELS = prereq.require_shared_models(module_level=True)
 
 N_RANDOM = 200
 # Measured for 200 inputs on the shared 2-core box (numpy reference batch / TFLM loop):

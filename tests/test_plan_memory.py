@@ -21,8 +21,8 @@ from mcuqp.ops.fully_connected import FullyConnectedAttrs
 from mcuqp.ops.reshape import ReshapeAttrs
 from mcuqp.plan.memory import plan_memory, validate_plan
 from mcuqp.plan.report import plan_json, plan_table, plot_plan
+import prereq
 
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "models" / "mlperf_tiny"
 
 
 # --- graph building -----------------------------------------------------------------------
@@ -773,9 +773,7 @@ def test_planning_a_40_op_branching_graph_is_fast() -> None:
     ("kws_ref_model", 16000), ("vww_96_int8", 55296), ("pretrainedResnet_quant", 49152), ("ad01_int8", 768),
 ])
 def test_mlperf_tiny_lower_bounds_match_the_published_numbers(model: str, bound: int) -> None:
-    path = SHARED / f"{model}.tflite"
-    if not path.exists():
-        pytest.skip(f"{path} absent (shared MLPerf Tiny models not available)")
+    path = prereq.shared_model(f"mlperf_tiny/{model}.tflite")
     from mcuqp.frontends.tflite import load_tflite
 
     g = load_tflite(str(path))
@@ -796,9 +794,7 @@ def test_shared_models_with_inplace_depthwise(model: str, arena: int) -> None:
     below the live lower bound (4,704 B). KWS and VWW peak at pointwise convs, which hold
     two tensors whatever the depthwise does: auto keeps the regular kernel there; forced
     in place, the plans are still exact."""
-    path = SHARED.parent / f"{model}.tflite"
-    if not path.exists():
-        pytest.skip(f"{path} absent (shared models not available)")
+    path = prereq.shared_model(f"{model}.tflite")
     from mcuqp.frontends.tflite import load_tflite
 
     g = load_tflite(str(path))
@@ -815,9 +811,7 @@ def test_shared_models_with_inplace_depthwise(model: str, arena: int) -> None:
 def test_kws_in_place_pointwise_below_its_lower_bound() -> None:
     """KWS alternates depthwise and 1x1 convs on 8,000 B tensors: with both in place the
     arena drops below the 16,000 B live-activation lower bound."""
-    path = SHARED / "kws_ref_model.tflite"
-    if not path.exists():
-        pytest.skip(f"{path} absent (shared models not available)")
+    path = prereq.shared_model("mlperf_tiny/kws_ref_model.tflite")
     from mcuqp.frontends.tflite import load_tflite
 
     g = load_tflite(str(path))

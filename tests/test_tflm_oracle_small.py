@@ -8,7 +8,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("tflite_micro")
+import prereq  # noqa: E402
+
+prereq.require_module("tflite_micro", module_level=True)
 
 from tflite_builder import ModelBuilder, TfliteBuildError, run_tflm, tflm_interpreter  # noqa: E402
 from mcuqp.ir import Padding  # noqa: E402

@@ -226,7 +226,8 @@ class ModelBuilder:
 
     # ---- serialization -------------------------------------------------------------
 
-    def build(self) -> bytes:
+    def build(self, *, subgraphs: int = 1) -> bytes:
+        """The model; `subgraphs` > 1 repeats the subgraph (hostile-input tests)."""
         if not self._inputs or not self._outputs:
             raise TfliteBuildError("a model needs at least one input and one output")
         b = flatbuffers.Builder(1024)
@@ -274,7 +275,7 @@ class ModelBuilder:
             Opc.AddVersion(b, version)
             codes.append(Opc.End(b))
         codes_vec = self._offset_vector(b, codes)
-        subgraphs_vec = self._offset_vector(b, [subgraph])
+        subgraphs_vec = self._offset_vector(b, [subgraph] * subgraphs)
         buffers_vec = self._offset_vector(b, buffers)
         desc = b.CreateString(self.description)
         Mdl.Start(b)

@@ -17,7 +17,9 @@ from pathlib import Path
 import jinja2
 import numpy as np
 
+from mcuqp.codegen.accumulator import check_accumulators
 from mcuqp.codegen.carrays import const_array
+from mcuqp.codegen.provenance import Provenance
 from mcuqp.errors import McuqpError, UnsupportedModelError
 from mcuqp.ir import Graph, Op, Requant, Tensor
 from mcuqp.ops import registry
@@ -159,9 +161,12 @@ def generate(
     rounding: Rounding = "double",
     board: str = "",
     features: frozenset[str] = frozenset(),
+    provenance: Provenance | None = None,
 ) -> GeneratedModel:
-    """Render model.c / model.h for `graph` with tensors placed by `plan`."""
+    """Render model.c / model.h for `graph` with tensors placed by `plan`; `provenance`
+    (version, model sha256, options) goes into model.h."""
     graph.validate()
+    check_accumulators(graph)
     emitter = _Emitter(graph, plan)
     in_place = plan_in_place(plan)
     layers: list[Layer] = []
@@ -196,6 +201,7 @@ def generate(
         output_zero_point=out_zp,
         rounding=rounding,
         single_rounding=int(rounding == "single"),
+        provenance=provenance,
     )
     env = _env()
     sources = ["model.c", *(k.name for k in kernels)]

@@ -26,6 +26,7 @@ from tflite.utils import BUILTIN_OPCODE2NAME
 
 from mcuqp import ir
 from mcuqp.errors import McuqpError, UnsupportedModelError
+from mcuqp.frontends import tflite_checks
 from mcuqp.ops import registry, tflite_lowering as tfl
 from mcuqp.quant.fixedpoint import Rounding
 
@@ -452,7 +453,11 @@ def import_tflite(path: str | Path, rounding: Rounding = "double") -> TfliteImpo
         raw = path.read_bytes()
     except OSError as e:
         raise McuqpError(f"cannot read {path}: {e.strerror}") from None
-    return _lower(parse_tflite(raw, str(path)), str(path), path.stem, rounding)
+    if len(raw) >= 8 and raw[4:8] == b"TFL3":
+        tflite_checks.check_flatbuffer(raw, str(path))
+    model = parse_tflite(raw, str(path))
+    tflite_checks.check_model(model, str(path))
+    return _lower(model, str(path), path.stem, rounding)
 
 
 def load_tflite(path: str | Path, rounding: Rounding = "double") -> ir.Graph:

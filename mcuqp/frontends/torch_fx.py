@@ -10,6 +10,9 @@ conv+bn+relu is named after the relu), so its name is that of the tensor it prod
 """
 from __future__ import annotations
 
+import contextlib
+import io
+
 import operator
 import os
 import re
@@ -693,10 +696,12 @@ def _trace(module: nn.Module) -> fx.GraphModule:
 
 def _propagate_shapes(gm: fx.GraphModule, example: torch.Tensor, name: str) -> None:
     try:
-        with torch.no_grad():
+        # ShapeProp prints the failing node's traceback itself before raising.
+        with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
             ShapeProp(gm).propagate(example)
     except Exception as e:  # noqa: BLE001 - wrong example shape for the model
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        root = e.__cause__ or e
+        msg = str(root).strip().splitlines()[0] if str(root).strip() else type(root).__name__
         raise McuqpError(
             f"{name} does not run on an input of shape {tuple(example.shape)}: {msg}"
         ) from None

@@ -303,6 +303,7 @@ def inplace_conv_scratch(graph: Graph, op: Op) -> int | None:
 OPS = (
     OpDef(
         kind=OpKind.CONV2D,
+        accumulator_axes=(1, 2, 3),
         attrs=ConvAttrs,
         reference=_reference,
         emit=emit_conv,

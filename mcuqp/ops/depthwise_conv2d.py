@@ -94,6 +94,7 @@ def inplace_depthwise_scratch(graph: Graph, op: Op) -> int | None:
 OPS = (
     OpDef(
         kind=OpKind.DEPTHWISE_CONV2D,
+        accumulator_axes=(0, 1, 2),
         attrs=ConvAttrs,
         reference=_reference,
         emit=emit_conv,

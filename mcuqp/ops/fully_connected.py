@@ -148,6 +148,7 @@ def _macs(graph: Graph, op: Op) -> int:
 OPS = (
     OpDef(
         kind=OpKind.FULLY_CONNECTED,
+        accumulator_axes=(1,),
         attrs=FullyConnectedAttrs,
         reference=_reference,
         emit=_emit,

@@ -117,6 +117,8 @@ class OpDef:
     output_qparams: Literal["calibrated", "shared"] | QParams = "calibrated"
     weight_axis: int | None = None  # per-channel axis of a float op's weights (None: no weights)
     fuses_activation: bool = False  # a following ReLU / ReLU6 folds into its output clamp
+    # weight axes an output channel's int32 accumulator sums over (None: no accumulator to check)
+    accumulator_axes: tuple[int, ...] | None = None
     tflite: Mapping[str, Callable[..., list]] = field(default_factory=dict)  # opcode -> lowerer
 
 

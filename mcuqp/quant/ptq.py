@@ -106,6 +106,14 @@ def calibrated(op: FloatOp) -> bool:
     return registry.get(op.kind).output_qparams == "calibrated"
 
 
+def _check_finite_weights(fg: FloatGraph) -> None:
+    for op in fg.ops:
+        for what in ("weight", "bias"):
+            v = getattr(op, what, None)
+            if v is not None and not np.isfinite(v).all():
+                raise McuqpError(f"{op.source}: its {what} contains NaN or infinite values; it cannot be quantized")
+
+
 def _needs_range(fg: FloatGraph) -> list[str]:
     return [fg.input_name, *(op.name for op in fg.ops if calibrated(op))]
 
@@ -134,6 +142,7 @@ def lower_to_int8(float_graph: FloatGraph, ranges: dict[str, Range], *, rounding
     for the input and for every conv, depthwise, linear and add output; ranges of pool,
     reshape, softmax and sign outputs are ignored (their quantization is fixed)."""
     _check_ranges(float_graph, ranges)
+    _check_finite_weights(float_graph)
     missing = [n for n in _needs_range(float_graph) if n not in ranges]
     if missing:
         raise McuqpError(f"no activation range for {', '.join(map(repr, missing))}")
@@ -180,6 +189,7 @@ def quantize(
     for every other value, `calib_inputs` may be None."""
     overrides = {k: (float(v[0]), float(v[1])) for k, v in (ranges_override or {}).items()}
     _check_ranges(float_graph, overrides)
+    _check_finite_weights(float_graph)
     if calib_inputs is None:
         ranges: dict[str, Range] = {}
         missing = [n for n in _needs_range(float_graph) if n not in overrides]
@@ -188,6 +198,10 @@ def quantize(
     else:
         ranges = calibrate(float_graph, calib_inputs, method=method, percentile=percentile)
     ranges.update(overrides)
+    for k, (lo, hi) in ranges.items():
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise McuqpError(f"{k!r} reaches ({lo}, {hi}) on the calibration data: the float model computes "
+                             "NaN or infinite values (check its weights and inputs)")
     return lower_to_int8(float_graph, ranges, rounding=rounding)
 
 

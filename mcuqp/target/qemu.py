@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -54,6 +55,10 @@ GUEST_EXIT_CODES = {
 }
 
 
+FAULT_EXIT_CODES = range(10, 17)
+_FAULT_FIELDS = re.compile(r"\b(pc)=0x([0-9a-fA-F]{8})")
+
+
 @dataclass
 class RunResult:
     outputs: np.ndarray  # (N, output_size) int8
@@ -74,11 +79,14 @@ def run_firmware(
     count_instructions: bool = True,
     timeout: float = DEFAULT_TIMEOUT,
     qemu_args: Sequence[str] = (),
+    layer_names: Sequence[str] = (),
 ) -> RunResult:
     """Run `firmware` on `inputs` ((N, input_size) int8) and return its outputs and counts.
 
     sum(layer_instructions[k]) + epilogue_instructions[k] == instructions[k] for every k.
     qemu_args are appended to the command line (debugging, e.g. ["-d", "int"]).
+    A guest fault is reported with its PC, the function holding it and (when counting
+    instructions) the layer that was running, named from `layer_names`.
     """
     b = load_board(board or firmware.board) if not isinstance(board, Board) else board
     if b.name != firmware.board:
@@ -101,8 +109,11 @@ def run_firmware(
                                errors="replace", timeout=timeout)
         except subprocess.TimeoutExpired:
             raise McuqpError(f"firmware did not finish within {timeout:g} s on {b.name} "
-                             "(hung, or too slow); check the model or raise the timeout") from None
+                             "(hung, or too slow); check the model or raise --timeout") from None
         console = r.stdout + r.stderr
+        if r.returncode in FAULT_EXIT_CODES:
+            where = _where(work / PROFILE_FILE, layer_names) if count_instructions else ""
+            raise McuqpError(_fault_message(r.returncode, console, firmware.elf, b.name, where))
         _check_exit(r.returncode, console, b.name)
 
         stats = _read_stats(work / STATS_FILE)
@@ -194,6 +205,61 @@ def _check_exit(rc: int, console: str, board: str) -> None:
     lines = [ln.strip() for ln in console.splitlines() if ln.strip()]
     detail = guest[-1] if guest else (lines[0] if lines else "no output")
     raise McuqpError(f"{QEMU} exited with code {rc} on {board}: {detail}")
+
+
+def _fault_message(rc: int, console: str, elf: Path, board: str, where: str) -> str:
+    """One line: the fault, its PC as function+offset, the layer, the guest's fault registers."""
+    guest = [ln[len(GUEST_PREFIX):].strip() for ln in console.splitlines() if ln.startswith(GUEST_PREFIX)]
+    detail = guest[-1] if guest else f"{GUEST_EXIT_CODES[rc]} (no report)"
+    regs = dict(_FAULT_FIELDS.findall(detail))
+    parts = [f"firmware failed on {board} with exit code {rc} ({GUEST_EXIT_CODES[rc]}): {detail};"]
+    if "pc" in regs:
+        parts.append(f"the pc is in {_symbolize(_function_symbols(elf), int(regs['pc'], 16))}")
+    if where:
+        parts.append(where)
+    return " ".join(parts) + "; a kernel read or wrote outside its buffers, or the stack overflowed"
+
+
+def _function_symbols(elf: Path) -> list[tuple[int, str]]:
+    nm = shutil.which("arm-none-eabi-nm")
+    if nm is None:
+        return []
+    r = subprocess.run([nm, "--defined-only", str(elf)], capture_output=True, text=True)
+    out = []
+    for line in r.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[1] in "tTwW":
+            out.append((int(parts[0], 16) & ~1, parts[2]))
+    return sorted(out)
+
+
+def _symbolize(symbols: list[tuple[int, str]], addr: int) -> str:
+    addr &= ~1
+    best = None
+    for a, name in symbols:
+        if a > addr:
+            break
+        best = (a, name)
+    return f"{best[1]}+0x{addr - best[0]:x}" if best else "unknown function"
+
+
+def _where(profile: Path, layer_names: Sequence[str]) -> str:
+    """'in layer K (name) of inference I' from the markers the plugin saw before the fault."""
+    if not profile.exists():
+        return ""
+    inference, layer = 0, None
+    for line in profile.read_text().splitlines():
+        tag = line[:1]
+        if tag == "b":
+            layer = 0
+        elif tag == "m" and layer is not None:
+            layer += 1
+        elif tag == "e":
+            inference, layer = inference + 1, None
+    if layer is None:
+        return f"outside the model, after {inference} inferences"
+    name = f" ({layer_names[layer]})" if layer < len(layer_names) else ""
+    return f"in layer {layer}{name} of inference {inference}"
 
 
 def _read_stats(path: Path) -> dict[str, int]:

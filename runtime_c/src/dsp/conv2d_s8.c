@@ -332,7 +332,7 @@ MCUQP_NOINLINE static void channels_quick4(const uint32_t *cols, const conv_out 
     for (oc = 0; oc < out_c; ++oc, w += k_total) {
         const int32_t b = c->bias != NULL ? c->bias[oc] : 0;
         int32_t acc[4] = {b, b, b, b};
-        mac_4x1(cols, w, k_total, oc + 1 < out_c, acc);
+        mac_4x1(cols, w, k_total, (out_c - 1 - oc) * k_total >= 3, acc); /* whole tail words stay inside */
         const int32_t q = c->per_channel ? oc : 0;
         const mcuqp_rq rq = mcuqp_rq_prepare(c->mult[q], c->shift[q]);
         o0[oc] = out_quick(acc[0], &rq, out_offset);
@@ -359,8 +359,8 @@ MCUQP_NOINLINE static void channels_general(const uint32_t *cols, const conv_out
     int32_t *pp = part;
     int32_t oc;
     for (oc = c0; oc < c1; ++oc, w += k_total) {
-        /* The last channel's tail word is read whole only inside the filter. */
-        const int whole = oc + 1 < c->out_c || k0 + len < k_total;
+        /* A tail word read whole passes this run's end by up to 3 bytes: only inside the filter. */
+        const int whole = (k_total - k0 - len) + (c->out_c - 1 - oc) * k_total >= 3;
         int32_t acc[4];
         if (first) {
             const int32_t b = c->bias != NULL ? c->bias[oc] : 0;

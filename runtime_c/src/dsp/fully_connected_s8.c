@@ -192,7 +192,8 @@ MCUQP_NOINLINE static void fc_row(const int8_t *x, int32_t in_ch, int32_t in_off
         const int8_t *wb = filter + (size_t)ocb * (size_t)in_ch;
         int32_t acc[2] = {0, 0};
         if (wide) {
-            dot_wide_1x2(xw, wa, wb, in_ch, ocb + 1 < out_ch, acc);
+            /* Whole tail words read up to 3 bytes past row ocb: only when later rows hold them. */
+            dot_wide_1x2(xw, wa, wb, in_ch, (out_ch - 1 - ocb) * in_ch >= 3, acc);
         } else {
             dot_1x2(x, wa, wb, in_ch, in_offset, acc);
         }

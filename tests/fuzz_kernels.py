@@ -1,0 +1,462 @@
+"""Property-based fuzzing of every C kernel (runtime_c/src, and runtime_c/src/dsp through
+their host twins) against its numpy twin, with the C built under AddressSanitizer and
+UndefinedBehaviorSanitizer (-fno-sanitize-recover: the first report aborts the process).
+
+Not a pytest module: tests/test_fuzz_kernels.py runs it in a subprocess with the ASan
+runtime preloaded (ctypes loads the sanitized library into a Python that was not built
+with ASan) and checks its exit status, its stderr and the counts it prints:
+
+    LD_PRELOAD=$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0 \\
+        python tests/fuzz_kernels.py [--scale 1.0] [--canary]
+
+Hypothesis draws the structure of each case (shapes down to one element and odd sizes,
+strides, paddings, dilations, depth multipliers, zero points including the extremes,
+clamps, saturating inputs) and a seed for the bulk values; requantization multipliers and
+shifts come from kernel_cases.random_requant (per-channel, from 2^-32 to 2^30 effective
+scales, INT32_MIN and dead channels). Every case compares the whole output exactly.
+`derandomize` makes a CI run reproducible; MCUQP_FUZZ_SEED picks another sequence.
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes as C
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import strategies as st
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import hostlib  # noqa: E402
+from kernel_cases import (acc_spread, c_conv, c_fc, random_bias, random_clamp, random_requant,  # noqa: E402
+                          random_weights)
+from mcuqp.ir import Padding  # noqa: E402
+from mcuqp.ops.concatenation import ConcatAttrs  # noqa: E402
+from mcuqp.ops.conv2d import ConvAttrs  # noqa: E402
+from mcuqp.ops.fully_connected import FullyConnectedAttrs  # noqa: E402
+from mcuqp.ops.logistic import logistic_attrs  # noqa: E402
+from mcuqp.ops.mean import mean_attrs  # noqa: E402
+from mcuqp.ops.mul import MulAttrs, mul_attrs  # noqa: E402
+from mcuqp.ops.pad import PadAttrs  # noqa: E402
+from mcuqp.ops.pool import PoolAttrs  # noqa: E402
+from mcuqp.ops.quantize import quantize_attrs  # noqa: E402
+from mcuqp.ops.sign import SignAttrs  # noqa: E402
+from mcuqp.ops.add import add_attrs  # noqa: E402
+from mcuqp.ops.softmax import softmax_attrs  # noqa: E402
+from mcuqp.ops.add import add_s8  # noqa: E402
+from mcuqp.ops.concatenation import concatenation_s8  # noqa: E402
+from mcuqp.ops.conv2d import conv2d_s8, conv_output_hw  # noqa: E402
+from mcuqp.ops.depthwise_conv2d import depthwise_conv2d_s8  # noqa: E402
+from mcuqp.ops.fully_connected import fully_connected_s8  # noqa: E402
+from mcuqp.ops.logistic import logistic_s8  # noqa: E402
+from mcuqp.ops.mean import mean_s8  # noqa: E402
+from mcuqp.ops.mul import mul_s8  # noqa: E402
+from mcuqp.ops.pad import pad_s8  # noqa: E402
+from mcuqp.ops.pool import avg_pool2d_s8, max_pool2d_s8, pool_output_hw  # noqa: E402
+from mcuqp.ops.quantize import quantize_s8  # noqa: E402
+from mcuqp.ops.reshape import reshape_s8  # noqa: E402
+from mcuqp.ops.sign import sign_s8  # noqa: E402
+from mcuqp.ops.softmax import softmax_s8  # noqa: E402
+from test_kernels_concatenation import c_concat  # noqa: E402
+from test_kernels_conv_inplace import c_inplace as c_conv_1x1_inplace  # noqa: E402
+from test_kernels_depthwise_inplace import c_inplace as c_depthwise_inplace  # noqa: E402
+from test_kernels_logistic import c_logistic  # noqa: E402
+from test_kernels_mean import c_mean  # noqa: E402
+from test_kernels_mul import c_mul  # noqa: E402
+from test_kernels_pad import c_pad  # noqa: E402
+from test_kernels_pool_add_softmax import c_add, c_pool, c_softmax  # noqa: E402
+from test_kernels_quantize import c_quantize  # noqa: E402
+from test_kernels_sign import c_sign  # noqa: E402
+
+SRC = hostlib.RUNTIME_DIR / "src"
+DSP = SRC / "dsp"
+INCLUDE = hostlib.RUNTIME_DIR / "include"
+SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-g", "-O1"]
+OK = 0
+
+# ---------------------------------------------------------------------------- builds
+
+
+def build(dsp: bool, single_rounding: bool) -> Path:
+    """The portable kernels (or the DSP variants plus the portable kernels they do not
+    replace) as one sanitized shared library, cached by content."""
+    portable = sorted(SRC.glob("*.c"))
+    dsp_files = sorted(DSP.glob("*.c")) if dsp else []
+    srcs = dsp_files + [p for p in portable if p.name not in {d.name for d in dsp_files}]
+    flags = [*hostlib.HOST_CFLAGS, *SANITIZE] + (["-DMCUQP_SINGLE_ROUNDING=1"] if single_rounding else [])
+    h = hashlib.sha256(" ".join(flags).encode())
+    for p in srcs + sorted(INCLUDE.glob("*.h")):
+        h.update(str(p).encode() + p.read_bytes())
+    cache = Path(os.environ.get("MCUQP_CACHE", Path(tempfile.gettempdir()) / "mcuqp-cache"))
+    cache.mkdir(parents=True, exist_ok=True)
+    out = cache / f"libmcuqp-asan-{h.hexdigest()[:16]}.so"
+    if not out.exists():
+        tmp = out.with_suffix(f".{os.getpid()}.tmp")
+        r = subprocess.run(["gcc", *flags, "-shared", "-I", str(INCLUDE), *map(str, srcs), "-o", str(tmp)],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            sys.exit(f"sanitized build failed:\n{r.stderr}")
+        os.replace(tmp, out)
+    return out
+
+
+CANARY = r"""
+#include <stdint.h>
+#include <stdlib.h>
+int32_t mcuqp_canary_asan(int32_t n)
+{
+    volatile int8_t *p = calloc((size_t)n, 1);
+    int32_t v = p[n]; /* one byte past the block */
+    free((void *)p);
+    return v;
+}
+int32_t mcuqp_canary_ubsan(int32_t n)
+{
+    int32_t big = INT32_MAX - 1;
+    return big + n; /* signed overflow for n >= 2 */
+}
+"""
+
+
+def canary(kind: str) -> None:
+    """A deliberate heap overflow (asan) or signed overflow (ubsan), built with the same
+    flags: the sanitizer must abort the process before the print."""
+    with tempfile.TemporaryDirectory() as d:
+        src, so = Path(d) / "canary.c", Path(d) / "canary.so"
+        src.write_text(CANARY)
+        subprocess.run(["gcc", *hostlib.HOST_CFLAGS, *SANITIZE, "-shared", str(src), "-o", str(so)], check=True)
+        fn = getattr(C.CDLL(str(so)), f"mcuqp_canary_{kind}")
+        print("canary survived:", fn(C.c_int32(16)))
+
+
+# ---------------------------------------------------------------------------- draws
+
+ZP = st.one_of(st.sampled_from([-128, 127, 0, -1]), st.integers(-128, 127))
+SEED = st.integers(0, 2**32 - 1)
+
+
+def values(data, shape, lo: int = -128, hi: int = 127) -> np.ndarray:
+    """int8 values: random, or saturating (all extremes, alternating extremes)."""
+    mode = data.draw(st.sampled_from(["random"] * 5 + ["min", "max", "extremes"]))
+    rng = np.random.default_rng(data.draw(SEED))
+    if mode == "min":
+        return np.full(shape, lo, np.int8)
+    if mode == "max":
+        return np.full(shape, hi, np.int8)
+    if mode == "extremes":
+        return np.where(rng.random(shape) < 0.5, lo, hi).astype(np.int8)
+    return rng.integers(lo, hi + 1, shape).astype(np.int8)
+
+
+def window(data, size: int, k: int, stride: int, dilation: int) -> tuple[int, int]:
+    """(before, after) padding with at least one output position."""
+    eff = dilation * (k - 1) + 1
+    before = data.draw(st.integers(0, eff))
+    after = data.draw(st.integers(max(0, eff - size - before), eff))
+    return before, after
+
+
+def conv_geometry(data, max_hw: int = 9):
+    kh, kw = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 4))
+    sh, sw = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3))
+    dh, dw = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3))
+    h, w = data.draw(st.integers(1, max_hw)), data.draw(st.integers(1, max_hw))
+    (pt, pb), (pl, pr) = window(data, h, kh, sh, dh), window(data, w, kw, sw, dw)
+    return (h, w), (kh, kw), ConvAttrs(stride=(sh, sw), padding=Padding(pt, pb, pl, pr), dilation=(dh, dw))
+
+
+def quantized(data, rng, attrs, channels: int, taps: int, w: np.ndarray, rounding: str, cov=None):
+    in_zp, out_zp = data.draw(ZP), data.draw(ZP)
+    std = acc_spread(taps, -in_zp, w)
+    lo, hi = random_clamp(rng, out_zp)
+    a = replace(attrs, input_offset=-in_zp, output_offset=out_zp, act_min=lo, act_max=hi,
+                requant=random_requant(rng, channels, std, rounding, edges=True))
+    return a, random_bias(rng, channels, std, edges=True)
+
+
+# ---------------------------------------------------------------------------- properties
+# Each takes (lib, rounding, data) and asserts C == numpy exactly.
+
+
+def prop_conv(lib, rounding, data):
+    (h, w), (kh, kw), geo = conv_geometry(data)
+    n, cin, cout = data.draw(st.integers(1, 2)), data.draw(st.integers(1, 9)), data.draw(st.integers(1, 9))
+    rng = np.random.default_rng(data.draw(SEED))
+    x = values(data, (n, h, w, cin))
+    wt = random_weights(rng, (cout, kh, kw, cin), edges=True)
+    a, bias = quantized(data, rng, geo, cout, kh * kw * cin, wt, rounding)
+    want = conv2d_s8(x, wt, bias, a, rounding=rounding)
+    rc, got = c_conv(lib, False, x, wt, bias, a, want.shape)
+    assert rc == OK and np.array_equal(got, want), (x.shape, wt.shape, a)
+
+
+def prop_depthwise(lib, rounding, data):
+    (h, w), (kh, kw), geo = conv_geometry(data)
+    n, cin, mult = data.draw(st.integers(1, 2)), data.draw(st.integers(1, 7)), data.draw(st.integers(1, 3))
+    rng = np.random.default_rng(data.draw(SEED))
+    x = values(data, (n, h, w, cin))
+    wt = random_weights(rng, (1, kh, kw, cin * mult), edges=True)
+    a, bias = quantized(data, rng, replace(geo, depth_multiplier=mult), cin * mult, kh * kw, wt, rounding)
+    want = depthwise_conv2d_s8(x, wt, bias, a, rounding=rounding)
+    rc, got = c_conv(lib, True, x, wt, bias, a, want.shape)
+    assert rc == OK and np.array_equal(got, want), (x.shape, wt.shape, a)
+
+
+def prop_fc(lib, rounding, data):
+    batches, cin, cout = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 48)), data.draw(st.integers(1, 12))
+    rng = np.random.default_rng(data.draw(SEED))
+    x = values(data, (batches, cin))
+    wt = random_weights(rng, (cout, cin), edges=True)
+    w_zp = data.draw(st.one_of(st.just(0), ZP))
+    a, bias = quantized(data, rng, FullyConnectedAttrs(filter_offset=-w_zp), cout, cin,
+                        wt.astype(np.int16) - w_zp, rounding)
+    want = fully_connected_s8(x, wt, bias, a, rounding=rounding)
+    rc, got = c_fc(lib, x, wt, bias, a)
+    assert rc == OK and np.array_equal(got, want), (x.shape, wt.shape, a)
+
+
+def prop_conv_1x1_inplace(lib, rounding, data):
+    n, h, w = data.draw(st.integers(1, 2)), data.draw(st.integers(1, 7)), data.draw(st.integers(1, 7))
+    cin = data.draw(st.integers(1, 40))
+    cout = data.draw(st.integers(1, cin))
+    rng = np.random.default_rng(data.draw(SEED))
+    x = values(data, (n, h, w, cin))
+    wt = random_weights(rng, (cout, 1, 1, cin), edges=True)
+    a, bias = quantized(data, rng, ConvAttrs((1, 1), Padding()), cout, cin, wt, rounding)
+    want = conv2d_s8(x, wt, bias, a, rounding=rounding)
+    rc, region, after, buf = c_conv_1x1_inplace(lib, x, wt, bias, a)
+    assert rc == OK and np.array_equal(region[:want.size].reshape(want.shape), want), (x.shape, wt.shape, a)
+    assert (after == 66).all() and (buf[:64] == 55).all() and (buf[-64:] == 55).all()
+
+
+def prop_depthwise_inplace(lib, rounding, data):
+    kh, kw = data.draw(st.integers(1, 5)), data.draw(st.integers(1, 5))
+    dh, dw = data.draw(st.integers(1, 2)), data.draw(st.integers(1, 2))
+    eh, ew = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+    pt, pl = data.draw(st.integers(0, eh - 1)), data.draw(st.integers(0, ew - 1))
+    n, h, w, c = (data.draw(st.integers(1, 2)), data.draw(st.integers(1, 9)), data.draw(st.integers(1, 9)),
+                  data.draw(st.integers(1, 24)))
+    rng = np.random.default_rng(data.draw(SEED))
+    x = values(data, (n, h, w, c))
+    wt = random_weights(rng, (1, kh, kw, c), edges=True)
+    geo = ConvAttrs((1, 1), Padding(pt, eh - 1 - pt, pl, ew - 1 - pl), dilation=(dh, dw))
+    a, bias = quantized(data, rng, geo, c, kh * kw, wt, rounding)
+    want = depthwise_conv2d_s8(x, wt, bias, a, rounding=rounding)
+    rc, got, buf = c_depthwise_inplace(lib, x, wt, bias, a)
+    assert rc == OK and np.array_equal(got, want), (x.shape, wt.shape, a)
+    assert (buf[:64] == 55).all() and (buf[-64:] == 55).all()
+
+
+def _pool(kind, lib, rounding, data):
+    fh, fw = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 4))
+    sh, sw = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3))
+    pt, pb, pl, pr = (data.draw(st.integers(0, f - 1)) for f in (fh, fh, fw, fw))
+    h = data.draw(st.integers(max(1, fh - pt - pb), 10))
+    w = data.draw(st.integers(max(1, fw - pl - pr), 10))
+    x = values(data, (data.draw(st.integers(1, 2)), h, w, data.draw(st.integers(1, 9))))
+    lo = data.draw(st.integers(-128, 127))
+    a = PoolAttrs((fh, fw), (sh, sw), Padding(pt, pb, pl, pr), lo, data.draw(st.integers(lo, 127)))
+    want = (max_pool2d_s8 if kind == "max" else avg_pool2d_s8)(x, a)
+    assert want.shape[1:3] == pool_output_hw(h, w, a)
+    rc, got = c_pool(lib, f"mcuqp_{kind}_pool2d_s8", x, a, want.shape[1:3])
+    assert rc == OK and np.array_equal(got, want), (x.shape, a)
+
+
+def prop_max_pool(lib, rounding, data):
+    _pool("max", lib, rounding, data)
+
+
+def prop_avg_pool(lib, rounding, data):
+    _pool("avg", lib, rounding, data)
+
+
+SCALE = st.floats(1e-4, 1.0).map(lambda v: float(np.float32(v)))
+
+
+def prop_add(lib, rounding, data):
+    shape = tuple(data.draw(st.lists(st.integers(1, 6), min_size=1, max_size=4)))
+    x1, x2 = values(data, shape), values(data, shape)
+    act = data.draw(st.sampled_from([None, "relu", "relu6"]))
+    a = add_attrs(data.draw(SCALE), data.draw(ZP), data.draw(SCALE), data.draw(ZP), data.draw(SCALE), data.draw(ZP),
+                  act)
+    want = add_s8(x1, x2, a, rounding)
+    rc, got = c_add(lib, x1, x2, a)
+    assert rc == OK and np.array_equal(got, want), (shape, a)
+
+
+def prop_mul(lib, rounding, data):
+    full = tuple(data.draw(st.integers(1, 5)) for _ in range(4))
+    s1 = tuple(d if data.draw(st.booleans()) else 1 for d in full)
+    s2 = tuple(d if data.draw(st.booleans()) else 1 for d in full)
+    x1, x2 = values(data, s1), values(data, s2)
+    if data.draw(st.booleans()):
+        a = mul_attrs(data.draw(SCALE), data.draw(ZP), data.draw(SCALE), data.draw(ZP), data.draw(SCALE),
+                      data.draw(ZP), data.draw(st.sampled_from([None, "relu", "relu6"])))
+    else:  # anything the C contract allows
+        lo = data.draw(st.integers(-128, 127))
+        a = MulAttrs(data.draw(st.integers(-127, 128)), data.draw(st.integers(-127, 128)), data.draw(ZP),
+                     data.draw(st.integers(1 << 30, (1 << 31) - 1)), data.draw(st.integers(-31, 7)), lo,
+                     data.draw(st.integers(lo, 127)))
+    want = mul_s8(x1, x2, a, rounding)
+    rc, got = c_mul(lib, x1, x2, a, np.broadcast_shapes(s1, s2))
+    assert rc == OK and np.array_equal(got, want), (s1, s2, a)
+
+
+def prop_softmax(lib, rounding, data):
+    rows, depth = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 40))
+    x = values(data, (rows, depth))
+    a = softmax_attrs(data.draw(st.floats(1e-3, 2.0)), data.draw(st.sampled_from([1.0, 0.5, 2.0])), rounding)
+    want = softmax_s8(x, a, rounding)
+    rc, got = c_softmax(lib, x, a)
+    assert rc == OK and np.array_equal(got, want), (x.shape, a)
+
+
+def prop_mean(lib, rounding, data):
+    n, h, w, c = (data.draw(st.integers(1, 2)), data.draw(st.integers(1, 12)), data.draw(st.integers(1, 12)),
+                  data.draw(st.integers(1, 8)))
+    x = values(data, (n, h, w, c))
+    a = mean_attrs(data.draw(SCALE), data.draw(ZP), data.draw(SCALE), data.draw(ZP), h * w)
+    want = mean_s8(x, a, rounding)
+    rc, got = c_mean(lib, x, a)
+    assert rc == OK and np.array_equal(got, want), (x.shape, a)
+
+
+def prop_pad(lib, rounding, data):
+    rank = data.draw(st.integers(2, 4))
+    shape = (data.draw(st.integers(1, 2)), *(data.draw(st.integers(1, 5)) for _ in range(rank - 1)))
+    x = values(data, shape)
+    paddings = ((0, 0), *((data.draw(st.integers(0, 3)), data.draw(st.integers(0, 3))) for _ in range(rank - 1)))
+    a = PadAttrs(paddings=paddings, pad_value=data.draw(ZP))
+    want = pad_s8(x, a)
+    rc, got = c_pad(lib, x, a)
+    assert rc == OK and np.array_equal(got, want), (shape, a)
+
+
+def prop_concatenation(lib, rounding, data):
+    rank = data.draw(st.integers(2, 4))
+    base = [data.draw(st.integers(1, 2))] + [data.draw(st.integers(1, 5)) for _ in range(rank - 1)]
+    axis = data.draw(st.integers(1, rank - 1))
+    xs = []
+    for _ in range(data.draw(st.integers(1, 4))):
+        shape = list(base)
+        shape[axis] = data.draw(st.integers(0, 4))
+        xs.append(values(data, tuple(shape)))
+    want = concatenation_s8(xs, ConcatAttrs(axis=axis))
+    rc, got = c_concat(lib, xs, axis)
+    assert rc == OK and np.array_equal(got, want), ([x.shape for x in xs], axis)
+
+
+def _elementwise(data) -> np.ndarray:
+    return values(data, (data.draw(st.integers(1, 300)),))
+
+
+def prop_logistic(lib, rounding, data):
+    x = _elementwise(data)
+    a = logistic_attrs(float(10.0 ** data.draw(st.floats(-3.5, 0.7))), data.draw(ZP))
+    rc, got = c_logistic(lib, x, a)
+    assert rc == OK and np.array_equal(got, logistic_s8(x, a, rounding)), a
+
+
+def prop_quantize(lib, rounding, data):
+    x = _elementwise(data)
+    a = quantize_attrs(float(10.0 ** data.draw(st.floats(-4, 1))), data.draw(ZP),
+                       float(10.0 ** data.draw(st.floats(-4, 1))), data.draw(ZP))
+    rc, got = c_quantize(lib, x, a)
+    assert rc == OK and np.array_equal(got, quantize_s8(x, a, rounding)), a
+
+
+def prop_sign(lib, rounding, data):
+    x = _elementwise(data)
+    a = SignAttrs(data.draw(ZP))
+    rc, got = c_sign(lib, x, a)
+    assert rc == OK and np.array_equal(got, sign_s8(x, a)), a
+
+
+def prop_reshape(lib, rounding, data):
+    from mcuqp.ops.reshape import ReshapeAttrs
+
+    x = values(data, (1, data.draw(st.integers(1, 64))))
+    want = reshape_s8(x, ReshapeAttrs((1, x.size)))
+    y = np.full(x.size, 99, np.int8)
+    rc = lib.mcuqp_reshape_s8(C.c_int32(x.size), hostlib.ptr(np.ascontiguousarray(x)), hostlib.ptr(y))
+    assert rc == OK and np.array_equal(y.reshape(want.shape), want)
+
+
+# (name, property, weight: relative number of examples, run on the DSP build too)
+KERNELS = [
+    ("conv2d_s8", prop_conv, 3, True),
+    ("depthwise_conv2d_s8", prop_depthwise, 3, True),
+    ("fully_connected_s8", prop_fc, 3, True),
+    ("conv2d_1x1_s8_inplace", prop_conv_1x1_inplace, 2, False),
+    ("depthwise_conv2d_s8_inplace", prop_depthwise_inplace, 2, False),
+    ("max_pool2d_s8", prop_max_pool, 1, False),
+    ("avg_pool2d_s8", prop_avg_pool, 1, False),
+    ("add_s8", prop_add, 1, False),
+    ("mul_s8", prop_mul, 1, False),
+    ("softmax_s8", prop_softmax, 1, False),
+    ("mean_s8", prop_mean, 1, False),
+    ("pad_s8", prop_pad, 1, False),
+    ("concatenation_s8", prop_concatenation, 1, False),
+    ("logistic_s8", prop_logistic, 1, False),
+    ("quantize_s8", prop_quantize, 1, False),
+    ("sign_s8", prop_sign, 1, False),
+    ("reshape_s8", prop_reshape, 1, False),
+]
+BASE_EXAMPLES = 150  # per unit of weight, per rounding mode
+
+
+def run(name: str, prop, lib, rounding: str, examples: int) -> int:
+    count = 0
+    fixed = os.environ.get("MCUQP_FUZZ_SEED")
+
+    @settings(max_examples=examples, deadline=None, database=None, derandomize=fixed is None,
+              suppress_health_check=list(HealthCheck), print_blob=True)
+    @given(data=st.data())
+    def check(data):
+        nonlocal count
+        count += 1
+        prop(lib, rounding, data)
+
+    if fixed is not None:
+        check = seed(int(fixed))(check)
+    check()
+    return count
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scale", type=float, default=1.0, help="multiply the number of examples")
+    ap.add_argument("--only", default=None, help="comma-separated kernel names")
+    ap.add_argument("--shard", default="0/1", help="I/N: run every N-th kernel job starting at I (parallel runs)")
+    ap.add_argument("--canary", choices=["asan", "ubsan"], help="commit one error: the sanitizer must abort")
+    args = ap.parse_args()
+    if args.canary:
+        canary(args.canary)
+        return
+    libs = {(dsp, r): C.CDLL(str(build(dsp, r == "single"))) for dsp in (False, True) for r in ("double", "single")}
+    only = set(args.only.split(",")) if args.only else None
+    jobs = [(name, prop, weight, dsp, rounding) for name, prop, weight, on_dsp in KERNELS
+            if not only or name in only for dsp in ((False, True) if on_dsp else (False,))
+            for rounding in ("double", "single")]
+    shard, shards = (int(v) for v in args.shard.split("/"))
+    counts: dict[str, int] = {}
+    t0 = time.time()
+    for name, prop, weight, dsp, rounding in jobs[shard::shards]:
+        key = f"{'dsp/' if dsp else ''}{name}[{rounding}]"
+        n = max(1, int(BASE_EXAMPLES * weight * args.scale))
+        counts[key] = run(key, prop, libs[(dsp, rounding)], rounding, n)
+    print(json.dumps({"cases": sum(counts.values()), "mismatches": 0, "seconds": round(time.time() - t0, 1),
+                      "kernels": counts}))
+
+
+if __name__ == "__main__":
+    main()
