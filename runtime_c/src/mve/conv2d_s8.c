@@ -1,0 +1,206 @@
+/*
+ * 2-D convolution, int8 NHWC -> int8 NHWC, Helium (MVE) variant for the Cortex-M55 (same
+ * contract and results as runtime_c/src/conv2d_s8.c; TFLite int8 ConvPerChannel semantics).
+ *
+ * input   (n, in_h, in_w, in_c) int8                 dims >= 1
+ * filter  OHWI (out_c, k_h, k_w, in_c) int8          filter_dims = (out_c, k_h, k_w, in_c)
+ * bias    (out_c,) int32, or NULL for none
+ * output  (n, out_h, out_w, out_c) int8              output_dims->n == n, ->c == out_c
+ * params  stride_h/w >= 1, dilation_h/w >= 1, pad_h/pad_w = top/left padding >= 0,
+ *         input_offset = -input zero point in [-127, 128],
+ *         output_offset = output zero point in [-128, 127],
+ *         act_min <= act_max within [-128, 127]; depth_multiplier is ignored
+ * quant   count 1 (per-tensor) or out_c (per-channel); shifts in [-31, 30]
+ * Every dimension, stride, dilation and padding must be below 2^15.
+ *
+ *   acc = sum over in-bounds taps and in_c of filter * (input + input_offset) + bias[oc]
+ *   y   = clamp(requantize(acc, multiplier[oc], shift[oc]) + output_offset, act_min, act_max)
+ * The int32 accumulator wraps in two's complement; every sum is taken modulo 2^32.
+ *
+ * Technique: sum(filter * (input + input_offset)) = sum(filter * input) + input_offset *
+ * sum(filter); the second term and the bias are computed once per call for blocks of
+ * CONV_CH_BLOCK channels (on the stack). A tap outside the input is read as the input zero
+ * point (-input_offset, an int8), whose term is exactly 0. Each output pixel's window is
+ * gathered once into a column of k_h * k_w * in_c bytes on the stack (im2col, up to
+ * CONV_COL_MAX = 1024 bytes; a 1x1 window inside the input is read in place), so a first
+ * layer with few input channels (KWS 10x4x1, image 3x3x3) still fills whole vectors.
+ * Four output channels then share each 16-byte input load: one VLDRB of input, four of
+ * weights and four VMLADAVA (64 MACs); the window's tail is one predicated step. The
+ * four accumulators are requantized together (mcuqp_mve.h) and stored by one narrowing
+ * VSTRB. Longer windows are taken tap by tap straight from the input. Requantizations
+ * outside the vector form (multiplier INT32_MIN; single rounding with shift >= 0) take a
+ * scalar output stage with mcuqp_requantize().
+ */
+#include "mcuqp_fixedpoint.h"
+#include "mcuqp_kernel_checks.h"
+#include "mcuqp_mve.h"
+#include "mcuqp_nn.h"
+
+#define CONV_COL_MAX 1024 /* im2col column bytes (stack) */
+#define CONV_CH_BLOCK 128 /* output channels per block of precomputed sums (stack) */
+
+typedef struct {
+    const int8_t *image; /* (in_h, in_w, in_c) of the current batch */
+    int32_t in_h;
+    int32_t in_w;
+    int32_t in_c;
+    int32_t k_h;
+    int32_t k_w;
+    int32_t dil_h;
+    int32_t dil_w;
+    int8_t zero_point; /* -input_offset: the value whose term is 0 */
+} conv_geom;
+
+/* The window at input (y0, x0) in filter order (ky, kx, ic) into col; padding taps are the
+ * zero point. */
+static void im2col(const conv_geom *g, int32_t y0, int32_t x0, int32_t kx_lo, int32_t kx_hi, int8_t *col)
+{
+    const int32_t run = g->k_w * g->in_c;
+    int32_t ky;
+    for (ky = 0; ky < g->k_h; ++ky, col += run) {
+        const int32_t iy = y0 + ky * g->dil_h;
+        if (iy < 0 || iy >= g->in_h || kx_hi <= kx_lo) {
+            mcuqp_mve_fill(col, g->zero_point, run);
+            continue;
+        }
+        const int8_t *row = g->image + (size_t)iy * (size_t)g->in_w * (size_t)g->in_c;
+        if (g->dil_w == 1) {
+            const int32_t before = kx_lo * g->in_c;
+            const int32_t inside = (kx_hi - kx_lo) * g->in_c;
+            mcuqp_mve_fill(col, g->zero_point, before);
+            mcuqp_mve_copy(col + before, row + (size_t)(x0 + kx_lo) * (size_t)g->in_c, inside);
+            mcuqp_mve_fill(col + before + inside, g->zero_point, run - before - inside);
+        } else {
+            int32_t kx;
+            for (kx = 0; kx < g->k_w; ++kx) {
+                int8_t *dst = col + kx * g->in_c;
+                if (kx >= kx_lo && kx < kx_hi) {
+                    mcuqp_mve_copy(dst, row + (size_t)(x0 + kx * g->dil_w) * (size_t)g->in_c, g->in_c);
+                } else {
+                    mcuqp_mve_fill(dst, g->zero_point, g->in_c);
+                }
+            }
+        }
+    }
+}
+
+/* Windows longer than a column: channels [c0, c1) of one pixel, tap by tap from the input;
+ * taps outside it read `zeros` (min(in_c, CONV_COL_MAX) zero points) chunk by chunk. */
+MCUQP_MVE_NOINLINE static void pixel_direct(const conv_geom *g, int32_t y0, int32_t x0, const int8_t *filter,
+                                            const int8_t *zeros, const int32_t *sums, int32_t c0, int32_t c1,
+                                            const mcuqp_requant *q, int vec, const mcuqp_mve_out *o,
+                                            int32_t act_min, int32_t act_max, int8_t *out)
+{
+    const int32_t k = g->k_h * g->k_w * g->in_c;
+    int32_t c;
+    for (c = c0; c < c1; c += 4) {
+        const int32_t n = mcuqp_min_i32(4, c1 - c);
+        const mve_pred16_t p = vctp32q((uint32_t)n);
+        const int8_t *w = filter + (size_t)c * (size_t)k;
+        const size_t s1 = n > 1 ? (size_t)k : 0u;
+        const size_t s2 = n > 2 ? 2u * (size_t)k : 0u;
+        const size_t s3 = n > 3 ? 3u * (size_t)k : 0u;
+        int32x4_t acc = vldrwq_z_s32(sums + (c - c0), p);
+        int32_t ky;
+        for (ky = 0; ky < g->k_h; ++ky) {
+            const int32_t iy = y0 + ky * g->dil_h;
+            int32_t kx;
+            for (kx = 0; kx < g->k_w; ++kx) {
+                const int32_t ix = x0 + kx * g->dil_w;
+                const int inside = iy >= 0 && iy < g->in_h && ix >= 0 && ix < g->in_w;
+                const int8_t *x = g->image + ((size_t)iy * (size_t)g->in_w + (size_t)ix) * (size_t)g->in_c;
+                const int8_t *wt = w + (size_t)(ky * g->k_w + kx) * (size_t)g->in_c;
+                int32_t i;
+                for (i = 0; i < g->in_c; i += CONV_COL_MAX) {
+                    const int32_t len = mcuqp_min_i32(CONV_COL_MAX, g->in_c - i);
+                    const int8_t *xi = inside ? x + i : zeros;
+                    acc = vaddq_s32(acc, mcuqp_mve_dot4(xi, wt + i, wt + s1 + i, wt + s2 + i, wt + s3 + i, len));
+                }
+            }
+        }
+        if (vec) {
+            const mcuqp_mve_rq rq = mcuqp_mve_rq_load(q, c, n);
+            vstrbq_p_s32(out + c, mcuqp_mve_output(acc, &rq, o), p);
+        } else {
+            int32_t a[4];
+            int32_t j;
+            vst1q_s32(a, acc);
+            for (j = 0; j < n; ++j) {
+                out[c + j] = mcuqp_mve_output_scalar(a[j], q, c + j, act_min, act_max, o->offset);
+            }
+        }
+    }
+}
+
+mcuqp_status mcuqp_conv2d_s8(const mcuqp_conv_params *params, const mcuqp_requant *quant,
+                             const mcuqp_dims *input_dims, const int8_t *input,
+                             const mcuqp_dims *filter_dims, const int8_t *filter,
+                             const int32_t *bias, const mcuqp_dims *output_dims, int8_t *output)
+{
+    if (params == NULL || quant == NULL || input_dims == NULL || input == NULL || filter_dims == NULL ||
+        filter == NULL || output_dims == NULL || output == NULL ||
+        !mcuqp_conv2d_valid_args(params, quant, input_dims, filter_dims, output_dims)) {
+        return MCUQP_ERR_ARG;
+    }
+    int32_t sums[CONV_CH_BLOCK];
+    int8_t col[CONV_COL_MAX];
+
+    const int32_t out_c = filter_dims->n;
+    const int32_t out_h = output_dims->h;
+    const int32_t out_w = output_dims->w;
+    const int32_t k = filter_dims->h * filter_dims->w * input_dims->c;
+    const int32_t act_min = params->act_min;
+    const int32_t act_max = params->act_max;
+    const size_t in_image = (size_t)input_dims->h * (size_t)input_dims->w * (size_t)input_dims->c;
+    const int vec = mcuqp_mve_vector_requant(quant);
+    const mcuqp_mve_out o = mcuqp_mve_out_init(act_min, act_max, params->output_offset);
+    const int pointwise = filter_dims->h == 1 && filter_dims->w == 1;
+    conv_geom g;
+    g.in_h = input_dims->h;
+    g.in_w = input_dims->w;
+    g.in_c = input_dims->c;
+    g.k_h = filter_dims->h;
+    g.k_w = filter_dims->w;
+    g.dil_h = params->dilation_h;
+    g.dil_w = params->dilation_w;
+    g.zero_point = (int8_t)(-params->input_offset);
+    if (k > CONV_COL_MAX) {
+        mcuqp_mve_fill(col, g.zero_point, mcuqp_min_i32(g.in_c, CONV_COL_MAX));
+    }
+
+    int32_t c0;
+    for (c0 = 0; c0 < out_c; c0 += CONV_CH_BLOCK) {
+        const int32_t c1 = mcuqp_min_i32(c0 + CONV_CH_BLOCK, out_c);
+        mcuqp_mve_row_sums(sums, filter, (size_t)k, bias, params->input_offset, c0, c1 - c0);
+        int8_t *out = output;
+        int32_t b;
+        for (b = 0; b < input_dims->n; ++b) {
+            g.image = input + (size_t)b * in_image;
+            int32_t oy;
+            for (oy = 0; oy < out_h; ++oy) {
+                const int32_t y0 = oy * params->stride_h - params->pad_h;
+                int32_t ky_lo;
+                int32_t ky_hi;
+                mcuqp_tap_range(y0, g.dil_h, g.k_h, g.in_h, &ky_lo, &ky_hi);
+                int32_t ox;
+                for (ox = 0; ox < out_w; ++ox, out += out_c) {
+                    const int32_t x0 = ox * params->stride_w - params->pad_w;
+                    int32_t kx_lo;
+                    int32_t kx_hi;
+                    mcuqp_tap_range(x0, g.dil_w, g.k_w, g.in_w, &kx_lo, &kx_hi);
+                    const int full = ky_lo == 0 && ky_hi == g.k_h && kx_lo == 0 && kx_hi == g.k_w;
+                    if (pointwise && full) {
+                        const int8_t *x = g.image + ((size_t)y0 * (size_t)g.in_w + (size_t)x0) * (size_t)g.in_c;
+                        mcuqp_mve_pixel(x, filter, k, sums, c0, c1, quant, vec, &o, act_min, act_max, out);
+                    } else if (k <= CONV_COL_MAX) {
+                        im2col(&g, y0, x0, kx_lo, kx_hi, col);
+                        mcuqp_mve_pixel(col, filter, k, sums, c0, c1, quant, vec, &o, act_min, act_max, out);
+                    } else {
+                        pixel_direct(&g, y0, x0, filter, col, sums, c0, c1, quant, vec, &o, act_min, act_max, out);
+                    }
+                }
+            }
+        }
+    }
+    return MCUQP_OK;
+}

@@ -1,0 +1,130 @@
+"""Helium (MVE) kernels (runtime_c/src/mve/): built for the Cortex-M55 (QEMU mps3-an547, which
+emulates MVE) they give the numpy reference's outputs bit for bit over randomized shapes —
+channel counts that are not multiples of 4 or 16, padding, stride, dilation, depth
+multipliers, long windows, per-tensor and per-channel requantization, both rounding
+modes, multipliers outside the vector form — and they build warning-free."""
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import pytest
+
+from mcuqp.ir import Padding, Requant
+from mcuqp.quant.params import conv_requant
+import hostlib
+
+from kernel_cases import Layer, run_layers_on_qemu, target_conv_layer, target_fc_layer
+
+MVE = hostlib.RUNTIME_DIR / "src" / "mve"
+INCLUDE = hostlib.RUNTIME_DIR / "include"
+BOARD = "mps3-an547"
+MVE_SOURCES = ["conv2d_s8.c", "depthwise_conv2d_s8.c", "fully_connected_s8.c"]
+
+
+def mve_sources(names=MVE_SOURCES):
+    return [MVE / n for n in names]
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("name", sorted(p.name for p in MVE.glob("*.c")))
+def test_mve_kernels_compile_warning_free(tmp_path, name):
+    for rounding in ("0", "1"):
+        r = subprocess.run(
+            ["arm-none-eabi-gcc", "-mcpu=cortex-m55", "-mthumb", "-mfloat-abi=hard", "-O2", "-Wall", "-Wextra",
+             "-Wconversion", "-Wshadow", "-Werror", "-std=c99", f"-DMCUQP_SINGLE_ROUNDING={rounding}",
+             "-I", str(INCLUDE), "-c", str(MVE / name), "-o", str(tmp_path / "k.o")],
+            capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+
+
+def _random_layers(seed: int, rounding: str, kinds: tuple[str, ...]) -> list[Layer]:
+    """Random conv / depthwise / fc layers around the kernels' boundaries."""
+    rng = np.random.default_rng(seed)
+
+    def make_requant(cout: int, std: float) -> Requant:
+        scales = rng.uniform(0.002, 0.006, cout).astype(np.float32)
+        if rng.random() < 0.3:
+            scales = np.full(1, scales[0], np.float32)  # per-tensor
+        rq = conv_requant(0.05, scales, 0.05 * float(np.mean(scales)) * std / float(rng.uniform(20, 60)), rounding)
+        if rq.multiplier.size == 1 and cout > 1 and rng.random() < 0.5:
+            return rq
+        if rq.multiplier.size == 1:
+            return rq
+        return rq
+
+    layers = []
+    for kind in kinds:
+        if kind == "fc":
+            cin = int(rng.choice([1, 3, 15, 16, 17, 33, 64, 250, int(rng.integers(1, 700))]))
+            cout = int(rng.choice([1, 2, 3, 5, 8, 10, 13, int(rng.integers(1, 70))]))
+            layers.append(target_fc_layer(rng, rounding, cin, cout, w_zp=int(rng.choice([0, 0, 17, -9]))))
+            continue
+        depthwise = kind == "depthwise"
+        kh = int(rng.choice([1, 1, 2, 3, 3, 5] if not depthwise else [1, 2, 3, 3, 3, 5]))
+        kw = kh if rng.random() < 0.6 else int(rng.choice([1, 2, 3, 4]))
+        dil = (int(rng.choice([1, 1, 2])), int(rng.choice([1, 1, 2])))
+        stride = (int(rng.choice([1, 1, 2])), int(rng.choice([1, 1, 2])))
+        eff_h, eff_w = dil[0] * (kh - 1) + 1, dil[1] * (kw - 1) + 1
+        pad = Padding(int(rng.integers(0, eff_h)), int(rng.integers(0, eff_h)), int(rng.integers(0, eff_w)),
+                      int(rng.integers(0, eff_w)))
+        h = max(1, eff_h - pad.top - pad.bottom) + int(rng.integers(0, 6))
+        w = max(1, eff_w - pad.left - pad.right) + int(rng.integers(0, 8))
+        if depthwise:
+            cin = int(rng.choice([1, 3, 4, 5, 8, 13, 16, 19, 32, int(rng.integers(1, 70))]))
+            dm = 1 if rng.random() < 0.75 else int(rng.integers(2, 4))
+            cout = cin * dm
+        else:
+            cin = int(rng.choice([1, 2, 3, 5, 16, 17, 31, 64, 130, int(rng.integers(1, 200))]))
+            cout = int(rng.choice([1, 2, 3, 4, 5, 7, 16, 17, int(rng.integers(1, 40))]))
+            dm = 1
+        layers.append(target_conv_layer(rng, make_requant, kind, (1, h, w, cin), kh, kw, cout, stride=stride,
+                                        pad=pad, dil=dil, dm=dm, edges=True))
+    return layers
+
+
+def _edge_layers(rounding: str) -> list[Layer]:
+    """Fixed cases: long windows (tap by tap), channel blocks over 128, a multiplier of
+    INT32_MIN and shifts >= 0 (scalar output stage), the MLPerf-like shapes."""
+    rng = np.random.default_rng(41)
+
+    def make_requant(cout: int, std: float) -> Requant:
+        return conv_requant(0.05, np.full(cout, 0.004, np.float32), 0.05 * 0.004 * std / 40, rounding)
+
+    def conv(*args, **kw) -> Layer:
+        return target_conv_layer(rng, make_requant, *args, edges=True, **kw)
+
+    layers = [
+        conv("conv2d", (1, 5, 4, 150), 3, 3, 6, pad=Padding(1, 1, 1, 1)),       # 1350-byte windows
+        conv("conv2d", (1, 2, 3, 20), 1, 1, 133),                              # two channel blocks
+        conv("conv2d", (1, 13, 5, 1), 10, 4, 9, stride=(2, 2), pad=Padding(4, 5, 1, 1)),  # KWS-like stem
+        conv("conv2d", (1, 12, 12, 3), 3, 3, 8, stride=(2, 2), pad=Padding(0, 1, 0, 1)),  # image stem
+        conv("depthwise", (1, 25, 5, 20), 3, 3, 20, pad=Padding(1, 1, 1, 1)),
+        conv("depthwise", (1, 9, 9, 8), 3, 3, 8, stride=(2, 2), pad=Padding(0, 1, 0, 1)),
+        conv("conv2d", (1, 6, 6, 32), 1, 1, 24),
+        target_fc_layer(rng, rounding, 640, 128),
+    ]
+    odd = conv("conv2d", (1, 4, 4, 8), 3, 3, 5, pad=Padding(1, 1, 1, 1))
+    m = odd.attrs.requant.multiplier.copy()
+    s = odd.attrs.requant.shift.copy()
+    m[1], s[2], s[3] = np.iinfo(np.int32).min, 0, 1
+    odd.attrs = type(odd.attrs)(**{**odd.attrs.__dict__, "requant": Requant(m, s)})
+    layers.append(odd)
+    return layers
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("rounding", ["double", "single"])
+def test_mve_edge_layers_on_qemu(tmp_path, rounding):
+    got, want, per_mac = run_layers_on_qemu(tmp_path, BOARD, rounding, _edge_layers(rounding), mve_sources())
+    assert np.array_equal(got, want)
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("rounding", ["double", "single"])
+def test_mve_random_layers_on_qemu(tmp_path, rounding, seed):
+    kinds = ("conv2d", "depthwise", "fc") * 4
+    layers = _random_layers(seed + (50 if rounding == "single" else 0), rounding, kinds)
+    got, want, _ = run_layers_on_qemu(tmp_path, BOARD, rounding, layers, mve_sources())
+    assert np.array_equal(got, want)
