@@ -19,7 +19,7 @@
  *
  * Technique: sum(filter * (input + input_offset)) = sum(filter * input) + input_offset *
  * sum(filter); the second term and the bias are computed once per call for blocks of
- * CONV_CH_BLOCK channels (on the stack). A tap outside the input is read as the input zero
+ * MCUQP_MVE_BLOCK channels (on the stack, with the requantization split for the vector form). A tap outside the input is read as the input zero
  * point (-input_offset, an int8), whose term is exactly 0. Each output pixel's window is
  * gathered once into a column of k_h * k_w * in_c bytes on the stack (im2col, up to
  * CONV_COL_MAX = 1024 bytes; a 1x1 window inside the input is read in place), so a first
@@ -37,7 +37,6 @@
 #include "mcuqp_nn.h"
 
 #define CONV_COL_MAX 1024 /* im2col column bytes (stack) */
-#define CONV_CH_BLOCK 128 /* output channels per block of precomputed sums (stack) */
 
 typedef struct {
     const int8_t *image; /* (in_h, in_w, in_c) of the current batch */
@@ -84,23 +83,21 @@ static void im2col(const conv_geom *g, int32_t y0, int32_t x0, int32_t kx_lo, in
     }
 }
 
-/* Windows longer than a column: channels [c0, c1) of one pixel, tap by tap from the input;
- * taps outside it read `zeros` (min(in_c, CONV_COL_MAX) zero points) chunk by chunk. */
+/* Windows longer than a column: the block's channels of one pixel, tap by tap from the
+ * input; taps outside it read `zeros` (min(in_c, CONV_COL_MAX) zero points) chunk by chunk. */
 MCUQP_MVE_NOINLINE static void pixel_direct(const conv_geom *g, int32_t y0, int32_t x0, const int8_t *filter,
-                                            const int8_t *zeros, const int32_t *sums, int32_t c0, int32_t c1,
-                                            const mcuqp_requant *q, int vec, const mcuqp_mve_out *o,
-                                            int32_t act_min, int32_t act_max, int8_t *out)
+                                            const int8_t *zeros, const mcuqp_mve_block *blk, const mcuqp_mve_out *o,
+                                            int8_t *out)
 {
     const int32_t k = g->k_h * g->k_w * g->in_c;
-    int32_t c;
-    for (c = c0; c < c1; c += 4) {
-        const int32_t n = mcuqp_min_i32(4, c1 - c);
-        const mve_pred16_t p = vctp32q((uint32_t)n);
-        const int8_t *w = filter + (size_t)c * (size_t)k;
+    int32_t i;
+    for (i = 0; i < blk->n; i += 4) {
+        const int32_t n = mcuqp_min_i32(4, blk->n - i);
+        const int8_t *w = filter + (size_t)i * (size_t)k;
         const size_t s1 = n > 1 ? (size_t)k : 0u;
         const size_t s2 = n > 2 ? 2u * (size_t)k : 0u;
         const size_t s3 = n > 3 ? 3u * (size_t)k : 0u;
-        int32x4_t acc = vldrwq_z_s32(sums + (c - c0), p);
+        int32x4_t acc = vld1q_s32(blk->base + i);
         int32_t ky;
         for (ky = 0; ky < g->k_h; ++ky) {
             const int32_t iy = y0 + ky * g->dil_h;
@@ -110,26 +107,23 @@ MCUQP_MVE_NOINLINE static void pixel_direct(const conv_geom *g, int32_t y0, int3
                 const int inside = iy >= 0 && iy < g->in_h && ix >= 0 && ix < g->in_w;
                 const int8_t *x = g->image + ((size_t)iy * (size_t)g->in_w + (size_t)ix) * (size_t)g->in_c;
                 const int8_t *wt = w + (size_t)(ky * g->k_w + kx) * (size_t)g->in_c;
-                int32_t i;
-                for (i = 0; i < g->in_c; i += CONV_COL_MAX) {
-                    const int32_t len = mcuqp_min_i32(CONV_COL_MAX, g->in_c - i);
-                    const int8_t *xi = inside ? x + i : zeros;
-                    acc = vaddq_s32(acc, mcuqp_mve_dot4(xi, wt + i, wt + s1 + i, wt + s2 + i, wt + s3 + i, len));
+                int32_t c;
+                for (c = 0; c < g->in_c; c += CONV_COL_MAX) {
+                    const int32_t len = mcuqp_min_i32(CONV_COL_MAX, g->in_c - c);
+                    const int8_t *xc = inside ? x + c : zeros;
+                    acc = vaddq_s32(acc, mcuqp_mve_dot4(xc, wt + c, wt + s1 + c, wt + s2 + c, wt + s3 + c, len));
                 }
             }
         }
-        if (vec) {
-            const mcuqp_mve_rq rq = mcuqp_mve_rq_load(q, c, n);
-            vstrbq_p_s32(out + c, mcuqp_mve_output(acc, &rq, o), p);
-        } else {
-            int32_t a[4];
-            int32_t j;
-            vst1q_s32(a, acc);
-            for (j = 0; j < n; ++j) {
-                out[c + j] = mcuqp_mve_output_scalar(a[j], q, c + j, act_min, act_max, o->offset);
-            }
-        }
+        mcuqp_mve_store4(out, acc, blk, i, n, o);
     }
+}
+
+/* The block's channels of one pixel whose window is at x (see mcuqp_mve_pixel). */
+MCUQP_MVE_NOINLINE static void conv_pixel(const int8_t *x, const int8_t *w, int32_t k, const mcuqp_mve_block *blk,
+                                          const mcuqp_mve_out *o, int8_t *out)
+{
+    mcuqp_mve_pixel(x, w, k, blk, o, out);
 }
 
 mcuqp_status mcuqp_conv2d_s8(const mcuqp_conv_params *params, const mcuqp_requant *quant,
@@ -142,18 +136,15 @@ mcuqp_status mcuqp_conv2d_s8(const mcuqp_conv_params *params, const mcuqp_requan
         !mcuqp_conv2d_valid_args(params, quant, input_dims, filter_dims, output_dims)) {
         return MCUQP_ERR_ARG;
     }
-    int32_t sums[CONV_CH_BLOCK];
+    mcuqp_mve_block blk;
     int8_t col[CONV_COL_MAX];
 
     const int32_t out_c = filter_dims->n;
     const int32_t out_h = output_dims->h;
     const int32_t out_w = output_dims->w;
     const int32_t k = filter_dims->h * filter_dims->w * input_dims->c;
-    const int32_t act_min = params->act_min;
-    const int32_t act_max = params->act_max;
     const size_t in_image = (size_t)input_dims->h * (size_t)input_dims->w * (size_t)input_dims->c;
-    const int vec = mcuqp_mve_vector_requant(quant);
-    const mcuqp_mve_out o = mcuqp_mve_out_init(act_min, act_max, params->output_offset);
+    const mcuqp_mve_out o = mcuqp_mve_out_init(quant, params->act_min, params->act_max, params->output_offset);
     const int pointwise = filter_dims->h == 1 && filter_dims->w == 1;
     conv_geom g;
     g.in_h = input_dims->h;
@@ -169,10 +160,11 @@ mcuqp_status mcuqp_conv2d_s8(const mcuqp_conv_params *params, const mcuqp_requan
     }
 
     int32_t c0;
-    for (c0 = 0; c0 < out_c; c0 += CONV_CH_BLOCK) {
-        const int32_t c1 = mcuqp_min_i32(c0 + CONV_CH_BLOCK, out_c);
-        mcuqp_mve_row_sums(sums, filter, (size_t)k, bias, params->input_offset, c0, c1 - c0);
-        int8_t *out = output;
+    for (c0 = 0; c0 < out_c; c0 += MCUQP_MVE_BLOCK) {
+        const int8_t *w = filter + (size_t)c0 * (size_t)k;
+        mcuqp_mve_block_quant(&blk, quant, c0, mcuqp_min_i32(MCUQP_MVE_BLOCK, out_c - c0));
+        mcuqp_mve_block_row_sums(&blk, filter, (size_t)k, bias, params->input_offset);
+        int8_t *out = output + c0;
         int32_t b;
         for (b = 0; b < input_dims->n; ++b) {
             g.image = input + (size_t)b * in_image;
@@ -191,12 +183,12 @@ mcuqp_status mcuqp_conv2d_s8(const mcuqp_conv_params *params, const mcuqp_requan
                     const int full = ky_lo == 0 && ky_hi == g.k_h && kx_lo == 0 && kx_hi == g.k_w;
                     if (pointwise && full) {
                         const int8_t *x = g.image + ((size_t)y0 * (size_t)g.in_w + (size_t)x0) * (size_t)g.in_c;
-                        mcuqp_mve_pixel(x, filter, k, sums, c0, c1, quant, vec, &o, act_min, act_max, out);
+                        conv_pixel(x, w, k, &blk, &o, out);
                     } else if (k <= CONV_COL_MAX) {
                         im2col(&g, y0, x0, kx_lo, kx_hi, col);
-                        mcuqp_mve_pixel(col, filter, k, sums, c0, c1, quant, vec, &o, act_min, act_max, out);
+                        conv_pixel(col, w, k, &blk, &o, out);
                     } else {
-                        pixel_direct(&g, y0, x0, filter, col, sums, c0, c1, quant, vec, &o, act_min, act_max, out);
+                        pixel_direct(&g, y0, x0, w, col, &blk, &o, out);
                     }
                 }
             }

@@ -23,7 +23,7 @@
  * multiplier above 1 gathers the input channels), four output pixels of a row at a time
  * when their windows lie inside the input width, so each filter load feeds four VMUL + VADD (MVE has no vector-by-vector VMLA). The
  * input offset term input_offset * sum(filter) and the bias are precomputed per channel
- * (blocks of DW_CH_BLOCK on the stack); a window that crosses the border subtracts the
+ * (blocks of MCUQP_MVE_BLOCK on the stack); a window that crosses the border subtracts the
  * offset term of its missing taps instead of reading them. Channel counts that are not a
  * multiple of 4 end with predicated loads and stores.
  */
@@ -32,148 +32,326 @@
 #include "mcuqp_mve.h"
 #include "mcuqp_nn.h"
 
-#define DW_CH_BLOCK 128 /* channels per block of precomputed sums (stack) */
-
 typedef struct {
     const int8_t *image;  /* (in_h, in_w, in_c) of the current batch */
     const int8_t *filter; /* 1HWC */
-    const int32_t *base;  /* bias + input_offset * sum(filter), for channels c0 .. */
-    int32_t c0;
     int32_t in_w;
     int32_t in_c;
     int32_t out_c;
+    int32_t k_h;
     int32_t k_w;
     int32_t dil_h;
     int32_t dil_w;
     int32_t dm;
     int32_t input_offset;
-    const mcuqp_requant *quant;
-    int vec;
-    mcuqp_mve_out o;
-    int32_t act_min;
-    int32_t act_max;
 } dw_geom;
 
-/* Four input channels of output channels c .. c + 3, at x (a pixel of the input). */
-MCUQP_INLINE int32x4_t load_in(const int8_t *x, int32_t ic, uint32x4_t gather, int dm1, mve_pred16_t p)
+/* Where a group of output pixels (sharing their tap ranges) reads and writes. */
+typedef struct {
+    int32_t y0; /* window origin of the first pixel */
+    int32_t x0;
+    int32_t step; /* input columns between the pixels' windows */
+    int32_t ky_lo;
+    int32_t ky_hi;
+    int32_t kx_lo;
+    int32_t kx_hi;
+    int8_t *out; /* the first pixel's outputs, channel 0 */
+} dw_group;
+
+/* Four input channels for output channels c .. c + 3 at pixel x: contiguous (depth multiplier
+ * 1) or gathered; predicated for the block's last, partial group. */
+MCUQP_INLINE int32x4_t load_in(const int8_t *x, uint32x4_t gather, int dm1, int part, mve_pred16_t p)
 {
-    return dm1 ? vldrbq_z_s32(x + ic, p) : vldrbq_gather_offset_z_s32(x, gather, p);
+    if (dm1) {
+        return part ? vldrbq_z_s32(x, p) : vldrbq_s32(x);
+    }
+    return part ? vldrbq_gather_offset_z_s32(x, gather, p) : vldrbq_gather_offset_s32(x, gather);
 }
 
-/* The initial accumulators: base, minus the offset term of taps outside [ky_lo, ky_hi) x
- * [kx_lo, kx_hi). */
-MCUQP_INLINE int32x4_t init_acc(const dw_geom *g, int32_t c, mve_pred16_t p, int32_t k_h, int32_t ky_lo,
-                                int32_t ky_hi, int32_t kx_lo, int32_t kx_hi)
+MCUQP_INLINE int32x4_t load_w(const int8_t *w, int part, mve_pred16_t p)
 {
-    int32x4_t acc = vldrwq_z_s32(g->base + (c - g->c0), p);
-    if (ky_lo == 0 && ky_hi == k_h && kx_lo == 0 && kx_hi == g->k_w) {
-        return acc;
-    }
+    return part ? vldrbq_z_s32(w, p) : vldrbq_s32(w);
+}
+
+/* init - input_offset * (filter taps of channels c .. c + 3 outside the group's tap ranges). */
+MCUQP_MVE_NOINLINE static int32x4_t border_init(const dw_geom *g, const dw_group *q, int32_t c, int32x4_t init,
+                                                mve_pred16_t p)
+{
     const int32_t neg = -g->input_offset;
     int32_t ky;
     int32_t kx;
-    for (ky = 0; ky < k_h; ++ky) {
+    for (ky = 0; ky < g->k_h; ++ky) {
         for (kx = 0; kx < g->k_w; ++kx) {
-            if (ky >= ky_lo && ky < ky_hi && kx >= kx_lo && kx < kx_hi) {
-                continue;
+            if (ky < q->ky_lo || ky >= q->ky_hi || kx < q->kx_lo || kx >= q->kx_hi) {
+                const int8_t *wt = g->filter + (size_t)(ky * g->k_w + kx) * (size_t)g->out_c + (size_t)c;
+                init = vmlaq_n_s32(init, vldrbq_z_s32(wt, p), neg);
             }
-            const int32x4_t w = vldrbq_z_s32(g->filter + (size_t)(ky * g->k_w + kx) * (size_t)g->out_c + c, p);
-            acc = vmlaq_n_s32(acc, w, neg);
         }
     }
-    return acc;
+    return init;
 }
 
-MCUQP_INLINE void store_out(const dw_geom *g, int8_t *out, int32_t c, int32_t n, int32x4_t acc, mve_pred16_t p)
+/* Every channel of the block for the group's `count` pixels (1 .. 4; np = 4 computes four
+ * windows, repeating the last one past `count`, np = 1 one). */
+MCUQP_INLINE void dw_block(const dw_geom *g, const dw_group *q, const mcuqp_mve_block *b, const mcuqp_mve_out *o,
+                           int dm1, int np, int32_t count)
 {
-    if (g->vec) {
-        const mcuqp_mve_rq rq = mcuqp_mve_rq_load(g->quant, c, n);
-        vstrbq_p_s32(out + c, mcuqp_mve_output(acc, &rq, &g->o), p);
-    } else {
-        int32_t a[4];
-        int32_t j;
-        vst1q_s32(a, acc);
-        for (j = 0; j < n; ++j) {
-            out[c + j] = mcuqp_mve_output_scalar(a[j], g->quant, c + j, g->act_min, g->act_max, g->o.offset);
-        }
-    }
-}
-
-/* Channels [c0, c1) of `np` (1 .. 4) output pixels sharing their tap ranges; pixel j's
- * window starts at input (y0, x0 + j * step) and its outputs go to out + j * out_c. */
-MCUQP_INLINE void group4(const dw_geom *g, int dm1, int32_t k_h, int32_t y0, int32_t x0, int32_t step, int32_t np,
-                         int32_t ky_lo, int32_t ky_hi, int32_t kx_lo, int32_t kx_hi, int32_t c1, int8_t *out)
-{
-    const size_t px = (size_t)g->in_c;
-    const size_t s1 = np > 1 ? (size_t)step * px : 0u;
-    const size_t s2 = np > 2 ? 2u * (size_t)step * px : 0u;
-    const size_t s3 = np > 3 ? 3u * (size_t)step * px : 0u;
-    const size_t o1 = np > 1 ? (size_t)g->out_c : 0u;
-    const size_t o2 = np > 2 ? 2u * (size_t)g->out_c : 0u;
-    const size_t o3 = np > 3 ? 3u * (size_t)g->out_c : 0u;
-    int32_t c;
-    for (c = g->c0; c < c1; c += 4) {
-        const int32_t n = mcuqp_min_i32(4, c1 - c);
-        const mve_pred16_t p = vctp32q((uint32_t)n);
-        const int32_t ic = c / g->dm;
+    const int32_t nky = q->ky_hi - q->ky_lo;
+    const int32_t nkx = q->kx_hi - q->kx_lo;
+    const size_t in_c = (size_t)g->in_c;
+    const size_t out_c = (size_t)g->out_c;
+    const size_t tap_x = (size_t)g->dil_w * in_c;
+    const size_t row_x = (size_t)g->dil_h * (size_t)g->in_w * in_c - (size_t)nkx * tap_x;
+    const size_t row_w = (size_t)(g->k_w - nkx) * out_c;
+    const size_t ps = (size_t)q->step * in_c;
+    const size_t s1 = count > 1 ? ps : 0u;
+    const size_t s2 = count > 2 ? 2u * ps : s1;
+    const size_t s3 = count > 3 ? 3u * ps : s2;
+    const size_t o1 = count > 1 ? out_c : 0u;
+    const size_t o2 = count > 2 ? 2u * out_c : o1;
+    const size_t o3 = count > 3 ? 3u * out_c : o2;
+    const int border = nky != g->k_h || nkx != g->k_w;
+    const int32_t n = b->n;
+    const int32_t dm = g->dm;
+    const int32_t c0 = b->c0;
+    const int8_t *x_first = g->image + ((size_t)(q->y0 + q->ky_lo * g->dil_h) * (size_t)g->in_w +
+                                        (size_t)(q->x0 + q->kx_lo * g->dil_w)) * in_c;
+    const int8_t *w_first = g->filter + (size_t)(q->ky_lo * g->k_w + q->kx_lo) * out_c + (size_t)c0;
+    int8_t *out = q->out;
+    int32_t i;
+    for (i = 0; i < n; i += 4) {
+        const int part = n - i < 4;
+        const mve_pred16_t p = vctp32q((uint32_t)(n - i));
         uint32x4_t gather = vdupq_n_u32(0u);
-        if (!dm1) {
+        const int8_t *x = x_first;
+        if (dm1) {
+            x += c0 + i;
+        } else {
             uint32_t t[4];
             int32_t j;
             for (j = 0; j < 4; ++j) {
-                t[j] = (uint32_t)((c + j) / g->dm);
+                t[j] = (uint32_t)((c0 + i + j) / dm);
             }
             gather = vld1q_u32(t);
         }
-        const int32x4_t init = init_acc(g, c, p, k_h, ky_lo, ky_hi, kx_lo, kx_hi);
+        const int8_t *w = w_first + i;
+        int32x4_t init = vld1q_s32(b->base + i);
+        if (border) {
+            init = border_init(g, q, c0 + i, init, p);
+        }
         int32x4_t a0 = init;
         int32x4_t a1 = init;
         int32x4_t a2 = init;
         int32x4_t a3 = init;
         int32_t ky;
-        for (ky = ky_lo; ky < ky_hi; ++ky) {
-            const int8_t *row = g->image + ((size_t)(y0 + ky * g->dil_h) * (size_t)g->in_w) * px;
-            const int8_t *wr = g->filter + (size_t)(ky * g->k_w) * (size_t)g->out_c + c;
+        for (ky = 0; ky < nky; ++ky) {
             int32_t kx;
-            for (kx = kx_lo; kx < kx_hi; ++kx) {
-                const int8_t *x = row + (size_t)(x0 + kx * g->dil_w) * px;
-                const int32x4_t w = vldrbq_z_s32(wr + (size_t)kx * (size_t)g->out_c, p);
-                a0 = vaddq_s32(a0, vmulq_s32(load_in(x, ic, gather, dm1, p), w));
+            for (kx = 0; kx < nkx; ++kx) {
+                const int32x4_t wv = load_w(w, part, p);
+                a0 = vaddq_s32(a0, vmulq_s32(load_in(x, gather, dm1, part, p), wv));
                 if (np > 1) {
-                    a1 = vaddq_s32(a1, vmulq_s32(load_in(x + s1, ic, gather, dm1, p), w));
-                    a2 = vaddq_s32(a2, vmulq_s32(load_in(x + s2, ic, gather, dm1, p), w));
-                    a3 = vaddq_s32(a3, vmulq_s32(load_in(x + s3, ic, gather, dm1, p), w));
+                    a1 = vaddq_s32(a1, vmulq_s32(load_in(x + s1, gather, dm1, part, p), wv));
+                    a2 = vaddq_s32(a2, vmulq_s32(load_in(x + s2, gather, dm1, part, p), wv));
+                    a3 = vaddq_s32(a3, vmulq_s32(load_in(x + s3, gather, dm1, part, p), wv));
+                }
+                x += tap_x;
+                w += out_c;
+            }
+            x += row_x;
+            w += row_w;
+        }
+        const int32_t m = part ? n - i : 4;
+        mcuqp_mve_store4(out, a0, b, i, m, o);
+        if (np > 1) {
+            mcuqp_mve_store4(out + o1, a1, b, i, m, o);
+            mcuqp_mve_store4(out + o2, a2, b, i, m, o);
+            mcuqp_mve_store4(out + o3, a3, b, i, m, o);
+        }
+    }
+}
+
+MCUQP_MVE_NOINLINE static void dw_four(const dw_geom *g, const dw_group *q, const mcuqp_mve_block *b,
+                                       const mcuqp_mve_out *o, int32_t count)
+{
+    if (g->dm == 1) {
+        dw_block(g, q, b, o, 1, 4, count);
+    } else {
+        dw_block(g, q, b, o, 0, 4, count);
+    }
+}
+
+MCUQP_MVE_NOINLINE static void dw_one(const dw_geom *g, const dw_group *q, const mcuqp_mve_block *b,
+                                      const mcuqp_mve_out *o)
+{
+    if (g->dm == 1) {
+        dw_block(g, q, b, o, 1, 1, 1);
+    } else {
+        dw_block(g, q, b, o, 0, 1, 1);
+    }
+}
+
+/* ---- 3x3, dilation 1, depth multiplier 1, stride 1 or 2: the padded-row path ---------- */
+
+#define DW3_G 16    /* channels per pass */
+#define DW3_TILE 16 /* output pixels per row tile */
+#define DW3_COLS ((DW3_TILE - 1) * 2 + 3 + 8) /* tile columns at stride 2, plus slack for the last group */
+
+typedef struct {
+    int8_t rows[3][DW3_COLS * DW3_G]; /* the tile's three input rows, column-major, zero point outside */
+    int8_t w[9 * DW3_G];              /* the pass's filter taps, [ky][kx][g] */
+} dw3_buf;
+
+/* a_j += the taps of filter row wr against buffer row r for output pixel j (stride S). */
+#define DW3_TAP(r, wr, kx, S)                                                                                   \
+    do {                                                                                                        \
+        const int32x4_t wv_ = vldrbq_s32((wr) + (kx) * DW3_G);                                                 \
+        a0 = mcuqp_mve_mla(a0, vldrbq_s32((r) + (0 * (S) + (kx)) * DW3_G), wv_);                        \
+        a1 = mcuqp_mve_mla(a1, vldrbq_s32((r) + (1 * (S) + (kx)) * DW3_G), wv_);                        \
+        a2 = mcuqp_mve_mla(a2, vldrbq_s32((r) + (2 * (S) + (kx)) * DW3_G), wv_);                        \
+        a3 = mcuqp_mve_mla(a3, vldrbq_s32((r) + (3 * (S) + (kx)) * DW3_G), wv_);                        \
+    } while (0)
+
+#define DW3_ROW(r, wr, S)                                                                                       \
+    do {                                                                                                        \
+        DW3_TAP(r, wr, 0, S);                                                                                   \
+        DW3_TAP(r, wr, 1, S);                                                                                   \
+        DW3_TAP(r, wr, 2, S);                                                                                   \
+    } while (0)
+
+/* Four output pixels (the first `count` stored) whose windows start at buffer column col. */
+#define DW3_GROUP_FN(name, S)                                                                                   \
+    MCUQP_MVE_NOINLINE static void name(const dw3_buf *buf, int32_t col, const mcuqp_mve_block *b,            \
+                                        const mcuqp_mve_out *o, int8_t *out, size_t out_c, int32_t count)      \
+    {                                                                                                           \
+        const int8_t *r0 = buf->rows[0] + col * DW3_G;                                                          \
+        const int8_t *r1 = buf->rows[1] + col * DW3_G;                                                          \
+        const int8_t *r2 = buf->rows[2] + col * DW3_G;                                                          \
+        const int8_t *w = buf->w;                                                                               \
+        const size_t o1 = count > 1 ? out_c : 0u;                                                               \
+        const size_t o2 = count > 2 ? 2u * out_c : 0u;                                                          \
+        const size_t o3 = count > 3 ? 3u * out_c : 0u;                                                          \
+        int32_t i;                                                                                              \
+        for (i = 0; i < b->n; i += 4) {                                                                         \
+            const int32x4_t init = vld1q_s32(b->base + i);                                                      \
+            int32x4_t a0 = init;                                                                                \
+            int32x4_t a1 = init;                                                                                \
+            int32x4_t a2 = init;                                                                                \
+            int32x4_t a3 = init;                                                                                \
+            DW3_ROW(r0, w, S);                                                                                  \
+            DW3_ROW(r1, w + 3 * DW3_G, S);                                                                      \
+            DW3_ROW(r2, w + 6 * DW3_G, S);                                                                      \
+            const int32_t m = mcuqp_min_i32(4, b->n - i);                                                       \
+            mcuqp_mve_store4(out, a0, b, i, m, o);                                                              \
+            mcuqp_mve_store4(out + o1, a1, b, i, count > 1 ? m : 0, o);                                         \
+            mcuqp_mve_store4(out + o2, a2, b, i, count > 2 ? m : 0, o);                                         \
+            mcuqp_mve_store4(out + o3, a3, b, i, count > 3 ? m : 0, o);                                         \
+            r0 += 4;                                                                                            \
+            r1 += 4;                                                                                            \
+            r2 += 4;                                                                                            \
+            w += 4;                                                                                             \
+        }                                                                                                       \
+    }
+
+DW3_GROUP_FN(dw3_group_s1, 1)
+DW3_GROUP_FN(dw3_group_s2, 2)
+
+/* One output pixel whose window starts at buffer column col (any stride). */
+MCUQP_MVE_NOINLINE static void dw3_one(const dw3_buf *buf, int32_t col, const mcuqp_mve_block *b,
+                                       const mcuqp_mve_out *o, int8_t *out)
+{
+    const int8_t *r0 = buf->rows[0] + col * DW3_G;
+    const int8_t *r1 = buf->rows[1] + col * DW3_G;
+    const int8_t *r2 = buf->rows[2] + col * DW3_G;
+    const int8_t *w = buf->w;
+    int32_t i;
+    for (i = 0; i < b->n; i += 4) {
+        int32x4_t a = vld1q_s32(b->base + i);
+        a = mcuqp_mve_mla(a, vldrbq_s32(r0), vldrbq_s32(w));
+        a = mcuqp_mve_mla(a, vldrbq_s32(r0 + DW3_G), vldrbq_s32(w + DW3_G));
+        a = mcuqp_mve_mla(a, vldrbq_s32(r0 + 2 * DW3_G), vldrbq_s32(w + 2 * DW3_G));
+        a = mcuqp_mve_mla(a, vldrbq_s32(r1), vldrbq_s32(w + 3 * DW3_G));
+        a = mcuqp_mve_mla(a, vldrbq_s32(r1 + DW3_G), vldrbq_s32(w + 4 * DW3_G));
+        a = mcuqp_mve_mla(a, vldrbq_s32(r1 + 2 * DW3_G), vldrbq_s32(w + 5 * DW3_G));
+        a = mcuqp_mve_mla(a, vldrbq_s32(r2), vldrbq_s32(w + 6 * DW3_G));
+        a = mcuqp_mve_mla(a, vldrbq_s32(r2 + DW3_G), vldrbq_s32(w + 7 * DW3_G));
+        a = mcuqp_mve_mla(a, vldrbq_s32(r2 + 2 * DW3_G), vldrbq_s32(w + 8 * DW3_G));
+        mcuqp_mve_store4(out, a, b, i, mcuqp_min_i32(4, b->n - i), o);
+        r0 += 4;
+        r1 += 4;
+        r2 += 4;
+        w += 4;
+    }
+}
+
+/* dst[u] for u < cols: the input row's column ix0 + u (channels of the pass, 0 past them), or
+ * the zero point outside the row. */
+MCUQP_INLINE void dw3_fill_row(int8_t *dst, const int8_t *src, size_t in_c, int32_t ix0, int32_t cols, int32_t in_w,
+                               int8x16_t zv, mve_pred16_t pc)
+{
+    const int32_t lo = mcuqp_min_i32(mcuqp_max_i32(-ix0, 0), cols);
+    const int32_t hi = mcuqp_max_i32(mcuqp_min_i32(in_w - ix0, cols), lo);
+    const int8_t *x = src + (size_t)(ix0 + lo) * in_c;
+    int32_t u;
+    for (u = 0; u < lo; ++u, dst += DW3_G) {
+        vstrbq_s8(dst, zv);
+    }
+    for (; u < hi; ++u, dst += DW3_G, x += in_c) {
+        vstrbq_s8(dst, vldrbq_z_s8(x, pc));
+    }
+    for (; u < cols; ++u, dst += DW3_G) {
+        vstrbq_s8(dst, zv);
+    }
+}
+
+/* The 3x3 path over the whole tensor; the block (b->c0, b->n <= DW3_G) is prepared. */
+MCUQP_MVE_NOINLINE static void dw3_pass(const mcuqp_conv_params *p, const mcuqp_dims *in, const int8_t *input,
+                                        const mcuqp_dims *out_dims, int8_t *output, int32_t out_c,
+                                        const mcuqp_mve_block *b, const mcuqp_mve_out *o, dw3_buf *buf)
+{
+    const int8_t z = (int8_t)(-p->input_offset);
+    const int32_t sw = p->stride_w;
+    const size_t in_c = (size_t)in->c;
+    const mve_pred16_t pc = vctp8q((uint32_t)b->n);
+    const int8x16_t zv = vdupq_n_s8(z);
+    int32_t n;
+    for (n = 0; n < in->n; ++n) {
+        const int8_t *image = input + (size_t)n * (size_t)in->h * (size_t)in->w * in_c + (size_t)b->c0;
+        int32_t oy;
+        for (oy = 0; oy < out_dims->h; ++oy) {
+            int8_t *row_out = output + (((size_t)n * (size_t)out_dims->h + (size_t)oy) * (size_t)out_dims->w) *
+                                           (size_t)out_c + (size_t)b->c0;
+            int32_t ox0;
+            for (ox0 = 0; ox0 < out_dims->w; ox0 += DW3_TILE) {
+                const int32_t tile = mcuqp_min_i32(DW3_TILE, out_dims->w - ox0);
+                const int32_t cols = (tile - 1) * sw + 3;
+                const int32_t ix0 = ox0 * sw - p->pad_w;
+                int32_t ky;
+                for (ky = 0; ky < 3; ++ky) {
+                    const int32_t iy = oy * p->stride_h - p->pad_h + ky;
+                    int8_t *dst = buf->rows[ky];
+                    int32_t u;
+                    if (iy < 0 || iy >= in->h) {
+                        for (u = 0; u < cols; ++u, dst += DW3_G) {
+                            vstrbq_s8(dst, zv);
+                        }
+                        continue;
+                    }
+                    dw3_fill_row(dst, image + (size_t)iy * (size_t)in->w * in_c, in_c, ix0, cols, in->w, zv, pc);
+                }
+                int8_t *out = row_out + (size_t)ox0 * (size_t)out_c;
+                int32_t j;
+                for (j = 0; j < tile; j += 4, out += 4 * (size_t)out_c) {
+                    const int32_t count = mcuqp_min_i32(4, tile - j);
+                    if (count == 1) {
+                        dw3_one(buf, sw * j, b, o, out);
+                    } else if (sw == 1) {
+                        dw3_group_s1(buf, j, b, o, out, (size_t)out_c, count);
+                    } else {
+                        dw3_group_s2(buf, 2 * j, b, o, out, (size_t)out_c, count);
+                    }
                 }
             }
         }
-        store_out(g, out, c, n, a0, p);
-        if (np > 1) {
-            store_out(g, out + o1, c, n, a1, p);
-            store_out(g, out + o2, c, n, a2, p);
-            store_out(g, out + o3, c, n, a3, p);
-        }
-    }
-}
-
-MCUQP_MVE_NOINLINE static void group_many(const dw_geom *g, int dm1, int32_t k_h, int32_t y0, int32_t x0,
-                                          int32_t step, int32_t np, int32_t ky_lo, int32_t ky_hi, int32_t c1,
-                                          int8_t *out)
-{
-    if (dm1) {
-        group4(g, 1, k_h, y0, x0, step, np, ky_lo, ky_hi, 0, g->k_w, c1, out);
-    } else {
-        group4(g, 0, k_h, y0, x0, step, np, ky_lo, ky_hi, 0, g->k_w, c1, out);
-    }
-}
-
-MCUQP_MVE_NOINLINE static void group_one(const dw_geom *g, int dm1, int32_t k_h, int32_t y0, int32_t x0,
-                                         int32_t ky_lo, int32_t ky_hi, int32_t kx_lo, int32_t kx_hi, int32_t c1,
-                                         int8_t *out)
-{
-    if (dm1) {
-        group4(g, 1, k_h, y0, x0, 0, 1, ky_lo, ky_hi, kx_lo, kx_hi, c1, out);
-    } else {
-        group4(g, 0, k_h, y0, x0, 0, 1, ky_lo, ky_hi, kx_lo, kx_hi, c1, out);
     }
 }
 
@@ -188,32 +366,26 @@ mcuqp_status mcuqp_depthwise_conv2d_s8(const mcuqp_conv_params *params, const mc
         !mcuqp_depthwise_valid_args(params, quant, input_dims, filter_dims, output_dims)) {
         return MCUQP_ERR_ARG;
     }
-    int32_t base[DW_CH_BLOCK];
-    const int32_t k_h = filter_dims->h;
+    mcuqp_mve_block blk;
     const int32_t out_c = filter_dims->c;
     const int32_t out_h = output_dims->h;
     const int32_t out_w = output_dims->w;
     const int32_t stride_w = params->stride_w;
     const size_t in_image = (size_t)input_dims->h * (size_t)input_dims->w * (size_t)input_dims->c;
     const size_t out_image = (size_t)out_h * (size_t)out_w * (size_t)out_c;
+    const mcuqp_mve_out o = mcuqp_mve_out_init(quant, params->act_min, params->act_max, params->output_offset);
     dw_geom g;
     g.filter = filter;
-    g.base = base;
     g.in_w = input_dims->w;
     g.in_c = input_dims->c;
     g.out_c = out_c;
+    g.k_h = filter_dims->h;
     g.k_w = filter_dims->w;
     g.dil_h = params->dilation_h;
     g.dil_w = params->dilation_w;
     g.dm = params->depth_multiplier;
     g.input_offset = params->input_offset;
-    g.quant = quant;
-    g.vec = mcuqp_mve_vector_requant(quant);
-    g.o = mcuqp_mve_out_init(params->act_min, params->act_max, params->output_offset);
-    g.act_min = params->act_min;
-    g.act_max = params->act_max;
-    const int dm1 = g.dm == 1;
-    const int32_t taps = k_h * g.k_w;
+    const int32_t taps = g.k_h * g.k_w;
 
     /* Output columns [ox_lo, ox_hi) have windows inside the input width. */
     int32_t ox_lo = 0;
@@ -226,44 +398,73 @@ mcuqp_status mcuqp_depthwise_conv2d_s8(const mcuqp_conv_params *params, const mc
     }
 
     int32_t c0;
-    for (c0 = 0; c0 < out_c; c0 += DW_CH_BLOCK) {
-        const int32_t c1 = mcuqp_min_i32(c0 + DW_CH_BLOCK, out_c);
-        int32_t c;
-        g.c0 = c0;
-        for (c = c0; c < c1; c += 4) {
-            const mve_pred16_t p = vctp32q((uint32_t)(c1 - c));
+    if (g.k_h == 3 && g.k_w == 3 && g.dil_h == 1 && g.dil_w == 1 && g.dm == 1 && (stride_w == 1 || stride_w == 2)) {
+        dw3_buf buf;
+        for (c0 = 0; c0 < out_c; c0 += DW3_G) {
+            const int32_t nc = mcuqp_min_i32(DW3_G, out_c - c0);
+            const mve_pred16_t pc = vctp8q((uint32_t)nc);
+            const mve_pred16_t p4 = vctp32q((uint32_t)nc);
+            int32_t t;
+            mcuqp_mve_block_quant(&blk, quant, c0, nc);
+            for (t = 0; t < 9; ++t) {
+                vstrbq_s8(buf.w + t * DW3_G, vldrbq_z_s8(filter + (size_t)t * (size_t)out_c + (size_t)c0, pc));
+            }
+            int32_t i;
+            for (i = 0; i < DW3_G; i += 4) {
+                const mve_pred16_t pi = i < nc ? vctp32q((uint32_t)(nc - i)) : 0;
+                int32x4_t sum = vdupq_n_s32(0);
+                for (t = 0; t < 9; ++t) {
+                    sum = vaddq_s32(sum, vldrbq_s32(buf.w + t * DW3_G + i));
+                }
+                int32x4_t bv = bias != NULL ? vldrwq_z_s32(bias + c0 + i, pi) : vdupq_n_s32(0);
+                bv = vmlaq_n_s32(bv, sum, params->input_offset);
+                vst1q_s32(blk.base + i, vpselq_s32(bv, vdupq_n_s32(0), pi));
+            }
+            (void)p4;
+            dw3_pass(params, input_dims, input, output_dims, output, out_c, &blk, &o, &buf);
+        }
+        return MCUQP_OK;
+    }
+    for (c0 = 0; c0 < out_c; c0 += MCUQP_MVE_BLOCK) {
+        mcuqp_mve_block_quant(&blk, quant, c0, mcuqp_min_i32(MCUQP_MVE_BLOCK, out_c - c0));
+        int32_t i;
+        for (i = 0; i < blk.n; i += 4) {
+            const int32_t c = c0 + i;
+            const mve_pred16_t p = vctp32q((uint32_t)(blk.n - i));
             int32x4_t s = vdupq_n_s32(0);
             int32_t t;
             for (t = 0; t < taps; ++t) {
                 s = vaddq_s32(s, vldrbq_z_s32(filter + (size_t)t * (size_t)out_c + c, p));
             }
-            int32x4_t b = bias != NULL ? vldrwq_z_s32(bias + c, p) : vdupq_n_s32(0);
-            b = vmlaq_n_s32(b, s, params->input_offset);
-            vstrwq_p_s32(base + (c - c0), b, p);
+            int32x4_t bv = bias != NULL ? vldrwq_z_s32(bias + c, p) : vdupq_n_s32(0);
+            bv = vmlaq_n_s32(bv, s, params->input_offset);
+            vstrwq_p_s32(blk.base + i, bv, p);
         }
         int32_t n;
         for (n = 0; n < input_dims->n; ++n) {
             g.image = input + (size_t)n * in_image;
             int32_t oy;
             for (oy = 0; oy < out_h; ++oy) {
-                const int32_t y0 = oy * params->stride_h - params->pad_h;
-                int32_t ky_lo;
-                int32_t ky_hi;
-                mcuqp_tap_range(y0, g.dil_h, k_h, input_dims->h, &ky_lo, &ky_hi);
-                int8_t *row_out = output + (size_t)n * out_image + (size_t)oy * (size_t)out_w * (size_t)out_c;
+                dw_group q;
+                q.y0 = oy * params->stride_h - params->pad_h;
+                mcuqp_tap_range(q.y0, g.dil_h, g.k_h, input_dims->h, &q.ky_lo, &q.ky_hi);
+                int8_t *row_out = output + (size_t)n * out_image + (size_t)oy * (size_t)out_w * (size_t)out_c +
+                                  (size_t)c0;
                 int32_t ox = 0;
                 while (ox < out_w) {
-                    const int32_t x0 = ox * stride_w - params->pad_w;
-                    int8_t *out = row_out + (size_t)ox * (size_t)out_c;
-                    if (ox >= ox_lo && ox < ox_hi) {
-                        const int32_t np = mcuqp_min_i32(4, ox_hi - ox);
-                        group_many(&g, dm1, k_h, y0, x0, stride_w, np, ky_lo, ky_hi, c1, out);
-                        ox += np;
+                    q.x0 = ox * stride_w - params->pad_w;
+                    q.out = row_out + (size_t)ox * (size_t)out_c;
+                    if (ox >= ox_lo && ox + 1 < ox_hi) {
+                        const int32_t count = mcuqp_min_i32(4, ox_hi - ox);
+                        q.step = stride_w;
+                        q.kx_lo = 0;
+                        q.kx_hi = g.k_w;
+                        dw_four(&g, &q, &blk, &o, count);
+                        ox += count;
                     } else {
-                        int32_t kx_lo;
-                        int32_t kx_hi;
-                        mcuqp_tap_range(x0, g.dil_w, g.k_w, g.in_w, &kx_lo, &kx_hi);
-                        group_one(&g, dm1, k_h, y0, x0, ky_lo, ky_hi, kx_lo, kx_hi, c1, out);
+                        q.step = 0;
+                        mcuqp_tap_range(q.x0, g.dil_w, g.k_w, g.in_w, &q.kx_lo, &q.kx_hi);
+                        dw_one(&g, &q, &blk, &o);
                         ox += 1;
                     }
                 }

@@ -95,8 +95,7 @@ mcuqp_status mcuqp_fully_connected_s8(const mcuqp_fc_params *params, const mcuqp
     const int negate = io == 128;
     const int8x16_t flip = vdupq_n_s8((int8_t)(negate ? -1 : 0));
     const int8x16_t ov = vdupq_n_s8((int8_t)(negate ? -127 : io));
-    const int vec = mcuqp_mve_vector_requant(quant);
-    const mcuqp_mve_out o = mcuqp_mve_out_init(params->act_min, params->act_max, params->output_offset);
+    const mcuqp_mve_out o = mcuqp_mve_out_init(quant, params->act_min, params->act_max, params->output_offset);
     int32_t b;
     for (b = 0; b < batches; ++b) {
         const int8_t *x = input + (size_t)b * (size_t)in_ch;
@@ -121,7 +120,7 @@ mcuqp_status mcuqp_fully_connected_s8(const mcuqp_fc_params *params, const mcuqp
             if (bias != NULL) {
                 acc = vaddq_s32(acc, vldrwq_z_s32(bias + c, p));
             }
-            if (vec) {
+            if (o.vec) {
                 const mcuqp_mve_rq rq = mcuqp_mve_rq_load(quant, c, n);
                 vstrbq_p_s32(out + c, mcuqp_mve_output(acc, &rq, &o), p);
             } else {
@@ -129,8 +128,7 @@ mcuqp_status mcuqp_fully_connected_s8(const mcuqp_fc_params *params, const mcuqp
                 int32_t j;
                 vst1q_s32(a, acc);
                 for (j = 0; j < n; ++j) {
-                    out[c + j] = mcuqp_mve_output_scalar(a[j], quant, c + j, params->act_min, params->act_max,
-                                                         o.offset);
+                    out[c + j] = mcuqp_mve_output_scalar(a[j], &o, c + j);
                 }
             }
         }

@@ -26,7 +26,20 @@
 #include "mcuqp_fixedpoint.h"
 #include "mcuqp_nn.h"
 
-#define MCUQP_MVE_NOINLINE __attribute__((noinline))
+/* Hot loops are compiled without the first instruction-scheduling pass: with it, GCC 12
+ * hoists the loads of long unrolled MVE sequences far ahead of their uses, which needs more
+ * than the eight Q registers and spills to the stack (measured: 2-3x the instructions). */
+#define MCUQP_MVE_NOINLINE __attribute__((noinline, optimize("no-schedule-insns", "no-tree-reassoc")))
+
+/* acc + x * w (int32 lanes, modulo 2^32). One asm block so that GCC 12 keeps each product next
+ * to its add: left to itself it computes all the products of a long unrolled sum first and
+ * spills them to the stack. */
+MCUQP_INLINE int32x4_t mcuqp_mve_mla(int32x4_t acc, int32x4_t x, int32x4_t w)
+{
+    int32x4_t t;
+    __asm__("vmul.i32 %q1, %q2, %q3\n\tvadd.i32 %q0, %q0, %q1" : "+w"(acc), "=&w"(t) : "w"(x), "w"(w));
+    return acc;
+}
 
 /* A requantization for four lanes: multiplier, left shift (>= 0), right shift (<= 0). */
 typedef struct {
@@ -93,20 +106,30 @@ MCUQP_INLINE int32x4_t mcuqp_mve_requantize(int32x4_t acc, const mcuqp_mve_rq *q
 #endif
 }
 
-/* The output stage: clamp to [lo, hi] (the clamp minus the output offset, so that the add
- * cannot overflow), add the output offset. */
+/* The output stage: requantization (vector form when `vec`, else mcuqp_requantize()),
+ * clamp to [act_min, act_max] (in the vector form to [lo, hi], the clamp minus the output
+ * offset, so that the add cannot overflow), output offset. */
 typedef struct {
     int32x4_t lo;
     int32x4_t hi;
     int32_t offset;
+    int32_t act_min;
+    int32_t act_max;
+    int vec;
+    const mcuqp_requant *quant;
 } mcuqp_mve_out;
 
-MCUQP_INLINE mcuqp_mve_out mcuqp_mve_out_init(int32_t act_min, int32_t act_max, int32_t output_offset)
+MCUQP_INLINE mcuqp_mve_out mcuqp_mve_out_init(const mcuqp_requant *quant, int32_t act_min, int32_t act_max,
+                                              int32_t output_offset)
 {
     mcuqp_mve_out o;
     o.lo = vdupq_n_s32(act_min - output_offset);
     o.hi = vdupq_n_s32(act_max - output_offset);
     o.offset = output_offset;
+    o.act_min = act_min;
+    o.act_max = act_max;
+    o.vec = mcuqp_mve_vector_requant(quant);
+    o.quant = quant;
     return o;
 }
 
@@ -116,13 +139,70 @@ MCUQP_INLINE int32x4_t mcuqp_mve_output(int32x4_t acc, const mcuqp_mve_rq *q, co
     return vaddq_n_s32(vmaxq_s32(vminq_s32(r, o->hi), o->lo), o->offset);
 }
 
-/* The scalar output stage, for requantizations the vector form does not cover. */
-MCUQP_INLINE int8_t mcuqp_mve_output_scalar(int32_t acc, const mcuqp_requant *q, int32_t ch, int32_t act_min,
-                                           int32_t act_max, int32_t output_offset)
+/* The scalar output stage of channel ch. */
+MCUQP_INLINE int8_t mcuqp_mve_output_scalar(int32_t acc, const mcuqp_mve_out *o, int32_t ch)
 {
+    const mcuqp_requant *q = o->quant;
     const int32_t i = q->count == 1 ? 0 : ch;
     const int32_t r = mcuqp_requantize(acc, q->multiplier[i], q->shift[i]);
-    return (int8_t)(mcuqp_clamp_i32(r, act_min - output_offset, act_max - output_offset) + output_offset);
+    return (int8_t)(mcuqp_clamp_i32(r, o->act_min - o->offset, o->act_max - o->offset) + o->offset);
+}
+
+/* Per-channel data of a block of up to MCUQP_MVE_BLOCK output channels (on the stack):
+ * base = bias + input_offset * sum(filter taps of the channel), and the requantization
+ * split for the vector form. Entries past the block's channels are 0. */
+#define MCUQP_MVE_BLOCK 64
+
+typedef struct {
+    int32_t c0;
+    int32_t n;
+    int32_t base[MCUQP_MVE_BLOCK];
+    int32_t mult[MCUQP_MVE_BLOCK];
+    int32_t lsh[MCUQP_MVE_BLOCK];
+    int32_t rsh[MCUQP_MVE_BLOCK];
+} mcuqp_mve_block;
+
+/* The requantization part of a block for channels [c0, c0 + n). */
+MCUQP_INLINE void mcuqp_mve_block_quant(mcuqp_mve_block *b, const mcuqp_requant *q, int32_t c0, int32_t n)
+{
+    int32_t i;
+    b->c0 = c0;
+    b->n = n;
+    for (i = 0; i < MCUQP_MVE_BLOCK; ++i) {
+        const int32_t j = q->count == 1 ? 0 : c0 + i;
+        const int32_t s = i < n ? q->shift[j] : 0;
+        b->mult[i] = i < n ? q->multiplier[j] : 0;
+        b->lsh[i] = s > 0 ? s : 0;
+        b->rsh[i] = s < 0 ? s : 0;
+        if (i >= n) {
+            b->base[i] = 0;
+        }
+    }
+}
+
+/* Stores the outputs of block channels i .. i + 3 (the first n of them) at out[i ..]. */
+MCUQP_INLINE void mcuqp_mve_store4(int8_t *out, int32x4_t acc, const mcuqp_mve_block *b, int32_t i, int32_t n,
+                                   const mcuqp_mve_out *o)
+{
+    if (o->vec) {
+        mcuqp_mve_rq rq;
+        rq.m = vld1q_s32(b->mult + i);
+        rq.l = vld1q_s32(b->lsh + i);
+        rq.r = vld1q_s32(b->rsh + i);
+        const int32x4_t y = mcuqp_mve_output(acc, &rq, o);
+        if (n >= 4) {
+            vstrbq_s32(out + i, y);
+        } else {
+            vstrbq_p_s32(out + i, y, vctp32q((uint32_t)n));
+        }
+    } else {
+        int32_t a[4];
+        int32_t j;
+        vst1q_s32(a, acc);
+        for (j = 0; j < n && j < 4; ++j) {
+            out[i + j] = mcuqp_mve_output_scalar(a[j], o, b->c0 + i + j);
+        }
+    }
 }
 
 /* {x . w0, x . w1, x . w2, x . w3} over len bytes (modulo 2^32). */
@@ -203,45 +283,38 @@ MCUQP_INLINE void mcuqp_mve_fill(int8_t *dst, int8_t v, int32_t n)
     }
 }
 
-/* sums[i] = bias[c0 + i] + input_offset * sum(filter row c0 + i), for i < n (modulo 2^32). */
-MCUQP_INLINE void mcuqp_mve_row_sums(int32_t *sums, const int8_t *filter, size_t row, const int32_t *bias,
-                                     int32_t input_offset, int32_t c0, int32_t n)
+/* The block's output channels of one pixel whose window, k bytes in filter order, is at x;
+ * filter points at the block's first row; outputs to out[0 .. b->n). */
+MCUQP_INLINE void mcuqp_mve_pixel(const int8_t *x, const int8_t *filter, int32_t k, const mcuqp_mve_block *b,
+                                  const mcuqp_mve_out *o, int8_t *out)
 {
+    const int8_t *w = filter;
+    const int32_t n = b->n;
     int32_t i;
-    for (i = 0; i < n; ++i) {
-        const uint32_t s = (uint32_t)mcuqp_mve_sum(filter + (size_t)(c0 + i) * row, (int32_t)row);
-        const uint32_t b = bias != NULL ? (uint32_t)bias[c0 + i] : 0u;
-        sums[i] = (int32_t)(b + (uint32_t)input_offset * s);
+    for (i = 0; i + 4 <= n; i += 4) {
+        const int32x4_t acc = mcuqp_mve_dot4(x, w, w + k, w + 2 * k, w + 3 * k, k);
+        mcuqp_mve_store4(out, vaddq_s32(acc, vld1q_s32(b->base + i)), b, i, 4, o);
+        w += 4 * k;
+    }
+    if (i < n) {
+        const int32_t r = n - i;
+        const int8_t *w1 = r > 1 ? w + k : w;
+        const int8_t *w2 = r > 2 ? w + 2 * k : w;
+        const int32x4_t acc = mcuqp_mve_dot4(x, w, w1, w2, w, k);
+        mcuqp_mve_store4(out, vaddq_s32(acc, vld1q_s32(b->base + i)), b, i, r, o);
     }
 }
 
-/* Output channels [c0, c1) of one pixel whose window, k bytes in filter order, is at x:
- * out[c] for c in [c0, c1). sums[c - c0] = bias + input_offset * sum(filter row c);
- * vec: mcuqp_mve_vector_requant(q). */
-MCUQP_INLINE void mcuqp_mve_pixel(const int8_t *x, const int8_t *filter, int32_t k, const int32_t *sums, int32_t c0,
-                                  int32_t c1, const mcuqp_requant *q, int vec, const mcuqp_mve_out *o,
-                                  int32_t act_min, int32_t act_max, int8_t *out)
+/* base[i] = bias[c0 + i] + input_offset * sum(filter row c0 + i) for the block's channels;
+ * rows of `row` bytes. */
+MCUQP_INLINE void mcuqp_mve_block_row_sums(mcuqp_mve_block *b, const int8_t *filter, size_t row,
+                                           const int32_t *bias, int32_t input_offset)
 {
-    int32_t c;
-    for (c = c0; c < c1; c += 4) {
-        const int32_t n = mcuqp_min_i32(4, c1 - c);
-        const int8_t *w0 = filter + (size_t)c * (size_t)k;
-        const int8_t *w1 = n > 1 ? w0 + k : w0;
-        const int8_t *w2 = n > 2 ? w1 + k : w0;
-        const int8_t *w3 = n > 3 ? w2 + k : w0;
-        const mve_pred16_t p = vctp32q((uint32_t)n);
-        const int32x4_t acc = vaddq_s32(mcuqp_mve_dot4(x, w0, w1, w2, w3, k), vldrwq_z_s32(sums + (c - c0), p));
-        if (vec) {
-            const mcuqp_mve_rq rq = mcuqp_mve_rq_load(q, c, n);
-            vstrbq_p_s32(out + c, mcuqp_mve_output(acc, &rq, o), p);
-        } else {
-            int32_t a[4];
-            int32_t j;
-            vst1q_s32(a, acc);
-            for (j = 0; j < n; ++j) {
-                out[c + j] = mcuqp_mve_output_scalar(a[j], q, c + j, act_min, act_max, o->offset);
-            }
-        }
+    int32_t i;
+    for (i = 0; i < b->n; ++i) {
+        const uint32_t s = (uint32_t)mcuqp_mve_sum(filter + (size_t)(b->c0 + i) * row, (int32_t)row);
+        const uint32_t bb = bias != NULL ? (uint32_t)bias[b->c0 + i] : 0u;
+        b->base[i] = (int32_t)(bb + (uint32_t)input_offset * s);
     }
 }
 
