@@ -6,6 +6,7 @@ modes, multipliers outside the vector form — and they build warning-free."""
 from __future__ import annotations
 
 import subprocess
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -127,4 +128,76 @@ def test_mve_random_layers_on_qemu(tmp_path, rounding, seed):
     kinds = ("conv2d", "depthwise", "fc") * 4
     layers = _random_layers(seed + (50 if rounding == "single" else 0), rounding, kinds)
     got, want, _ = run_layers_on_qemu(tmp_path, BOARD, rounding, layers, mve_sources())
+    assert np.array_equal(got, want)
+
+
+# ---- any kernel call on the target ----------------------------------------------------------
+
+
+@dataclass
+class Call:
+    """One kernel call of a QEMU test model: `decls` (C), `expr` (C, using `in` and `out`,
+    pointers to its slices of the model's input and output), its input size and the numpy
+    reference of its output."""
+    decls: str
+    expr: str
+    x: np.ndarray  # int8 input (flattened into the model input)
+    want: np.ndarray  # int8 output
+
+
+def run_calls_on_qemu(tmp_path, rounding: str, calls: list[Call], sources: list) -> tuple[np.ndarray, np.ndarray]:
+    from mcuqp.target import build, qemu
+
+    body, decls = [], []
+    in_off = out_off = 0
+    for i, c in enumerate(calls):
+        decls.append(c.decls.replace("@", str(i)))
+        body.append(f"    {{\n        const int8_t *in = input + {in_off};\n        int8_t *out = output + {out_off};\n"
+                    f"        (void)in;\n        if ({c.expr.replace('@', str(i))} != MCUQP_OK) {{\n"
+                    f"            return {i + 1};\n        }}\n    }}\n    MCUQP_LAYER_HOOK({i});\n")
+        in_off += c.x.size
+        out_off += c.want.size
+    src = ('#include <string.h>\n#include "model.h"\n#include "mcuqp_nn.h"\n#include "mcuqp_profile.h"\n\n' +
+           "".join(decls) + "\nint mcuqp_model_invoke(const int8_t *input, int8_t *output)\n{\n" + "".join(body) +
+           "    return 0;\n}\n")
+    hdr = ("#ifndef MODEL_H\n#define MODEL_H\n#include <stdint.h>\n"
+           f"#define MCUQP_MODEL_INPUT_SIZE {in_off}\n#define MCUQP_MODEL_OUTPUT_SIZE {out_off}\n"
+           "int mcuqp_model_invoke(const int8_t *input, int8_t *output);\n#endif\n")
+    (tmp_path / "model.c").write_text(src)
+    (tmp_path / "model.h").write_text(hdr)
+    defines = ("MCUQP_SINGLE_ROUNDING=1",) if rounding == "single" else ()
+    fw = build.build_firmware([tmp_path / "model.c", *sources, *build.platform_sources(BOARD)],
+                              [tmp_path, INCLUDE], BOARD, tmp_path / "fw", defines=defines)
+    inputs = np.concatenate([c.x.ravel() for c in calls])[None, :]
+    want = np.concatenate([c.want.ravel() for c in calls])[None, :]
+    r = qemu.run_firmware(fw, BOARD, inputs, want.shape[1])
+    return r.outputs, want
+
+
+def add_call(x1: np.ndarray, x2: np.ndarray, a, rounding: str) -> Call:
+    from mcuqp.reference.add import add_s8
+
+    fields = [a.left_shift, a.input1_offset, a.input1_multiplier, a.input1_shift, a.input2_offset,
+              a.input2_multiplier, a.input2_shift, a.output_offset, a.output_multiplier, a.output_shift, a.act_min,
+              a.act_max]
+    n = x1.size
+    return Call(f"static const mcuqp_add_params p@ = {{{', '.join(map(str, fields))}}};\n",
+                f"mcuqp_add_s8(&p@, {n}, in, in + {n}, out)", np.concatenate([x1.ravel(), x2.ravel()]),
+                add_s8(x1, x2, a, rounding))
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("rounding", ["double", "single"])
+def test_mve_add_on_qemu(tmp_path, rounding):
+    from test_kernels_pool_add_softmax import extreme_add_attrs, random_add_attrs
+
+    rng = np.random.default_rng(61 if rounding == "double" else 62)
+    calls = []
+    for i in range(40):
+        a = random_add_attrs(rng) if i % 2 else extreme_add_attrs(rng)
+        n = int(rng.choice([1, 3, 4, 5, 15, 16, 17, 64, int(rng.integers(1, 300))]))
+        x1 = rng.integers(-128, 128, n).astype(np.int8)
+        x2 = rng.integers(-128, 128, n).astype(np.int8)
+        calls.append(add_call(x1, x2, a, rounding))
+    got, want = run_calls_on_qemu(tmp_path, rounding, calls, mve_sources(["add_s8.c"]))
     assert np.array_equal(got, want)
