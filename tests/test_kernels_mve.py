@@ -201,3 +201,66 @@ def test_mve_add_on_qemu(tmp_path, rounding):
         calls.append(add_call(x1, x2, a, rounding))
     got, want = run_calls_on_qemu(tmp_path, rounding, calls, mve_sources(["add_s8.c"]))
     assert np.array_equal(got, want)
+
+
+def _conv_decls(a, x_shape, w, bias, out_shape) -> str:
+    from kernel_cases import c_array
+
+    fields = [a.input_offset, a.output_offset, *a.stride, a.padding.top, a.padding.left, *a.dilation,
+              a.depth_multiplier, a.act_min, a.act_max]
+    return (c_array("int8_t", "w@", w) + c_array("int32_t", "b@", bias) +
+            c_array("int32_t", "m@", a.requant.multiplier) + c_array("int32_t", "s@", a.requant.shift) +
+            f"static const mcuqp_requant q@ = {{m@, s@, {a.requant.multiplier.size}}};\n"
+            f"static const mcuqp_conv_params p@ = {{{', '.join(map(str, fields))}}};\n" +
+            "".join(f"static const mcuqp_dims {t}@ = {{{', '.join(map(str, s))}}};\n"
+                    for t, s in (("i", x_shape), ("f", w.shape), ("o", out_shape))))
+
+
+def inplace_call(layer: Layer, rng, rounding: str, scratch: int) -> Call:
+    """The layer run by the in-place kernel over a copy of its input in a static buffer."""
+    x = rng.integers(-128, 128, layer.x_shape).astype(np.int8)
+    want = layer.run(x, rounding)
+    fn = ("mcuqp_depthwise_conv2d_s8_inplace" if layer.kind == "depthwise" else "mcuqp_conv2d_1x1_s8_inplace")
+    decls = (_conv_decls(layer.attrs, layer.x_shape, layer.w, layer.bias, want.shape) +
+             f"static int8_t data@[{x.size}];\nstatic int8_t scratch@[{scratch}];\n"
+             f"static int run@(const int8_t *in, int8_t *out)\n{{\n    memcpy(data@, in, {x.size});\n"
+             f"    if ({fn}(&p@, &q@, &i@, data@, &f@, w@, b@, &o@, scratch@) != MCUQP_OK) {{\n"
+             f"        return MCUQP_ERR_ARG;\n    }}\n    memcpy(out, data@, {want.size});\n"
+             f"    return MCUQP_OK;\n}}\n")
+    return Call(decls, "run@(in, out)", x, want)
+
+
+def _inplace_layers(rng, rounding: str) -> list[tuple[Layer, int]]:
+    def make_requant(cout: int, std: float) -> Requant:
+        return conv_requant(0.05, rng.uniform(0.002, 0.006, cout).astype(np.float32), 0.05 * 0.004 * std / 40,
+                            rounding)
+
+    def dw(shape, kh=3, kw=3, pad=Padding(1, 1, 1, 1), **kw_):
+        ly = target_conv_layer(rng, make_requant, "depthwise", shape, kh, kw, shape[3], pad=pad, edges=True, **kw_)
+        return ly, shape[1] * shape[2]
+
+    def pw(shape, cout):
+        ly = target_conv_layer(rng, make_requant, "conv2d", shape, 1, 1, cout, edges=True)
+        return ly, shape[3]
+
+    return [
+        dw((1, 25, 5, 64)),                 # KWS: row path, four passes of 16
+        dw((1, 9, 7, 13)),                  # h = 9: passes of 4, a channel tail
+        dw((2, 20, 19, 21)),                # batches, a row over one tile
+        dw((1, 6, 5, 8)),                   # h < 8: channel-at-a-time path
+        dw((1, 7, 6, 5), 5, 3, Padding(2, 2, 1, 1)),  # another filter: channel-at-a-time path
+        pw((1, 25, 5, 64), 64),             # KWS
+        pw((1, 5, 6, 40), 17),              # out_c < in_c: direct reads after a few pixels
+        pw((2, 3, 4, 150), 130),            # over one channel block
+        pw((1, 4, 4, 7), 7),
+    ]
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("rounding", ["double", "single"])
+def test_mve_inplace_kernels_on_qemu(tmp_path, rounding):
+    rng = np.random.default_rng(71 if rounding == "double" else 72)
+    calls = [inplace_call(ly, rng, rounding, scratch) for ly, scratch in _inplace_layers(rng, rounding)]
+    got, want = run_calls_on_qemu(tmp_path, rounding, calls,
+                                  mve_sources(["depthwise_conv2d_s8_inplace.c", "conv2d_1x1_s8_inplace.c"]))
+    assert np.array_equal(got, want)

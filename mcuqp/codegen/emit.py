@@ -16,7 +16,7 @@ import jinja2
 import numpy as np
 
 from mcuqp.codegen.carrays import const_array
-from mcuqp.codegen.kernels import kernel_source
+from mcuqp.codegen.kernels import kernel_source, variant_source
 from mcuqp.errors import McuqpError, UnsupportedModelError
 from mcuqp.ir import Graph, Op, OpKind, Tensor
 from mcuqp.plan.memory import MemoryPlan
@@ -25,8 +25,8 @@ from mcuqp.quant.fixedpoint import Rounding
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = ROOT / "templates"
 RUNTIME = ROOT / "runtime_c"
-DEPTHWISE_INPLACE_SOURCE = RUNTIME / "src" / "depthwise_conv2d_s8_inplace.c"  # portable only
-CONV_INPLACE_SOURCE = RUNTIME / "src" / "conv2d_1x1_s8_inplace.c"  # portable only
+DEPTHWISE_INPLACE_SOURCE = RUNTIME / "src" / "depthwise_conv2d_s8_inplace.c"  # or its dsp/ / mve/ variant
+CONV_INPLACE_SOURCE = RUNTIME / "src" / "conv2d_1x1_s8_inplace.c"  # or its dsp/ / mve/ variant
 
 
 @dataclass
@@ -370,7 +370,7 @@ def generate(
         layer = Layer(step, op.name, op.kind.value, op.source)
         fn(emitter, layer, op)
         layers.append(layer)
-        source = layer.kernel or kernel_source(op.kind, features)
+        source = variant_source(layer.kernel.name, features) if layer.kernel else kernel_source(op.kind, features)
         if layer.call is not None and source not in kernels:
             kernels.append(source)
     inp, out = graph.input, graph.output

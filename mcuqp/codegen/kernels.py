@@ -18,7 +18,12 @@ VARIANT_PREFERENCE = ("mve", "dsp")
 
 def kernel_source(kind: OpKind, features: frozenset[str] = frozenset()) -> Path:
     """The source file implementing `mcuqp_<kind>_s8` for a board with `features`."""
-    name = f"{kind.value}_s8.c"
+    return variant_source(f"{kind.value}_s8.c", features)
+
+
+def variant_source(name: str, features: frozenset[str] = frozenset()) -> Path:
+    """runtime_c/src/<feature>/<name> for the first of the board's features that has one,
+    else the portable runtime_c/src/<name> (e.g. the in-place kernels)."""
     for feature in VARIANT_PREFERENCE:
         if feature in features and (RUNTIME_SRC / feature / name).exists():
             return RUNTIME_SRC / feature / name

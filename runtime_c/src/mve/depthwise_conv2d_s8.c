@@ -30,6 +30,7 @@
 #include "mcuqp_fixedpoint.h"
 #include "mcuqp_kernel_checks.h"
 #include "mcuqp_mve.h"
+#include "mcuqp_mve_dw3.h"
 #include "mcuqp_nn.h"
 
 typedef struct {
@@ -190,119 +191,6 @@ MCUQP_MVE_NOINLINE static void dw_one(const dw_geom *g, const dw_group *q, const
     }
 }
 
-/* ---- 3x3, dilation 1, depth multiplier 1, stride 1 or 2: the padded-row path ---------- */
-
-#define DW3_G 16    /* channels per pass */
-#define DW3_TILE 16 /* output pixels per row tile */
-#define DW3_COLS ((DW3_TILE - 1) * 2 + 3 + 8) /* tile columns at stride 2, plus slack for the last group */
-
-typedef struct {
-    int8_t rows[3][DW3_COLS * DW3_G]; /* the tile's three input rows, column-major, zero point outside */
-    int8_t w[9 * DW3_G];              /* the pass's filter taps, [ky][kx][g] */
-} dw3_buf;
-
-/* a_j += the taps of filter row wr against buffer row r for output pixel j (stride S). */
-#define DW3_TAP(r, wr, kx, S)                                                                                   \
-    do {                                                                                                        \
-        const int32x4_t wv_ = vldrbq_s32((wr) + (kx) * DW3_G);                                                 \
-        a0 = mcuqp_mve_mla(a0, vldrbq_s32((r) + (0 * (S) + (kx)) * DW3_G), wv_);                        \
-        a1 = mcuqp_mve_mla(a1, vldrbq_s32((r) + (1 * (S) + (kx)) * DW3_G), wv_);                        \
-        a2 = mcuqp_mve_mla(a2, vldrbq_s32((r) + (2 * (S) + (kx)) * DW3_G), wv_);                        \
-        a3 = mcuqp_mve_mla(a3, vldrbq_s32((r) + (3 * (S) + (kx)) * DW3_G), wv_);                        \
-    } while (0)
-
-#define DW3_ROW(r, wr, S)                                                                                       \
-    do {                                                                                                        \
-        DW3_TAP(r, wr, 0, S);                                                                                   \
-        DW3_TAP(r, wr, 1, S);                                                                                   \
-        DW3_TAP(r, wr, 2, S);                                                                                   \
-    } while (0)
-
-/* Four output pixels (the first `count` stored) whose windows start at buffer column col. */
-#define DW3_GROUP_FN(name, S)                                                                                   \
-    MCUQP_MVE_NOINLINE static void name(const dw3_buf *buf, int32_t col, const mcuqp_mve_block *b,            \
-                                        const mcuqp_mve_out *o, int8_t *out, size_t out_c, int32_t count)      \
-    {                                                                                                           \
-        const int8_t *r0 = buf->rows[0] + col * DW3_G;                                                          \
-        const int8_t *r1 = buf->rows[1] + col * DW3_G;                                                          \
-        const int8_t *r2 = buf->rows[2] + col * DW3_G;                                                          \
-        const int8_t *w = buf->w;                                                                               \
-        const size_t o1 = count > 1 ? out_c : 0u;                                                               \
-        const size_t o2 = count > 2 ? 2u * out_c : 0u;                                                          \
-        const size_t o3 = count > 3 ? 3u * out_c : 0u;                                                          \
-        int32_t i;                                                                                              \
-        for (i = 0; i < b->n; i += 4) {                                                                         \
-            const int32x4_t init = vld1q_s32(b->base + i);                                                      \
-            int32x4_t a0 = init;                                                                                \
-            int32x4_t a1 = init;                                                                                \
-            int32x4_t a2 = init;                                                                                \
-            int32x4_t a3 = init;                                                                                \
-            DW3_ROW(r0, w, S);                                                                                  \
-            DW3_ROW(r1, w + 3 * DW3_G, S);                                                                      \
-            DW3_ROW(r2, w + 6 * DW3_G, S);                                                                      \
-            const int32_t m = mcuqp_min_i32(4, b->n - i);                                                       \
-            mcuqp_mve_store4(out, a0, b, i, m, o);                                                              \
-            mcuqp_mve_store4(out + o1, a1, b, i, count > 1 ? m : 0, o);                                         \
-            mcuqp_mve_store4(out + o2, a2, b, i, count > 2 ? m : 0, o);                                         \
-            mcuqp_mve_store4(out + o3, a3, b, i, count > 3 ? m : 0, o);                                         \
-            r0 += 4;                                                                                            \
-            r1 += 4;                                                                                            \
-            r2 += 4;                                                                                            \
-            w += 4;                                                                                             \
-        }                                                                                                       \
-    }
-
-DW3_GROUP_FN(dw3_group_s1, 1)
-DW3_GROUP_FN(dw3_group_s2, 2)
-
-/* One output pixel whose window starts at buffer column col (any stride). */
-MCUQP_MVE_NOINLINE static void dw3_one(const dw3_buf *buf, int32_t col, const mcuqp_mve_block *b,
-                                       const mcuqp_mve_out *o, int8_t *out)
-{
-    const int8_t *r0 = buf->rows[0] + col * DW3_G;
-    const int8_t *r1 = buf->rows[1] + col * DW3_G;
-    const int8_t *r2 = buf->rows[2] + col * DW3_G;
-    const int8_t *w = buf->w;
-    int32_t i;
-    for (i = 0; i < b->n; i += 4) {
-        int32x4_t a = vld1q_s32(b->base + i);
-        a = mcuqp_mve_mla(a, vldrbq_s32(r0), vldrbq_s32(w));
-        a = mcuqp_mve_mla(a, vldrbq_s32(r0 + DW3_G), vldrbq_s32(w + DW3_G));
-        a = mcuqp_mve_mla(a, vldrbq_s32(r0 + 2 * DW3_G), vldrbq_s32(w + 2 * DW3_G));
-        a = mcuqp_mve_mla(a, vldrbq_s32(r1), vldrbq_s32(w + 3 * DW3_G));
-        a = mcuqp_mve_mla(a, vldrbq_s32(r1 + DW3_G), vldrbq_s32(w + 4 * DW3_G));
-        a = mcuqp_mve_mla(a, vldrbq_s32(r1 + 2 * DW3_G), vldrbq_s32(w + 5 * DW3_G));
-        a = mcuqp_mve_mla(a, vldrbq_s32(r2), vldrbq_s32(w + 6 * DW3_G));
-        a = mcuqp_mve_mla(a, vldrbq_s32(r2 + DW3_G), vldrbq_s32(w + 7 * DW3_G));
-        a = mcuqp_mve_mla(a, vldrbq_s32(r2 + 2 * DW3_G), vldrbq_s32(w + 8 * DW3_G));
-        mcuqp_mve_store4(out, a, b, i, mcuqp_min_i32(4, b->n - i), o);
-        r0 += 4;
-        r1 += 4;
-        r2 += 4;
-        w += 4;
-    }
-}
-
-/* dst[u] for u < cols: the input row's column ix0 + u (channels of the pass, 0 past them), or
- * the zero point outside the row. */
-MCUQP_INLINE void dw3_fill_row(int8_t *dst, const int8_t *src, size_t in_c, int32_t ix0, int32_t cols, int32_t in_w,
-                               int8x16_t zv, mve_pred16_t pc)
-{
-    const int32_t lo = mcuqp_min_i32(mcuqp_max_i32(-ix0, 0), cols);
-    const int32_t hi = mcuqp_max_i32(mcuqp_min_i32(in_w - ix0, cols), lo);
-    const int8_t *x = src + (size_t)(ix0 + lo) * in_c;
-    int32_t u;
-    for (u = 0; u < lo; ++u, dst += DW3_G) {
-        vstrbq_s8(dst, zv);
-    }
-    for (; u < hi; ++u, dst += DW3_G, x += in_c) {
-        vstrbq_s8(dst, vldrbq_z_s8(x, pc));
-    }
-    for (; u < cols; ++u, dst += DW3_G) {
-        vstrbq_s8(dst, zv);
-    }
-}
-
 /* The 3x3 path over the whole tensor; the block (b->c0, b->n <= DW3_G) is prepared. */
 MCUQP_MVE_NOINLINE static void dw3_pass(const mcuqp_conv_params *p, const mcuqp_dims *in, const int8_t *input,
                                         const mcuqp_dims *out_dims, int8_t *output, int32_t out_c,
@@ -338,18 +226,7 @@ MCUQP_MVE_NOINLINE static void dw3_pass(const mcuqp_conv_params *p, const mcuqp_
                     }
                     dw3_fill_row(dst, image + (size_t)iy * (size_t)in->w * in_c, in_c, ix0, cols, in->w, zv, pc);
                 }
-                int8_t *out = row_out + (size_t)ox0 * (size_t)out_c;
-                int32_t j;
-                for (j = 0; j < tile; j += 4, out += 4 * (size_t)out_c) {
-                    const int32_t count = mcuqp_min_i32(4, tile - j);
-                    if (count == 1) {
-                        dw3_one(buf, sw * j, b, o, out);
-                    } else if (sw == 1) {
-                        dw3_group_s1(buf, j, b, o, out, (size_t)out_c, count);
-                    } else {
-                        dw3_group_s2(buf, 2 * j, b, o, out, (size_t)out_c, count);
-                    }
-                }
+                dw3_tile(buf, tile, sw, b, o, row_out + (size_t)ox0 * (size_t)out_c, (size_t)out_c);
             }
         }
     }
@@ -401,26 +278,8 @@ mcuqp_status mcuqp_depthwise_conv2d_s8(const mcuqp_conv_params *params, const mc
     if (g.k_h == 3 && g.k_w == 3 && g.dil_h == 1 && g.dil_w == 1 && g.dm == 1 && (stride_w == 1 || stride_w == 2)) {
         dw3_buf buf;
         for (c0 = 0; c0 < out_c; c0 += DW3_G) {
-            const int32_t nc = mcuqp_min_i32(DW3_G, out_c - c0);
-            const mve_pred16_t pc = vctp8q((uint32_t)nc);
-            const mve_pred16_t p4 = vctp32q((uint32_t)nc);
-            int32_t t;
-            mcuqp_mve_block_quant(&blk, quant, c0, nc);
-            for (t = 0; t < 9; ++t) {
-                vstrbq_s8(buf.w + t * DW3_G, vldrbq_z_s8(filter + (size_t)t * (size_t)out_c + (size_t)c0, pc));
-            }
-            int32_t i;
-            for (i = 0; i < DW3_G; i += 4) {
-                const mve_pred16_t pi = i < nc ? vctp32q((uint32_t)(nc - i)) : 0;
-                int32x4_t sum = vdupq_n_s32(0);
-                for (t = 0; t < 9; ++t) {
-                    sum = vaddq_s32(sum, vldrbq_s32(buf.w + t * DW3_G + i));
-                }
-                int32x4_t bv = bias != NULL ? vldrwq_z_s32(bias + c0 + i, pi) : vdupq_n_s32(0);
-                bv = vmlaq_n_s32(bv, sum, params->input_offset);
-                vst1q_s32(blk.base + i, vpselq_s32(bv, vdupq_n_s32(0), pi));
-            }
-            (void)p4;
+            mcuqp_mve_block_quant(&blk, quant, c0, mcuqp_min_i32(DW3_G, out_c - c0));
+            dw3_prepare(&buf, &blk, filter, bias, out_c, params->input_offset);
             dw3_pass(params, input_dims, input, output_dims, output, out_c, &blk, &o, &buf);
         }
         return MCUQP_OK;
