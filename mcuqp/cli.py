@@ -284,6 +284,30 @@ def verify(model: str, board: str, n_inputs: int, save_io: str | None, calib: st
 
 
 @main.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@board_option
+@calib_option
+@rounding_option
+@click.option("--inputs", "n_inputs", default=2, show_default=True, type=click.IntRange(min=1),
+              help="Inputs to run (counts are averaged; the outputs are checked against the reference).")
+@inplace_option
+@json_option
+def bench(model: str, board: str, calib: str | None, rounding: str, n_inputs: int, inplace: bool,
+          as_json: bool) -> None:
+    """Per-layer instructions and estimated cycles of MODEL on BOARD (QEMU + cycle tables)."""
+    from mcuqp import api
+    from mcuqp.bench import bench as run_bench
+    from mcuqp.target.boards import load_board
+
+    b = load_board(board)
+    loaded = api.load(model, calib=calib, rounding=rounding)
+    res = run_bench(loaded, board=b, inplace=inplace, n_inputs=n_inputs, rounding=rounding)
+    click.echo(json.dumps(res.to_dict()) if as_json else res.table())
+    if not res.bit_exact:
+        sys.exit(1)
+
+
+@main.command()
 @board_option
 @click.option("--epochs", default=40, show_default=True, type=click.IntRange(min=1))
 @click.option("--seed", default=0, show_default=True)
