@@ -62,6 +62,11 @@ class BenchResult:
     cycle_table: str
     clock_hz: int | None
     classes: dict[str, int]
+    flash_bytes: int = 0  # the verification image: text + rodata + data
+    model_flash_bytes: int = 0  # the part from the generated model and its kernels
+    ram_bytes: int = 0  # data + bss + measured stack
+    arena_bytes: int = 0
+    stack_bytes: int = 0
 
     @property
     def instructions_per_mac(self) -> float:
@@ -139,6 +144,7 @@ def bench(
 ) -> BenchResult:
     """Per-layer instructions, classes and estimated cycles of `model` on `board`."""
     from mcuqp.target.build import build_firmware, platform_include_dirs, platform_sources
+    from mcuqp.target.mapfile import flash_bytes_of
     from mcuqp.target.qemu import run_firmware
 
     b = board if isinstance(board, Board) else load_board(board)
@@ -156,6 +162,7 @@ def bench(
         fw = build_firmware(sources, [lib.out_dir, *platform_include_dirs()], b, Path(work) / "build",
                             defines=defines)
         run = run_firmware(fw, b, x.reshape(n, -1), graph.output.size, timeout=timeout, count_classes=True)
+        model_flash = flash_bytes_of(fw.map, {f.stem + ".o" for f in lib.files if f.suffix == ".c"})
     bit_exact = bool(np.array_equal(run.outputs.reshape(ref.shape), ref))
     per_layer = np.asarray(run.layer_classes, dtype=np.float64).mean(axis=0)  # (layers + epilogue, classes)
     total_classes = cycles.as_dict([int(round(v)) for v in per_layer.sum(axis=0)])
@@ -183,5 +190,6 @@ def bench(
         model=graph.name, board=b.name, cpu=b.cpu, plan="smallest" if inplace else "fastest", bit_exact=bit_exact,
         inputs=n, layers=layers, instructions=total_instr, macs=sum(ly.macs for ly in layers),
         cycles=cycles.estimate_cycles(total_classes, b.cpu), cycle_table=cpu_table.source, clock_hz=b.clock_hz,
-        classes=total_classes,
+        classes=total_classes, flash_bytes=fw.flash_bytes, model_flash_bytes=model_flash,
+        ram_bytes=fw.static_ram_bytes + run.stack_bytes, arena_bytes=plan.arena_bytes, stack_bytes=run.stack_bytes,
     )
