@@ -145,7 +145,8 @@ class Call:
     want: np.ndarray  # int8 output
 
 
-def run_calls_on_qemu(tmp_path, rounding: str, calls: list[Call], sources: list) -> tuple[np.ndarray, np.ndarray]:
+def run_calls_on_qemu(tmp_path, rounding: str, calls: list[Call], sources: list,
+                      board: str = BOARD) -> tuple[np.ndarray, np.ndarray]:
     from mcuqp.target import build, qemu
 
     body, decls = [], []
@@ -166,11 +167,11 @@ def run_calls_on_qemu(tmp_path, rounding: str, calls: list[Call], sources: list)
     (tmp_path / "model.c").write_text(src)
     (tmp_path / "model.h").write_text(hdr)
     defines = ("MCUQP_SINGLE_ROUNDING=1",) if rounding == "single" else ()
-    fw = build.build_firmware([tmp_path / "model.c", *sources, *build.platform_sources(BOARD)],
-                              [tmp_path, INCLUDE], BOARD, tmp_path / "fw", defines=defines)
+    fw = build.build_firmware([tmp_path / "model.c", *sources, *build.platform_sources(board)],
+                              [tmp_path, INCLUDE], board, tmp_path / "fw", defines=defines)
     inputs = np.concatenate([c.x.ravel() for c in calls])[None, :]
     want = np.concatenate([c.want.ravel() for c in calls])[None, :]
-    r = qemu.run_firmware(fw, BOARD, inputs, want.shape[1])
+    r = qemu.run_firmware(fw, board, inputs, want.shape[1])
     return r.outputs, want
 
 
