@@ -106,6 +106,20 @@ MCUQP_INLINE int32x4_t mcuqp_mve_requantize(int32x4_t acc, const mcuqp_mve_rq *q
 #endif
 }
 
+/* mcuqp_requantize() of four lanes of one channel: multiplier m, left shift l >= 0, right
+ * shift r <= 0 (the same conditions as mcuqp_mve_requantize). */
+MCUQP_INLINE int32x4_t mcuqp_mve_requantize_1(int32x4_t acc, int32_t m, int32_t l, int32_t r)
+{
+#if MCUQP_SINGLE_ROUNDING
+    (void)l;
+    return vrshlq_n_s32(vqdmulhq_n_s32(acc, m), r);
+#else
+    const int32x4_t x = vqrdmulhq_n_s32(vshlq_r_s32(acc, l), m);
+    const int32x4_t fix = vshrq_n_s32(vandq_s32(x, vdupq_n_s32(r)), 31);
+    return vrshlq_n_s32(vqaddq_s32(x, fix), r);
+#endif
+}
+
 /* The output stage: requantization (vector form when `vec`, else mcuqp_requantize()),
  * clamp to [act_min, act_max] (in the vector form to [lo, hi], the clamp minus the output
  * offset, so that the add cannot overflow), output offset. */
@@ -205,6 +219,27 @@ MCUQP_INLINE void mcuqp_mve_store4(int8_t *out, int32x4_t acc, const mcuqp_mve_b
     }
 }
 
+/* acc_j += s . p_j over n blocks of 16 bytes (j < 4), advancing every pointer by 16 n: one
+ * load of s and four loads and VMLADAVs per block, in a low-overhead loop (WLS / LE).
+ * Written in assembly because GCC 12 keeps too many of this loop's pointers on the stack. */
+#define MCUQP_MVE_MLA16X4(s, p0, p1, p2, p3, n, a0, a1, a2, a3)                                                   \
+    __asm__ volatile("   wls lr, %[cnt], 2f\n"                                                                  \
+                     "1: vldrb.u8 q0, [%[ps]], #16\n"                                                           \
+                     "   vldrb.u8 q1, [%[q0]], #16\n"                                                           \
+                     "   vmlava.s8 %[b0], q0, q1\n"                                                             \
+                     "   vldrb.u8 q1, [%[q1]], #16\n"                                                           \
+                     "   vmlava.s8 %[b1], q0, q1\n"                                                             \
+                     "   vldrb.u8 q1, [%[q2]], #16\n"                                                           \
+                     "   vmlava.s8 %[b2], q0, q1\n"                                                             \
+                     "   vldrb.u8 q1, [%[q3]], #16\n"                                                           \
+                     "   vmlava.s8 %[b3], q0, q1\n"                                                             \
+                     "   le lr, 1b\n"                                                                           \
+                     "2:\n"                                                                                     \
+                     : [b0] "+Te"(a0), [b1] "+Te"(a1), [b2] "+Te"(a2), [b3] "+Te"(a3), [ps] "+r"(s),          \
+                       [q0] "+r"(p0), [q1] "+r"(p1), [q2] "+r"(p2), [q3] "+r"(p3)                              \
+                     : [cnt] "r"(n)                                                                             \
+                     : "q0", "q1", "lr", "memory")
+
 /* {x . w0, x . w1, x . w2, x . w3} over len bytes (modulo 2^32). */
 MCUQP_INLINE int32x4_t mcuqp_mve_dot4(const int8_t *x, const int8_t *w0, const int8_t *w1, const int8_t *w2,
                                       const int8_t *w3, int32_t len)
@@ -213,19 +248,8 @@ MCUQP_INLINE int32x4_t mcuqp_mve_dot4(const int8_t *x, const int8_t *w0, const i
     int32_t a1 = 0;
     int32_t a2 = 0;
     int32_t a3 = 0;
-    int32_t n;
-    for (n = len >> 4; n > 0; --n) {
-        const int8x16_t v = vldrbq_s8(x);
-        a0 = vmladavaq_s8(a0, v, vldrbq_s8(w0));
-        a1 = vmladavaq_s8(a1, v, vldrbq_s8(w1));
-        a2 = vmladavaq_s8(a2, v, vldrbq_s8(w2));
-        a3 = vmladavaq_s8(a3, v, vldrbq_s8(w3));
-        x += 16;
-        w0 += 16;
-        w1 += 16;
-        w2 += 16;
-        w3 += 16;
-    }
+    const int32_t blocks = len >> 4;
+    MCUQP_MVE_MLA16X4(x, w0, w1, w2, w3, blocks, a0, a1, a2, a3);
     if ((len & 15) != 0) {
         const mve_pred16_t p = vctp8q((uint32_t)(len & 15));
         const int8x16_t v = vldrbq_z_s8(x, p);
@@ -303,6 +327,69 @@ MCUQP_INLINE void mcuqp_mve_pixel(const int8_t *x, const int8_t *filter, int32_t
         const int32x4_t acc = mcuqp_mve_dot4(x, w, w1, w2, w, k);
         mcuqp_mve_store4(out, vaddq_s32(acc, vld1q_s32(b->base + i)), b, i, r, o);
     }
+}
+
+/* The block's channels of four pixels whose inputs (k bytes each, in filter order) are at
+ * x[0 .. 3]: pixel j's channel c0 + i goes to out + offsets[j] + i (a scatter store; repeat a
+ * pixel and its offset to compute fewer than four). Per channel: the four dot products share
+ * each 16-byte filter load (four VMLADAV), then one requantization and one VSTRB scatter. */
+MCUQP_INLINE void mcuqp_mve_pixels4(const int8_t *const x[4], const int8_t *filter, int32_t k,
+                                    const mcuqp_mve_block *b, const mcuqp_mve_out *o, int8_t *out,
+                                    uint32x4_t offsets)
+{
+    const int8_t *w = filter;
+    const int32_t full = k >> 4;
+    const int32_t rest = k & 15;
+    const mve_pred16_t pr = vctp8q((uint32_t)rest);
+    int32_t i;
+    for (i = 0; i < b->n; ++i) {
+        const int8_t *p0 = x[0];
+        const int8_t *p1 = x[1];
+        const int8_t *p2 = x[2];
+        const int8_t *p3 = x[3];
+        int32_t a0 = b->base[i];
+        int32_t a1 = a0;
+        int32_t a2 = a0;
+        int32_t a3 = a0;
+        MCUQP_MVE_MLA16X4(w, p0, p1, p2, p3, full, a0, a1, a2, a3);
+        if (rest != 0) {
+            const int8x16_t wv = vldrbq_z_s8(w, pr);
+            a0 = vmladavaq_p_s8(a0, vldrbq_z_s8(p0, pr), wv, pr);
+            a1 = vmladavaq_p_s8(a1, vldrbq_z_s8(p1, pr), wv, pr);
+            a2 = vmladavaq_p_s8(a2, vldrbq_z_s8(p2, pr), wv, pr);
+            a3 = vmladavaq_p_s8(a3, vldrbq_z_s8(p3, pr), wv, pr);
+            w += rest;
+        }
+        int32x4_t acc = vdupq_n_s32(a0);
+        acc = vsetq_lane_s32(a1, acc, 1);
+        acc = vsetq_lane_s32(a2, acc, 2);
+        acc = vsetq_lane_s32(a3, acc, 3);
+        if (o->vec) {
+            const int32x4_t r = mcuqp_mve_requantize_1(acc, b->mult[i], b->lsh[i], b->rsh[i]);
+            const int32x4_t y = vaddq_n_s32(vmaxq_s32(vminq_s32(r, o->hi), o->lo), o->offset);
+            vstrbq_scatter_offset_s32(out + i, offsets, y);
+        } else {
+            int32_t a[4];
+            uint32_t off[4];
+            int32_t j;
+            vst1q_s32(a, acc);
+            vst1q_u32(off, offsets);
+            for (j = 0; j < 4; ++j) {
+                out[off[j] + (uint32_t)i] = mcuqp_mve_output_scalar(a[j], o, b->c0 + i);
+            }
+        }
+    }
+}
+
+/* The scatter offsets of `count` (1 .. 4) pixels `stride` bytes apart (the last repeated). */
+MCUQP_INLINE uint32x4_t mcuqp_mve_offsets4(int32_t count, int32_t stride)
+{
+    uint32_t t[4];
+    int32_t j;
+    for (j = 0; j < 4; ++j) {
+        t[j] = (uint32_t)((j < count ? j : count - 1) * stride);
+    }
+    return vld1q_u32(t);
 }
 
 /* base[i] = bias[c0 + i] + input_offset * sum(filter row c0 + i) for the block's channels;

@@ -19,24 +19,25 @@
  *   y   = clamp(requantize(acc, multiplier[oc], shift[oc]) + output_offset, act_min, act_max)
  * The int32 accumulator wraps in two's complement.
  *
- * Why it is exact: pixels in increasing order; pixel p's outputs go to [p*out_c, (p+1)*out_c),
- * which with out_c <= in_c reaches no input byte of a later pixel, and pixel p's inputs are
- * widened to a stack copy before any of its outputs is written.
+ * Why it is exact: pixels in increasing order, four at a time; the outputs of pixels p .. p+3
+ * go to [p*out_c, (p+4)*out_c), which with out_c <= in_c reaches no input byte of a later
+ * pixel, and the four pixels' inputs are widened to a stack copy before any of their outputs
+ * is written.
  *
- * Technique (as the DSP fully-connected kernel, one pixel = one row): the pixel's inputs +
- * input_offset are widened once to int16 pairs {x0, x2} {x1, x3} by SXTAB16 (the offset added
- * for free), then two output channels at a time load one filter word each, split it with
- * SXTB16 / SXTB16 ROR #8 and do two SMLADs per channel against one LDRD of inputs. The
- * requantization of up to PWD_RQ channels is prepared once per call (mcuqp_rq, high-word SMLAL
- * form). Rows longer than PWD_ROW inputs, and a multiplier of INT32_MIN, take a plain path
- * through `buffer` with mcuqp_requantize().
+ * Technique: the inputs + input_offset of four pixels are widened once to int16 pairs
+ * {x0, x2} {x1, x3} by SXTAB16 (the offset added for free); then each output channel loads
+ * one filter word per four inputs, splits it with SXTB16 / SXTB16 ROR #8 and does two SMLADs
+ * per pixel against one LDRD of that pixel's inputs: 16 MACs for 1 filter load, 2 SXTB16,
+ * 4 LDRD and 8 SMLAD. The requantization of up to PWD_RQ channels is prepared once per call
+ * (mcuqp_rq, high-word SMLAL form). Rows longer than PWD_ROW inputs, and a multiplier of
+ * INT32_MIN, take a plain path through `buffer` with mcuqp_requantize().
  */
 #include "mcuqp_fixedpoint.h"
 #include "mcuqp_intrinsics.h"
 #include "mcuqp_kernel_checks.h"
 #include "mcuqp_nn.h"
 
-#define PWD_ROW 512 /* inputs widened on the stack (1 KiB) */
+#define PWD_ROW 256 /* inputs per pixel widened on the stack (four pixels: 2 KiB) */
 #define PWD_RQ 128  /* output channels whose requantization is prepared once (2 KiB) */
 
 int32_t mcuqp_conv2d_1x1_s8_inplace_buffer_size(const mcuqp_dims *input_dims)
@@ -114,57 +115,58 @@ MCUQP_INLINE int8_t pwd_out(const pwd_ctx *c, int32_t oc, int32_t acc)
     return mcuqp_rq_output(acc, &rq, c->full, c->lo, c->hi, c->out_offset);
 }
 
-/* Every output channel of one pixel from its widened inputs xw. */
-MCUQP_NOINLINE static void pwd_pixel(const pwd_ctx *c, const uint32_t *xw, int8_t *out)
+#define PWD_COL (PWD_ROW / 2) /* words between the widened pixels */
+
+/* acc_j += widened pixel j . filter word v, for the group of four inputs at word offset i. */
+#define PWD_MAC4(x, i, v)                                                                                          \
+    do {                                                                                                           \
+        const uint32_t wl_ = mcuqp_sxtb16(v);                                                                      \
+        const uint32_t wh_ = mcuqp_sxtb16_ror8(v);                                                                 \
+        a0 = mcuqp_smlad((x)[(i)], wl_, a0);                                                                       \
+        a0 = mcuqp_smlad((x)[(i) + 1], wh_, a0);                                                                   \
+        a1 = mcuqp_smlad((x)[PWD_COL + (i)], wl_, a1);                                                             \
+        a1 = mcuqp_smlad((x)[PWD_COL + (i) + 1], wh_, a1);                                                         \
+        a2 = mcuqp_smlad((x)[2 * PWD_COL + (i)], wl_, a2);                                                         \
+        a2 = mcuqp_smlad((x)[2 * PWD_COL + (i) + 1], wh_, a2);                                                     \
+        a3 = mcuqp_smlad((x)[3 * PWD_COL + (i)], wl_, a3);                                                         \
+        a3 = mcuqp_smlad((x)[3 * PWD_COL + (i) + 1], wh_, a3);                                                     \
+    } while (0)
+
+/* Every output channel of four pixels whose widened inputs are xw + j * PWD_COL words; pixel
+ * j's outputs at out[j]. */
+MCUQP_NOINLINE static void pwd_pixels(const pwd_ctx *c, const uint32_t *xw, int8_t *const out[4])
 {
     const int32_t in_c = c->in_c;
     const int32_t groups = in_c >> 2;
     const int32_t rest = in_c & 3;
+    int8_t *o0 = out[0];
+    int8_t *o1 = out[1];
+    int8_t *o2 = out[2];
+    int8_t *o3 = out[3];
     int32_t oc;
-    for (oc = 0; oc + 1 < c->out_c; oc += 2) {
-        const int8_t *wa = c->filter + (size_t)oc * (size_t)in_c;
-        const int8_t *wb = wa + in_c;
-        int32_t a = c->bias != NULL ? c->bias[oc] : 0;
-        int32_t b = c->bias != NULL ? c->bias[oc + 1] : 0;
+    for (oc = 0; oc < c->out_c; ++oc) {
+        const int8_t *w = c->filter + (size_t)oc * (size_t)in_c;
+        const int32_t b = c->bias != NULL ? c->bias[oc] : 0;
+        int32_t a0 = b;
+        int32_t a1 = b;
+        int32_t a2 = b;
+        int32_t a3 = b;
         const uint32_t *x = xw;
-        int32_t g;
-        for (g = 0; g < groups; ++g, x += 2, wa += 4, wb += 4) {
-            const uint32_t va = mcuqp_read_s8x4(wa);
-            const uint32_t vb = mcuqp_read_s8x4(wb);
-            const uint32_t xl = x[0];
-            const uint32_t xh = x[1];
-            a = mcuqp_smlad(xl, mcuqp_sxtb16(va), a);
-            a = mcuqp_smlad(xh, mcuqp_sxtb16_ror8(va), a);
-            b = mcuqp_smlad(xl, mcuqp_sxtb16(vb), b);
-            b = mcuqp_smlad(xh, mcuqp_sxtb16_ror8(vb), b);
+        const uint32_t *end = xw + 2 * groups;
+        while (x != end) {
+            const uint32_t v = mcuqp_read_s8x4(w);
+            PWD_MAC4(x, 0, v);
+            x += 2;
+            w += 4;
         }
         if (rest != 0) {
-            const uint32_t va = read_tail(wa, rest);
-            const uint32_t vb = read_tail(wb, rest);
-            a = mcuqp_smlad(x[0], mcuqp_sxtb16(va), a);
-            a = mcuqp_smlad(x[1], mcuqp_sxtb16_ror8(va), a);
-            b = mcuqp_smlad(x[0], mcuqp_sxtb16(vb), b);
-            b = mcuqp_smlad(x[1], mcuqp_sxtb16_ror8(vb), b);
+            const uint32_t v = read_tail(w, rest);
+            PWD_MAC4(x, 0, v);
         }
-        out[oc] = pwd_out(c, oc, a);
-        out[oc + 1] = pwd_out(c, oc + 1, b);
-    }
-    if (oc < c->out_c) {
-        const int8_t *wa = c->filter + (size_t)oc * (size_t)in_c;
-        int32_t a = c->bias != NULL ? c->bias[oc] : 0;
-        const uint32_t *x = xw;
-        int32_t g;
-        for (g = 0; g < groups; ++g, x += 2, wa += 4) {
-            const uint32_t va = mcuqp_read_s8x4(wa);
-            a = mcuqp_smlad(x[0], mcuqp_sxtb16(va), a);
-            a = mcuqp_smlad(x[1], mcuqp_sxtb16_ror8(va), a);
-        }
-        if (rest != 0) {
-            const uint32_t va = read_tail(wa, rest);
-            a = mcuqp_smlad(x[0], mcuqp_sxtb16(va), a);
-            a = mcuqp_smlad(x[1], mcuqp_sxtb16_ror8(va), a);
-        }
-        out[oc] = pwd_out(c, oc, a);
+        o3[oc] = pwd_out(c, oc, a3);
+        o2[oc] = pwd_out(c, oc, a2);
+        o1[oc] = pwd_out(c, oc, a1);
+        o0[oc] = pwd_out(c, oc, a0);
     }
 }
 
@@ -212,7 +214,7 @@ mcuqp_status mcuqp_conv2d_1x1_s8_inplace(const mcuqp_conv_params *params, const 
         pwd_plain(params, quant, data, pixels, in_c, out_c, filter, bias, buffer);
         return MCUQP_OK;
     }
-    uint32_t xw[PWD_ROW / 2];
+    uint32_t xw[4 * PWD_COL];
     mcuqp_rq rq[PWD_RQ];
     int32_t oc;
     for (oc = 0; oc < out_c && oc < PWD_RQ; ++oc) {
@@ -232,9 +234,16 @@ mcuqp_status mcuqp_conv2d_1x1_s8_inplace(const mcuqp_conv_params *params, const 
     c.full = params->act_min == -128 && params->act_max == 127;
     const uint32_t off2 = mcuqp_dup_s16(params->input_offset);
     size_t px;
-    for (px = 0; px < pixels; ++px) {
-        widen(xw, data + px * (size_t)in_c, in_c, off2, params->input_offset);
-        pwd_pixel(&c, xw, data + px * (size_t)out_c);
+    for (px = 0; px < pixels; px += 4) {
+        /* past the last pixel the last one is computed and stored again (the same values) */
+        int8_t *out[4];
+        int32_t j;
+        for (j = 0; j < 4; ++j) {
+            const size_t q = px + (size_t)j < pixels ? px + (size_t)j : pixels - 1u;
+            widen(xw + (size_t)j * PWD_COL, data + q * (size_t)in_c, in_c, off2, params->input_offset);
+            out[j] = data + q * (size_t)out_c;
+        }
+        pwd_pixels(&c, xw, out);
     }
     return MCUQP_OK;
 }

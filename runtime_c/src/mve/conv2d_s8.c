@@ -27,7 +27,9 @@
  * Four output channels then share each 16-byte input load: one VLDRB of input, four of
  * weights and four VMLADAVA (64 MACs); the window's tail is one predicated step. The
  * four accumulators are requantized together (mcuqp_mve.h) and stored by one narrowing
- * VSTRB. Longer windows are taken tap by tap straight from the input. Requantizations
+ * VSTRB. A 1x1 convolution without padding takes four pixels per pass instead: the four
+ * dot products of one channel share each 16-byte filter load, and their outputs leave in one
+ * requantization and one scatter store. Longer windows are taken tap by tap straight from the input. Requantizations
  * outside the vector form (multiplier INT32_MIN; single rounding with shift >= 0) take a
  * scalar output stage with mcuqp_requantize().
  */
@@ -126,6 +128,50 @@ MCUQP_MVE_NOINLINE static void conv_pixel(const int8_t *x, const int8_t *w, int3
     mcuqp_mve_pixel(x, w, k, blk, o, out);
 }
 
+/* Four pixels of a 1x1 convolution (see mcuqp_mve_pixels4). */
+MCUQP_MVE_NOINLINE static void conv_pixels4(const int8_t *const x[4], const int8_t *w, int32_t k,
+                                            const mcuqp_mve_block *blk, const mcuqp_mve_out *o, int8_t *out,
+                                            uint32x4_t offsets)
+{
+    mcuqp_mve_pixels4(x, w, k, blk, o, out, offsets);
+}
+
+/* A 1x1 convolution without padding: output pixels four at a time in raster order. */
+MCUQP_MVE_NOINLINE static void conv_pointwise(const mcuqp_conv_params *params, const mcuqp_dims *in,
+                                              const int8_t *input, const mcuqp_dims *out_dims, int8_t *output,
+                                              const int8_t *w, const mcuqp_mve_block *blk, const mcuqp_mve_out *o,
+                                              int32_t out_c)
+{
+    const int32_t pixels = in->n * out_dims->h * out_dims->w;
+    const uint32x4_t four = mcuqp_mve_offsets4(4, out_c);
+    int32_t nb = 0; /* the next pixel in raster order */
+    int32_t ny = 0;
+    int32_t nx = 0;
+    int32_t p;
+    for (p = 0; p < pixels; p += 4) {
+        const int32_t count = mcuqp_min_i32(4, pixels - p);
+        const int8_t *x[4];
+        int32_t j;
+        for (j = 0; j < 4; ++j) {
+            if (j < count) {
+                x[j] = input + (((size_t)nb * (size_t)in->h + (size_t)(ny * params->stride_h)) * (size_t)in->w +
+                                (size_t)(nx * params->stride_w)) * (size_t)in->c;
+                if (++nx == out_dims->w) {
+                    nx = 0;
+                    if (++ny == out_dims->h) {
+                        ny = 0;
+                        ++nb;
+                    }
+                }
+            } else {
+                x[j] = x[j - 1];
+            }
+        }
+        conv_pixels4(x, w, in->c, blk, o, output + (size_t)p * (size_t)out_c + (size_t)blk->c0,
+                     count == 4 ? four : mcuqp_mve_offsets4(count, out_c));
+    }
+}
+
 mcuqp_status mcuqp_conv2d_s8(const mcuqp_conv_params *params, const mcuqp_requant *quant,
                              const mcuqp_dims *input_dims, const int8_t *input,
                              const mcuqp_dims *filter_dims, const int8_t *filter,
@@ -164,6 +210,10 @@ mcuqp_status mcuqp_conv2d_s8(const mcuqp_conv_params *params, const mcuqp_requan
         const int8_t *w = filter + (size_t)c0 * (size_t)k;
         mcuqp_mve_block_quant(&blk, quant, c0, mcuqp_min_i32(MCUQP_MVE_BLOCK, out_c - c0));
         mcuqp_mve_block_row_sums(&blk, filter, (size_t)k, bias, params->input_offset);
+        if (pointwise && params->pad_h == 0 && params->pad_w == 0) {
+            conv_pointwise(params, input_dims, input, output_dims, output, w, &blk, &o, out_c);
+            continue;
+        }
         int8_t *out = output + c0;
         int32_t b;
         for (b = 0; b < input_dims->n; ++b) {
