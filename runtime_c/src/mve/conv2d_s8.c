@@ -39,6 +39,7 @@
 #include "mcuqp_nn.h"
 
 #define CONV_COL_MAX 1024 /* im2col column bytes (stack) */
+#define CONV_COL4 640     /* windows up to this long: four pixels per pass, four columns (stack) */
 
 typedef struct {
     const int8_t *image; /* (in_h, in_w, in_c) of the current batch */
@@ -82,6 +83,25 @@ static void im2col(const conv_geom *g, int32_t y0, int32_t x0, int32_t kx_lo, in
                 }
             }
         }
+    }
+}
+
+/* A window inside the input with dilation_w 1: k_h runs of k_w * in_c contiguous bytes. */
+MCUQP_INLINE void im2col_full(const conv_geom *g, int32_t y0, int32_t x0, int8_t *col)
+{
+    const int32_t run = g->k_w * g->in_c;
+    const size_t step = (size_t)g->dil_h * (size_t)g->in_w * (size_t)g->in_c;
+    const int8_t *src = g->image + ((size_t)y0 * (size_t)g->in_w + (size_t)x0) * (size_t)g->in_c;
+    int32_t ky;
+    if (run <= 16) {
+        const mve_pred16_t p = vctp8q((uint32_t)run);
+        for (ky = 0; ky < g->k_h; ++ky, col += run, src += step) {
+            vstrbq_p_s8(col, vldrbq_z_s8(src, p), p);
+        }
+        return;
+    }
+    for (ky = 0; ky < g->k_h; ++ky, col += run, src += step) {
+        mcuqp_mve_copy(col, src, run);
     }
 }
 
@@ -136,6 +156,62 @@ MCUQP_MVE_NOINLINE static void conv_pixels4(const int8_t *const x[4], const int8
     mcuqp_mve_pixels4(x, w, k, blk, o, out, offsets);
 }
 
+/* Windows of at most CONV_COL4 bytes: output pixels four at a time in raster order, each
+ * window gathered into its column of col4 (a 1x1 window inside the input read in place). */
+MCUQP_MVE_NOINLINE static void conv_windows4(const mcuqp_conv_params *params, conv_geom *g, const mcuqp_dims *in,
+                                             const int8_t *input, const mcuqp_dims *out_dims, int8_t *output,
+                                             const int8_t *w, const mcuqp_mve_block *blk, const mcuqp_mve_out *o,
+                                             int32_t out_c, int8_t *col4)
+{
+    const int32_t pixels = in->n * out_dims->h * out_dims->w;
+    const size_t in_image = (size_t)in->h * (size_t)in->w * (size_t)in->c;
+    const int32_t k = g->k_h * g->k_w * g->in_c;
+    const int pointwise = g->k_h == 1 && g->k_w == 1;
+    const uint32x4_t four = mcuqp_mve_offsets4(4, out_c);
+    int32_t nb = 0; /* the next pixel in raster order */
+    int32_t ny = 0;
+    int32_t nx = 0;
+    int32_t p;
+    for (p = 0; p < pixels; p += 4) {
+        const int32_t count = mcuqp_min_i32(4, pixels - p);
+        const int8_t *x[4];
+        int32_t j;
+        for (j = 0; j < count; ++j) {
+            const int32_t y0 = ny * params->stride_h - params->pad_h;
+            const int32_t x0 = nx * params->stride_w - params->pad_w;
+            int32_t ky_lo;
+            int32_t ky_hi;
+            int32_t kx_lo;
+            int32_t kx_hi;
+            g->image = input + (size_t)nb * in_image;
+            mcuqp_tap_range(y0, g->dil_h, g->k_h, g->in_h, &ky_lo, &ky_hi);
+            mcuqp_tap_range(x0, g->dil_w, g->k_w, g->in_w, &kx_lo, &kx_hi);
+            const int full = ky_lo == 0 && ky_hi == g->k_h && kx_lo == 0 && kx_hi == g->k_w;
+            if (pointwise && full) {
+                x[j] = g->image + ((size_t)y0 * (size_t)g->in_w + (size_t)x0) * (size_t)g->in_c;
+            } else if (full && g->dil_w == 1) {
+                im2col_full(g, y0, x0, col4 + j * CONV_COL4);
+                x[j] = col4 + j * CONV_COL4;
+            } else {
+                im2col(g, y0, x0, kx_lo, kx_hi, col4 + j * CONV_COL4);
+                x[j] = col4 + j * CONV_COL4;
+            }
+            if (++nx == out_dims->w) {
+                nx = 0;
+                if (++ny == out_dims->h) {
+                    ny = 0;
+                    ++nb;
+                }
+            }
+        }
+        for (; j < 4; ++j) {
+            x[j] = x[j - 1];
+        }
+        conv_pixels4(x, w, k, blk, o, output + (size_t)p * (size_t)out_c + (size_t)blk->c0,
+                     count == 4 ? four : mcuqp_mve_offsets4(count, out_c));
+    }
+}
+
 /* A 1x1 convolution without padding: output pixels four at a time in raster order. */
 MCUQP_MVE_NOINLINE static void conv_pointwise(const mcuqp_conv_params *params, const mcuqp_dims *in,
                                               const int8_t *input, const mcuqp_dims *out_dims, int8_t *output,
@@ -184,6 +260,7 @@ mcuqp_status mcuqp_conv2d_s8(const mcuqp_conv_params *params, const mcuqp_requan
     }
     mcuqp_mve_block blk;
     int8_t col[CONV_COL_MAX];
+    int8_t col4[4 * CONV_COL4];
 
     const int32_t out_c = filter_dims->n;
     const int32_t out_h = output_dims->h;
@@ -212,6 +289,10 @@ mcuqp_status mcuqp_conv2d_s8(const mcuqp_conv_params *params, const mcuqp_requan
         mcuqp_mve_block_row_sums(&blk, filter, (size_t)k, bias, params->input_offset);
         if (pointwise && params->pad_h == 0 && params->pad_w == 0) {
             conv_pointwise(params, input_dims, input, output_dims, output, w, &blk, &o, out_c);
+            continue;
+        }
+        if (k <= CONV_COL4) {
+            conv_windows4(params, &g, input_dims, input, output_dims, output, w, &blk, &o, out_c, col4);
             continue;
         }
         int8_t *out = output + c0;
