@@ -20,22 +20,272 @@ typedef struct {
     int8_t w[9 * DW3_G];              /* the pass's filter taps, [ky][kx][g] */
 } dw3_buf;
 
-/* a_j += the taps of filter row wr against buffer row r for output pixel j (stride S). */
-#define DW3_TAP(r, wr, kx, S)                                                                                   \
-    do {                                                                                                        \
-        const int32x4_t wv_ = vldrbq_s32((wr) + (kx) * DW3_G);                                                 \
-        a0 = mcuqp_mve_mla(a0, vldrbq_s32((r) + (0 * (S) + (kx)) * DW3_G), wv_);                        \
-        a1 = mcuqp_mve_mla(a1, vldrbq_s32((r) + (1 * (S) + (kx)) * DW3_G), wv_);                        \
-        a2 = mcuqp_mve_mla(a2, vldrbq_s32((r) + (2 * (S) + (kx)) * DW3_G), wv_);                        \
-        a3 = mcuqp_mve_mla(a3, vldrbq_s32((r) + (3 * (S) + (kx)) * DW3_G), wv_);                        \
-    } while (0)
+/* a_j += the 3x3 window of output pixel j (stride 1) whose rows start at r0, r1, r2 (columns
+ * of DW3_G bytes) times the taps at w ([ky][kx][DW3_G]): four int32 lanes of channels. One asm
+ * block of 9 x 13 instructions, because GCC 12 computes all 36 products of the C version
+ * first and spills them. */
+MCUQP_INLINE void dw3_mac4_s1(const int8_t *r0, const int8_t *r1, const int8_t *r2, const int8_t *w, int32x4_t *a0,
+                              int32x4_t *a1, int32x4_t *a2, int32x4_t *a3)
+{
+    int32x4_t qw;
+    int32x4_t qx;
+    const int8_t *w2 = w + 64;
+    __asm__(
+            "vldrb.s32 %q[qw], [%[w], #0]\n"
+            "vldrb.s32 %q[qx], [%[r0], #0]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a0], %q[a0], %q[qx]\n"
+            "vldrb.s32 %q[qx], [%[r0], #16]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a1], %q[a1], %q[qx]\n"
+            "vldrb.s32 %q[qx], [%[r0], #32]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a2], %q[a2], %q[qx]\n"
+            "vldrb.s32 %q[qx], [%[r0], #48]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a3], %q[a3], %q[qx]\n"
+            "vldrb.s32 %q[qw], [%[w], #16]\n"
+            "vldrb.s32 %q[qx], [%[r0], #16]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a0], %q[a0], %q[qx]\n"
+            "vldrb.s32 %q[qx], [%[r0], #32]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a1], %q[a1], %q[qx]\n"
+            "vldrb.s32 %q[qx], [%[r0], #48]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a2], %q[a2], %q[qx]\n"
+            "vldrb.s32 %q[qx], [%[r0], #64]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a3], %q[a3], %q[qx]\n"
+            "vldrb.s32 %q[qw], [%[w], #32]\n"
+            "vldrb.s32 %q[qx], [%[r0], #32]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a0], %q[a0], %q[qx]\n"
+            "vldrb.s32 %q[qx], [%[r0], #48]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a1], %q[a1], %q[qx]\n"
+            "vldrb.s32 %q[qx], [%[r0], #64]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a2], %q[a2], %q[qx]\n"
+            "vldrb.s32 %q[qx], [%[r0], #80]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a3], %q[a3], %q[qx]\n"
+            "vldrb.s32 %q[qw], [%[w], #48]\n"
+            "vldrb.s32 %q[qx], [%[r1], #0]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a0], %q[a0], %q[qx]\n"
+            "vldrb.s32 %q[qx], [%[r1], #16]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a1], %q[a1], %q[qx]\n"
+            "vldrb.s32 %q[qx], [%[r1], #32]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a2], %q[a2], %q[qx]\n"
+            "vldrb.s32 %q[qx], [%[r1], #48]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a3], %q[a3], %q[qx]\n"
+            "vldrb.s32 %q[qw], [%[w], #64]\n"
+            "vldrb.s32 %q[qx], [%[r1], #16]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a0], %q[a0], %q[qx]\n"
+            "vldrb.s32 %q[qx], [%[r1], #32]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a1], %q[a1], %q[qx]\n"
+            "vldrb.s32 %q[qx], [%[r1], #48]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a2], %q[a2], %q[qx]\n"
+            "vldrb.s32 %q[qx], [%[r1], #64]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a3], %q[a3], %q[qx]\n"
+            "vldrb.s32 %q[qw], [%[w], #80]\n"
+            "vldrb.s32 %q[qx], [%[r1], #32]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a0], %q[a0], %q[qx]\n"
+            "vldrb.s32 %q[qx], [%[r1], #48]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a1], %q[a1], %q[qx]\n"
+            "vldrb.s32 %q[qx], [%[r1], #64]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a2], %q[a2], %q[qx]\n"
+            "vldrb.s32 %q[qx], [%[r1], #80]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a3], %q[a3], %q[qx]\n"
+            "vldrb.s32 %q[qw], [%[w], #96]\n"
+            "vldrb.s32 %q[qx], [%[r2], #0]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a0], %q[a0], %q[qx]\n"
+            "vldrb.s32 %q[qx], [%[r2], #16]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a1], %q[a1], %q[qx]\n"
+            "vldrb.s32 %q[qx], [%[r2], #32]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a2], %q[a2], %q[qx]\n"
+            "vldrb.s32 %q[qx], [%[r2], #48]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a3], %q[a3], %q[qx]\n"
+            "vldrb.s32 %q[qw], [%[w], #112]\n"
+            "vldrb.s32 %q[qx], [%[r2], #16]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a0], %q[a0], %q[qx]\n"
+            "vldrb.s32 %q[qx], [%[r2], #32]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a1], %q[a1], %q[qx]\n"
+            "vldrb.s32 %q[qx], [%[r2], #48]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a2], %q[a2], %q[qx]\n"
+            "vldrb.s32 %q[qx], [%[r2], #64]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a3], %q[a3], %q[qx]\n"
+            "vldrb.s32 %q[qw], [%[w2], #64]\n"
+            "vldrb.s32 %q[qx], [%[r2], #32]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a0], %q[a0], %q[qx]\n"
+            "vldrb.s32 %q[qx], [%[r2], #48]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a1], %q[a1], %q[qx]\n"
+            "vldrb.s32 %q[qx], [%[r2], #64]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a2], %q[a2], %q[qx]\n"
+            "vldrb.s32 %q[qx], [%[r2], #80]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a3], %q[a3], %q[qx]\n"
+        : [a0] "+w"(*a0), [a1] "+w"(*a1), [a2] "+w"(*a2), [a3] "+w"(*a3), [qw] "=&w"(qw), [qx] "=&w"(qx)
+        : [r0] "r"(r0), [r1] "r"(r1), [r2] "r"(r2), [w] "r"(w), [w2] "r"(w2)
+        : "memory");
+}
 
-#define DW3_ROW(r, wr, S)                                                                                       \
-    do {                                                                                                        \
-        DW3_TAP(r, wr, 0, S);                                                                                   \
-        DW3_TAP(r, wr, 1, S);                                                                                   \
-        DW3_TAP(r, wr, 2, S);                                                                                   \
-    } while (0)
+/* a_j += the 3x3 window of output pixel j (stride 2) whose rows start at r0, r1, r2 (columns
+ * of DW3_G bytes) times the taps at w ([ky][kx][DW3_G]): four int32 lanes of channels. One asm
+ * block of 9 x 13 instructions, because GCC 12 computes all 36 products of the C version
+ * first and spills them. */
+MCUQP_INLINE void dw3_mac4_s2(const int8_t *r0, const int8_t *r1, const int8_t *r2, const int8_t *w, int32x4_t *a0,
+                              int32x4_t *a1, int32x4_t *a2, int32x4_t *a3)
+{
+    int32x4_t qw;
+    int32x4_t qx;
+    const int8_t *w2 = w + 64;
+    __asm__(
+            "vldrb.s32 %q[qw], [%[w], #0]\n"
+            "vldrb.s32 %q[qx], [%[r0], #0]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a0], %q[a0], %q[qx]\n"
+            "vldrb.s32 %q[qx], [%[r0], #32]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a1], %q[a1], %q[qx]\n"
+            "vldrb.s32 %q[qx], [%[r0b], #0]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a2], %q[a2], %q[qx]\n"
+            "vldrb.s32 %q[qx], [%[r0b], #32]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a3], %q[a3], %q[qx]\n"
+            "vldrb.s32 %q[qw], [%[w], #16]\n"
+            "vldrb.s32 %q[qx], [%[r0], #16]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a0], %q[a0], %q[qx]\n"
+            "vldrb.s32 %q[qx], [%[r0], #48]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a1], %q[a1], %q[qx]\n"
+            "vldrb.s32 %q[qx], [%[r0b], #16]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a2], %q[a2], %q[qx]\n"
+            "vldrb.s32 %q[qx], [%[r0b], #48]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a3], %q[a3], %q[qx]\n"
+            "vldrb.s32 %q[qw], [%[w], #32]\n"
+            "vldrb.s32 %q[qx], [%[r0], #32]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a0], %q[a0], %q[qx]\n"
+            "vldrb.s32 %q[qx], [%[r0], #64]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a1], %q[a1], %q[qx]\n"
+            "vldrb.s32 %q[qx], [%[r0b], #32]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a2], %q[a2], %q[qx]\n"
+            "vldrb.s32 %q[qx], [%[r0b], #64]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a3], %q[a3], %q[qx]\n"
+            "vldrb.s32 %q[qw], [%[w], #48]\n"
+            "vldrb.s32 %q[qx], [%[r1], #0]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a0], %q[a0], %q[qx]\n"
+            "vldrb.s32 %q[qx], [%[r1], #32]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a1], %q[a1], %q[qx]\n"
+            "vldrb.s32 %q[qx], [%[r1b], #0]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a2], %q[a2], %q[qx]\n"
+            "vldrb.s32 %q[qx], [%[r1b], #32]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a3], %q[a3], %q[qx]\n"
+            "vldrb.s32 %q[qw], [%[w], #64]\n"
+            "vldrb.s32 %q[qx], [%[r1], #16]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a0], %q[a0], %q[qx]\n"
+            "vldrb.s32 %q[qx], [%[r1], #48]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a1], %q[a1], %q[qx]\n"
+            "vldrb.s32 %q[qx], [%[r1b], #16]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a2], %q[a2], %q[qx]\n"
+            "vldrb.s32 %q[qx], [%[r1b], #48]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a3], %q[a3], %q[qx]\n"
+            "vldrb.s32 %q[qw], [%[w], #80]\n"
+            "vldrb.s32 %q[qx], [%[r1], #32]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a0], %q[a0], %q[qx]\n"
+            "vldrb.s32 %q[qx], [%[r1], #64]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a1], %q[a1], %q[qx]\n"
+            "vldrb.s32 %q[qx], [%[r1b], #32]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a2], %q[a2], %q[qx]\n"
+            "vldrb.s32 %q[qx], [%[r1b], #64]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a3], %q[a3], %q[qx]\n"
+            "vldrb.s32 %q[qw], [%[w], #96]\n"
+            "vldrb.s32 %q[qx], [%[r2], #0]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a0], %q[a0], %q[qx]\n"
+            "vldrb.s32 %q[qx], [%[r2], #32]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a1], %q[a1], %q[qx]\n"
+            "vldrb.s32 %q[qx], [%[r2b], #0]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a2], %q[a2], %q[qx]\n"
+            "vldrb.s32 %q[qx], [%[r2b], #32]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a3], %q[a3], %q[qx]\n"
+            "vldrb.s32 %q[qw], [%[w], #112]\n"
+            "vldrb.s32 %q[qx], [%[r2], #16]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a0], %q[a0], %q[qx]\n"
+            "vldrb.s32 %q[qx], [%[r2], #48]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a1], %q[a1], %q[qx]\n"
+            "vldrb.s32 %q[qx], [%[r2b], #16]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a2], %q[a2], %q[qx]\n"
+            "vldrb.s32 %q[qx], [%[r2b], #48]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a3], %q[a3], %q[qx]\n"
+            "vldrb.s32 %q[qw], [%[w2], #64]\n"
+            "vldrb.s32 %q[qx], [%[r2], #32]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a0], %q[a0], %q[qx]\n"
+            "vldrb.s32 %q[qx], [%[r2], #64]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a1], %q[a1], %q[qx]\n"
+            "vldrb.s32 %q[qx], [%[r2b], #32]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a2], %q[a2], %q[qx]\n"
+            "vldrb.s32 %q[qx], [%[r2b], #64]\n"
+            "vmul.i32 %q[qx], %q[qx], %q[qw]\n"
+            "vadd.i32 %q[a3], %q[a3], %q[qx]\n"
+        : [a0] "+w"(*a0), [a1] "+w"(*a1), [a2] "+w"(*a2), [a3] "+w"(*a3), [qw] "=&w"(qw), [qx] "=&w"(qx)
+        : [r0] "r"(r0), [r1] "r"(r1), [r2] "r"(r2), [w] "r"(w), [w2] "r"(w2), [r0b] "r"(r0 + 64), [r1b] "r"(r1 + 64),
+          [r2b] "r"(r2 + 64)
+        : "memory");
+}
 
 /* Four output pixels (the first `count` stored) whose windows start at buffer column col. */
 #define DW3_GROUP_FN(name, S)                                                                                   \
@@ -56,14 +306,28 @@ typedef struct {
             int32x4_t a1 = init;                                                                                \
             int32x4_t a2 = init;                                                                                \
             int32x4_t a3 = init;                                                                                \
-            DW3_ROW(r0, w, S);                                                                                  \
-            DW3_ROW(r1, w + 3 * DW3_G, S);                                                                      \
-            DW3_ROW(r2, w + 6 * DW3_G, S);                                                                      \
+            dw3_mac4_s##S(r0, r1, r2, w, &a0, &a1, &a2, &a3);                                                   \
             const int32_t m = mcuqp_min_i32(4, b->n - i);                                                       \
-            mcuqp_mve_store4(out, a0, b, i, m, o);                                                              \
-            mcuqp_mve_store4(out + o1, a1, b, i, count > 1 ? m : 0, o);                                         \
-            mcuqp_mve_store4(out + o2, a2, b, i, count > 2 ? m : 0, o);                                         \
-            mcuqp_mve_store4(out + o3, a3, b, i, count > 3 ? m : 0, o);                                         \
+            if (o->vec) {                                                                                       \
+                mcuqp_mve_rq rq;                                                                                \
+                rq.m = vld1q_s32(b->mult + i);                                                                  \
+                rq.l = vld1q_s32(b->lsh + i);                                                                   \
+                rq.r = vld1q_s32(b->rsh + i);                                                                   \
+                const mve_pred16_t pm = vctp32q((uint32_t)m);                                                   \
+                const int32x4_t y0 = mcuqp_mve_output(a0, &rq, o);                                              \
+                const int32x4_t y1 = mcuqp_mve_output(a1, &rq, o);                                              \
+                const int32x4_t y2 = mcuqp_mve_output(a2, &rq, o);                                              \
+                const int32x4_t y3 = mcuqp_mve_output(a3, &rq, o);                                              \
+                vstrbq_p_s32(out + i, y0, pm);                                                                  \
+                vstrbq_p_s32(out + o1 + i, y1, count > 1 ? pm : 0);                                             \
+                vstrbq_p_s32(out + o2 + i, y2, count > 2 ? pm : 0);                                             \
+                vstrbq_p_s32(out + o3 + i, y3, count > 3 ? pm : 0);                                             \
+            } else {                                                                                            \
+                mcuqp_mve_store4(out, a0, b, i, m, o);                                                          \
+                mcuqp_mve_store4(out + o1, a1, b, i, count > 1 ? m : 0, o);                                     \
+                mcuqp_mve_store4(out + o2, a2, b, i, count > 2 ? m : 0, o);                                     \
+                mcuqp_mve_store4(out + o3, a3, b, i, count > 3 ? m : 0, o);                                     \
+            }                                                                                                   \
             r0 += 4;                                                                                            \
             r1 += 4;                                                                                            \
             r2 += 4;                                                                                            \
