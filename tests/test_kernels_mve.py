@@ -47,12 +47,7 @@ def _random_layers(seed: int, rounding: str, kinds: tuple[str, ...]) -> list[Lay
         scales = rng.uniform(0.002, 0.006, cout).astype(np.float32)
         if rng.random() < 0.3:
             scales = np.full(1, scales[0], np.float32)  # per-tensor
-        rq = conv_requant(0.05, scales, 0.05 * float(np.mean(scales)) * std / float(rng.uniform(20, 60)), rounding)
-        if rq.multiplier.size == 1 and cout > 1 and rng.random() < 0.5:
-            return rq
-        if rq.multiplier.size == 1:
-            return rq
-        return rq
+        return conv_requant(0.05, scales, 0.05 * float(np.mean(scales)) * std / float(rng.uniform(20, 60)), rounding)
 
     layers = []
     for kind in kinds:
@@ -265,3 +260,46 @@ def test_mve_inplace_kernels_on_qemu(tmp_path, rounding):
     got, want = run_calls_on_qemu(tmp_path, rounding, calls,
                                   mve_sources(["depthwise_conv2d_s8_inplace.c", "conv2d_1x1_s8_inplace.c"]))
     assert np.array_equal(got, want)
+
+
+def avg_pool_call(rng, rounding: str) -> Call:
+    from mcuqp.errors import McuqpError
+    from mcuqp.ir import PoolAttrs
+    from mcuqp.reference.pooling import avg_pool2d_s8
+
+    while True:
+        fh, fw = (int(v) for v in rng.integers(1, 6, 2))
+        sh, sw = (int(v) for v in rng.integers(1, 4, 2))
+        pad = Padding(int(rng.integers(0, fh)), int(rng.integers(0, fh)), int(rng.integers(0, fw)),
+                      int(rng.integers(0, fw)))
+        n, h, w, c = 1 + int(rng.random() < 0.2), int(rng.integers(fh, 12)), int(rng.integers(fw, 12)), \
+            int(rng.choice([1, 3, 4, 7, 16, 64, int(rng.integers(1, 70))]))
+        lo = int(rng.integers(-128, 20))
+        a = PoolAttrs((fh, fw), (sh, sw), pad, act_min=lo, act_max=int(rng.integers(lo, 128)))
+        x = rng.integers(-128, 128, (n, h, w, c)).astype(np.int8)
+        try:
+            want = avg_pool2d_s8(x, a)
+        except McuqpError:
+            continue  # a window entirely in the padding
+        break
+    fields = [sh, sw, pad.top, pad.left, fh, fw, a.act_min, a.act_max]
+    decls = (f"static const mcuqp_pool_params p@ = {{{', '.join(map(str, fields))}}};\n"
+             f"static const mcuqp_dims i@ = {{{n}, {h}, {w}, {c}}};\n"
+             f"static const mcuqp_dims o@ = {{{', '.join(map(str, want.shape))}}};\n")
+    return Call(decls, "mcuqp_avg_pool2d_s8(&p@, &i@, in, &o@, out)", x, want)
+
+
+@pytest.mark.qemu
+def test_mve_avg_pool_on_qemu(tmp_path):
+    rng = np.random.default_rng(91)
+    calls = [avg_pool_call(rng, "double") for _ in range(30)]
+    x = rng.integers(-128, 128, (1, 25, 5, 64)).astype(np.int8)  # KWS's global pool
+    from mcuqp.ir import PoolAttrs
+    from mcuqp.reference.pooling import avg_pool2d_s8
+
+    want = avg_pool2d_s8(x, PoolAttrs((25, 5), (1, 1), Padding()))
+    calls.append(Call("static const mcuqp_pool_params p@ = {1, 1, 0, 0, 25, 5, -128, 127};\n"
+                      "static const mcuqp_dims i@ = {1, 25, 5, 64};\nstatic const mcuqp_dims o@ = {1, 1, 1, 64};\n",
+                      "mcuqp_avg_pool2d_s8(&p@, &i@, in, &o@, out)", x, want))
+    got, want_all = run_calls_on_qemu(tmp_path, "double", calls, mve_sources(["avg_pool2d_s8.c"]))
+    assert np.array_equal(got, want_all)
