@@ -303,3 +303,36 @@ def test_mve_avg_pool_on_qemu(tmp_path):
                       "mcuqp_avg_pool2d_s8(&p@, &i@, in, &o@, out)", x, want))
     got, want_all = run_calls_on_qemu(tmp_path, "double", calls, mve_sources(["avg_pool2d_s8.c"]))
     assert np.array_equal(got, want_all)
+
+
+@pytest.mark.qemu
+@pytest.mark.slow
+@pytest.mark.parametrize("inplace", [True, False], ids=["default-plan", "fastest-plan"])
+def test_mlperf_models_pick_mve_and_match_tflm_on_m55(inplace):
+    """The four MLPerf Tiny models built for the M55 run their conv, depthwise, FC, add and
+    pooling layers on the Helium kernels (the default plan's in-place layers too) and equal
+    the numpy reference and TFLite Micro bit for bit on QEMU mps3-an547."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from mcuqp import api
+    from mcuqp.oracle import tflm_run
+
+    shared = Path(__file__).resolve().parents[2] / "shared" / "models" / "mlperf_tiny"
+    if not shared.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{shared} is missing (the shared models folder sits beside the repository)")
+        pytest.skip(f"{shared} not found")
+    for name in ("kws_ref_model.tflite", "pretrainedResnet_quant.tflite", "vww_96_int8.tflite", "ad01_int8.tflite"):
+        loaded = api.load(shared / name, n_random=4, seed=11)
+        with tempfile.TemporaryDirectory() as tmp:
+            lib = api.compile(loaded, Path(tmp) / "m", board=BOARD, inplace=inplace)
+        mve = {k.name for k in lib.generated.kernels if k.parent == MVE}
+        ops = {op.kind.value for op in loaded.graph.ops}
+        for kind in ("conv2d", "depthwise_conv2d", "fully_connected", "add", "avg_pool2d"):
+            if kind in ops:
+                assert any(m.startswith(kind) for m in mve), (name, kind, mve)
+        res = api.verify(loaded, board=BOARD, n_inputs=4, inplace=inplace)
+        assert res.bit_exact, (name, res.summary())
+        assert np.array_equal(res.device_outputs, tflm_run(shared / name, res.inputs).reshape(res.device_outputs.shape))
