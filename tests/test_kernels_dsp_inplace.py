@@ -12,11 +12,13 @@ import pytest
 
 import hostlib
 from test_kernels_conv_inplace import check_cases as check_pointwise
+from test_kernels_depthwise_inplace import check_cases as check_depthwise
+from test_kernels_depthwise_inplace import test_refuses_shapes_it_cannot_run_in_place as check_depthwise_refusals
 from test_kernels_dsp import _build
 from test_kernels_mve import _inplace_layers, inplace_call, run_calls_on_qemu
 
 DSP = hostlib.RUNTIME_DIR / "src" / "dsp"
-INPLACE_SOURCES = ["conv2d_1x1_s8_inplace.c"]
+INPLACE_SOURCES = ["conv2d_1x1_s8_inplace.c", "depthwise_conv2d_s8_inplace.c"]
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +44,12 @@ def test_dsp_inplace_variants_are_selected():
 def test_dsp_pointwise_inplace_matches_numpy(dsp, dsp_single):
     check_pointwise(dsp, "double", seed=3031, cases=150)
     check_pointwise(dsp_single, "single", seed=3032, cases=80)
+
+
+def test_dsp_depthwise_inplace_matches_numpy(dsp, dsp_single):
+    check_depthwise(dsp, "double", seed=3033, cases=200)
+    check_depthwise(dsp_single, "single", seed=3034, cases=80)
+    check_depthwise_refusals(dsp)
 
 
 @pytest.mark.qemu
