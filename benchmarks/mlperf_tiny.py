@@ -73,7 +73,7 @@ def measure(n_inputs: int) -> list[dict]:
 
 
 def _m(x: float) -> str:
-    return f"{x / 1e6:.2f} M"
+    return f"{x / 1e6:.3f} M" if x < 1e6 else f"{x / 1e6:.2f} M"
 
 
 def table(records: list[dict]) -> str:

@@ -179,10 +179,11 @@ typedef struct {
 /* The requantization part of a block for channels [c0, c0 + n). */
 MCUQP_INLINE void mcuqp_mve_block_quant(mcuqp_mve_block *b, const mcuqp_requant *q, int32_t c0, int32_t n)
 {
+    const int32_t end = (n + 3) & ~3; /* the entries that groups of four read */
     int32_t i;
     b->c0 = c0;
     b->n = n;
-    for (i = 0; i < MCUQP_MVE_BLOCK; ++i) {
+    for (i = 0; i < end; ++i) {
         const int32_t j = q->count == 1 ? 0 : c0 + i;
         const int32_t s = i < n ? q->shift[j] : 0;
         b->mult[i] = i < n ? q->multiplier[j] : 0;

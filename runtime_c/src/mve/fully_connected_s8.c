@@ -38,27 +38,28 @@ MCUQP_INLINE int32x4_t fc_dot4(const int8_t *x, const int8_t *w0, const int8_t *
     int32_t a1 = 0;
     int32_t a2 = 0;
     int32_t a3 = 0;
-    int32_t n;
-    for (n = len >> 4; n > 0; --n) {
-        const int8x16_t v = veorq_s8(vldrbq_s8(x), flip);
-        const int8x16_t u0 = vldrbq_s8(w0);
-        const int8x16_t u1 = vldrbq_s8(w1);
-        const int8x16_t u2 = vldrbq_s8(w2);
-        const int8x16_t u3 = vldrbq_s8(w3);
-        a0 = vmladavaq_s8(a0, v, u0);
-        a1 = vmladavaq_s8(a1, v, u1);
-        a2 = vmladavaq_s8(a2, v, u2);
-        a3 = vmladavaq_s8(a3, v, u3);
-        a0 = vmladavaq_s8(a0, ov, u0);
-        a1 = vmladavaq_s8(a1, ov, u1);
-        a2 = vmladavaq_s8(a2, ov, u2);
-        a3 = vmladavaq_s8(a3, ov, u3);
-        x += 16;
-        w0 += 16;
-        w1 += 16;
-        w2 += 16;
-        w3 += 16;
-    }
+    const int32_t blocks = len >> 4;
+    __asm__ volatile("   wls lr, %[cnt], 2f\n"
+                     "1: vldrb.u8 q0, [%[px]], #16\n"
+                     "   veor q0, q0, %q[fl]\n"
+                     "   vldrb.u8 q1, [%[q0]], #16\n"
+                     "   vmlava.s8 %[b0], q0, q1\n"
+                     "   vmlava.s8 %[b0], %q[o], q1\n"
+                     "   vldrb.u8 q1, [%[q1]], #16\n"
+                     "   vmlava.s8 %[b1], q0, q1\n"
+                     "   vmlava.s8 %[b1], %q[o], q1\n"
+                     "   vldrb.u8 q1, [%[q2]], #16\n"
+                     "   vmlava.s8 %[b2], q0, q1\n"
+                     "   vmlava.s8 %[b2], %q[o], q1\n"
+                     "   vldrb.u8 q1, [%[q3]], #16\n"
+                     "   vmlava.s8 %[b3], q0, q1\n"
+                     "   vmlava.s8 %[b3], %q[o], q1\n"
+                     "   le lr, 1b\n"
+                     "2:\n"
+                     : [b0] "+Te"(a0), [b1] "+Te"(a1), [b2] "+Te"(a2), [b3] "+Te"(a3), [px] "+r"(x), [q0] "+r"(w0),
+                       [q1] "+r"(w1), [q2] "+r"(w2), [q3] "+r"(w3)
+                     : [cnt] "r"(blocks), [fl] "w"(flip), [o] "w"(ov)
+                     : "q0", "q1", "lr", "memory");
     if ((len & 15) != 0) {
         const mve_pred16_t p = vctp8q((uint32_t)(len & 15));
         const int8x16_t v = veorq_s8(vldrbq_z_s8(x, p), flip);
