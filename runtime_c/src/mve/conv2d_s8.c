@@ -179,20 +179,18 @@ MCUQP_MVE_NOINLINE static void conv_windows4(const mcuqp_conv_params *params, co
         for (j = 0; j < count; ++j) {
             const int32_t y0 = ny * params->stride_h - params->pad_h;
             const int32_t x0 = nx * params->stride_w - params->pad_w;
-            int32_t ky_lo;
-            int32_t ky_hi;
-            int32_t kx_lo;
-            int32_t kx_hi;
             g->image = input + (size_t)nb * in_image;
-            mcuqp_tap_range(y0, g->dil_h, g->k_h, g->in_h, &ky_lo, &ky_hi);
-            mcuqp_tap_range(x0, g->dil_w, g->k_w, g->in_w, &kx_lo, &kx_hi);
-            const int full = ky_lo == 0 && ky_hi == g->k_h && kx_lo == 0 && kx_hi == g->k_w;
+            const int full = y0 >= 0 && y0 + (g->k_h - 1) * g->dil_h < g->in_h && x0 >= 0 &&
+                             x0 + (g->k_w - 1) * g->dil_w < g->in_w;
             if (pointwise && full) {
                 x[j] = g->image + ((size_t)y0 * (size_t)g->in_w + (size_t)x0) * (size_t)g->in_c;
             } else if (full && g->dil_w == 1) {
                 im2col_full(g, y0, x0, col4 + j * CONV_COL4);
                 x[j] = col4 + j * CONV_COL4;
             } else {
+                int32_t kx_lo;
+                int32_t kx_hi;
+                mcuqp_tap_range(x0, g->dil_w, g->k_w, g->in_w, &kx_lo, &kx_hi);
                 im2col(g, y0, x0, kx_lo, kx_hi, col4 + j * CONV_COL4);
                 x[j] = col4 + j * CONV_COL4;
             }
