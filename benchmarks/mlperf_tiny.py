@@ -1,8 +1,13 @@
-"""MLPerf Tiny int8 reference models: generated, built, run on QEMU and checked bit-exact.
+"""MLPerf Tiny int8 reference models on every core: generated, built, run on QEMU, checked
+bit-exact, instructions counted by class and priced by the cycle tables (mcuqp bench).
 
-Writes benchmarks/results/mlperf_tiny.json (one record per model and board) and
-benchmarks/results/mlperf_tiny.md (the README table). Instruction counts and byte sizes are
-deterministic. Needs ../shared/models/mlperf_tiny/.
+For the Cortex-M3 (mps2-an385, portable kernels), M4 (mps2-an386, DSP kernels), M7
+(mps2-an500, DSP kernels) and M55 (mps3-an547, Helium kernels), the default plan (the
+smallest arena: depthwise and 1x1 convs in place where that lowers it) and the fastest
+(`--no-inplace`). Writes benchmarks/results/mlperf_tiny.json (one record per model, board and
+plan) and benchmarks/results/mlperf_tiny.md (the README tables). Instruction counts and byte
+sizes are deterministic; cycles are a first-order estimate (mcuqp/target/cycles.py). Needs
+../shared/models/mlperf_tiny/.
 """
 from __future__ import annotations
 
@@ -21,72 +26,87 @@ MODELS = {  # name: (file, TFLite Micro reference arena from shared/README.md)
     "ic": ("pretrainedResnet_quant.tflite", 100 * 1024),
     "ad": ("ad01_int8.tflite", 10 * 1024),
 }
-BOARDS = ("mps2-an386", "mps3-an547")
+BOARDS = {"mps2-an385": "M3", "mps2-an386": "M4", "mps2-an500": "M7", "mps3-an547": "M55"}
+# CMSIS-NN v7.0.0-43, arm-none-eabi-gcc 12.2 -O3, whole model, instructions per inference on
+# the same QEMU boards (issue 11); no M7 figures were measured.
+CMSIS_NN = {
+    "M3": {"kws": 10.54e6, "ic": 41.75e6, "vww": 32.07e6, "ad": 0.95e6},
+    "M4": {"kws": 7.84e6, "ic": 29.87e6, "vww": 24.71e6, "ad": 0.58e6},
+    "M55": {"kws": 1.78e6, "ic": 4.81e6, "vww": 6.42e6, "ad": 0.15e6},
+}
+# Issue 11's targets for the default plan, as a fraction of CMSIS-NN's instructions.
+TARGET_RATIO = {"M3": 0.75, "M4": 0.60, "M55": 0.75}
 
 
 def measure(n_inputs: int) -> list[dict]:
     from mcuqp import api
-    from mcuqp.plan.cost import graph_macs
+    from mcuqp.bench import bench
 
     records = []
     for name, (file, tflm_arena) in MODELS.items():
-        path = SHARED / file
-        loaded = api.load(path, n_random=n_inputs, seed=0)
-        macs = graph_macs(loaded.graph)
+        loaded = api.load(SHARED / file, n_random=n_inputs, seed=0)
         lower_bound = api.compile_plan(loaded).lower_bound_bytes
-        for board in BOARDS:
+        for board, core in BOARDS.items():
             for inplace in (True, False):
-                res = api.verify(loaded, board=board, n_inputs=n_inputs, inplace=inplace)
+                res = bench(loaded, board=board, inplace=inplace, n_inputs=n_inputs)
                 rec = {
-                    "model": name,
-                    "file": file,
-                    "board": board,
-                    "inplace": inplace,
-                    "bit_exact": res.bit_exact,
-                    "compared": res.compared,
-                    "flash_bytes": res.flash_bytes,
-                    "model_flash_bytes": res.model_flash_bytes,
-                    "ram_bytes": res.ram_bytes,
-                    "model_ram_bytes": res.model_ram_bytes,
-                    "arena_bytes": res.arena_bytes,
-                    "stack_bytes": res.stack_bytes,
-                    "lower_bound_bytes": lower_bound,
-                    "tflm_reference_arena_bytes": tflm_arena,
-                    "instructions_per_inference": res.instructions_per_inference,
-                    "macs": macs,
-                    "instructions_per_mac": round(res.instructions_per_inference / macs, 3),
+                    "model": name, "file": file, "board": board, "core": core,
+                    "plan": "default" if inplace else "fastest",
+                    "bit_exact": res.bit_exact, "compared": res.inputs,
+                    "flash_bytes": res.flash_bytes, "model_flash_bytes": res.model_flash_bytes,
+                    "ram_bytes": res.ram_bytes, "arena_bytes": res.arena_bytes, "stack_bytes": res.stack_bytes,
+                    "lower_bound_bytes": lower_bound, "tflm_reference_arena_bytes": tflm_arena,
+                    "instructions_per_inference": res.instructions, "macs": res.macs,
+                    "instructions_per_mac": round(res.instructions_per_mac, 3),
+                    "estimated_cycles": round(res.cycles), "estimated_cycles_per_mac": round(res.cycles_per_mac, 3),
+                    "estimated_ms_at_board_clock": round(res.milliseconds() or 0.0, 3),
+                    "estimated_ms_at_120_mhz": round(res.milliseconds(120_000_000) or 0.0, 3),
+                    "cycle_table": res.cycle_table, "classes": res.classes,
+                    "layers": [{"name": ly.name, "op": ly.op, "kernel": ly.kernel, "macs": ly.macs,
+                                "instructions": ly.instructions, "estimated_cycles": round(ly.cycles)}
+                               for ly in res.layers],
+                    "cmsis_nn_instructions": CMSIS_NN.get(core, {}).get(name),
                 }
                 records.append(rec)
-                print(json.dumps(rec), file=sys.stderr)
+                print(json.dumps({k: v for k, v in rec.items() if k not in ("layers", "classes")}), file=sys.stderr)
     return records
 
 
+def _m(x: float) -> str:
+    return f"{x / 1e6:.3f} M" if x < 1e6 else f"{x / 1e6:.2f} M"
+
+
 def table(records: list[dict]) -> str:
-    by = {(r["model"], r["board"], r["inplace"]): r for r in records}
+    by = {(r["model"], r["core"], r["plan"]): r for r in records}
     lines = [
-        "| model | bit-exact (QEMU) | flash: image / model | arena: smallest / fastest (lower bound; TFLM arena) | stack | RAM: image / model | MACs | instr./MAC M4: smallest / fastest | instr./MAC M55: smallest / fastest | instr./inference M4 (fastest) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| model | core | bit-exact | instr./inference: default / fastest | CMSIS-NN | default / CMSIS-NN (target) "
+        "| instr./MAC: default / fastest | est. cycles/MAC: default / fastest | est. ms at 120 MHz (fastest) "
+        "| model flash: default / fastest | arena: default / fastest |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name in MODELS:
-        small, fast = by[(name, BOARDS[0], True)], by[(name, BOARDS[0], False)]
-        m55s, m55f = by[(name, BOARDS[1], True)], by[(name, BOARDS[1], False)]
-        runs = [r for r in records if r["model"] == name]
-        ok = f"{'yes' if all(r['bit_exact'] for r in runs) else 'NO'} ({len(runs)} builds x {small['compared']} inputs)"
-        lines.append(
-            f"| {name} | {ok} | {small['flash_bytes']:,} / {small['model_flash_bytes']:,} | "
-            f"{small['arena_bytes']:,} / {fast['arena_bytes']:,} ({small['lower_bound_bytes']:,}; "
-            f"{small['tflm_reference_arena_bytes']:,}) | {small['stack_bytes']:,} | "
-            f"{small['ram_bytes']:,} / {small['model_ram_bytes']:,} | {small['macs']:,} | "
-            f"{small['instructions_per_mac']:.2f} / {fast['instructions_per_mac']:.2f} | "
-            f"{m55s['instructions_per_mac']:.2f} / {m55f['instructions_per_mac']:.2f} | "
-            f"{fast['instructions_per_inference']:,} |"
-        )
+        for core in BOARDS.values():
+            d, f = by[(name, core, "default")], by[(name, core, "fastest")]
+            ok = "yes" if d["bit_exact"] and f["bit_exact"] else "NO"
+            ref = d["cmsis_nn_instructions"]
+            ratio = "n/a"
+            if ref:
+                target = TARGET_RATIO[core]
+                r = d["instructions_per_inference"] / ref
+                ratio = f"{r:.2f}x ({'met' if r <= target else 'missed'} <= {target:.2f}x)"
+            lines.append(
+                f"| {name} | {core} | {ok} ({d['compared']} inputs) | {_m(d['instructions_per_inference'])} / "
+                f"{_m(f['instructions_per_inference'])} | {_m(ref) if ref else 'n/a'} | {ratio} | "
+                f"{d['instructions_per_mac']:.2f} / {f['instructions_per_mac']:.2f} | "
+                f"{d['estimated_cycles_per_mac']:.2f} / {f['estimated_cycles_per_mac']:.2f} | "
+                f"{f['estimated_ms_at_120_mhz']:.1f} | {d['model_flash_bytes']:,} / {f['model_flash_bytes']:,} | "
+                f"{d['arena_bytes']:,} / {f['arena_bytes']:,} |")
     return "\n".join(lines) + "\n"
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--inputs", type=int, default=20, help="random int8 inputs compared per model and board")
+    ap.add_argument("--inputs", type=int, default=10, help="random int8 inputs compared per model, board and plan")
     args = ap.parse_args()
     if not SHARED.exists():
         print(f"mlperf_tiny: {SHARED} not found (the shared models folder sits beside the repository)", file=sys.stderr)

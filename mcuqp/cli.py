@@ -389,6 +389,33 @@ def report(model: str, board: str, calib: str | None, rounding: str, out_path: s
         sys.exit(EXIT_MISMATCH)
 
 
+@main.command(epilog=_example("mcuqp bench model.tflite --board mps3-an547",
+                              "mcuqp bench net.pt --calib digits --board mps2-an386 --json"))
+@model_argument
+@board_option
+@calib_option
+@rounding_option
+@click.option("--inputs", "n_inputs", default=2, show_default=True, type=click.IntRange(min=1),
+              help="Inputs to run (counts are averaged; the outputs are checked against the reference).")
+@inplace_option
+@output_options
+def bench(model: str, board: str, calib: str | None, rounding: str, n_inputs: int, inplace: bool,
+          as_json: bool, quiet: bool, verbose: bool) -> None:
+    """Per-layer instructions and estimated cycles of MODEL on BOARD (QEMU + cycle tables)."""
+    from mcuqp import api
+    from mcuqp.bench import bench as run_bench
+    from mcuqp.target.boards import load_board
+
+    out = _out(as_json, quiet, verbose)
+    b = load_board(board)
+    out.progress(f"loading {model}")
+    loaded = api.load(model, calib=calib, rounding=rounding)
+    res = run_bench(loaded, board=b, inplace=inplace, n_inputs=n_inputs, rounding=rounding)
+    out.result(res.to_dict(), lambda: click.echo(res.table()))
+    if not res.bit_exact:
+        sys.exit(EXIT_MISMATCH)
+
+
 @main.command(epilog=_example("mcuqp demo", "mcuqp demo --board mps3-an547 --epochs 10 --json"))
 @board_option
 @click.option("--epochs", default=40, show_default=True, type=click.IntRange(min=1))

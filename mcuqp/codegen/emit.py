@@ -52,6 +52,7 @@ class GeneratedModel:
     arena_bytes: int
     weight_bytes: int  # bytes of constant tensors (weights, biases) in flash
     param_bytes: int  # bytes of requantization arrays and parameter structs
+    layers: list[Layer] = field(default_factory=list)  # in execution order, with each one's kernel
 
 
 def c_ident(name: str) -> str:
@@ -218,6 +219,7 @@ def generate(
         arena_bytes=plan.arena_bytes,
         weight_bytes=emitter.weight_bytes,
         param_bytes=emitter.param_bytes,
+        layers=layers,
     )
 
 

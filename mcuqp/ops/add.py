@@ -155,7 +155,7 @@ OPS = (
         attrs=AddAttrs,
         reference=_reference,
         emit=_emit,
-        kernels=variants("mcuqp_add_s8", "add_s8.c"),
+        kernels=variants("mcuqp_add_s8", "add_s8.c", isa=("mve",)),
         alias="elementwise",
         float_run=_float_run,
         from_float=_from_float,

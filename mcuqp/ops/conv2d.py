@@ -308,8 +308,8 @@ OPS = (
         reference=_reference,
         emit=emit_conv,
         kernels=(
-            *variants("mcuqp_conv2d_s8", "conv2d_s8.c", isa=("dsp",)),
-            *variants("mcuqp_conv2d_1x1_s8_inplace", "conv2d_1x1_s8_inplace.c", inplace=True),
+            *variants("mcuqp_conv2d_s8", "conv2d_s8.c", isa=("mve", "dsp")),
+            *variants("mcuqp_conv2d_1x1_s8_inplace", "conv2d_1x1_s8_inplace.c", isa=("mve", "dsp"), inplace=True),
         ),
         macs=weighted_macs,
         inplace=InPlace(inplace_conv_scratch, "inplace_conv", prefix=True),

@@ -99,8 +99,8 @@ OPS = (
         reference=_reference,
         emit=emit_conv,
         kernels=(
-            *variants("mcuqp_depthwise_conv2d_s8", "depthwise_conv2d_s8.c", isa=("dsp",)),
-            *variants("mcuqp_depthwise_conv2d_s8_inplace", "depthwise_conv2d_s8_inplace.c", inplace=True),
+            *variants("mcuqp_depthwise_conv2d_s8", "depthwise_conv2d_s8.c", isa=("mve", "dsp")),
+            *variants("mcuqp_depthwise_conv2d_s8_inplace", "depthwise_conv2d_s8_inplace.c", isa=("mve", "dsp"), inplace=True),
         ),
         macs=weighted_macs,
         inplace=InPlace(inplace_depthwise_scratch, "inplace_depthwise"),

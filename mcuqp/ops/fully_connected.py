@@ -152,7 +152,7 @@ OPS = (
         attrs=FullyConnectedAttrs,
         reference=_reference,
         emit=_emit,
-        kernels=variants("mcuqp_fully_connected_s8", "fully_connected_s8.c", isa=("dsp",)),
+        kernels=variants("mcuqp_fully_connected_s8", "fully_connected_s8.c", isa=("mve", "dsp")),
         macs=_macs,
         float_run=_float_run,
         from_float=_from_float,

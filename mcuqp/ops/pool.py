@@ -153,7 +153,7 @@ OPS = (
         attrs=PoolAttrs,
         reference=_avg_reference,
         emit=_emit,
-        kernels=variants("mcuqp_avg_pool2d_s8", "avg_pool2d_s8.c"),
+        kernels=variants("mcuqp_avg_pool2d_s8", "avg_pool2d_s8.c", isa=("mve",)),
         float_run=_avg_float,
         from_float=_from_float,
         output_qparams="shared",

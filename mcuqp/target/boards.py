@@ -26,6 +26,7 @@ class Board:
     flash_size: int
     ram_origin: int
     ram_size: int
+    clock_hz: int | None = None  # CPU clock of the real board, for estimated milliseconds
 
     @property
     def gcc_flags(self) -> list[str]:
@@ -54,6 +55,7 @@ def _parse(path: Path) -> Board:
             flash_size=int(d["flash"]["size"]),
             ram_origin=int(d["ram"]["origin"]),
             ram_size=int(d["ram"]["size"]),
+            clock_hz=int(d["clock_hz"]) if "clock_hz" in d else None,
         )
     except (KeyError, TypeError, ValueError, tomllib.TOMLDecodeError) as e:
         raise McuqpError(f"board file {path} is malformed ({type(e).__name__}: {e}); fix or remove it") from e

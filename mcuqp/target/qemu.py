@@ -68,6 +68,9 @@ class RunResult:
     stack_bytes: int  # stack high-water mark of the whole run (painted-stack method)
     total_instructions: int | None = None  # the whole run, boot and file I/O included
     console: str = field(default="", repr=False)
+    # With count_classes: per inference, per layer, the counters of cycles.CLASSES (the
+    # epilogue is the last entry of each layer list).
+    layer_classes: list[list[list[int]]] = field(default_factory=list)
 
 
 def run_firmware(
@@ -80,6 +83,7 @@ def run_firmware(
     timeout: float = DEFAULT_TIMEOUT,
     qemu_args: Sequence[str] = (),
     layer_names: Sequence[str] = (),
+    count_classes: bool = False,
 ) -> RunResult:
     """Run `firmware` on `inputs` ((N, input_size) int8) and return its outputs and counts.
 
@@ -87,6 +91,7 @@ def run_firmware(
     qemu_args are appended to the command line (debugging, e.g. ["-d", "int"]).
     A guest fault is reported with its PC, the function holding it and (when counting
     instructions) the layer that was running, named from `layer_names`.
+    count_classes also counts instructions by class (cycles.CLASSES) per layer.
     """
     b = load_board(board or firmware.board) if not isinstance(board, Board) else board
     if b.name != firmware.board:
@@ -102,7 +107,8 @@ def run_firmware(
         if count_instructions:
             addr = marker_addresses(firmware.elf)
             opts = ",".join(f"{k}=0x{addr[s]:x}" for k, s in zip(("begin", "mark", "end"), MARKERS))
-            cmd += ["-plugin", f"{str(build_plugin()).replace(',', ',,')},{opts},out={PROFILE_FILE}"]
+            classes = ",classes=on" if count_classes else ""
+            cmd += ["-plugin", f"{str(build_plugin()).replace(',', ',,')},{opts},out={PROFILE_FILE}{classes}"]
         cmd += list(qemu_args)
         try:
             r = subprocess.run(cmd, cwd=work, stdin=subprocess.DEVNULL, capture_output=True, text=True,
@@ -277,19 +283,25 @@ def _parse_profile(text: str, n: int, result: RunResult) -> None:
     begin: int | None = None
     last = 0
     layers: list[int] = []
+    last_k: list[int] = []
+    layer_k: list[list[int]] = []
     for line in text.splitlines():
-        tag, _, value = line.partition(" ")
-        count = int(value)
+        tag, *values = line.split()
+        count = int(values[0])
+        k = [int(v) for v in values[1:]]
         if tag == "b" and begin is None:
             begin = last = count
-            layers = []
+            layers, last_k, layer_k = [], k, []
         elif tag == "m" and begin is not None:
             layers.append(count - last)
-            last = count
+            layer_k.append([a - b for a, b in zip(k, last_k)])
+            last, last_k = count, k
         elif tag == "e" and begin is not None:
             result.instructions.append(count - begin)
             result.layer_instructions.append(layers)
             result.epilogue_instructions.append(count - last)
+            if k:
+                result.layer_classes.append(layer_k + [[a - b for a, b in zip(k, last_k)]])
             begin = None
         elif tag == "t":
             result.total_instructions = count
