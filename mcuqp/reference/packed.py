@@ -45,8 +45,9 @@ def _sparse_rows_acc(cols: np.ndarray, p: SparseRows) -> np.ndarray:
     row_of = seg_of // p.segments
     col_of = (seg_of % p.segments) * 256 + p.index.astype(np.int64)
     contrib = cols[..., col_of] * p.values.astype(np.int64)  # (..., nnz)
-    flat = contrib.reshape(-1, contrib.shape[-1])
-    acc = np.zeros((flat.shape[0], p.rows), np.int64)
+    lead = int(np.prod(cols.shape[:-1]))
+    flat = contrib.reshape(lead, contrib.shape[-1])
+    acc = np.zeros((lead, p.rows), np.int64)
     for r in np.unique(row_of):  # rows with nonzeros; the others stay 0
         acc[:, r] = flat[:, row_of == r].sum(axis=1)
     return acc.reshape(*cols.shape[:-1], p.rows)

@@ -1,0 +1,250 @@
+/*
+ * mcuqp internal helpers shared by the packed-weight kernels (sparse, low-bit, fully
+ * binary; not part of the public API): the int16 window buffer ("im2col" of one output
+ * pixel, input offset applied, zeros for taps in the padding), the sparse row dot product,
+ * the low-bit field decoders, sign-bit packing and popcount, and the output stage.
+ *
+ * Window buffers hold K = kh * kw * in_c values in the OHWI filter order (ky, kx, ci).
+ * "Swizzled" buffers store value k at position (k & ~3) | {0, 2, 1, 3}[k & 3], so that
+ * each group of four reads as the int16 pairs {x0, x2} {x1, x3} that one SXTAB16 /
+ * SXTAB16 ROR #8 of the four int8 inputs produce (the low-bit kernels' layout).
+ */
+#ifndef MCUQP_PACKED_H
+#define MCUQP_PACKED_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mcuqp_fixedpoint.h"
+#include "mcuqp_kernel_checks.h"
+#include "mcuqp_nn.h"
+
+#define MCUQP_SPARSE_SEGMENT 256
+
+/* Where one image lives and how a window walks it. */
+typedef struct {
+    const int8_t *input; /* one batch: (in_h, in_w, in_c) */
+    int32_t in_h;
+    int32_t in_w;
+    int32_t in_c;
+    int32_t k_h;
+    int32_t k_w;
+    int32_t dil_h;
+    int32_t dil_w;
+    int32_t offset; /* input_offset */
+} mcuqp_pk_geom;
+
+MCUQP_INLINE size_t mcuqp_pk_swz(int32_t k)
+{
+    return (size_t)((k & ~3) | ((k & 1) << 1) | ((k >> 1) & 1));
+}
+
+/* Buffer positions [0, n) of a window buffer whose K values are a multiple-of-4 prefix. */
+MCUQP_INLINE int32_t mcuqp_pk_round_up(int32_t v, int32_t m) { return (v + m - 1) / m * m; }
+
+/* x[0 .. n) + offset into buf (natural or swizzled positions from position `k0`, a multiple of 4). */
+MCUQP_INLINE void mcuqp_pk_widen(const int8_t *x, int32_t n, int32_t offset, int16_t *buf, int32_t k0, int swizzle)
+{
+    int32_t i = 0;
+    if (swizzle) {
+        for (; i + 4 <= n; i += 4) {
+            int16_t *b = buf + k0 + i;
+            b[0] = (int16_t)(x[i] + offset);
+            b[2] = (int16_t)(x[i + 1] + offset);
+            b[1] = (int16_t)(x[i + 2] + offset);
+            b[3] = (int16_t)(x[i + 3] + offset);
+        }
+        for (; i < n; ++i) {
+            buf[mcuqp_pk_swz(k0 + i)] = (int16_t)(x[i] + offset);
+        }
+    } else {
+        for (; i < n; ++i) {
+            buf[k0 + i] = (int16_t)(x[i] + offset);
+        }
+    }
+}
+
+/* The window of the output pixel whose first tap is input (y0, x0) into buf: K values,
+ * input + offset inside the image, 0 in the padding. Returns the number of taps inside. */
+MCUQP_INLINE int32_t mcuqp_pk_window(const mcuqp_pk_geom *g, int32_t y0, int32_t x0, int16_t *buf, int swizzle)
+{
+    int32_t ky_lo;
+    int32_t ky_hi;
+    int32_t kx_lo;
+    int32_t kx_hi;
+    mcuqp_tap_range(y0, g->dil_h, g->k_h, g->in_h, &ky_lo, &ky_hi);
+    mcuqp_tap_range(x0, g->dil_w, g->k_w, g->in_w, &kx_lo, &kx_hi);
+    const int32_t c = g->in_c;
+    const int aligned = swizzle == 0 || (c & 3) == 0;
+    int32_t k = 0;
+    int32_t ky;
+    for (ky = 0; ky < g->k_h; ++ky) {
+        const int row_in = ky >= ky_lo && ky < ky_hi;
+        const int8_t *row = g->input + (size_t)(y0 + ky * g->dil_h) * (size_t)g->in_w * (size_t)c;
+        int32_t kx;
+        for (kx = 0; kx < g->k_w; ++kx) {
+            if (row_in && kx >= kx_lo && kx < kx_hi) {
+                const int8_t *px = row + (size_t)(x0 + kx * g->dil_w) * (size_t)c;
+                if (aligned) {
+                    mcuqp_pk_widen(px, c, g->offset, buf, k, swizzle);
+                } else {
+                    int32_t i;
+                    for (i = 0; i < c; ++i) {
+                        buf[mcuqp_pk_swz(k + i)] = (int16_t)(px[i] + g->offset);
+                    }
+                }
+            } else {
+                int32_t i;
+                for (i = 0; i < c; ++i) {
+                    buf[swizzle ? mcuqp_pk_swz(k + i) : (size_t)(k + i)] = 0;
+                }
+            }
+            k += c;
+        }
+    }
+    return (ky_hi - ky_lo) * (kx_hi - kx_lo);
+}
+
+/* sum over one sparse row of value * x[column], modulo 2^32; advances the three streams. */
+MCUQP_INLINE uint32_t mcuqp_pk_sparse_dot(const int16_t *x, int32_t segments, const uint16_t **counts,
+                                          const uint8_t **index, const int8_t **values)
+{
+    uint32_t acc = 0u;
+    const uint8_t *ix = *index;
+    const int8_t *v = *values;
+    int32_t s;
+    for (s = 0; s < segments; ++s) {
+        const int16_t *xs = x + (size_t)s * MCUQP_SPARSE_SEGMENT;
+        int32_t n = (int32_t)(*counts)[s];
+        for (; n >= 4; n -= 4) {
+            acc += (uint32_t)(xs[ix[0]] * v[0]);
+            acc += (uint32_t)(xs[ix[1]] * v[1]);
+            acc += (uint32_t)(xs[ix[2]] * v[2]);
+            acc += (uint32_t)(xs[ix[3]] * v[3]);
+            ix += 4;
+            v += 4;
+        }
+        for (; n > 0; --n) {
+            acc += (uint32_t)(xs[*ix++] * *v++);
+        }
+    }
+    *counts += segments;
+    *index = ix;
+    *values = v;
+    return acc;
+}
+
+/* Low-bit code -> weight. */
+MCUQP_INLINE int32_t mcuqp_pk_decode(uint32_t code, int32_t bits)
+{
+    if (bits == 1) {
+        return 2 * (int32_t)code - 1;
+    }
+    const int32_t half = 1 << (bits - 1);
+    return ((int32_t)code ^ half) - half;
+}
+
+/* sum over n_words words of one low-bit row of weight * x (x swizzled), modulo 2^32. */
+MCUQP_INLINE uint32_t mcuqp_pk_lowbit_dot(const uint32_t *w, int32_t n_words, const int16_t *x, int32_t bits)
+{
+    const int32_t fields = 8 / bits;
+    const uint32_t mask = (1u << bits) - 1u;
+    static const uint8_t swz[4] = {0u, 2u, 1u, 3u};
+    uint32_t acc = 0u;
+    int32_t k;
+    for (k = 0; k < n_words; ++k) {
+        const uint32_t v = w[k];
+        const int16_t *xk = x + (size_t)k * (size_t)(4 * fields);
+        int32_t f;
+        for (f = 0; f < fields; ++f) {
+            int32_t j;
+            for (j = 0; j < 4; ++j) {
+                const uint32_t code = (v >> (8 * j + bits * f)) & mask;
+                acc += (uint32_t)(mcuqp_pk_decode(code, bits) * xk[4 * f + swz[j]]);
+            }
+        }
+    }
+    return acc;
+}
+
+/* Sign bits of n int8 inputs (-1 / +1) in the low-bit lane order: bit 8 j + f of word k is
+ * input 32 k + 4 f + j > 0. Returns 0 when an input is neither -1 nor +1. Words written:
+ * ceil(n / 32); padding bits 0. */
+MCUQP_INLINE int mcuqp_pk_sign_bits(const int8_t *x, int32_t n, uint32_t *bits)
+{
+    int32_t k;
+    int ok = 1;
+    for (k = 0; k * 32 < n; ++k) {
+        uint32_t word = 0u;
+        int32_t i;
+        for (i = 0; i < 32 && k * 32 + i < n; ++i) {
+            const int8_t v = x[k * 32 + i];
+            ok &= v == 1 || v == -1;
+            word |= (uint32_t)(v > 0) << (8 * (i & 3) + (i >> 2));
+        }
+        bits[k] = word;
+    }
+    return ok;
+}
+
+/* Popcount (SWAR; Cortex-M has no population-count instruction). */
+MCUQP_INLINE uint32_t mcuqp_pk_popcount(uint32_t v)
+{
+    v = v - ((v >> 1) & 0x55555555u);
+    v = (v & 0x33333333u) + ((v >> 2) & 0x33333333u);
+    v = (v + (v >> 4)) & 0x0F0F0F0Fu;
+    return (v * 0x01010101u) >> 24;
+}
+
+/* 1 when every one of n int8 values is -1 or +1 (SIGN outputs). */
+MCUQP_INLINE int mcuqp_pk_all_signs(const int8_t *x, size_t n)
+{
+    size_t i;
+    int ok = 1;
+    for (i = 0; i < n; ++i) {
+        ok &= x[i] == 1 || x[i] == -1;
+    }
+    return ok;
+}
+
+/* sum over k < n of popcount(a[k] ^ b[k]) (and m[k] when m is not NULL): nibble counts of
+ * three words summed before widening to bytes, bytes summed over up to 24 words. */
+MCUQP_INLINE uint32_t mcuqp_pk_xor_popcount(const uint32_t *a, const uint32_t *b, const uint32_t *m, int32_t n)
+{
+    uint32_t total = 0u;
+    int32_t k = 0;
+    while (k < n) {
+        uint32_t bytes = 0u;
+        int32_t group;
+        for (group = 0; group < 8 && k < n; ++group) {
+            uint32_t nib = 0u;
+            int32_t i;
+            for (i = 0; i < 3 && k < n; ++i, ++k) {
+                uint32_t t = a[k] ^ b[k];
+                if (m != NULL) {
+                    t &= m[k];
+                }
+                t = t - ((t >> 1) & 0x55555555u);
+                nib += (t & 0x33333333u) + ((t >> 2) & 0x33333333u);
+            }
+            bytes += (nib & 0x0F0F0F0Fu) + ((nib >> 4) & 0x0F0F0F0Fu);
+        }
+        const uint32_t halves = (bytes & 0x00FF00FFu) + ((bytes >> 8) & 0x00FF00FFu);
+        total += (halves + (halves >> 16)) & 0xFFFFu;
+    }
+    return total;
+}
+
+/* Requantize channel oc's accumulator, add the output offset and clamp (lo/hi are the
+ * clamp minus the offset). */
+MCUQP_INLINE int8_t mcuqp_pk_output(uint32_t acc, const mcuqp_requant *q, int32_t oc, int32_t lo, int32_t hi,
+                                    int32_t out_offset)
+{
+    const int32_t i = q->count == 1 ? 0 : oc;
+    const int32_t r = mcuqp_requantize((int32_t)acc, q->multiplier[i], q->shift[i]);
+    return (int8_t)(mcuqp_clamp_i32(r, lo, hi) + out_offset);
+}
+
+MCUQP_INLINE int mcuqp_pk_valid_bits(int32_t bits) { return bits == 1 || bits == 2 || bits == 4; }
+
+#endif /* MCUQP_PACKED_H */
