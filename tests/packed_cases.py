@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from mcuqp.codegen.packed import FORMATS, PackedLayer, emit_layer, kernel_sources
+from mcuqp.codegen.packed import FORMATS, PackedLayer, kernel_sources, model_source
 from mcuqp.ir import ConvAttrs, Padding
 from mcuqp.packing import VALUE_RANGE
 from mcuqp.reference.conv2d import conv_output_hw
@@ -148,28 +148,6 @@ def random_layer(rng: np.random.Generator, op: str, fmt: str, density: float, ro
     return PackedLayer(op, fmt, tuple(x.shape), w, bias, a), x
 
 
-def target_model(layers: list[PackedLayer], out_shapes: list[tuple[int, ...]]) -> tuple[str, str]:
-    """model.c / model.h running every layer on its slice of one input and one output buffer,
-    with one static scratch buffer shared by all."""
-    decls, calls = [], []
-    in_off = out_off = 0
-    scratch = max([ly.scratch_bytes() for ly in layers] + [4])
-    for i, (ly, shape) in enumerate(zip(layers, out_shapes)):
-        d, call = emit_layer(i, ly, shape, f"input + {in_off}", f"output + {out_off}", "scratch")
-        decls.append(d)
-        calls.append(f"    if ({call} != MCUQP_OK) {{\n        return {i + 1};\n    }}\n    MCUQP_LAYER_HOOK({i});\n")
-        in_off += int(np.prod(ly.x_shape))
-        out_off += int(np.prod(shape))
-    header = ("#ifndef MODEL_H\n#define MODEL_H\n#include <stdint.h>\n"
-              f"#define MCUQP_MODEL_INPUT_SIZE {in_off}\n#define MCUQP_MODEL_OUTPUT_SIZE {out_off}\n"
-              "int mcuqp_model_invoke(const int8_t *input, int8_t *output);\n#endif\n")
-    source = ('#include <stddef.h>\n#include "model.h"\n#include "mcuqp_nn.h"\n#include "mcuqp_profile.h"\n\n'
-              f"static int32_t scratch[{-(-scratch // 4)}];\n" + "".join(decls) +
-              "\nint mcuqp_model_invoke(const int8_t *input, int8_t *output)\n{\n" + "".join(calls) +
-              "    return 0;\n}\n")
-    return source, header
-
-
 def run_on_qemu(tmp_path, board: str, layers: list[PackedLayer], inputs: list[np.ndarray], dsp: bool,
                 rounding: str = "double"):
     """Builds the layers as one model (DSP kernel variants when `dsp`), runs the given
@@ -180,7 +158,7 @@ def run_on_qemu(tmp_path, board: str, layers: list[PackedLayer], inputs: list[np
     n = inputs[0].shape[0] // layers[0].x_shape[0]
     outs = [ly.reference(x, rounding) for ly, x in zip(layers, inputs)]
     shapes = [(ly.x_shape[0], *o.shape[1:]) for ly, o in zip(layers, outs)]
-    src, hdr = target_model(layers, shapes)
+    src, hdr = model_source(layers, shapes)
     (tmp_path / "model.c").write_text(src)
     (tmp_path / "model.h").write_text(hdr)
     srcs = [tmp_path / "model.c", *kernel_sources(layers, hostlib.RUNTIME_DIR / "src", dsp),
@@ -195,4 +173,4 @@ def run_on_qemu(tmp_path, board: str, layers: list[PackedLayer], inputs: list[np
     return r.outputs, want, r, fw
 
 
-__all__ = ["FORMATS", "OK", "ERR", "c_call", "out_shape", "random_layer", "run_on_qemu", "target_model"]
+__all__ = ["FORMATS", "OK", "ERR", "c_call", "out_shape", "random_layer", "run_on_qemu"]

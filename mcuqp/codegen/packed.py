@@ -63,7 +63,7 @@ class PackedLayer:
         kh, kw = (self.w.shape[1], self.w.shape[2]) if self.op != "fc" else (1, 1)
         return {
             "dense": 0,
-            "sparse": 5 * kh * kw if self.op == "depthwise" else 2 * k,
+            "sparse": {"fc": 2 * k, "conv2d": 4 * k, "depthwise": 5 * kh * kw}[self.op],
             "xnor": 4 * (-(-k // 32)) * (1 if self.op == "fc" else 2),
         }.get(self.fmt, _round_up(k, 4) if self.op == "depthwise" else 2 * _round_up(k, 32))
 
@@ -184,3 +184,30 @@ def kernel_sources(layers: list[PackedLayer], runtime_src, dsp: bool) -> list:
         variant = runtime_src / "dsp" / n
         out.append(variant if dsp and variant.exists() else runtime_src / n)
     return out
+
+
+def model_source(layers: list[PackedLayer], out_shapes: list[tuple[int, ...]],
+                 shared_input: bool = False) -> tuple[str, str]:
+    """model.c / model.h of a test or benchmark model that runs every layer, each on its own
+    slice of the input (or all on the same input when `shared_input`), each writing its own
+    slice of the output; one static scratch buffer serves all. Layer i's filter arrays are
+    named w{i}* (see weight_symbols)."""
+    decls, calls = [], []
+    in_off = out_off = 0
+    scratch = max([ly.scratch_bytes() for ly in layers] + [4])
+    for i, (ly, shape) in enumerate(zip(layers, out_shapes)):
+        d, call = emit_layer(i, ly, shape, f"input + {in_off}", f"output + {out_off}", "scratch")
+        decls.append(d)
+        calls.append(f"    if ({call} != MCUQP_OK) {{\n        return {i + 1};\n    }}\n    MCUQP_LAYER_HOOK({i});\n")
+        if not shared_input:
+            in_off += int(np.prod(ly.x_shape))
+        out_off += int(np.prod(shape))
+    in_size = int(np.prod(layers[0].x_shape)) if shared_input else in_off
+    header = ("#ifndef MODEL_H\n#define MODEL_H\n#include <stdint.h>\n"
+              f"#define MCUQP_MODEL_INPUT_SIZE {in_size}\n#define MCUQP_MODEL_OUTPUT_SIZE {out_off}\n"
+              "int mcuqp_model_invoke(const int8_t *input, int8_t *output);\n#endif\n")
+    source = ('#include <stddef.h>\n#include "model.h"\n#include "mcuqp_nn.h"\n#include "mcuqp_profile.h"\n\n'
+              f"static int32_t scratch[{-(-scratch // 4)}];\n" + "".join(decls) +
+              "\nint mcuqp_model_invoke(const int8_t *input, int8_t *output)\n{\n" + "".join(calls) +
+              "    return 0;\n}\n")
+    return source, header

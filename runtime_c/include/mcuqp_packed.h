@@ -14,8 +14,10 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "mcuqp_fixedpoint.h"
+#include "mcuqp_intrinsics.h"
 #include "mcuqp_kernel_checks.h"
 #include "mcuqp_nn.h"
 
@@ -65,8 +67,10 @@ MCUQP_INLINE void mcuqp_pk_widen(const int8_t *x, int32_t n, int32_t offset, int
 }
 
 /* The window of the output pixel whose first tap is input (y0, x0) into buf: K values,
- * input + offset inside the image, 0 in the padding. Returns the number of taps inside. */
-MCUQP_INLINE int32_t mcuqp_pk_window(const mcuqp_pk_geom *g, int32_t y0, int32_t x0, int16_t *buf, int swizzle)
+ * input + offset inside the image, 0 in the padding; natural order with `step` int16
+ * between values (2: two pixels interleaved), or swizzled (step 1). */
+MCUQP_INLINE void mcuqp_pk_window(const mcuqp_pk_geom *g, int32_t y0, int32_t x0, int16_t *buf, int swizzle,
+                                  int32_t step)
 {
     int32_t ky_lo;
     int32_t ky_hi;
@@ -75,63 +79,103 @@ MCUQP_INLINE int32_t mcuqp_pk_window(const mcuqp_pk_geom *g, int32_t y0, int32_t
     mcuqp_tap_range(y0, g->dil_h, g->k_h, g->in_h, &ky_lo, &ky_hi);
     mcuqp_tap_range(x0, g->dil_w, g->k_w, g->in_w, &kx_lo, &kx_hi);
     const int32_t c = g->in_c;
-    const int aligned = swizzle == 0 || (c & 3) == 0;
+    const int32_t off = g->offset;
+    const int aligned = (c & 3) == 0;
     int32_t k = 0;
     int32_t ky;
     for (ky = 0; ky < g->k_h; ++ky) {
         const int row_in = ky >= ky_lo && ky < ky_hi;
-        const int8_t *row = g->input + (size_t)(y0 + ky * g->dil_h) * (size_t)g->in_w * (size_t)c;
+        const int8_t *row = g->input + (size_t)(row_in ? y0 + ky * g->dil_h : 0) * (size_t)g->in_w * (size_t)c;
         int32_t kx;
-        for (kx = 0; kx < g->k_w; ++kx) {
-            if (row_in && kx >= kx_lo && kx < kx_hi) {
-                const int8_t *px = row + (size_t)(x0 + kx * g->dil_w) * (size_t)c;
-                if (aligned) {
-                    mcuqp_pk_widen(px, c, g->offset, buf, k, swizzle);
+        for (kx = 0; kx < g->k_w; ++kx, k += c) {
+            const int in = row_in && kx >= kx_lo && kx < kx_hi;
+            const int8_t *px = row + (size_t)(in ? x0 + kx * g->dil_w : 0) * (size_t)c;
+            int32_t i;
+            if (swizzle) {
+                if (in && aligned) {
+                    mcuqp_pk_widen(px, c, off, buf, k, 1);
                 } else {
-                    int32_t i;
                     for (i = 0; i < c; ++i) {
-                        buf[mcuqp_pk_swz(k + i)] = (int16_t)(px[i] + g->offset);
+                        buf[mcuqp_pk_swz(k + i)] = (int16_t)(in ? px[i] + off : 0);
                     }
                 }
             } else {
-                int32_t i;
-                for (i = 0; i < c; ++i) {
-                    buf[swizzle ? mcuqp_pk_swz(k + i) : (size_t)(k + i)] = 0;
+                int16_t *b = buf + (size_t)k * (size_t)step;
+                if (in) {
+                    for (i = 0; i < c; ++i) {
+                        b[(size_t)i * (size_t)step] = (int16_t)(px[i] + off);
+                    }
+                } else {
+                    for (i = 0; i < c; ++i) {
+                        b[(size_t)i * (size_t)step] = 0;
+                    }
                 }
             }
-            k += c;
         }
     }
-    return (ky_hi - ky_lo) * (kx_hi - kx_lo);
 }
 
-/* sum over one sparse row of value * x[column], modulo 2^32; advances the three streams. */
-MCUQP_INLINE uint32_t mcuqp_pk_sparse_dot(const int16_t *x, int32_t segments, const uint16_t **counts,
-                                          const uint8_t **index, const int8_t **values)
+/* acc + sum over n stored nonzeros of value * x[column], modulo 2^32 (columns within one
+ * segment of x); advances the index and value streams. */
+MCUQP_INLINE uint32_t mcuqp_pk_sparse_run(uint32_t acc, const int16_t *x, int32_t n, const uint8_t **index,
+                                          const int8_t **values)
 {
-    uint32_t acc = 0u;
     const uint8_t *ix = *index;
     const int8_t *v = *values;
-    int32_t s;
-    for (s = 0; s < segments; ++s) {
-        const int16_t *xs = x + (size_t)s * MCUQP_SPARSE_SEGMENT;
-        int32_t n = (int32_t)(*counts)[s];
-        for (; n >= 4; n -= 4) {
-            acc += (uint32_t)(xs[ix[0]] * v[0]);
-            acc += (uint32_t)(xs[ix[1]] * v[1]);
-            acc += (uint32_t)(xs[ix[2]] * v[2]);
-            acc += (uint32_t)(xs[ix[3]] * v[3]);
-            ix += 4;
-            v += 4;
-        }
-        for (; n > 0; --n) {
-            acc += (uint32_t)(xs[*ix++] * *v++);
-        }
+    const uint8_t *end4 = ix + (n & ~3);
+    const uint8_t *end = ix + n;
+    while (ix != end4) {
+        acc += (uint32_t)(x[ix[0]] * v[0]) + (uint32_t)(x[ix[1]] * v[1]) + (uint32_t)(x[ix[2]] * v[2]) +
+               (uint32_t)(x[ix[3]] * v[3]);
+        ix += 4;
+        v += 4;
     }
-    *counts += segments;
+    while (ix != end) {
+        acc += (uint32_t)(x[*ix++] * *v++);
+    }
     *index = ix;
     *values = v;
     return acc;
+}
+
+/* Two pixels at once: x holds (pixel a, pixel b) int16 pairs per column; acc[0] / acc[1]
+ * gain value * x_a / x_b over n stored nonzeros. */
+MCUQP_INLINE uint32_t mcuqp_pk_pair(const int16_t *x, uint32_t column)
+{
+    uint32_t p;
+    memcpy(&p, x + 2u * column, 4); /* one word load; little-endian: pixel a in the low half */
+    return p;
+}
+
+MCUQP_INLINE void mcuqp_pk_sparse_run2(uint32_t acc[2], const int16_t *x, int32_t n, const uint8_t **index,
+                                       const int8_t **values)
+{
+    const uint8_t *ix = *index;
+    const int8_t *v = *values;
+    const uint8_t *end = ix + n;
+    uint32_t a = acc[0];
+    uint32_t b = acc[1];
+    const uint8_t *end2 = ix + (n & ~1);
+    while (ix != end2) {
+        const uint32_t p0 = mcuqp_pk_pair(x, ix[0]);
+        const uint32_t p1 = mcuqp_pk_pair(x, ix[1]);
+        const int32_t v0 = v[0];
+        const int32_t v1 = v[1];
+        a += (uint32_t)((int32_t)(int16_t)p0 * v0) + (uint32_t)((int32_t)(int16_t)p1 * v1);
+        b += (uint32_t)(((int32_t)p0 >> 16) * v0) + (uint32_t)(((int32_t)p1 >> 16) * v1);
+        ix += 2;
+        v += 2;
+    }
+    if (ix != end) {
+        const uint32_t p0 = mcuqp_pk_pair(x, *ix++);
+        const int32_t v0 = *v++;
+        a += (uint32_t)((int32_t)(int16_t)p0 * v0);
+        b += (uint32_t)(((int32_t)p0 >> 16) * v0);
+    }
+    acc[0] = a;
+    acc[1] = b;
+    *index = ix;
+    *values = v;
 }
 
 /* Low-bit code -> weight. */
@@ -236,12 +280,20 @@ MCUQP_INLINE uint32_t mcuqp_pk_xor_popcount(const uint32_t *a, const uint32_t *b
 }
 
 /* Requantize channel oc's accumulator, add the output offset and clamp (lo/hi are the
- * clamp minus the offset). */
+ * clamp minus the offset): the exact high-word form of mcuqp_intrinsics.h where it
+ * applies, mcuqp_requantize() for an INT32_MIN multiplier. */
 MCUQP_INLINE int8_t mcuqp_pk_output(uint32_t acc, const mcuqp_requant *q, int32_t oc, int32_t lo, int32_t hi,
                                     int32_t out_offset)
 {
     const int32_t i = q->count == 1 ? 0 : oc;
-    const int32_t r = mcuqp_requantize((int32_t)acc, q->multiplier[i], q->shift[i]);
+    const int32_t m = q->multiplier[i];
+    int32_t r;
+    if (m != INT32_MIN) {
+        const mcuqp_rq p = mcuqp_rq_prepare(m, q->shift[i]);
+        r = mcuqp_rq_apply((int32_t)acc, &p);
+    } else {
+        r = mcuqp_requantize((int32_t)acc, m, q->shift[i]);
+    }
     return (int8_t)(mcuqp_clamp_i32(r, lo, hi) + out_offset);
 }
 

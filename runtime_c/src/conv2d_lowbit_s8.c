@@ -65,8 +65,8 @@ mcuqp_status mcuqp_conv2d_lowbit_s8(const mcuqp_conv_params *params, const mcuqp
         for (oy = 0; oy < output_dims->h; ++oy) {
             int32_t ox;
             for (ox = 0; ox < output_dims->w; ++ox) {
-                (void)mcuqp_pk_window(&g, oy * params->stride_h - params->pad_h, ox * params->stride_w - params->pad_w,
-                                      x, 1);
+                mcuqp_pk_window(&g, oy * params->stride_h - params->pad_h, ox * params->stride_w - params->pad_w, x,
+                                1, 1);
                 int8_t *y = output + (((size_t)n * (size_t)output_dims->h + (size_t)oy) * (size_t)output_dims->w +
                                       (size_t)ox) * (size_t)out_c;
                 int32_t oc;

@@ -9,12 +9,13 @@
  *         index (uint8 column within its segment) and values (int8) per nonzero
  * bias    (out_c,) int32, or NULL
  * output  (n, out_h, out_w, out_c) int8
- * buffer  mcuqp_conv2d_sparse_s8_get_buffer_size(filter_dims) bytes (2 K)
+ * buffer  mcuqp_conv2d_sparse_s8_get_buffer_size(filter_dims) bytes (4 K: two windows)
  * params, quant  as mcuqp_conv2d_s8
  *
- * Per output pixel the window is gathered once into the int16 buffer (input + offset,
- * zeros for taps in the padding, exactly TFLite's rule); then every output channel sums
- * its stored nonzeros against it, skipping zeros entirely.
+ * Output pixels go in pairs: both windows are gathered once into the buffer as int16
+ * pairs (input + offset, zeros for taps in the padding, exactly TFLite's rule), so one
+ * word load per stored nonzero feeds both pixels; every output channel sums its stored
+ * nonzeros only, skipping zeros entirely.
  */
 #include "mcuqp_packed.h"
 
@@ -25,7 +26,7 @@ int32_t mcuqp_conv2d_sparse_s8_get_buffer_size(const mcuqp_dims *filter_dims)
         return (int32_t)MCUQP_ERR_ARG;
     }
     const int64_t k = (int64_t)filter_dims->h * filter_dims->w * filter_dims->c;
-    return k <= (1 << 28) ? (int32_t)(2 * k) : (int32_t)MCUQP_ERR_ARG;
+    return k <= (1 << 28) ? (int32_t)(4 * k) : (int32_t)MCUQP_ERR_ARG;
 }
 
 mcuqp_status mcuqp_conv2d_sparse_s8(const mcuqp_conv_params *params, const mcuqp_requant *quant,
@@ -56,25 +57,39 @@ mcuqp_status mcuqp_conv2d_sparse_s8(const mcuqp_conv_params *params, const mcuqp
     g.dil_w = params->dilation_w;
     g.offset = params->input_offset;
     const size_t in_image = (size_t)g.in_h * (size_t)g.in_w * (size_t)g.in_c;
+    const int32_t out_h = output_dims->h;
+    const int32_t out_w = output_dims->w;
+    const int32_t pixels = out_h * out_w;
     int32_t n;
     for (n = 0; n < input_dims->n; ++n) {
         g.input = input + (size_t)n * in_image;
-        int32_t oy;
-        for (oy = 0; oy < output_dims->h; ++oy) {
-            int32_t ox;
-            for (ox = 0; ox < output_dims->w; ++ox) {
-                (void)mcuqp_pk_window(&g, oy * params->stride_h - params->pad_h, ox * params->stride_w - params->pad_w,
-                                      x, 0);
-                const uint16_t *counts = filter->counts;
-                const uint8_t *index = filter->index;
-                const int8_t *values = filter->values;
-                int8_t *y = output + (((size_t)n * (size_t)output_dims->h + (size_t)oy) * (size_t)output_dims->w +
-                                      (size_t)ox) * (size_t)out_c;
-                int32_t oc;
-                for (oc = 0; oc < out_c; ++oc) {
-                    uint32_t acc = mcuqp_pk_sparse_dot(x, segments, &counts, &index, &values);
-                    acc += bias != NULL ? (uint32_t)bias[oc] : 0u;
-                    y[oc] = mcuqp_pk_output(acc, quant, oc, lo, hi, params->output_offset);
+        int8_t *out = output + (size_t)n * (size_t)pixels * (size_t)out_c;
+        int32_t p;
+        for (p = 0; p < pixels; p += 2) {
+            /* Pixels p and q = p + 1 (p again for an odd last pixel: computed, not stored). */
+            const int two = p + 1 < pixels;
+            const int32_t q = two ? p + 1 : p;
+            mcuqp_pk_window(&g, (p / out_w) * params->stride_h - params->pad_h,
+                            (p % out_w) * params->stride_w - params->pad_w, x, 0, 2);
+            mcuqp_pk_window(&g, (q / out_w) * params->stride_h - params->pad_h,
+                            (q % out_w) * params->stride_w - params->pad_w, x + 1, 0, 2);
+            const uint16_t *counts = filter->counts;
+            const uint8_t *index = filter->index;
+            const int8_t *values = filter->values;
+            int8_t *ya = out + (size_t)p * (size_t)out_c;
+            int32_t oc;
+            for (oc = 0; oc < out_c; ++oc) {
+                const uint32_t b0 = bias != NULL ? (uint32_t)bias[oc] : 0u;
+                uint32_t acc[2] = {b0, b0};
+                int32_t s;
+                for (s = 0; s < segments; ++s) {
+                    mcuqp_pk_sparse_run2(acc, x + (size_t)s * 2u * MCUQP_SPARSE_SEGMENT, (int32_t)counts[s], &index,
+                                         &values);
+                }
+                counts += segments;
+                ya[oc] = mcuqp_pk_output(acc[0], quant, oc, lo, hi, params->output_offset);
+                if (two) {
+                    ya[(size_t)out_c + (size_t)oc] = mcuqp_pk_output(acc[1], quant, oc, lo, hi, params->output_offset);
                 }
             }
         }

@@ -46,8 +46,13 @@ mcuqp_status mcuqp_fully_connected_sparse_s8(const mcuqp_fc_params *params, cons
         int8_t *y = output + (size_t)b * (size_t)out_ch;
         int32_t oc;
         for (oc = 0; oc < out_ch; ++oc) {
-            uint32_t acc = mcuqp_pk_sparse_dot(x, segments, &counts, &index, &values);
-            acc += bias != NULL ? (uint32_t)bias[oc] : 0u;
+            uint32_t acc = bias != NULL ? (uint32_t)bias[oc] : 0u;
+            int32_t s;
+            for (s = 0; s < segments; ++s) {
+                acc = mcuqp_pk_sparse_run(acc, x + (size_t)s * MCUQP_SPARSE_SEGMENT, (int32_t)counts[s], &index,
+                                          &values);
+            }
+            counts += segments;
             y[oc] = mcuqp_pk_output(acc, quant, oc, lo, hi, params->output_offset);
         }
     }
