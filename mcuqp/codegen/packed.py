@@ -65,7 +65,7 @@ class PackedLayer:
             "dense": 0,
             "sparse": {"fc": 2 * k, "conv2d": 4 * k, "depthwise": 5 * kh * kw}[self.op],
             "xnor": 4 * (-(-k // 32)) * (1 if self.op == "fc" else 2),
-        }.get(self.fmt, _round_up(k, 4) if self.op == "depthwise" else 2 * _round_up(k, 32))
+        }.get(self.fmt, _round_up(k, 4) if self.op == "depthwise" else (2 if self.op == "fc" else 4) * _round_up(k, 32))
 
     def reference(self, x: np.ndarray, rounding: str = "double") -> np.ndarray:
         """The numpy twin of the packed kernel (the dense reference for "dense")."""

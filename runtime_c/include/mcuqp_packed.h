@@ -41,36 +41,52 @@ MCUQP_INLINE size_t mcuqp_pk_swz(int32_t k)
     return (size_t)((k & ~3) | ((k & 1) << 1) | ((k >> 1) & 1));
 }
 
-/* Buffer positions [0, n) of a window buffer whose K values are a multiple-of-4 prefix. */
 MCUQP_INLINE int32_t mcuqp_pk_round_up(int32_t v, int32_t m) { return (v + m - 1) / m * m; }
 
-/* x[0 .. n) + offset into buf (natural or swizzled positions from position `k0`, a multiple of 4). */
-MCUQP_INLINE void mcuqp_pk_widen(const int8_t *x, int32_t n, int32_t offset, int16_t *buf, int32_t k0, int swizzle)
+/* Where value k of a window goes in its int16 buffer. */
+typedef struct {
+    int swizzle;   /* 0: natural order, value k at k * step; 1: swizzled */
+    int32_t step;  /* natural order: int16 between values (2: two pixels interleaved) */
+    int pair;      /* swizzled: 1 when two pixels' words interleave (pixel p at word 2 w + p) */
+    int32_t pixel; /* 0 or 1 */
+} mcuqp_pk_layout;
+
+MCUQP_INLINE size_t mcuqp_pk_pos(int32_t k, const mcuqp_pk_layout *l)
+{
+    if (!l->swizzle) {
+        return (size_t)k * (size_t)l->step;
+    }
+    const size_t s = mcuqp_pk_swz(k);
+    return l->pair ? ((((s >> 1) << 1) + (size_t)l->pixel) << 1) | (s & 1u) : s;
+}
+
+/* x[0 .. n) + offset into buf as values k0 .. k0 + n (k0 a multiple of 4 when swizzled). */
+MCUQP_INLINE void mcuqp_pk_widen(const int8_t *x, int32_t n, int32_t offset, int16_t *buf, int32_t k0,
+                                 const mcuqp_pk_layout *l)
 {
     int32_t i = 0;
-    if (swizzle) {
+    if (l->swizzle) {
+        /* {x0, x2} {x1, x3} are exactly SXTAB16 and SXTAB16 ROR #8 of the four bytes */
+        const uint32_t off2 = mcuqp_dup_s16(offset);
+        const size_t words = l->pair ? 2u : 1u;
         for (; i + 4 <= n; i += 4) {
-            int16_t *b = buf + k0 + i;
-            b[0] = (int16_t)(x[i] + offset);
-            b[2] = (int16_t)(x[i + 1] + offset);
-            b[1] = (int16_t)(x[i + 2] + offset);
-            b[3] = (int16_t)(x[i + 3] + offset);
+            const uint32_t v = mcuqp_read_s8x4(x + i);
+            const uint32_t even = mcuqp_sxtab16(off2, v);
+            const uint32_t odd = mcuqp_sxtab16_ror8(off2, v);
+            int16_t *b = buf + 2u * ((size_t)(k0 + i) / 2u * words + (size_t)l->pixel * (words - 1u));
+            memcpy(b, &even, 4);
+            memcpy(b + 2u * words, &odd, 4);
         }
-        for (; i < n; ++i) {
-            buf[mcuqp_pk_swz(k0 + i)] = (int16_t)(x[i] + offset);
-        }
-    } else {
-        for (; i < n; ++i) {
-            buf[k0 + i] = (int16_t)(x[i] + offset);
-        }
+    }
+    for (; i < n; ++i) {
+        buf[mcuqp_pk_pos(k0 + i, l)] = (int16_t)(x[i] + offset);
     }
 }
 
 /* The window of the output pixel whose first tap is input (y0, x0) into buf: K values,
- * input + offset inside the image, 0 in the padding; natural order with `step` int16
- * between values (2: two pixels interleaved), or swizzled (step 1). */
-MCUQP_INLINE void mcuqp_pk_window(const mcuqp_pk_geom *g, int32_t y0, int32_t x0, int16_t *buf, int swizzle,
-                                  int32_t step)
+ * input + offset inside the image, 0 in the padding. */
+MCUQP_INLINE void mcuqp_pk_window(const mcuqp_pk_geom *g, int32_t y0, int32_t x0, int16_t *buf,
+                                  const mcuqp_pk_layout *l)
 {
     int32_t ky_lo;
     int32_t ky_hi;
@@ -79,8 +95,7 @@ MCUQP_INLINE void mcuqp_pk_window(const mcuqp_pk_geom *g, int32_t y0, int32_t x0
     mcuqp_tap_range(y0, g->dil_h, g->k_h, g->in_h, &ky_lo, &ky_hi);
     mcuqp_tap_range(x0, g->dil_w, g->k_w, g->in_w, &kx_lo, &kx_hi);
     const int32_t c = g->in_c;
-    const int32_t off = g->offset;
-    const int aligned = (c & 3) == 0;
+    const int fast = !l->swizzle || (c & 3) == 0;
     int32_t k = 0;
     int32_t ky;
     for (ky = 0; ky < g->k_h; ++ky) {
@@ -88,27 +103,19 @@ MCUQP_INLINE void mcuqp_pk_window(const mcuqp_pk_geom *g, int32_t y0, int32_t x0
         const int8_t *row = g->input + (size_t)(row_in ? y0 + ky * g->dil_h : 0) * (size_t)g->in_w * (size_t)c;
         int32_t kx;
         for (kx = 0; kx < g->k_w; ++kx, k += c) {
-            const int in = row_in && kx >= kx_lo && kx < kx_hi;
-            const int8_t *px = row + (size_t)(in ? x0 + kx * g->dil_w : 0) * (size_t)c;
             int32_t i;
-            if (swizzle) {
-                if (in && aligned) {
-                    mcuqp_pk_widen(px, c, off, buf, k, 1);
+            if (row_in && kx >= kx_lo && kx < kx_hi) {
+                const int8_t *px = row + (size_t)(x0 + kx * g->dil_w) * (size_t)c;
+                if (fast) {
+                    mcuqp_pk_widen(px, c, g->offset, buf, k, l);
                 } else {
                     for (i = 0; i < c; ++i) {
-                        buf[mcuqp_pk_swz(k + i)] = (int16_t)(in ? px[i] + off : 0);
+                        buf[mcuqp_pk_pos(k + i, l)] = (int16_t)(px[i] + g->offset);
                     }
                 }
             } else {
-                int16_t *b = buf + (size_t)k * (size_t)step;
-                if (in) {
-                    for (i = 0; i < c; ++i) {
-                        b[(size_t)i * (size_t)step] = (int16_t)(px[i] + off);
-                    }
-                } else {
-                    for (i = 0; i < c; ++i) {
-                        b[(size_t)i * (size_t)step] = 0;
-                    }
+                for (i = 0; i < c; ++i) {
+                    buf[mcuqp_pk_pos(k + i, l)] = 0;
                 }
             }
         }

@@ -7,7 +7,8 @@
  *         ceil(K / (32 / bits)) words, K = k_h * k_w * in_c in OHWI order
  * bias    (out_c,) int32, or NULL
  * output  (n, out_h, out_w, out_c) int8
- * buffer  mcuqp_conv2d_lowbit_s8_get_buffer_size(filter_dims) bytes: one window, int16
+ * buffer  mcuqp_conv2d_lowbit_s8_get_buffer_size(filter_dims) bytes (room for two int16
+ *         windows, as the DSP variant takes; this one uses the first)
  * params, quant  as mcuqp_conv2d_s8
  *
  * Per output pixel the window is gathered once (input + offset, zeros in the padding, in
@@ -23,7 +24,7 @@ int32_t mcuqp_conv2d_lowbit_s8_get_buffer_size(const mcuqp_dims *filter_dims)
         return (int32_t)MCUQP_ERR_ARG;
     }
     const int64_t k = (int64_t)filter_dims->h * filter_dims->w * filter_dims->c;
-    return k < (1 << 24) ? 2 * mcuqp_pk_round_up((int32_t)k, 32) : (int32_t)MCUQP_ERR_ARG;
+    return k < (1 << 16) ? 4 * mcuqp_pk_round_up((int32_t)k, 32) : (int32_t)MCUQP_ERR_ARG;
 }
 
 mcuqp_status mcuqp_conv2d_lowbit_s8(const mcuqp_conv_params *params, const mcuqp_requant *quant,
@@ -38,6 +39,7 @@ mcuqp_status mcuqp_conv2d_lowbit_s8(const mcuqp_conv_params *params, const mcuqp
         return MCUQP_ERR_ARG;
     }
     int16_t *x = (int16_t *)buffer;
+    const mcuqp_pk_layout swizzled = {1, 1, 0, 0};
     const int32_t bits = filter->bits;
     const int32_t out_c = filter_dims->n;
     const int32_t k_len = filter_dims->h * filter_dims->w * filter_dims->c;
@@ -66,7 +68,7 @@ mcuqp_status mcuqp_conv2d_lowbit_s8(const mcuqp_conv_params *params, const mcuqp
             int32_t ox;
             for (ox = 0; ox < output_dims->w; ++ox) {
                 mcuqp_pk_window(&g, oy * params->stride_h - params->pad_h, ox * params->stride_w - params->pad_w, x,
-                                1, 1);
+                                &swizzled);
                 int8_t *y = output + (((size_t)n * (size_t)output_dims->h + (size_t)oy) * (size_t)output_dims->w +
                                       (size_t)ox) * (size_t)out_c;
                 int32_t oc;

@@ -42,6 +42,7 @@ mcuqp_status mcuqp_conv2d_sparse_s8(const mcuqp_conv_params *params, const mcuqp
         return MCUQP_ERR_ARG;
     }
     int16_t *x = (int16_t *)buffer;
+    const mcuqp_pk_layout pairs = {0, 2, 0, 0}; /* pixel a at 2 k, pixel b at 2 k + 1 */
     const int32_t out_c = filter_dims->n;
     const int32_t k_len = filter_dims->h * filter_dims->w * filter_dims->c;
     const int32_t segments = (k_len + MCUQP_SPARSE_SEGMENT - 1) / MCUQP_SPARSE_SEGMENT;
@@ -70,9 +71,9 @@ mcuqp_status mcuqp_conv2d_sparse_s8(const mcuqp_conv_params *params, const mcuqp
             const int two = p + 1 < pixels;
             const int32_t q = two ? p + 1 : p;
             mcuqp_pk_window(&g, (p / out_w) * params->stride_h - params->pad_h,
-                            (p % out_w) * params->stride_w - params->pad_w, x, 0, 2);
+                            (p % out_w) * params->stride_w - params->pad_w, x, &pairs);
             mcuqp_pk_window(&g, (q / out_w) * params->stride_h - params->pad_h,
-                            (q % out_w) * params->stride_w - params->pad_w, x + 1, 0, 2);
+                            (q % out_w) * params->stride_w - params->pad_w, x + 1, &pairs);
             const uint16_t *counts = filter->counts;
             const uint8_t *index = filter->index;
             const int8_t *values = filter->values;

@@ -3,7 +3,7 @@
  * int8 -> int8. Same results as mcuqp_fully_connected_s8 on the decoded weights
  * (filter_offset 0).
  *
- * input   (batches, in_ch) int8                   batches, in_ch, out_ch >= 1
+ * input   (batches, in_ch) int8                   batches, out_ch >= 1, 1 <= in_ch < 2^16
  * filter  bits 4, 2 or 1; out_ch rows of ceil(in_ch / (32 / bits)) words
  * bias    (out_ch,) int32, or NULL
  * output  (batches, out_ch) int8
@@ -19,7 +19,7 @@
 
 int32_t mcuqp_fully_connected_lowbit_s8_get_buffer_size(int32_t in_ch)
 {
-    return in_ch >= 1 && in_ch < (1 << 24) ? 2 * mcuqp_pk_round_up(in_ch, 32) : (int32_t)MCUQP_ERR_ARG;
+    return in_ch >= 1 && in_ch < (1 << 16) ? 2 * mcuqp_pk_round_up(in_ch, 32) : (int32_t)MCUQP_ERR_ARG;
 }
 
 mcuqp_status mcuqp_fully_connected_lowbit_s8(const mcuqp_fc_params *params, const mcuqp_requant *quant,
@@ -34,6 +34,7 @@ mcuqp_status mcuqp_fully_connected_lowbit_s8(const mcuqp_fc_params *params, cons
         return MCUQP_ERR_ARG;
     }
     int16_t *x = (int16_t *)buffer;
+    const mcuqp_pk_layout swizzled = {1, 1, 0, 0};
     const int32_t bits = filter->bits;
     const int32_t row_words = (in_ch + 32 / bits - 1) / (32 / bits);
     const int32_t lo = params->act_min - params->output_offset;
@@ -45,7 +46,7 @@ mcuqp_status mcuqp_fully_connected_lowbit_s8(const mcuqp_fc_params *params, cons
     }
     int32_t b;
     for (b = 0; b < batches; ++b) {
-        mcuqp_pk_widen(input + (size_t)b * (size_t)in_ch, in_ch, params->input_offset, x, 0, 1);
+        mcuqp_pk_widen(input + (size_t)b * (size_t)in_ch, in_ch, params->input_offset, x, 0, &swizzled);
         int8_t *y = output + (size_t)b * (size_t)out_ch;
         int32_t oc;
         for (oc = 0; oc < out_ch; ++oc) {
