@@ -218,72 +218,122 @@ MCUQP_INLINE uint32_t mcuqp_pk_lowbit_dot(const uint32_t *w, int32_t n_words, co
     return acc;
 }
 
-/* Sign bits of n int8 inputs (-1 / +1) in the low-bit lane order: bit 8 j + f of word k is
- * input 32 k + 4 f + j > 0. Returns 0 when an input is neither -1 nor +1. Words written:
- * ceil(n / 32); padding bits 0. */
-MCUQP_INLINE int mcuqp_pk_sign_bits(const int8_t *x, int32_t n, uint32_t *bits)
+/* The sign bits of four int8 inputs at x (-1 / +1), as bits 0, 8, 16, 24 (1 for +1);
+ * *ok is cleared when one of them is neither -1 nor +1. */
+MCUQP_INLINE uint32_t mcuqp_pk_signs4(const int8_t *x, uint32_t *ok)
 {
-    int32_t k;
-    int ok = 1;
-    for (k = 0; k * 32 < n; ++k) {
-        uint32_t word = 0u;
-        int32_t i;
-        for (i = 0; i < 32 && k * 32 + i < n; ++i) {
-            const int8_t v = x[k * 32 + i];
-            ok &= v == 1 || v == -1;
-            word |= (uint32_t)(v > 0) << (8 * (i & 3) + (i >> 2));
-        }
-        bits[k] = word;
-    }
-    return ok;
-}
-
-/* Popcount (SWAR; Cortex-M has no population-count instruction). */
-MCUQP_INLINE uint32_t mcuqp_pk_popcount(uint32_t v)
-{
-    v = v - ((v >> 1) & 0x55555555u);
-    v = (v & 0x33333333u) + ((v >> 2) & 0x33333333u);
-    v = (v + (v >> 4)) & 0x0F0F0F0Fu;
-    return (v * 0x01010101u) >> 24;
+    const uint32_t v = mcuqp_read_s8x4(x);
+    const uint32_t pos = 0x01010101u & ~(v >> 7);
+    *ok &= (uint32_t)(v == ~(pos * 0xFEu)); /* +1 is 0x01, -1 is 0xFF */
+    return pos;
 }
 
 /* 1 when every one of n int8 values is -1 or +1 (SIGN outputs). */
 MCUQP_INLINE int mcuqp_pk_all_signs(const int8_t *x, size_t n)
 {
-    size_t i;
-    int ok = 1;
-    for (i = 0; i < n; ++i) {
-        ok &= x[i] == 1 || x[i] == -1;
+    uint32_t ok = 1u;
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        (void)mcuqp_pk_signs4(x + i, &ok);
     }
-    return ok;
+    for (; i < n; ++i) {
+        ok &= (uint32_t)(x[i] == 1 || x[i] == -1);
+    }
+    return ok != 0u;
 }
 
-/* sum over k < n of popcount(a[k] ^ b[k]) (and m[k] when m is not NULL): nibble counts of
- * three words summed before widening to bytes, bytes summed over up to 24 words. */
-MCUQP_INLINE uint32_t mcuqp_pk_xor_popcount(const uint32_t *a, const uint32_t *b, const uint32_t *m, int32_t n)
+/* Value k of a sign-bit window or row: bit 8 (k & 3) + ((k & 31) >> 2) of word k >> 5. */
+MCUQP_INLINE uint32_t mcuqp_pk_sign_bit(int32_t k)
 {
-    uint32_t total = 0u;
-    int32_t k = 0;
-    while (k < n) {
-        uint32_t bytes = 0u;
-        int32_t group;
-        for (group = 0; group < 8 && k < n; ++group) {
-            uint32_t nib = 0u;
-            int32_t i;
-            for (i = 0; i < 3 && k < n; ++i, ++k) {
-                uint32_t t = a[k] ^ b[k];
-                if (m != NULL) {
-                    t &= m[k];
-                }
-                t = t - ((t >> 1) & 0x55555555u);
-                nib += (t & 0x33333333u) + ((t >> 2) & 0x33333333u);
-            }
-            bytes += (nib & 0x0F0F0F0Fu) + ((nib >> 4) & 0x0F0F0F0Fu);
-        }
-        const uint32_t halves = (bytes & 0x00FF00FFu) + ((bytes >> 8) & 0x00FF00FFu);
-        total += (halves + (halves >> 16)) & 0xFFFFu;
+    return 1u << (8 * (k & 3) + ((k & 31) >> 2));
+}
+
+/* Sign bits of n int8 inputs (-1 / +1) in the low-bit lane order into ceil(n / 32) words
+ * (padding bits 0). Returns 0 when an input is neither -1 nor +1. */
+MCUQP_INLINE int mcuqp_pk_sign_bits(const int8_t *x, int32_t n, uint32_t *bits)
+{
+    uint32_t ok = 1u;
+    int32_t k;
+    for (k = 0; k < (n + 31) / 32; ++k) {
+        bits[k] = 0u;
     }
-    return total;
+    for (k = 0; k + 4 <= n; k += 4) {
+        bits[k >> 5] |= mcuqp_pk_signs4(x + k, &ok) << ((k & 31) >> 2);
+    }
+    for (; k < n; ++k) {
+        ok &= (uint32_t)(x[k] == 1 || x[k] == -1);
+        bits[k >> 5] |= x[k] > 0 ? mcuqp_pk_sign_bit(k) : 0u;
+    }
+    return ok != 0u;
+}
+
+/* A constant the compiler must keep in a register (an empty asm hides its value), so
+ * that "(t >> n) & mask" becomes one AND with a shifted operand on Arm. */
+MCUQP_INLINE uint32_t mcuqp_pk_reg(uint32_t v)
+{
+#if defined(__GNUC__)
+    __asm__("" : "+r"(v));
+#endif
+    return v;
+}
+
+/* The nibble counts of one word (eight 4-bit fields, each <= 4); m1 = 0x55555555,
+ * m2 = 0x33333333. */
+MCUQP_INLINE uint32_t mcuqp_pk_nibbles(uint32_t t, uint32_t m1, uint32_t m2)
+{
+    t = t - (m1 & (t >> 1));
+    return (t & m2) + (m2 & (t >> 2));
+}
+
+/* Four byte counts summed. */
+MCUQP_INLINE uint32_t mcuqp_pk_fold_bytes(uint32_t bytes)
+{
+    const uint32_t halves = (bytes & 0x00FF00FFu) + ((bytes >> 8) & 0x00FF00FFu);
+    return (halves + (halves >> 16)) & 0xFFFFu;
+}
+
+/* sum over k < n of popcount(a[k] ^ b[k]) (& m[k] when m is not NULL): nibble counts of
+ * three words summed (<= 12) before widening to bytes, bytes summed over up to 30 words
+ * (<= 240) before folding. `masked` is a constant at every call. */
+MCUQP_INLINE uint32_t mcuqp_pk_xor_popcount(const uint32_t *a, const uint32_t *b, const uint32_t *m, int32_t n,
+                                            int masked)
+{
+    const uint32_t m1 = mcuqp_pk_reg(0x55555555u);
+    const uint32_t m2 = mcuqp_pk_reg(0x33333333u);
+    const uint32_t m4 = mcuqp_pk_reg(0x0F0F0F0Fu);
+    uint32_t total = 0u;
+    while (n >= 3) {
+        const int32_t chunk = n < 30 ? n / 3 : 10; /* triples before the bytes could overflow */
+        uint32_t bytes = 0u;
+        int32_t i;
+        for (i = 0; i < chunk; ++i) {
+            uint32_t t0 = a[0] ^ b[0];
+            uint32_t t1 = a[1] ^ b[1];
+            uint32_t t2 = a[2] ^ b[2];
+            if (masked) {
+                t0 &= m[0];
+                t1 &= m[1];
+                t2 &= m[2];
+                m += 3;
+            }
+            a += 3;
+            b += 3;
+            const uint32_t nib = mcuqp_pk_nibbles(t0, m1, m2) + mcuqp_pk_nibbles(t1, m1, m2) +
+                                 mcuqp_pk_nibbles(t2, m1, m2);
+            bytes += (nib & m4) + (m4 & (nib >> 4));
+        }
+        total += mcuqp_pk_fold_bytes(bytes);
+        n -= 3 * chunk;
+    }
+    uint32_t nib = 0u;
+    for (; n > 0; --n) {
+        uint32_t t = *a++ ^ *b++;
+        if (masked) {
+            t &= *m++;
+        }
+        nib += mcuqp_pk_nibbles(t, m1, m2);
+    }
+    return total + mcuqp_pk_fold_bytes((nib & m4) + (m4 & (nib >> 4)));
 }
 
 /* Requantize channel oc's accumulator, add the output offset and clamp (lo/hi are the
@@ -302,6 +352,43 @@ MCUQP_INLINE int8_t mcuqp_pk_output(uint32_t acc, const mcuqp_requant *q, int32_
         r = mcuqp_requantize((int32_t)acc, m, q->shift[i]);
     }
     return (int8_t)(mcuqp_clamp_i32(r, lo, hi) + out_offset);
+}
+
+/* The output stage of a call: with the full int8 clamp and every channel's requantization
+ * in the high-word form (the usual case) each output is one SMLAL, QADD and SSAT. */
+typedef struct {
+    const mcuqp_requant *q;
+    int32_t lo;
+    int32_t hi;
+    int32_t out_offset;
+    int quick;
+} mcuqp_pk_out;
+
+MCUQP_INLINE mcuqp_pk_out mcuqp_pk_out_init(const mcuqp_requant *q, int32_t act_min, int32_t act_max,
+                                            int32_t out_offset)
+{
+    mcuqp_pk_out o;
+    o.q = q;
+    o.lo = act_min - out_offset;
+    o.hi = act_max - out_offset;
+    o.out_offset = out_offset;
+    o.quick = act_min == -128 && act_max == 127;
+    int32_t i;
+    for (i = 0; i < q->count; ++i) {
+        const mcuqp_rq r = mcuqp_rq_prepare(q->multiplier[i], q->shift[i]);
+        o.quick = o.quick && q->multiplier[i] != INT32_MIN && mcuqp_rq_fast(&r);
+    }
+    return o;
+}
+
+MCUQP_INLINE int8_t mcuqp_pk_store(const mcuqp_pk_out *o, uint32_t acc, int32_t oc)
+{
+    if (o->quick) {
+        const int32_t i = o->q->count == 1 ? 0 : oc;
+        const mcuqp_rq r = mcuqp_rq_prepare(o->q->multiplier[i], o->q->shift[i]);
+        return (int8_t)mcuqp_out_full(mcuqp_rq_apply_fast((int32_t)acc, &r), o->out_offset);
+    }
+    return mcuqp_pk_output(acc, o->q, oc, o->lo, o->hi, o->out_offset);
 }
 
 MCUQP_INLINE int mcuqp_pk_valid_bits(int32_t bits) { return bits == 1 || bits == 2 || bits == 4; }

@@ -44,8 +44,8 @@ mcuqp_status mcuqp_conv2d_lowbit_s8(const mcuqp_conv_params *params, const mcuqp
     const int32_t out_c = filter_dims->n;
     const int32_t k_len = filter_dims->h * filter_dims->w * filter_dims->c;
     const int32_t row_words = (k_len + 32 / bits - 1) / (32 / bits);
-    const int32_t lo = params->act_min - params->output_offset;
-    const int32_t hi = params->act_max - params->output_offset;
+    const mcuqp_pk_out o = mcuqp_pk_out_init(quant, params->act_min, params->act_max,
+                                               params->output_offset);
     int32_t i;
     for (i = k_len; i < mcuqp_pk_round_up(k_len, 32); ++i) {
         x[mcuqp_pk_swz(i)] = 0;
@@ -87,7 +87,7 @@ mcuqp_status mcuqp_conv2d_lowbit_s8(const mcuqp_conv_params *params, const mcuqp
                         break;
                     }
                     acc += bias != NULL ? (uint32_t)bias[oc] : 0u;
-                    y[oc] = mcuqp_pk_output(acc, quant, oc, lo, hi, params->output_offset);
+                    y[oc] = mcuqp_pk_store(&o, acc, oc);
                 }
             }
         }

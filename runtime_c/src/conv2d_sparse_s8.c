@@ -46,8 +46,8 @@ mcuqp_status mcuqp_conv2d_sparse_s8(const mcuqp_conv_params *params, const mcuqp
     const int32_t out_c = filter_dims->n;
     const int32_t k_len = filter_dims->h * filter_dims->w * filter_dims->c;
     const int32_t segments = (k_len + MCUQP_SPARSE_SEGMENT - 1) / MCUQP_SPARSE_SEGMENT;
-    const int32_t lo = params->act_min - params->output_offset;
-    const int32_t hi = params->act_max - params->output_offset;
+    const mcuqp_pk_out o = mcuqp_pk_out_init(quant, params->act_min, params->act_max,
+                                               params->output_offset);
     mcuqp_pk_geom g;
     g.in_h = input_dims->h;
     g.in_w = input_dims->w;
@@ -88,9 +88,9 @@ mcuqp_status mcuqp_conv2d_sparse_s8(const mcuqp_conv_params *params, const mcuqp
                                          &values);
                 }
                 counts += segments;
-                ya[oc] = mcuqp_pk_output(acc[0], quant, oc, lo, hi, params->output_offset);
+                ya[oc] = mcuqp_pk_store(&o, acc[0], oc);
                 if (two) {
-                    ya[(size_t)out_c + (size_t)oc] = mcuqp_pk_output(acc[1], quant, oc, lo, hi, params->output_offset);
+                    ya[(size_t)out_c + (size_t)oc] = mcuqp_pk_store(&o, acc[1], oc);
                 }
             }
         }

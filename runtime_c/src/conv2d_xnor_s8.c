@@ -47,8 +47,8 @@ mcuqp_status mcuqp_conv2d_xnor_s8(const mcuqp_conv_params *params, const mcuqp_r
     const int32_t words = (k_h * k_w * in_c + 31) / 32;
     uint32_t *xb = (uint32_t *)buffer;
     uint32_t *inside = xb + words;
-    const int32_t lo = params->act_min - params->output_offset;
-    const int32_t hi = params->act_max - params->output_offset;
+    const mcuqp_pk_out o = mcuqp_pk_out_init(quant, params->act_min, params->act_max,
+                                               params->output_offset);
     const size_t in_image = (size_t)in_h * (size_t)in_w * (size_t)in_c;
     int32_t n;
     for (n = 0; n < input_dims->n; ++n) {
@@ -81,10 +81,18 @@ mcuqp_status mcuqp_conv2d_xnor_s8(const mcuqp_conv_params *params, const mcuqp_r
                         }
                         const int8_t *px = image + ((size_t)(y0 + ky * params->dilation_h) * (size_t)in_w +
                                                     (size_t)(x0 + kx * params->dilation_w)) * (size_t)in_c;
-                        int32_t c;
-                        for (c = 0; c < in_c; ++c) {
+                        int32_t c = 0;
+                        if ((k & 3) == 0) {
+                            uint32_t ok = 1u;
+                            for (; c + 4 <= in_c; c += 4) {
+                                const int32_t kk = k + c;
+                                xb[kk >> 5] |= mcuqp_pk_signs4(px + c, &ok) << ((kk & 31) >> 2);
+                                inside[kk >> 5] |= 0x01010101u << ((kk & 31) >> 2);
+                            }
+                        }
+                        for (; c < in_c; ++c) {
                             const int32_t kk = k + c;
-                            const uint32_t bit = 1u << (8 * (kk & 3) + ((kk & 31) >> 2));
+                            const uint32_t bit = mcuqp_pk_sign_bit(kk);
                             xb[kk >> 5] |= px[c] > 0 ? bit : 0u;
                             inside[kk >> 5] |= bit;
                         }
@@ -96,10 +104,11 @@ mcuqp_status mcuqp_conv2d_xnor_s8(const mcuqp_conv_params *params, const mcuqp_r
                 const uint32_t *w = filter->words;
                 int32_t oc;
                 for (oc = 0; oc < out_c; ++oc) {
-                    const uint32_t diff = mcuqp_pk_xor_popcount(w, xb, full ? NULL : inside, words);
+                    const uint32_t diff = full ? mcuqp_pk_xor_popcount(w, xb, NULL, words, 0)
+                                              : mcuqp_pk_xor_popcount(w, xb, inside, words, 1);
                     uint32_t acc = taps - 2u * diff;
                     acc += bias != NULL ? (uint32_t)bias[oc] : 0u;
-                    y[oc] = mcuqp_pk_output(acc, quant, oc, lo, hi, params->output_offset);
+                    y[oc] = mcuqp_pk_store(&o, acc, oc);
                     w += words;
                 }
             }

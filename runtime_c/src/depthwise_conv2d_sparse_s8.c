@@ -47,8 +47,8 @@ mcuqp_status mcuqp_depthwise_conv2d_sparse_s8(const mcuqp_conv_params *params, c
     const int32_t out_c = filter_dims->c;
     const int32_t dm = params->depth_multiplier;
     const int32_t in_off = params->input_offset;
-    const int32_t lo = params->act_min - params->output_offset;
-    const int32_t hi = params->act_max - params->output_offset;
+    const mcuqp_pk_out o = mcuqp_pk_out_init(quant, params->act_min, params->act_max,
+                                               params->output_offset);
     int32_t *tap_offset = (int32_t *)buffer;
     uint8_t *tap_in = (uint8_t *)buffer + 4 * taps;
     int32_t t;
@@ -104,7 +104,7 @@ mcuqp_status mcuqp_depthwise_conv2d_sparse_s8(const mcuqp_conv_params *params, c
                     }
                     index += count;
                     values += count;
-                    y[oc] = mcuqp_pk_output(acc, quant, oc, lo, hi, params->output_offset);
+                    y[oc] = mcuqp_pk_store(&o, acc, oc);
                 }
             }
         }

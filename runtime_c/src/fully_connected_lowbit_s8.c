@@ -37,8 +37,8 @@ mcuqp_status mcuqp_fully_connected_lowbit_s8(const mcuqp_fc_params *params, cons
     const mcuqp_pk_layout swizzled = {1, 1, 0, 0};
     const int32_t bits = filter->bits;
     const int32_t row_words = (in_ch + 32 / bits - 1) / (32 / bits);
-    const int32_t lo = params->act_min - params->output_offset;
-    const int32_t hi = params->act_max - params->output_offset;
+    const mcuqp_pk_out o = mcuqp_pk_out_init(quant, params->act_min, params->act_max,
+                                               params->output_offset);
     const int32_t padded = mcuqp_pk_round_up(in_ch, 32);
     int32_t i;
     for (i = in_ch; i < padded; ++i) {
@@ -64,7 +64,7 @@ mcuqp_status mcuqp_fully_connected_lowbit_s8(const mcuqp_fc_params *params, cons
                 break;
             }
             acc += bias != NULL ? (uint32_t)bias[oc] : 0u;
-            y[oc] = mcuqp_pk_output(acc, quant, oc, lo, hi, params->output_offset);
+            y[oc] = mcuqp_pk_store(&o, acc, oc);
         }
     }
     return MCUQP_OK;

@@ -36,8 +36,8 @@ mcuqp_status mcuqp_fully_connected_sparse_s8(const mcuqp_fc_params *params, cons
     int16_t *x = (int16_t *)buffer;
     const mcuqp_pk_layout natural = {0, 1, 0, 0};
     const int32_t segments = (in_ch + MCUQP_SPARSE_SEGMENT - 1) / MCUQP_SPARSE_SEGMENT;
-    const int32_t lo = params->act_min - params->output_offset;
-    const int32_t hi = params->act_max - params->output_offset;
+    const mcuqp_pk_out o = mcuqp_pk_out_init(quant, params->act_min, params->act_max,
+                                               params->output_offset);
     int32_t b;
     for (b = 0; b < batches; ++b) {
         mcuqp_pk_widen(input + (size_t)b * (size_t)in_ch, in_ch, params->input_offset, x, 0, &natural);
@@ -54,7 +54,7 @@ mcuqp_status mcuqp_fully_connected_sparse_s8(const mcuqp_fc_params *params, cons
                                           &values);
             }
             counts += segments;
-            y[oc] = mcuqp_pk_output(acc, quant, oc, lo, hi, params->output_offset);
+            y[oc] = mcuqp_pk_store(&o, acc, oc);
         }
     }
     return MCUQP_OK;

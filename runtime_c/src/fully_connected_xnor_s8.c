@@ -29,25 +29,31 @@ mcuqp_status mcuqp_fully_connected_xnor_s8(const mcuqp_fc_params *params, const 
     if (params == NULL || quant == NULL || input == NULL || filter == NULL || filter->words == NULL ||
         output == NULL || buffer == NULL || !mcuqp_fc_valid_args(params, quant, batches, in_ch, out_ch) ||
         params->filter_offset != 0 || params->input_offset != 0 || filter->bits != 1 ||
-        mcuqp_fully_connected_xnor_s8_get_buffer_size(in_ch) < 0 ||
-        !mcuqp_pk_all_signs(input, (size_t)batches * (size_t)in_ch)) {
+        mcuqp_fully_connected_xnor_s8_get_buffer_size(in_ch) < 0) {
         return MCUQP_ERR_ARG;
     }
     uint32_t *xb = (uint32_t *)buffer;
-    const int32_t words = (in_ch + 31) / 32;
-    const int32_t lo = params->act_min - params->output_offset;
-    const int32_t hi = params->act_max - params->output_offset;
     int32_t b;
+    for (b = 1; b < batches; ++b) { /* every row checked before any output is written */
+        if (!mcuqp_pk_sign_bits(input + (size_t)b * (size_t)in_ch, in_ch, xb)) {
+            return MCUQP_ERR_ARG;
+        }
+    }
+    const int32_t words = (in_ch + 31) / 32;
+    const mcuqp_pk_out o = mcuqp_pk_out_init(quant, params->act_min, params->act_max,
+                                               params->output_offset);
     for (b = 0; b < batches; ++b) {
-        (void)mcuqp_pk_sign_bits(input + (size_t)b * (size_t)in_ch, in_ch, xb);
+        if (!mcuqp_pk_sign_bits(input + (size_t)b * (size_t)in_ch, in_ch, xb)) {
+            return MCUQP_ERR_ARG; /* only the first row can fail here */
+        }
         int8_t *y = output + (size_t)b * (size_t)out_ch;
         const uint32_t *w = filter->words;
         int32_t oc;
         for (oc = 0; oc < out_ch; ++oc) {
-            const uint32_t diff = mcuqp_pk_xor_popcount(w, xb, NULL, words);
+            const uint32_t diff = mcuqp_pk_xor_popcount(w, xb, NULL, words, 0);
             uint32_t acc = (uint32_t)in_ch - 2u * diff;
             acc += bias != NULL ? (uint32_t)bias[oc] : 0u;
-            y[oc] = mcuqp_pk_output(acc, quant, oc, lo, hi, params->output_offset);
+            y[oc] = mcuqp_pk_store(&o, acc, oc);
             w += words;
         }
     }

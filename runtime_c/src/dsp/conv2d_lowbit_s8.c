@@ -45,8 +45,8 @@ mcuqp_status mcuqp_conv2d_lowbit_s8(const mcuqp_conv_params *params, const mcuqp
     const uint32_t *xw = (const uint32_t *)buffer;
     const mcuqp_pk_layout win_a = {1, 1, 1, 0}; /* the two windows interleave word by word */
     const mcuqp_pk_layout win_b = {1, 1, 1, 1};
-    const int32_t lo = params->act_min - params->output_offset;
-    const int32_t hi = params->act_max - params->output_offset;
+    const mcuqp_pk_out o = mcuqp_pk_out_init(quant, params->act_min, params->act_max,
+                                               params->output_offset);
     int32_t i;
     for (i = k_len; i < padded; ++i) {
         x[mcuqp_pk_pos(i, &win_a)] = 0;
@@ -80,7 +80,6 @@ mcuqp_status mcuqp_conv2d_lowbit_s8(const mcuqp_conv_params *params, const mcuqp
             const int32_t sum_a = bits == 1 ? mcuqp_lb_window_sum(xw, padded, 2) : 0;
             const int32_t sum_b = bits == 1 && count == 2 ? mcuqp_lb_window_sum(xw + 1, padded, 2) : 0;
             int8_t *y = out + (size_t)p * (size_t)out_c;
-            const int32_t out_offset = params->output_offset;
             int32_t oc = 0;
             if (count == 2) {
                 for (; oc + 2 <= out_c; oc += 2) {
@@ -89,23 +88,23 @@ mcuqp_status mcuqp_conv2d_lowbit_s8(const mcuqp_conv_params *params, const mcuqp
                     mcuqp_lb_dot22_any(wc, wc + row_words, row_words, xw, bits, acc);
                     const uint32_t bc = bias != NULL ? (uint32_t)bias[oc] : 0u;
                     const uint32_t bd = bias != NULL ? (uint32_t)bias[oc + 1] : 0u;
-                    y[oc] = mcuqp_pk_output(mcuqp_lb_unscale(acc[0], bits, sum_a) + bc, quant, oc, lo, hi, out_offset);
+                    y[oc] = mcuqp_pk_store(&o, mcuqp_lb_unscale(acc[0], bits, sum_a) + bc, oc);
                     y[(size_t)out_c + (size_t)oc] =
-                        mcuqp_pk_output(mcuqp_lb_unscale(acc[1], bits, sum_b) + bc, quant, oc, lo, hi, out_offset);
+                        mcuqp_pk_store(&o, mcuqp_lb_unscale(acc[1], bits, sum_b) + bc, oc);
                     y[oc + 1] =
-                        mcuqp_pk_output(mcuqp_lb_unscale(acc[2], bits, sum_a) + bd, quant, oc + 1, lo, hi, out_offset);
+                        mcuqp_pk_store(&o, mcuqp_lb_unscale(acc[2], bits, sum_a) + bd, oc + 1);
                     y[(size_t)out_c + (size_t)oc + 1] =
-                        mcuqp_pk_output(mcuqp_lb_unscale(acc[3], bits, sum_b) + bd, quant, oc + 1, lo, hi, out_offset);
+                        mcuqp_pk_store(&o, mcuqp_lb_unscale(acc[3], bits, sum_b) + bd, oc + 1);
                 }
             }
             for (; oc < out_c; ++oc) {
                 int32_t acc[2] = {0, 0};
                 mcuqp_lb_dot_any(filter->words + (size_t)oc * (size_t)row_words, row_words, xw, 2, bits, acc);
                 const uint32_t b0 = bias != NULL ? (uint32_t)bias[oc] : 0u;
-                y[oc] = mcuqp_pk_output(mcuqp_lb_unscale(acc[0], bits, sum_a) + b0, quant, oc, lo, hi, out_offset);
+                y[oc] = mcuqp_pk_store(&o, mcuqp_lb_unscale(acc[0], bits, sum_a) + b0, oc);
                 if (count == 2) {
                     y[(size_t)out_c + (size_t)oc] =
-                        mcuqp_pk_output(mcuqp_lb_unscale(acc[1], bits, sum_b) + b0, quant, oc, lo, hi, out_offset);
+                        mcuqp_pk_store(&o, mcuqp_lb_unscale(acc[1], bits, sum_b) + b0, oc);
                 }
             }
         }

@@ -38,8 +38,8 @@ mcuqp_status mcuqp_fully_connected_lowbit_s8(const mcuqp_fc_params *params, cons
     const uint32_t *xw = (const uint32_t *)buffer;
     const int32_t bits = filter->bits;
     const int32_t row_words = (in_ch + 32 / bits - 1) / (32 / bits);
-    const int32_t lo = params->act_min - params->output_offset;
-    const int32_t hi = params->act_max - params->output_offset;
+    const mcuqp_pk_out o = mcuqp_pk_out_init(quant, params->act_min, params->act_max,
+                                               params->output_offset);
     const int32_t padded = mcuqp_pk_round_up(in_ch, 32);
     int32_t i;
     for (i = in_ch; i < padded; ++i) {
@@ -55,7 +55,7 @@ mcuqp_status mcuqp_fully_connected_lowbit_s8(const mcuqp_fc_params *params, cons
             int32_t acc[2] = {0, 0};
             mcuqp_lb_dot_any(filter->words + (size_t)oc * (size_t)row_words, row_words, xw, 1, bits, acc);
             const uint32_t sum = mcuqp_lb_unscale(acc[0], bits, x_sum) + (bias != NULL ? (uint32_t)bias[oc] : 0u);
-            y[oc] = mcuqp_pk_output(sum, quant, oc, lo, hi, params->output_offset);
+            y[oc] = mcuqp_pk_store(&o, sum, oc);
         }
     }
     return MCUQP_OK;
