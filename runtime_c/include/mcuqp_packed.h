@@ -130,18 +130,27 @@ MCUQP_INLINE uint32_t mcuqp_pk_sparse_run(uint32_t acc, const int16_t *x, int32_
     const uint8_t *ix = *index;
     const int8_t *v = *values;
     const uint8_t *end4 = ix + (n & ~3);
-    const uint8_t *end = ix + n;
     while (ix != end4) {
         acc += (uint32_t)(x[ix[0]] * v[0]) + (uint32_t)(x[ix[1]] * v[1]) + (uint32_t)(x[ix[2]] * v[2]) +
                (uint32_t)(x[ix[3]] * v[3]);
         ix += 4;
         v += 4;
     }
-    while (ix != end) {
-        acc += (uint32_t)(x[*ix++] * *v++);
+    switch (n & 3) { /* the last 1 to 3 without a loop */
+    case 3:
+        acc += (uint32_t)(x[ix[2]] * v[2]);
+        /* fall through */
+    case 2:
+        acc += (uint32_t)(x[ix[1]] * v[1]);
+        /* fall through */
+    case 1:
+        acc += (uint32_t)(x[ix[0]] * v[0]);
+        break;
+    default:
+        break;
     }
-    *index = ix;
-    *values = v;
+    *index = ix + (n & 3);
+    *values = v + (n & 3);
     return acc;
 }
 

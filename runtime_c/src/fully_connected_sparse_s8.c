@@ -18,6 +18,22 @@
  */
 #include "mcuqp_packed.h"
 
+/* Every row of a filter whose rows fit one segment (in_ch <= 256), kept out of line so
+ * that its loops get the registers to themselves. */
+MCUQP_NOINLINE static void rows_one_segment(const int16_t *x, const mcuqp_sparse_rows *filter, int32_t out_ch,
+                                            const int32_t *bias, const mcuqp_pk_out *o, int8_t *y)
+{
+    const uint16_t *counts = filter->counts;
+    const uint8_t *index = filter->index;
+    const int8_t *values = filter->values;
+    int32_t oc;
+    for (oc = 0; oc < out_ch; ++oc) {
+        const uint32_t acc = mcuqp_pk_sparse_run(bias != NULL ? (uint32_t)bias[oc] : 0u, x, (int32_t)counts[oc],
+                                                 &index, &values);
+        y[oc] = mcuqp_pk_store(o, acc, oc);
+    }
+}
+
 int32_t mcuqp_fully_connected_sparse_s8_get_buffer_size(int32_t in_ch)
 {
     return in_ch >= 1 ? 2 * in_ch : (int32_t)MCUQP_ERR_ARG;
@@ -41,20 +57,24 @@ mcuqp_status mcuqp_fully_connected_sparse_s8(const mcuqp_fc_params *params, cons
     int32_t b;
     for (b = 0; b < batches; ++b) {
         mcuqp_pk_widen(input + (size_t)b * (size_t)in_ch, in_ch, params->input_offset, x, 0, &natural);
-        const uint16_t *counts = filter->counts;
-        const uint8_t *index = filter->index;
-        const int8_t *values = filter->values;
         int8_t *y = output + (size_t)b * (size_t)out_ch;
-        int32_t oc;
-        for (oc = 0; oc < out_ch; ++oc) {
-            uint32_t acc = bias != NULL ? (uint32_t)bias[oc] : 0u;
-            int32_t s;
-            for (s = 0; s < segments; ++s) {
-                acc = mcuqp_pk_sparse_run(acc, x + (size_t)s * MCUQP_SPARSE_SEGMENT, (int32_t)counts[s], &index,
-                                          &values);
+        if (segments == 1) {
+            rows_one_segment(x, filter, out_ch, bias, &o, y);
+        } else {
+            const uint16_t *counts = filter->counts;
+            const uint8_t *index = filter->index;
+            const int8_t *values = filter->values;
+            int32_t oc;
+            for (oc = 0; oc < out_ch; ++oc) {
+                uint32_t acc = bias != NULL ? (uint32_t)bias[oc] : 0u;
+                int32_t s;
+                for (s = 0; s < segments; ++s) {
+                    acc = mcuqp_pk_sparse_run(acc, x + (size_t)s * MCUQP_SPARSE_SEGMENT, (int32_t)counts[s], &index,
+                                              &values);
+                }
+                counts += segments;
+                y[oc] = mcuqp_pk_store(&o, acc, oc);
             }
-            counts += segments;
-            y[oc] = mcuqp_pk_store(&o, acc, oc);
         }
     }
     return MCUQP_OK;
