@@ -77,6 +77,19 @@ MCUQP_INLINE void mcuqp_pk_widen(const int8_t *x, int32_t n, int32_t offset, int
             memcpy(b, &even, 4);
             memcpy(b + 2u * words, &odd, 4);
         }
+    } else {
+        const uint32_t off2 = mcuqp_dup_s16(offset);
+        const size_t st = (size_t)l->step;
+        for (; i + 4 <= n; i += 4) {
+            const uint32_t v = mcuqp_read_s8x4(x + i);
+            const uint32_t even = mcuqp_sxtab16(off2, v); /* {x0, x2} */
+            const uint32_t odd = mcuqp_sxtab16_ror8(off2, v); /* {x1, x3} */
+            int16_t *b = buf + (size_t)(k0 + i) * st;
+            b[0] = (int16_t)even;
+            b[st] = (int16_t)odd;
+            b[2u * st] = (int16_t)(even >> 16);
+            b[3u * st] = (int16_t)(odd >> 16);
+        }
     }
     for (; i < n; ++i) {
         buf[mcuqp_pk_pos(k0 + i, l)] = (int16_t)(x[i] + offset);
@@ -163,35 +176,58 @@ MCUQP_INLINE uint32_t mcuqp_pk_pair(const int16_t *x, uint32_t column)
     return p;
 }
 
+/* SMLATB: acc + top half of x times the low half of y (exact twin off Arm). */
+MCUQP_INLINE int32_t mcuqp_pk_smlatb(uint32_t x, uint32_t y, int32_t acc)
+{
+#if MCUQP_ACLE_DSP
+    return __smlatb((int32_t)x, (int32_t)y, acc);
+#else
+    return (int32_t)((uint32_t)acc + (uint32_t)(mcuqp_hi_s16(x) * mcuqp_lo_s16(y)));
+#endif
+}
+
+/* value * pixel a into a, value * pixel b into b, for one stored nonzero. */
+#define MCUQP_PK_MAC2(x, col, val)                                                                                \
+    do {                                                                                                         \
+        const uint32_t p_ = mcuqp_pk_pair((x), (col));                                                            \
+        const uint32_t v_ = (uint32_t)(int32_t)(val);                                                             \
+        a = mcuqp_smlabb(p_, v_, a);                                                                              \
+        b = mcuqp_pk_smlatb(p_, v_, b);                                                                           \
+    } while (0)
+
 MCUQP_INLINE void mcuqp_pk_sparse_run2(uint32_t acc[2], const int16_t *x, int32_t n, const uint8_t **index,
                                        const int8_t **values)
 {
     const uint8_t *ix = *index;
     const int8_t *v = *values;
-    const uint8_t *end = ix + n;
-    uint32_t a = acc[0];
-    uint32_t b = acc[1];
-    const uint8_t *end2 = ix + (n & ~1);
-    while (ix != end2) {
-        const uint32_t p0 = mcuqp_pk_pair(x, ix[0]);
-        const uint32_t p1 = mcuqp_pk_pair(x, ix[1]);
-        const int32_t v0 = v[0];
-        const int32_t v1 = v[1];
-        a += (uint32_t)((int32_t)(int16_t)p0 * v0) + (uint32_t)((int32_t)(int16_t)p1 * v1);
-        b += (uint32_t)(((int32_t)p0 >> 16) * v0) + (uint32_t)(((int32_t)p1 >> 16) * v1);
-        ix += 2;
-        v += 2;
+    const uint8_t *end4 = ix + (n & ~3);
+    int32_t a = (int32_t)acc[0];
+    int32_t b = (int32_t)acc[1];
+    while (ix != end4) {
+        MCUQP_PK_MAC2(x, ix[0], v[0]);
+        MCUQP_PK_MAC2(x, ix[1], v[1]);
+        MCUQP_PK_MAC2(x, ix[2], v[2]);
+        MCUQP_PK_MAC2(x, ix[3], v[3]);
+        ix += 4;
+        v += 4;
     }
-    if (ix != end) {
-        const uint32_t p0 = mcuqp_pk_pair(x, *ix++);
-        const int32_t v0 = *v++;
-        a += (uint32_t)((int32_t)(int16_t)p0 * v0);
-        b += (uint32_t)(((int32_t)p0 >> 16) * v0);
+    switch (n & 3) {
+    case 3:
+        MCUQP_PK_MAC2(x, ix[2], v[2]);
+        /* fall through */
+    case 2:
+        MCUQP_PK_MAC2(x, ix[1], v[1]);
+        /* fall through */
+    case 1:
+        MCUQP_PK_MAC2(x, ix[0], v[0]);
+        break;
+    default:
+        break;
     }
-    acc[0] = a;
-    acc[1] = b;
-    *index = ix;
-    *values = v;
+    acc[0] = (uint32_t)a;
+    acc[1] = (uint32_t)b;
+    *index = ix + (n & 3);
+    *values = v + (n & 3);
 }
 
 /* Low-bit code -> weight. */
