@@ -135,6 +135,18 @@ MCUQP_INLINE void mcuqp_pk_window(const mcuqp_pk_geom *g, int32_t y0, int32_t x0
     }
 }
 
+/* PKHBT: {lo's low half, hi's low half} (one instruction with the DSP extension). */
+MCUQP_INLINE uint32_t mcuqp_pk_pkhbt(uint32_t lo, uint32_t hi)
+{
+#if MCUQP_ACLE_DSP
+    uint32_t r;
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(lo), "r"(hi));
+    return r;
+#else
+    return (lo & 0xFFFFu) | (hi << 16);
+#endif
+}
+
 /* acc + sum over n stored nonzeros of value * x[column], modulo 2^32 (columns within one
  * segment of x); advances the index and value streams. */
 MCUQP_INLINE uint32_t mcuqp_pk_sparse_run(uint32_t acc, const int16_t *x, int32_t n, const uint8_t **index,
@@ -143,12 +155,23 @@ MCUQP_INLINE uint32_t mcuqp_pk_sparse_run(uint32_t acc, const int16_t *x, int32_
     const uint8_t *ix = *index;
     const int8_t *v = *values;
     const uint8_t *end4 = ix + (n & ~3);
+    int32_t a = (int32_t)acc;
     while (ix != end4) {
-        acc += (uint32_t)(x[ix[0]] * v[0]) + (uint32_t)(x[ix[1]] * v[1]) + (uint32_t)(x[ix[2]] * v[2]) +
-               (uint32_t)(x[ix[3]] * v[3]);
+        /* four columns and four values by two word loads; {x0, x2} . {v0, v2} and
+         * {x1, x3} . {v1, v3} by two SMLADs */
+        const uint32_t cols = mcuqp_read_s8x4((const int8_t *)(const void *)ix);
+        const uint32_t vals = mcuqp_read_s8x4(v);
+        const uint16_t *xu = (const uint16_t *)(const void *)x;
+        const uint32_t x0 = xu[cols & 0xFFu];
+        const uint32_t x1 = xu[(cols >> 8) & 0xFFu];
+        const uint32_t x2 = xu[(cols >> 16) & 0xFFu];
+        const uint32_t x3 = xu[cols >> 24];
+        a = mcuqp_smlad(mcuqp_pk_pkhbt(x0, x2), mcuqp_sxtb16(vals), a);
+        a = mcuqp_smlad(mcuqp_pk_pkhbt(x1, x3), mcuqp_sxtb16_ror8(vals), a);
         ix += 4;
         v += 4;
     }
+    acc = (uint32_t)a;
     switch (n & 3) { /* the last 1 to 3 without a loop */
     case 3:
         acc += (uint32_t)(x[ix[2]] * v[2]);
@@ -399,14 +422,14 @@ MCUQP_INLINE int8_t mcuqp_pk_output(uint32_t acc, const mcuqp_requant *q, int32_
     return (int8_t)(mcuqp_clamp_i32(r, lo, hi) + out_offset);
 }
 
-/* The output stage of a call: with the full int8 clamp and every channel's requantization
- * in the high-word form (the usual case) each output is one SMLAL, QADD and SSAT. */
+/* The output stage of a call: with the full int8 clamp and a channel's requantization in
+ * the high-word form (the usual case) each output is one SMLAL, QADD and SSAT. */
 typedef struct {
     const mcuqp_requant *q;
     int32_t lo;
     int32_t hi;
     int32_t out_offset;
-    int quick;
+    int quick; /* full clamp, and every channel in the high-word form */
 } mcuqp_pk_out;
 
 MCUQP_INLINE mcuqp_pk_out mcuqp_pk_out_init(const mcuqp_requant *q, int32_t act_min, int32_t act_max,
@@ -417,12 +440,13 @@ MCUQP_INLINE mcuqp_pk_out mcuqp_pk_out_init(const mcuqp_requant *q, int32_t act_
     o.lo = act_min - out_offset;
     o.hi = act_max - out_offset;
     o.out_offset = out_offset;
-    o.quick = act_min == -128 && act_max == 127;
+    int quick = act_min == -128 && act_max == 127;
     int32_t i;
-    for (i = 0; i < q->count; ++i) {
-        const mcuqp_rq r = mcuqp_rq_prepare(q->multiplier[i], q->shift[i]);
-        o.quick = o.quick && q->multiplier[i] != INT32_MIN && mcuqp_rq_fast(&r);
+    for (i = 0; i < q->count; ++i) { /* mcuqp_rq_fast() of every channel, INT32_MIN excluded */
+        const int32_t m = q->multiplier[i];
+        quick &= (q->shift[i] <= -2 || m == 0) && m != INT32_MIN;
     }
+    o.quick = quick;
     return o;
 }
 
