@@ -90,39 +90,47 @@ MCUQP_INLINE void mcuqp_lb_dot(const uint32_t *w, int32_t n_words, const uint32_
         bd = mcuqp_smlad(xb_, d13_, bd);                                                                          \
     } while (0)
 
+/* One weight word of each row (u of c, v of d) against the input pairs at x. */
+#define MCUQP_LB_WORD22(u, v)                                                                                     \
+    do {                                                                                                         \
+        if (bits == 4) {                                                                                         \
+            MCUQP_LB_STEP22(((u) << 4) & 0xF0F0F0F0u, ((v) << 4) & 0xF0F0F0F0u, 0);                              \
+            MCUQP_LB_STEP22((u) & 0xF0F0F0F0u, (v) & 0xF0F0F0F0u, 1);                                            \
+        } else if (bits == 2) {                                                                                  \
+            MCUQP_LB_STEP22(((u) << 6) & 0xC0C0C0C0u, ((v) << 6) & 0xC0C0C0C0u, 0);                              \
+            MCUQP_LB_STEP22(((u) << 4) & 0xC0C0C0C0u, ((v) << 4) & 0xC0C0C0C0u, 1);                              \
+            MCUQP_LB_STEP22(((u) << 2) & 0xC0C0C0C0u, ((v) << 2) & 0xC0C0C0C0u, 2);                              \
+            MCUQP_LB_STEP22((u) & 0xC0C0C0C0u, (v) & 0xC0C0C0C0u, 3);                                            \
+        } else {                                                                                                 \
+            MCUQP_LB_STEP22(((u) << 7) & 0x80808080u, ((v) << 7) & 0x80808080u, 0);                              \
+            MCUQP_LB_STEP22(((u) << 6) & 0x80808080u, ((v) << 6) & 0x80808080u, 1);                              \
+            MCUQP_LB_STEP22(((u) << 5) & 0x80808080u, ((v) << 5) & 0x80808080u, 2);                              \
+            MCUQP_LB_STEP22(((u) << 4) & 0x80808080u, ((v) << 4) & 0x80808080u, 3);                              \
+            MCUQP_LB_STEP22(((u) << 3) & 0x80808080u, ((v) << 3) & 0x80808080u, 4);                              \
+            MCUQP_LB_STEP22(((u) << 2) & 0x80808080u, ((v) << 2) & 0x80808080u, 5);                              \
+            MCUQP_LB_STEP22(((u) << 1) & 0x80808080u, ((v) << 1) & 0x80808080u, 6);                              \
+            MCUQP_LB_STEP22((u) & 0x80808080u, (v) & 0x80808080u, 7);                                            \
+        }                                                                                                        \
+        x += step;                                                                                               \
+    } while (0)
+
 /* acc = {a.c, b.c, a.d, b.d}: rows wc, wd against the windows a, b interleaved word by
  * word at x (one LDRD loads a pair of both); bits constant. */
 MCUQP_INLINE void mcuqp_lb_dot22(const uint32_t *wc, const uint32_t *wd, int32_t n_words, const uint32_t *x,
                                  int32_t bits, int32_t acc[4])
 {
-    const uint32_t *end = wc + n_words;
     const int32_t step = 4 * (8 / bits);
+    const ptrdiff_t d = wd - wc; /* the second row as an offset: one register fewer */
+    const uint32_t *x_end = x + (size_t)n_words * (size_t)step;
     int32_t ac = 0;
     int32_t bc = 0;
     int32_t ad = 0;
     int32_t bd = 0;
-    while (wc != end) {
-        const uint32_t u = *wc++;
-        const uint32_t v = *wd++;
-        if (bits == 4) {
-            MCUQP_LB_STEP22((u << 4) & 0xF0F0F0F0u, (v << 4) & 0xF0F0F0F0u, 0);
-            MCUQP_LB_STEP22(u & 0xF0F0F0F0u, v & 0xF0F0F0F0u, 1);
-        } else if (bits == 2) {
-            MCUQP_LB_STEP22((u << 6) & 0xC0C0C0C0u, (v << 6) & 0xC0C0C0C0u, 0);
-            MCUQP_LB_STEP22((u << 4) & 0xC0C0C0C0u, (v << 4) & 0xC0C0C0C0u, 1);
-            MCUQP_LB_STEP22((u << 2) & 0xC0C0C0C0u, (v << 2) & 0xC0C0C0C0u, 2);
-            MCUQP_LB_STEP22(u & 0xC0C0C0C0u, v & 0xC0C0C0C0u, 3);
-        } else {
-            MCUQP_LB_STEP22((u << 7) & 0x80808080u, (v << 7) & 0x80808080u, 0);
-            MCUQP_LB_STEP22((u << 6) & 0x80808080u, (v << 6) & 0x80808080u, 1);
-            MCUQP_LB_STEP22((u << 5) & 0x80808080u, (v << 5) & 0x80808080u, 2);
-            MCUQP_LB_STEP22((u << 4) & 0x80808080u, (v << 4) & 0x80808080u, 3);
-            MCUQP_LB_STEP22((u << 3) & 0x80808080u, (v << 3) & 0x80808080u, 4);
-            MCUQP_LB_STEP22((u << 2) & 0x80808080u, (v << 2) & 0x80808080u, 5);
-            MCUQP_LB_STEP22((u << 1) & 0x80808080u, (v << 1) & 0x80808080u, 6);
-            MCUQP_LB_STEP22(u & 0x80808080u, v & 0x80808080u, 7);
-        }
-        x += step;
+    while (x != x_end) {
+        const uint32_t u = wc[0];
+        const uint32_t v = wc[d];
+        ++wc;
+        MCUQP_LB_WORD22(u, v);
     }
     acc[0] = ac;
     acc[1] = bc;

@@ -69,13 +69,14 @@ MCUQP_INLINE void mcuqp_pk_widen(const int8_t *x, int32_t n, int32_t offset, int
         /* {x0, x2} {x1, x3} are exactly SXTAB16 and SXTAB16 ROR #8 of the four bytes */
         const uint32_t off2 = mcuqp_dup_s16(offset);
         const size_t words = l->pair ? 2u : 1u;
+        int16_t *b = buf + 2u * ((size_t)k0 / 2u * words + (size_t)l->pixel * (words - 1u));
         for (; i + 4 <= n; i += 4) {
             const uint32_t v = mcuqp_read_s8x4(x + i);
             const uint32_t even = mcuqp_sxtab16(off2, v);
             const uint32_t odd = mcuqp_sxtab16_ror8(off2, v);
-            int16_t *b = buf + 2u * ((size_t)(k0 + i) / 2u * words + (size_t)l->pixel * (words - 1u));
             memcpy(b, &even, 4);
             memcpy(b + 2u * words, &odd, 4);
+            b += 4u * words;
         }
     } else {
         const uint32_t off2 = mcuqp_dup_s16(offset);
