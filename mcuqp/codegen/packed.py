@@ -63,7 +63,7 @@ class PackedLayer:
         kh, kw = (self.w.shape[1], self.w.shape[2]) if self.op != "fc" else (1, 1)
         return {
             "dense": 0,
-            "sparse": {"fc": 2 * k, "conv2d": 4 * k, "depthwise": 5 * kh * kw}[self.op],
+            "sparse": {"fc": 2 * k, "conv2d": 4 * k, "depthwise": 6 * kh * kw}[self.op],
             "xnor": 4 * (-(-k // 32)) * (1 if self.op == "fc" else 2),
         }.get(self.fmt, _round_up(k, 4) if self.op == "depthwise" else (2 if self.op == "fc" else 4) * _round_up(k, 32))
 
