@@ -119,7 +119,7 @@ def random_layer(rng: np.random.Generator, op: str, fmt: str, density: float, ro
         batches = 1 if tiny else int(rng.integers(1, 4))
         cin = 1 if tiny else int(rng.choice([rng.integers(1, 40), rng.integers(250, 600)]))
         cout = 1 if tiny else int(rng.integers(1, 24))
-        x, _w, bias, a = fc_case(rng, batches, cin, cout, rounding)
+        x, _w, bias, a = fc_case(rng, batches, cin, cout, rounding, edges=bool(rng.random() < 0.3))
         a = replace(a, filter_offset=0)
         w = format_weights(rng, fmt, (cout, cin), density, zero_channels, 0)
     else:
@@ -139,7 +139,8 @@ def random_layer(rng: np.random.Generator, op: str, fmt: str, density: float, ro
         pad = Padding() if tiny else random_padding(rng, dil[0] * (kh - 1) + 1, dil[1] * (kw - 1) + 1)
         a = ConvAttrs(stride=stride, padding=pad, dilation=dil, depth_multiplier=dm)
         taps = kh * kw * (1 if depthwise else cin)
-        x, _w, bias, a = conv_case(rng, depthwise, a, x_shape, kh, kw, cout, taps, rounding)
+        x, _w, bias, a = conv_case(rng, depthwise, a, x_shape, kh, kw, cout, taps, rounding,
+                                  edges=bool(rng.random() < 0.3))
         wshape = (1, kh, kw, cout) if depthwise else (cout, kh, kw, cin)
         w = format_weights(rng, fmt, wshape, density, zero_channels, 3 if depthwise else 0)
     if fmt == "xnor":

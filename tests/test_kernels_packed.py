@@ -29,7 +29,7 @@ DENSITIES = (0.0, 0.05, 0.1, 0.25, 0.5, 1.0)
 CASES = [(op, fmt) for op in FORMATS for fmt in FORMATS[op] if fmt != "dense"]
 
 
-def _build_dsp() -> Path:
+def _build_dsp(defines: tuple[str, ...] = ()) -> Path:
     """runtime_c/src/dsp/*.c plus the portable kernels they do not replace, for the host."""
     dsp = sorted((SRC / "dsp").glob("*.c"))
     portable = [p for p in sorted(SRC.glob("*.c")) if p.name not in {d.name for d in dsp}]
@@ -37,12 +37,14 @@ def _build_dsp() -> Path:
     for p in dsp + portable + sorted(INCLUDE.glob("*.h")):
         h.update(str(p).encode())
         h.update(p.read_bytes())
+    h.update(" ".join(defines).encode())
     cache = Path(os.environ.get("MCUQP_CACHE", Path(tempfile.gettempdir()) / "mcuqp-cache"))
     cache.mkdir(parents=True, exist_ok=True)
     out = cache / f"libmcuqp-dsp-packed-{h.hexdigest()[:16]}.so"
     if not out.exists():
         tmp = out.with_suffix(f".{os.getpid()}.tmp")
-        r = subprocess.run(["gcc", *hostlib.HOST_CFLAGS, "-shared", "-I", str(INCLUDE), *map(str, dsp + portable),
+        r = subprocess.run(["gcc", *hostlib.HOST_CFLAGS, *[f"-D{d}" for d in defines], "-shared", "-I", str(INCLUDE),
+                            *map(str, dsp + portable),
                             "-o", str(tmp)], capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
         os.replace(tmp, out)
@@ -85,10 +87,12 @@ def test_packed_equals_twin_and_dense(lib, portable, op, fmt):
     assert nonzero > 500 and (zero > 500 or fmt in ("binary", "xnor"))
 
 
-@pytest.mark.parametrize("op,fmt", [("fc", "sparse"), ("conv2d", "int4"), ("depthwise", "ternary"),
-                                    ("conv2d", "xnor")])
-def test_single_rounding(op, fmt):
-    lib = hostlib.load_runtime(("MCUQP_SINGLE_ROUNDING=1",))
+@pytest.mark.parametrize("variant", ["portable", "dsp"])
+@pytest.mark.parametrize("op,fmt", [("fc", "sparse"), ("conv2d", "sparse"), ("fc", "int4"), ("conv2d", "int4"),
+                                    ("conv2d", "binary"), ("depthwise", "ternary"), ("conv2d", "xnor")])
+def test_single_rounding(op, fmt, variant):
+    single = ("MCUQP_SINGLE_ROUNDING=1",)
+    lib = hostlib.load_runtime(single) if variant == "portable" else C.CDLL(str(_build_dsp(single)))
     rng = np.random.default_rng(3)
     for _ in range(10):
         ly, x = random_layer(rng, op, fmt, float(rng.random()), rounding="single")
@@ -167,9 +171,10 @@ def test_sources_build_warning_free_for_cortex_m():
 
 
 @pytest.mark.qemu
-@pytest.mark.parametrize("board", ["mps2-an386", "mps3-an547"])
-def test_packed_on_qemu(tmp_path, board):
-    """Every op x format (DSP variants on these boards), densities 0-100 %, on the device."""
+@pytest.mark.parametrize("board,dsp", [("mps2-an386", True), ("mps3-an547", True), ("mps2-an386", False)])
+def test_packed_on_qemu(tmp_path, board, dsp):
+    """Every op x format, densities 0-100 %, on the device: the DSP variants on Cortex-M4 and
+    M55, and the portable kernels on the M4 too."""
     rng = np.random.default_rng(21)
     layers, inputs = [], []
     for i, (op, fmt) in enumerate(CASES):
@@ -179,7 +184,7 @@ def test_packed_on_qemu(tmp_path, board):
             xs = [random_layer_input(rng, ly) for _ in range(n)]
             layers.append(ly)
             inputs.append(np.concatenate(xs))
-    got, want, _r, _fw = run_on_qemu(tmp_path, board, layers, inputs, dsp=True)
+    got, want, _r, _fw = run_on_qemu(tmp_path, board, layers, inputs, dsp=dsp)
     assert np.array_equal(got, want)
 
 
