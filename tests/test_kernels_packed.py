@@ -158,6 +158,7 @@ def test_bad_arguments(portable):
         assert getattr(portable, fn)(C.c_int32(0)) == ERR
 
 
+@pytest.mark.qemu  # needs the arm toolchain
 def test_sources_build_warning_free_for_cortex_m():
     names = [p for p in sorted(SRC.glob("*.c")) + sorted((SRC / "dsp").glob("*.c"))
              if any(t in p.name for t in ("_sparse_", "_lowbit_", "_xnor_"))]
