@@ -156,19 +156,20 @@ def _ratios(records: list[dict]) -> None:
         r["instructions_vs_dense"] = round(r["instructions"] / d["instructions"], 4)
 
 
+CPU = {"mps2-an386": "M4", "mps3-an547": "M55", "mps2-an385": "M3", "mps2-an500": "M7"}
+
+
 def markdown(records: list[dict]) -> str:
-    rows = ["| layer | format | weight + index bytes | vs int8 | instr. M4 | vs int8 | instr. M55 | vs int8 |",
-            "|---|---|---|---|---|---|---|---|"]
+    boards = list(dict.fromkeys(r["board"] for r in records))
+    head = "| layer | format | weight + index bytes | vs int8 |" + "".join(
+        f" instr. {CPU.get(b, b)} | vs int8 |" for b in boards)
+    rows = [head, "|" + "---|" * (4 + 2 * len(boards))]
     by = {(r["layer"], r["variant"], r["board"]): r for r in records}
-    seen = []
-    for r in records:
-        if (r["layer"], r["variant"]) not in seen:
-            seen.append((r["layer"], r["variant"]))
-    for layer, variant in seen:
-        m4, m55 = by.get((layer, variant, "mps2-an386")), by.get((layer, variant, "mps3-an547"))
-        ref = m4 or m55
+    for layer, variant in dict.fromkeys((r["layer"], r["variant"]) for r in records):
+        ref = next(by[(layer, variant, b)] for b in boards if (layer, variant, b) in by)
         cells = [layer, variant, f"{ref['weight_bytes']:,} + {ref['index_bytes']:,}", f"{ref['bytes_vs_dense']:.3f}"]
-        for r in (m4, m55):
+        for b in boards:
+            r = by.get((layer, variant, b))
             cells += [f"{r['instructions']:,}", f"{r['instructions_vs_dense']:.3f}"] if r else ["-", "-"]
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows) + "\n"
