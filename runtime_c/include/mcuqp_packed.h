@@ -5,9 +5,15 @@
  * the low-bit field decoders, sign-bit packing and popcount, and the output stage.
  *
  * Window buffers hold K = kh * kw * in_c values in the OHWI filter order (ky, kx, ci).
- * "Swizzled" buffers store value k at position (k & ~3) | {0, 2, 1, 3}[k & 3], so that
- * each group of four reads as the int16 pairs {x0, x2} {x1, x3} that one SXTAB16 /
- * SXTAB16 ROR #8 of the four int8 inputs produce (the low-bit kernels' layout).
+ * Layouts (mcuqp_pk_layout): natural order with a step (value k at k * step: step 2
+ * interleaves two pixels so that one word load gives both, the sparse conv's layout), or
+ * "swizzled": value k at position (k & ~3) | {0, 2, 1, 3}[k & 3], so that each group of
+ * four reads as the int16 pairs {x0, x2} {x1, x3} that one SXTAB16 / SXTAB16 ROR #8 of the
+ * four int8 inputs produce (the low-bit kernels' layout), optionally with two pixels'
+ * words interleaved (the DSP low-bit conv: one LDRD loads the same pair of both).
+ *
+ * Buffers come from the caller (the kernels' `buffer`, 4-byte aligned); they are written
+ * as int16 and read as int16 or, through memcpy or the DSP helpers, as 32-bit words.
  */
 #ifndef MCUQP_PACKED_H
 #define MCUQP_PACKED_H
