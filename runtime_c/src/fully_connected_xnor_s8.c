@@ -17,39 +17,32 @@
 #include "mcuqp_packed.h"
 
 /* Every output of one input row, out of line so that its loop keeps its registers. Rows
- * of up to 30 words (960 inputs) need one byte fold each: a straight loop of word triples
- * and a tail of at most two words. */
+ * of up to 30 words (960 inputs) go by word pairs (nibble counts <= 8, byte counts <= 16
+ * per pair) and need one byte fold each. */
 MCUQP_NOINLINE static void xnor_rows(const uint32_t *xb, const uint32_t *w, int32_t words, int32_t in_ch,
                                      int32_t out_ch, const int32_t *bias, const mcuqp_pk_out *o, int8_t *y)
 {
     const uint32_t m1 = mcuqp_pk_reg(0x55555555u);
     const uint32_t m2 = mcuqp_pk_reg(0x33333333u);
     const uint32_t m4 = mcuqp_pk_reg(0x0F0F0F0Fu);
-    const int32_t triples = words / 3;
-    const int32_t tail = words - 3 * triples;
+    const uint32_t *x_pairs = xb + (words & ~1);
     int32_t oc;
     for (oc = 0; oc < out_ch; ++oc) {
         uint32_t diff;
         if (words <= 30) {
             const uint32_t *x = xb;
-            const uint32_t *end = w + 3 * triples;
             uint32_t bytes = 0u;
-            while (w != end) {
-                const uint32_t nib = mcuqp_pk_nibbles(w[0] ^ x[0], m1, m2) + mcuqp_pk_nibbles(w[1] ^ x[1], m1, m2) +
-                                     mcuqp_pk_nibbles(w[2] ^ x[2], m1, m2);
+            while (x != x_pairs) {
+                const uint32_t nib = mcuqp_pk_nibbles(w[0] ^ x[0], m1, m2) + mcuqp_pk_nibbles(w[1] ^ x[1], m1, m2);
                 bytes += (nib & m4) + (m4 & (nib >> 4));
-                w += 3;
-                x += 3;
+                w += 2;
+                x += 2;
             }
-            uint32_t nib = 0u;
-            if (tail > 0) {
-                nib += mcuqp_pk_nibbles(w[0] ^ x[0], m1, m2);
+            if ((words & 1) != 0) {
+                const uint32_t nib = mcuqp_pk_nibbles(*w++ ^ *x, m1, m2);
+                bytes += (nib & m4) + (m4 & (nib >> 4));
             }
-            if (tail > 1) {
-                nib += mcuqp_pk_nibbles(w[1] ^ x[1], m1, m2);
-            }
-            w += tail;
-            diff = mcuqp_pk_fold_bytes(bytes + (nib & m4) + (m4 & (nib >> 4)));
+            diff = mcuqp_pk_fold_bytes(bytes);
         } else {
             diff = mcuqp_pk_xor_popcount(w, xb, NULL, words, 0);
             w += words;
