@@ -244,6 +244,90 @@ typedef struct {
  * elsewhere; output scale 1.0, zero point 0. input_zero_point must be in [-128, 127]. */
 mcuqp_status mcuqp_sign_s8(const mcuqp_sign_params *params, int32_t size, const int8_t *input, int8_t *output);
 
+/* ---- packed weight formats (sparse, int4 / ternary / binary, fully binary) ----
+ * Layouts are defined in mcuqp/packing.py; every packed kernel gives exactly the output of
+ * the dense int8 kernel on the unpacked (effective) weights. Weights are symmetric: the FC
+ * params' filter_offset must be 0. `buffer` is scratch of *_get_buffer_size() bytes,
+ * 4-byte aligned, not overlapping the input or output. */
+
+/* Sparse rows (FC (out_ch, in_ch), conv OHWI rows of kh * kw * in_c): for each row and each
+ * segment of 256 columns a count of nonzeros; per nonzero, its column within the segment
+ * and its value, row by row, columns ascending. */
+typedef struct {
+    const uint16_t *counts; /* rows * ceil(row_len / 256) */
+    const uint8_t *index;
+    const int8_t *values;
+} mcuqp_sparse_rows;
+
+/* Sparse depthwise filter (1, kh, kw, C), kh * kw <= 255: per channel a count; per nonzero
+ * its tap ky * kw + kx and its value, channel by channel. */
+typedef struct {
+    const uint8_t *counts; /* C */
+    const uint8_t *index;
+    const int8_t *values;
+} mcuqp_sparse_depthwise;
+
+/* Low-bit weights: bits 4 (int4, [-8, 7]), 2 (ternary: 0b01 = +1, 0b11 = -1, 0b00 = 0) or
+ * 1 (binary: 1 = +1, 0 = -1), 32 / bits per little-endian word; value 4 f + j of a word in
+ * byte j, bits [bits * f, bits * (f + 1)). FC / conv: each row padded to whole words;
+ * depthwise: the filter (kh, kw, C) as one stream padded to whole words. */
+typedef struct {
+    const uint32_t *words;
+    int32_t bits;
+} mcuqp_lowbit_weights;
+
+mcuqp_status mcuqp_fully_connected_sparse_s8(const mcuqp_fc_params *params, const mcuqp_requant *quant,
+                                             int32_t batches, int32_t in_ch, const int8_t *input, int32_t out_ch,
+                                             const mcuqp_sparse_rows *filter, const int32_t *bias, int8_t *output,
+                                             void *buffer);
+int32_t mcuqp_fully_connected_sparse_s8_get_buffer_size(int32_t in_ch);
+
+mcuqp_status mcuqp_conv2d_sparse_s8(const mcuqp_conv_params *params, const mcuqp_requant *quant,
+                                    const mcuqp_dims *input_dims, const int8_t *input, const mcuqp_dims *filter_dims,
+                                    const mcuqp_sparse_rows *filter, const int32_t *bias,
+                                    const mcuqp_dims *output_dims, int8_t *output, void *buffer);
+int32_t mcuqp_conv2d_sparse_s8_get_buffer_size(const mcuqp_dims *filter_dims);
+
+mcuqp_status mcuqp_depthwise_conv2d_sparse_s8(const mcuqp_conv_params *params, const mcuqp_requant *quant,
+                                              const mcuqp_dims *input_dims, const int8_t *input,
+                                              const mcuqp_dims *filter_dims, const mcuqp_sparse_depthwise *filter,
+                                              const int32_t *bias, const mcuqp_dims *output_dims, int8_t *output,
+                                              void *buffer);
+int32_t mcuqp_depthwise_conv2d_sparse_s8_get_buffer_size(const mcuqp_dims *filter_dims);
+
+mcuqp_status mcuqp_fully_connected_lowbit_s8(const mcuqp_fc_params *params, const mcuqp_requant *quant,
+                                             int32_t batches, int32_t in_ch, const int8_t *input, int32_t out_ch,
+                                             const mcuqp_lowbit_weights *filter, const int32_t *bias,
+                                             int8_t *output, void *buffer);
+int32_t mcuqp_fully_connected_lowbit_s8_get_buffer_size(int32_t in_ch);
+
+mcuqp_status mcuqp_conv2d_lowbit_s8(const mcuqp_conv_params *params, const mcuqp_requant *quant,
+                                    const mcuqp_dims *input_dims, const int8_t *input, const mcuqp_dims *filter_dims,
+                                    const mcuqp_lowbit_weights *filter, const int32_t *bias,
+                                    const mcuqp_dims *output_dims, int8_t *output, void *buffer);
+int32_t mcuqp_conv2d_lowbit_s8_get_buffer_size(const mcuqp_dims *filter_dims);
+
+mcuqp_status mcuqp_depthwise_conv2d_lowbit_s8(const mcuqp_conv_params *params, const mcuqp_requant *quant,
+                                              const mcuqp_dims *input_dims, const int8_t *input,
+                                              const mcuqp_dims *filter_dims, const mcuqp_lowbit_weights *filter,
+                                              const int32_t *bias, const mcuqp_dims *output_dims, int8_t *output,
+                                              void *buffer);
+int32_t mcuqp_depthwise_conv2d_lowbit_s8_get_buffer_size(const mcuqp_dims *filter_dims);
+
+/* Fully binary: binary weights (bits 1) and SIGN outputs (every input -1 or +1, input_offset
+ * 0); XOR and popcount over 32-bit words. */
+mcuqp_status mcuqp_fully_connected_xnor_s8(const mcuqp_fc_params *params, const mcuqp_requant *quant,
+                                           int32_t batches, int32_t in_ch, const int8_t *input, int32_t out_ch,
+                                           const mcuqp_lowbit_weights *filter, const int32_t *bias, int8_t *output,
+                                           void *buffer);
+int32_t mcuqp_fully_connected_xnor_s8_get_buffer_size(int32_t in_ch);
+
+mcuqp_status mcuqp_conv2d_xnor_s8(const mcuqp_conv_params *params, const mcuqp_requant *quant,
+                                  const mcuqp_dims *input_dims, const int8_t *input, const mcuqp_dims *filter_dims,
+                                  const mcuqp_lowbit_weights *filter, const int32_t *bias,
+                                  const mcuqp_dims *output_dims, int8_t *output, void *buffer);
+int32_t mcuqp_conv2d_xnor_s8_get_buffer_size(const mcuqp_dims *filter_dims);
+
 #ifdef __cplusplus
 }
 #endif

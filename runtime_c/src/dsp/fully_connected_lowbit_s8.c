@@ -1,0 +1,62 @@
+/*
+ * Fully connected with low-bit weights (int4, ternary, binary), Cortex-M DSP-extension
+ * variant: same contract and results as runtime_c/src/fully_connected_lowbit_s8.c (and
+ * as mcuqp_fully_connected_s8 on the decoded weights).
+ *
+ * input   (batches, in_ch) int8                   batches, out_ch >= 1, 1 <= in_ch < 2^16
+ * filter  bits 4, 2 or 1; out_ch rows of ceil(in_ch / (32 / bits)) words
+ * bias    (out_ch,) int32, or NULL
+ * output  (batches, out_ch) int8
+ * buffer  mcuqp_fully_connected_lowbit_s8_get_buffer_size(in_ch) bytes
+ * params  as mcuqp_fully_connected_s8, filter_offset == 0
+ *
+ * Technique (mcuqp_lowbit_dsp.h): the input row is widened once to int16 pairs {x0, x2}
+ * {x1, x3} (SXTAB16); each weight word then yields, per field, one shift-and-mask, two
+ * SXTB16 and two SMLADs against one LDRD of inputs: for int4 8 MACs per word in 13
+ * instructions, no unpacking to a buffer.
+ */
+#include "mcuqp_lowbit_dsp.h"
+
+int32_t mcuqp_fully_connected_lowbit_s8_get_buffer_size(int32_t in_ch)
+{
+    return in_ch >= 1 && in_ch < (1 << 16) ? 2 * mcuqp_pk_round_up(in_ch, 32) : (int32_t)MCUQP_ERR_ARG;
+}
+
+mcuqp_status mcuqp_fully_connected_lowbit_s8(const mcuqp_fc_params *params, const mcuqp_requant *quant,
+                                             int32_t batches, int32_t in_ch, const int8_t *input, int32_t out_ch,
+                                             const mcuqp_lowbit_weights *filter, const int32_t *bias,
+                                             int8_t *output, void *buffer)
+{
+    if (params == NULL || quant == NULL || input == NULL || filter == NULL || filter->words == NULL ||
+        output == NULL || buffer == NULL || !mcuqp_fc_valid_args(params, quant, batches, in_ch, out_ch) ||
+        params->filter_offset != 0 || !mcuqp_pk_valid_bits(filter->bits) ||
+        mcuqp_fully_connected_lowbit_s8_get_buffer_size(in_ch) < 0) {
+        return MCUQP_ERR_ARG;
+    }
+    int16_t *x = (int16_t *)buffer;
+    const mcuqp_pk_layout swizzled = {1, 1, 0, 0};
+    const uint32_t *xw = (const uint32_t *)buffer;
+    const int32_t bits = filter->bits;
+    const int32_t row_words = (in_ch + 32 / bits - 1) / (32 / bits);
+    const mcuqp_pk_out o = mcuqp_pk_out_init(quant, params->act_min, params->act_max,
+                                               params->output_offset);
+    const int32_t padded = mcuqp_pk_round_up(in_ch, 32);
+    int32_t i;
+    for (i = in_ch; i < padded; ++i) {
+        x[mcuqp_pk_swz(i)] = 0;
+    }
+    int32_t b;
+    for (b = 0; b < batches; ++b) {
+        mcuqp_pk_widen(input + (size_t)b * (size_t)in_ch, in_ch, params->input_offset, x, 0, &swizzled);
+        const int32_t x_sum = bits == 1 ? mcuqp_lb_window_sum(xw, padded, 1) : 0;
+        int8_t *y = output + (size_t)b * (size_t)out_ch;
+        int32_t oc;
+        for (oc = 0; oc < out_ch; ++oc) {
+            int32_t acc[2] = {0, 0};
+            mcuqp_lb_dot_any(filter->words + (size_t)oc * (size_t)row_words, row_words, xw, 1, bits, acc);
+            const uint32_t sum = mcuqp_lb_unscale(acc[0], bits, x_sum) + (bias != NULL ? (uint32_t)bias[oc] : 0u);
+            y[oc] = mcuqp_pk_store(&o, sum, oc);
+        }
+    }
+    return MCUQP_OK;
+}
