@@ -39,8 +39,10 @@ SEED = 0
 
 def _layers(rng: np.random.Generator):
     """(name, op, x_shape, dense int8 weights, bias, attrs) of the three benchmark layers."""
-    from mcuqp.ir import ConvAttrs, FullyConnectedAttrs, Padding
-    from mcuqp.quant.params import conv_requant
+    from mcuqp.ir import Padding
+    from mcuqp.ops.conv2d import ConvAttrs
+    from mcuqp.ops.fully_connected import FullyConnectedAttrs
+    from mcuqp.ops.common import conv_requant
 
     def rq(cout: int, taps: int):
         w_scales = (0.004 * 2.0 ** rng.uniform(-1, 1, cout)).astype(np.float32)

@@ -9,9 +9,10 @@ from dataclasses import replace
 import numpy as np
 
 from mcuqp.codegen.packed import FORMATS, PackedLayer, kernel_sources, model_source
-from mcuqp.ir import ConvAttrs, Padding
+from mcuqp.ir import Padding
+from mcuqp.ops.conv2d import ConvAttrs
 from mcuqp.packing import VALUE_RANGE
-from mcuqp.reference.conv2d import conv_output_hw
+from mcuqp.ops.conv2d import conv_output_hw
 import hostlib
 from hostlib import dims, ptr
 from kernel_cases import conv_case, conv_params, fc_case, i8, random_padding

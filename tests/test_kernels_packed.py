@@ -115,7 +115,7 @@ def test_sparse_empty_rows_and_segments(portable):
 
 
 def packing_requant(rng, channels):
-    from mcuqp.quant.params import conv_requant
+    from mcuqp.ops.common import conv_requant
 
     return conv_requant(0.05, np.full(channels, 0.01, np.float32), 0.5, "double")
 

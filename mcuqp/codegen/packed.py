@@ -13,11 +13,12 @@ from typing import Callable
 import numpy as np
 
 from mcuqp import packing
-from mcuqp.ir import ConvAttrs, FullyConnectedAttrs
+from mcuqp.ops.conv2d import ConvAttrs
+from mcuqp.ops.fully_connected import FullyConnectedAttrs
 from mcuqp.reference import packed as twins
-from mcuqp.reference.conv2d import conv2d_s8
-from mcuqp.reference.depthwise_conv2d import depthwise_conv2d_s8
-from mcuqp.reference.fully_connected import fully_connected_s8
+from mcuqp.ops.conv2d import conv2d_s8
+from mcuqp.ops.depthwise_conv2d import depthwise_conv2d_s8
+from mcuqp.ops.fully_connected import fully_connected_s8
 
 OPS = ("fc", "conv2d", "depthwise")
 FORMATS: dict[str, tuple[str, ...]] = {

@@ -11,11 +11,12 @@ from __future__ import annotations
 import numpy as np
 
 from mcuqp.errors import UnsupportedModelError
-from mcuqp.ir import ConvAttrs, FullyConnectedAttrs
+from mcuqp.ops.conv2d import ConvAttrs
+from mcuqp.ops.fully_connected import FullyConnectedAttrs
 from mcuqp.packing import LowBit, SparseDepthwise, SparseRows, unpack_lowbit
 from mcuqp.quant.fixedpoint import Rounding
-from mcuqp.reference.conv2d import check_bias, check_offset, check_output_stage, check_window, offset_windows, output_stage
-from mcuqp.reference.depthwise_conv2d import depthwise_conv2d_s8
+from mcuqp.ops.conv2d import check_bias, check_offset, check_output_stage, check_window, offset_windows, output_stage
+from mcuqp.ops.depthwise_conv2d import depthwise_conv2d_s8
 
 
 def _fc_checks(op: str, x: np.ndarray, rows: int, row_len: int, bias, attrs: FullyConnectedAttrs, rounding: str):
@@ -101,7 +102,7 @@ def depthwise_conv2d_sparse_s8(x: np.ndarray, p: SparseDepthwise, kh: int, kw: i
 
 
 def _out_hw(x: np.ndarray, pixels: int, kh: int, kw: int, attrs: ConvAttrs) -> tuple[int, int]:
-    from mcuqp.reference.conv2d import conv_output_hw
+    from mcuqp.ops.conv2d import conv_output_hw
 
     oh, ow = conv_output_hw(x.shape[1], x.shape[2], kh, kw, attrs)
     assert oh * ow == pixels
