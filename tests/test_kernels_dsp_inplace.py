@@ -32,13 +32,17 @@ def dsp_single():
 
 
 def test_dsp_inplace_variants_are_selected():
-    from mcuqp.codegen.kernels import variant_source
+    from mcuqp.ops import registry
     from mcuqp.target.boards import load_board
 
-    for name in INPLACE_SOURCES:
-        assert variant_source(name, load_board("mps2-an386").features) == DSP / name
-        assert variant_source(name, load_board("mps2-an385").features) == hostlib.RUNTIME_DIR / "src" / name
-        assert variant_source(name, load_board("mps3-an547").features).parent.name == "mve"
+    for kind in ("conv2d", "depthwise_conv2d"):
+        d = registry.get(kind)
+        m4 = registry.select_kernel(d, load_board("mps2-an386").features, inplace=True)
+        m3 = registry.select_kernel(d, load_board("mps2-an385").features, inplace=True)
+        m55 = registry.select_kernel(d, load_board("mps3-an547").features, inplace=True)
+        assert m4.path.parent == DSP and m4.path.name in INPLACE_SOURCES
+        assert m3.path == hostlib.RUNTIME_DIR / "src" / m4.path.name
+        assert m55.path.parent.name == "mve" and m55.path.name == m4.path.name
 
 
 def test_dsp_pointwise_inplace_matches_numpy(dsp, dsp_single):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from mcuqp.ir import Padding, Requant
-from mcuqp.quant.params import conv_requant
+from mcuqp.ops.common import conv_requant
 import hostlib
 
 from kernel_cases import Layer, run_layers_on_qemu, target_conv_layer, target_fc_layer
@@ -171,7 +171,7 @@ def run_calls_on_qemu(tmp_path, rounding: str, calls: list[Call], sources: list,
 
 
 def add_call(x1: np.ndarray, x2: np.ndarray, a, rounding: str) -> Call:
-    from mcuqp.reference.add import add_s8
+    from mcuqp.ops.add import add_s8
 
     fields = [a.left_shift, a.input1_offset, a.input1_multiplier, a.input1_shift, a.input2_offset,
               a.input2_multiplier, a.input2_shift, a.output_offset, a.output_multiplier, a.output_shift, a.act_min,
@@ -264,8 +264,7 @@ def test_mve_inplace_kernels_on_qemu(tmp_path, rounding):
 
 def avg_pool_call(rng, rounding: str) -> Call:
     from mcuqp.errors import McuqpError
-    from mcuqp.ir import PoolAttrs
-    from mcuqp.reference.pooling import avg_pool2d_s8
+    from mcuqp.ops.pool import PoolAttrs, avg_pool2d_s8
 
     while True:
         fh, fw = (int(v) for v in rng.integers(1, 6, 2))
@@ -294,8 +293,7 @@ def test_mve_avg_pool_on_qemu(tmp_path):
     rng = np.random.default_rng(91)
     calls = [avg_pool_call(rng, "double") for _ in range(30)]
     x = rng.integers(-128, 128, (1, 25, 5, 64)).astype(np.int8)  # KWS's global pool
-    from mcuqp.ir import PoolAttrs
-    from mcuqp.reference.pooling import avg_pool2d_s8
+    from mcuqp.ops.pool import PoolAttrs, avg_pool2d_s8
 
     want = avg_pool2d_s8(x, PoolAttrs((25, 5), (1, 1), Padding()))
     calls.append(Call("static const mcuqp_pool_params p@ = {1, 1, 0, 0, 25, 5, -128, 127};\n"
