@@ -6,7 +6,7 @@ depthwise while a residual branch waits) and a seeded MNIST CNN (trained here on
 board: the planned arena, the same plan without in-place depthwise convolution, how many depthwise
 ops run in place and the scratch they take, the live-activation lower bound and the peak live
 storage (from the memory plan), TFLite Micro's reference arena setting (from the MLPerf Tiny reference code; none
-for the MNIST CNN), the flash and RAM `mcuqp.plan.footprint.predict_footprint` predicts before
+for the MNIST CNN), the flash and RAM `mcuqp.api.predict_footprint` predicts (from a real link) before
 any build, and the verification firmware's measured flash (text + rodata + data) and RAM
 (data + bss + the painted-stack high-water of a QEMU run).
 
@@ -63,7 +63,7 @@ def measure(n_inputs: int, boards: tuple[str, ...]) -> list[dict]:
     import tempfile
 
     from mcuqp import api
-    from mcuqp.plan.footprint import predict_footprint
+    from mcuqp.api import predict_footprint
     from mcuqp.plan.memory import plan_memory
 
     records = []
@@ -117,8 +117,8 @@ CAPTION = (
     "arena includes the scratch of depthwise ops run in place (output over the input, channel by channel "
     "through an h*w buffer) and of 1x1 convs run in place (pixel by pixel through an in_c buffer), each used "
     "only where that lowers the arena; scratch = the largest one op uses. Predictions are made before the "
-    "firmware is built (`mcuqp.plan.footprint.predict_footprint`). The TFLite Micro reference arena is the "
-    "tensor-arena size the MLPerf Tiny reference code (mlcommons/tiny) sets for each model."
+    "firmware is built (`mcuqp.api.predict_footprint`, a real link of the sources). The TFLite Micro reference "
+    "arena is the tensor-arena size the MLPerf Tiny reference code (mlcommons/tiny) sets for each model."
 )
 
 

@@ -26,12 +26,13 @@ from mcuqp.codegen.emit import GeneratedModel, generate, write_library
 from mcuqp.codegen.provenance import Provenance, file_sha256, read_provenance
 from mcuqp.errors import McuqpError, ToolchainError
 from mcuqp.ir import Graph
-from mcuqp.plan.footprint import Footprint, check_budget, predict_footprint
 from mcuqp.plan.memory import MemoryPlan, plan_memory, validate_plan
 from mcuqp.quant.fixedpoint import Rounding
 from mcuqp.reference.interpreter import run as reference_run
 from mcuqp.target.boards import DEFAULT_BOARD, Board, load_board
 from mcuqp.target.build import DEFAULT_STACK_BYTES
+from mcuqp.target.footprint import Footprint, FirmwareKind, ModelSources, check_budget
+from mcuqp.target.footprint import predict_footprint as _predict_linked
 
 INTERNAL = {"json": False}  # field metadata: not part of to_dict() / --json
 
@@ -201,6 +202,22 @@ def compile_plan(model: LoadedModel | Graph, *, inplace: bool = True) -> MemoryP
     plan = plan_memory(graph, inplace_depthwise=mode, inplace_conv=mode)
     validate_plan(graph, plan)
     return plan
+
+
+def predict_footprint(graph: Graph, plan: MemoryPlan, generated: GeneratedModel, board: Board | str, *,
+                      firmware: FirmwareKind = "verify", stack_bytes_reserved: int = DEFAULT_STACK_BYTES) -> Footprint:
+    """Flash and RAM of `generated` on `board`, from a real link of its sources (see
+    mcuqp.target.footprint), with each layer's constants named after its op."""
+    if generated.arena_bytes != plan.arena_bytes:
+        raise McuqpError(f"the generated model has a {generated.arena_bytes} B arena but the plan "
+                         f"{plan.arena_bytes} B; pass the plan the model was generated from")
+    peak = ""
+    if plan.peak_step is not None:
+        info = plan.steps[plan.peak_step]
+        peak = f"{info.op}: {len(info.live)} live tensors, {info.storage_bytes:,} B"
+    layers = [(graph.ops[i].name, graph.ops[i].kind.value) for i in plan.order]
+    sources = ModelSources(generated.model_c, generated.model_h, generated.kernels, layers, peak)
+    return _predict_linked(sources, board, firmware=firmware, stack_bytes_reserved=stack_bytes_reserved)
 
 
 @dataclass

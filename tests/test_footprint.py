@@ -11,7 +11,8 @@ from mcuqp.compress.train import FitConfig, fit
 from mcuqp.datasets import load_dataset
 from mcuqp.errors import BudgetError
 from mcuqp.models import DigitsCNN
-from mcuqp.plan.footprint import Footprint, LayerFlash, check_budget, predict_footprint
+from mcuqp.api import predict_footprint
+from mcuqp.target.footprint import Footprint, LayerFlash, check_budget
 from mcuqp.target.boards import load_board
 from mcuqp.target.build import build_firmware, platform_include_dirs, platform_sources
 import prereq

@@ -20,6 +20,9 @@ from pathlib import Path
 from string import Template
 from typing import Iterable, Sequence
 
+from elftools.elf.constants import SH_FLAGS
+from elftools.elf.elffile import ELFFile
+
 from mcuqp.errors import BudgetError, McuqpError, ToolchainError
 from mcuqp.resources import RUNTIME_DIR
 from mcuqp.target.boards import Board, load_board
@@ -37,7 +40,6 @@ APT_HINT = "install it with: sudo apt-get install gcc-arm-none-eabi libnewlib-ar
 
 _ERROR = re.compile(r"\b(fatal )?error:")
 _OVERFLOW = re.compile(r"region `(\w+)' overflowed by (\d+) bytes?")
-_IGNORED_SECTIONS = (".debug", ".comment", ".ARM.attributes", ".stab", ".symtab", ".strtab", ".shstrtab")
 
 
 @dataclass(frozen=True)
@@ -100,18 +102,8 @@ def build_firmware(
 
     defs = [*defines, *(["MCUQP_PROFILE"] if profile else [])]
     objs = compile_objects(sources, include_dirs, b, out / "obj", defines=defs, opt=opt)
-    ld = out / "link.ld"
-    ld.write_text(Template(LINKER_TEMPLATE.read_text()).substitute(
-        flash_origin=f"0x{b.flash_origin:08X}", flash_length=f"0x{flash_len:X}",
-        ram_origin=f"0x{b.ram_origin:08X}", ram_length=f"0x{ram_len:X}", stack_bytes=f"0x{stack:X}"))
-    elf, map_path = out / "firmware.elf", out / "firmware.map"
-    cmd = [_tool(CC), *b.gcc_flags, opt, "-nostartfiles", "-Wl,--gc-sections", f"-Wl,-Map={map_path}",
-           "-T", str(ld), *map(str, objs), "-o", str(elf)]
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    if r.returncode != 0:
-        raise _link_error(r.stderr, b, flash_len, ram_len, stack)
-
-    sizes = _section_sizes(elf)
+    elf, map_path = link_objects(objs, b, out, flash_len, ram_len, stack, opt=opt)
+    sizes = section_sizes(elf)
     return Firmware(
         elf=elf, map=map_path, board=b.name,
         text=sizes["text"], rodata=sizes["rodata"], data=sizes["data"], bss=sizes["bss"],
@@ -120,6 +112,24 @@ def build_firmware(
         stack_bytes=sizes["stack"], flash_budget=flash_len, ram_budget=ram_len,
         stack_usage=_stack_usage(out / "obj"),
     )
+
+
+def link_objects(objs: Sequence[Path], board: Board, out: Path, flash_len: int, ram_len: int, stack: int, *,
+                 opt: str = "-O2", ldflags: Sequence[str] = ()) -> tuple[Path, Path]:
+    """Link `objs` into out/firmware.elf (and its map) with the linker script rendered for
+    these region lengths; every mcuqp image, verified or predicted, is linked here."""
+    ld = out / "link.ld"
+    ld.write_text(Template(LINKER_TEMPLATE.read_text()).substitute(
+        flash_origin=f"0x{board.flash_origin:08X}", flash_length=f"0x{flash_len:X}",
+        ram_origin=f"0x{board.ram_origin:08X}", ram_length=f"0x{ram_len:X}", stack_bytes=f"0x{stack:X}"))
+    elf, map_path = out / "firmware.elf", out / "firmware.map"
+    cmd = [_tool(CC), *board.gcc_flags, opt, "-nostartfiles", "-Wl,--gc-sections", f"-Wl,-Map={map_path}",
+           *ldflags, "-T", str(ld), *map(str, objs), "-o", str(elf)]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise _link_error(r.stderr, board, flash_len, ram_len, stack)
+    (out / "link.stdout").write_text(r.stdout)
+    return elf, map_path
 
 
 def compile_objects(
@@ -255,19 +265,15 @@ def _link_error(stderr: str, b: Board, flash_len: int, ram_len: int, stack: int)
     return McuqpError(f"linking the firmware for {b.name} failed: {first.strip()}")
 
 
-def _section_sizes(elf: Path) -> dict[str, int]:
-    r = subprocess.run([_tool("arm-none-eabi-size"), "-A", "-d", str(elf)], capture_output=True, text=True,
-                       check=True)
+def section_sizes(elf: Path) -> dict[str, int]:
+    """Bytes of the image's allocated sections by kind: text (code, vectors, unwind
+    tables), rodata, data, bss, and the reserved stack."""
     sizes = {"text": 0, "rodata": 0, "data": 0, "bss": 0, "stack": 0}
-    for line in r.stdout.splitlines():
-        parts = line.split()
-        if len(parts) != 3 or not parts[0].startswith(".") or not parts[1].isdigit():
-            continue
-        name, size = parts[0], int(parts[1])
-        if name.startswith(_IGNORED_SECTIONS):
-            continue
-        kind = {".rodata": "rodata", ".data": "data", ".bss": "bss", ".stack": "stack"}.get(name, "text")
-        sizes[kind] += size
+    with open(elf, "rb") as f:
+        for sec in ELFFile(f).iter_sections():
+            if sec["sh_flags"] & SH_FLAGS.SHF_ALLOC:
+                kind = {".rodata": "rodata", ".data": "data", ".bss": "bss", ".stack": "stack"}.get(sec.name, "text")
+                sizes[kind] += sec["sh_size"]
     return sizes
 
 
