@@ -214,7 +214,7 @@ MCUQP_INLINE int32_t mcuqp_qadd(int32_t a, int32_t b)
 MCUQP_INLINE int32_t mcuqp_ssat8(int32_t x)
 {
 #if MCUQP_ACLE_DSP
-    return __ssat(x, 8);
+    return (int32_t)__ssat(x, 8);
 #else
     return x < -128 ? -128 : (x > 127 ? 127 : x);
 #endif
