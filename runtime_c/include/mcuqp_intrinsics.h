@@ -298,8 +298,8 @@ MCUQP_INLINE int32_t mcuqp_rq_apply_fast(int32_t x, const mcuqp_rq *q)
     uint32_t lo = 1u << 30; /* + C = 2^30 + 2^(30 + r) */
     int32_t hi = q->k;
     mcuqp_smlal(&lo, &hi, x, q->multiplier);
-    const int32_t borrow = (int32_t)(((uint32_t)hi - (uint32_t)q->k) & ~lo) >> 31;
-    return (hi + borrow) >> q->sh;
+    const int32_t borrow = (int32_t)((((uint32_t)hi - (uint32_t)q->k) & ~lo) >> 31);
+    return (hi - borrow) >> q->sh;
 #endif
 }
 

@@ -41,7 +41,7 @@ mcuqp_status mcuqp_softmax_s8(const mcuqp_softmax_params *params, int32_t rows, 
     }
     if (params->input_multiplier <= 0 || params->input_left_shift < 0 || params->input_left_shift > max_shift ||
         params->diff_min > 0 ||
-        params->diff_min < -(((int32_t)31 << 26) >> params->input_left_shift)) {
+        params->diff_min < -(int32_t)((31u << 26) >> params->input_left_shift)) {
         return MCUQP_ERR_ARG;
     }
     const int32_t multiplier = params->input_multiplier;
