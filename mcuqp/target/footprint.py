@@ -146,7 +146,7 @@ def predict_footprint(
         sizes = build.section_sizes(elf)
         spans = _region_usage((work / "link.stdout").read_text())
         rows = input_sections(map_path)
-        graph = call_graph(elf, rows, {o.name: _read_su(o.with_suffix(".su")) for o in objs})
+        graph = call_graph(elf, rows, {o.name: read_stack_usage(o.with_suffix(".su")) for o in objs})
     if verify:
         # Reset_Handler's own frame is not painted; what it calls before main is painted over.
         depth, path = graph.depth("main", exclude=AFTER_MEASUREMENT)
@@ -203,7 +203,7 @@ def _region_usage(ld_stdout: str) -> dict[str, int]:
     return used
 
 
-def _read_su(path: Path) -> dict[str, int]:
+def read_stack_usage(path: Path) -> dict[str, int]:
     frames: dict[str, int] = {}
     if path.exists():
         for line in path.read_text().splitlines():

@@ -214,7 +214,8 @@ MCUQP_INLINE int32_t mcuqp_qadd(int32_t a, int32_t b)
 MCUQP_INLINE int32_t mcuqp_ssat8(int32_t x)
 {
 #if MCUQP_ACLE_DSP
-    return (int32_t)__ssat(x, 8);
+    /* The builtin behind arm_acle.h's __ssat, whose macro body trips -Wsign-conversion in GCC 12. */
+    return (int32_t)__builtin_arm_ssat(x, 8);
 #else
     return x < -128 ? -128 : (x > 127 ? 127 : x);
 #endif

@@ -136,7 +136,8 @@ static inline uint32_t sum_s8(const int8_t *w, int32_t n)
     uint32_t acc = 0u;
     int32_t i;
     for (i = 0; i < n; ++i) {
-        acc += (uint32_t)(int32_t)w[i];
+        const int32_t v = w[i]; /* a named int32: gcc's -Wsign-conversion sees through a cast chain */
+        acc += (uint32_t)v;
     }
     return acc;
 }

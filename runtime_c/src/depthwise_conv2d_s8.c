@@ -188,7 +188,8 @@ mcuqp_status mcuqp_depthwise_conv2d_s8(const mcuqp_conv_params *params, const mc
             uint32_t w_sum = 0u;
             int32_t t;
             for (t = 0; t < k_h * k_w; ++t) {
-                w_sum += (uint32_t)(int32_t)filter[(size_t)t * g.w_tap + (size_t)oc];
+                const int32_t v = filter[(size_t)t * g.w_tap + (size_t)oc]; /* named: see conv2d_s8.c */
+                w_sum += (uint32_t)v;
             }
             mult[j] = quant->multiplier[q];
             shift[j] = quant->shift[q];

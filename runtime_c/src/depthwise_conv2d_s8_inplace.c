@@ -240,7 +240,8 @@ mcuqp_status mcuqp_depthwise_conv2d_s8_inplace(const mcuqp_conv_params *params, 
             uint32_t w_sum = 0u;
             size_t i;
             for (i = 0; i < (size_t)k_h * (size_t)k_w; ++i) {
-                w_sum += (uint32_t)(int32_t)w_ch[i * (size_t)c];
+                const int32_t v = w_ch[i * (size_t)c]; /* named: see conv2d_s8.c */
+                w_sum += (uint32_t)v;
             }
             for (i = 0; i < pixels; ++i) {
                 buffer[i] = img[i * (size_t)c + (size_t)ch];
