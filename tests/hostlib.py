@@ -1,7 +1,10 @@
 """The C runtime compiled for the host and loaded with ctypes.
 
 Used by the kernel tests (C versus the numpy reference, bit for bit) and by host-side
-runs of generated models. Structures mirror runtime_c/include/mcuqp_nn.h field for field.
+runs of generated models. Structures mirror runtime_c/include/mcuqp_nn.h field for field;
+each registers itself with @mirrors("mcuqp_..."), and load_runtime() checks every registered
+mirror against the header with a compiled sizeof/offsetof probe, so that a field added or
+reordered in C fails the tests instead of silently misaligning them.
 """
 from __future__ import annotations
 
@@ -17,16 +20,28 @@ import numpy as np
 from mcuqp.resources import RUNTIME_DIR
 
 HOST_CFLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-fPIC"]
+MIRRORS: dict[str, type[C.Structure]] = {}  # C typedef name -> its ctypes mirror
 
 
+def mirrors(c_name: str):
+    """Class decorator: register a ctypes Structure as the mirror of the C typedef `c_name`."""
+    def register(cls: type[C.Structure]) -> type[C.Structure]:
+        MIRRORS[c_name] = cls
+        return cls
+    return register
+
+
+@mirrors("mcuqp_dims")
 class Dims(C.Structure):
     _fields_ = [("n", C.c_int32), ("h", C.c_int32), ("w", C.c_int32), ("c", C.c_int32)]
 
 
+@mirrors("mcuqp_requant")
 class Requant(C.Structure):
     _fields_ = [("multiplier", C.POINTER(C.c_int32)), ("shift", C.POINTER(C.c_int32)), ("count", C.c_int32)]
 
 
+@mirrors("mcuqp_conv_params")
 class ConvParams(C.Structure):
     _fields_ = [
         (f, C.c_int32)
@@ -37,14 +52,17 @@ class ConvParams(C.Structure):
     ]
 
 
+@mirrors("mcuqp_fc_params")
 class FcParams(C.Structure):
     _fields_ = [(f, C.c_int32) for f in "input_offset filter_offset output_offset act_min act_max".split()]
 
 
+@mirrors("mcuqp_pool_params")
 class PoolParams(C.Structure):
     _fields_ = [(f, C.c_int32) for f in "stride_h stride_w pad_h pad_w filter_h filter_w act_min act_max".split()]
 
 
+@mirrors("mcuqp_add_params")
 class AddParams(C.Structure):
     _fields_ = [
         (f, C.c_int32)
@@ -55,6 +73,7 @@ class AddParams(C.Structure):
     ]
 
 
+@mirrors("mcuqp_softmax_params")
 class SoftmaxParams(C.Structure):
     _fields_ = [(f, C.c_int32) for f in "input_multiplier input_left_shift diff_min".split()]
 
@@ -105,7 +124,47 @@ def build_runtime(defines: tuple[str, ...] = (), cc: str = "gcc") -> Path:
 
 
 def load_runtime(defines: tuple[str, ...] = ()) -> C.CDLL:
+    check_mirrors()
     return C.CDLL(str(build_runtime(defines)))
+
+
+def mirror_mismatches(table: dict[str, type[C.Structure]], cc: str = "gcc") -> list[str]:
+    """Where the ctypes mirrors in `table` differ from mcuqp_nn.h as the host compiler lays it
+    out: struct sizes, and each field's offset and size (a field the header lacks fails the probe's build)."""
+    probe, expected = [], []
+    for name, cls in sorted(table.items()):
+        probe.append(f'    printf("%zu\\n", sizeof({name}));')
+        expected.append((f"sizeof({name})", C.sizeof(cls)))
+        for field, _ in cls._fields_:
+            probe.append(f'    printf("%zu %zu\\n", offsetof({name}, {field}), sizeof((({name} *)0)->{field}));')
+            f = getattr(cls, field)
+            expected.append((f"{name}.{field} (offset, size)", f"{f.offset} {f.size}"))
+    src = ("#include <stddef.h>\n#include <stdio.h>\n#include \"mcuqp_nn.h\"\nint main(void)\n{\n"
+           + "\n".join(probe) + "\n    return 0;\n}\n")
+    with tempfile.TemporaryDirectory(prefix="mcuqp-mirrors-") as tmp:
+        (Path(tmp) / "probe.c").write_text(src)
+        exe = Path(tmp) / "probe"
+        r = subprocess.run([cc, "-std=c99", "-I", str(RUNTIME_DIR / "include"), "probe.c", "-o", str(exe)],
+                           capture_output=True, text=True, cwd=tmp)
+        if r.returncode != 0:
+            first = next((ln for ln in r.stderr.splitlines() if "error" in ln), r.stderr.strip()[:300])
+            return [f"the mirrors name a struct or field mcuqp_nn.h does not have: {first}"]
+        got = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.splitlines()
+    return [f"{what}: C {c}, ctypes {py}" for (what, py), c in zip(expected, got) if str(py) != c]
+
+
+_checked: set[tuple] = set()
+
+
+def check_mirrors() -> None:
+    """Fail (once per set of mirrors) when a ctypes mirror does not match mcuqp_nn.h."""
+    key = tuple(sorted((n, tuple(c._fields_)) for n, c in MIRRORS.items()))
+    if key in _checked:
+        return
+    bad = mirror_mismatches(MIRRORS)
+    if bad:
+        raise AssertionError("tests/hostlib.py mirrors disagree with runtime_c/include/mcuqp_nn.h: " + "; ".join(bad))
+    _checked.add(key)
 
 
 class HostModel:

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 
 from mcuqp.ops.logistic import LogisticAttrs, logistic_attrs, logistic_s8
-from hostlib import ptr
+from hostlib import mirrors, ptr
 
 ALL_INT8 = np.arange(-128, 128, dtype=np.int8)
 
 
+@mirrors("mcuqp_logistic_params")
 class LogisticParams(C.Structure):  # mirrors mcuqp_logistic_params
     _fields_ = [(f, C.c_int32) for f in "input_zero_point input_multiplier input_left_shift input_range_radius".split()]
 

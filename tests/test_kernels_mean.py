@@ -9,9 +9,10 @@ import pytest
 
 from mcuqp.ops.mean import MeanAttrs, mean_attrs, mean_s8
 from mcuqp.quant.fixedpoint import quantize_multiplier
-from hostlib import dims, ptr
+from hostlib import dims, mirrors, ptr
 
 
+@mirrors("mcuqp_mean_params")
 class MeanParams(C.Structure):  # mirrors mcuqp_mean_params
     _fields_ = [(f, C.c_int32) for f in "count input_offset output_offset multiplier shift".split()]
 

@@ -9,9 +9,10 @@ import pytest
 
 from mcuqp.ops.mul import MulAttrs, mul_attrs, mul_s8
 from mcuqp.quant.fixedpoint import quantize_multiplier
-from hostlib import dims, ptr
+from hostlib import dims, mirrors, ptr
 
 
+@mirrors("mcuqp_mul_params")
 class MulParams(C.Structure):  # mirrors mcuqp_mul_params
     _fields_ = [(f, C.c_int32) for f in
                 "input1_offset input2_offset output_offset output_multiplier output_shift act_min act_max".split()]

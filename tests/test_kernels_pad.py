@@ -6,9 +6,10 @@ import ctypes as C
 import numpy as np
 
 from mcuqp.ops.pad import PadAttrs, pad_s8
-from hostlib import dims, ptr
+from hostlib import dims, mirrors, ptr
 
 
+@mirrors("mcuqp_pad_params")
 class PadParams(C.Structure):  # mirrors mcuqp_pad_params
     _fields_ = [("before", C.c_int32 * 4), ("after", C.c_int32 * 4), ("pad_value", C.c_int32)]
 

@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 
 from mcuqp.ops.quantize import QuantizeAttrs, quantize_attrs, quantize_s8
-from hostlib import ptr
+from hostlib import mirrors, ptr
 
 ALL_INT8 = np.arange(-128, 128, dtype=np.int8)
 
 
+@mirrors("mcuqp_quantize_params")
 class QuantizeParams(C.Structure):  # mirrors mcuqp_quantize_params
     _fields_ = [(f, C.c_int32) for f in "input_offset output_offset multiplier shift".split()]
 

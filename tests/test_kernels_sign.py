@@ -9,11 +9,12 @@ import pytest
 
 from mcuqp.errors import UnsupportedModelError
 from mcuqp.ops.sign import SignAttrs, sign_s8
-from hostlib import ptr
+from hostlib import mirrors, ptr
 
 ALL_INT8 = np.arange(-128, 128, dtype=np.int8)
 
 
+@mirrors("mcuqp_sign_params")
 class SignParams(C.Structure):  # mirrors mcuqp_sign_params
     _fields_ = [("input_zero_point", C.c_int32)]
 
