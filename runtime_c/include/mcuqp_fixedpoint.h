@@ -66,6 +66,17 @@ MCUQP_INLINE int32_t mcuqp_requantize(int32_t x, int32_t multiplier, int32_t shi
 #endif
 }
 
+/* One int8 output of a conv / depthwise / fully connected layer: requantize the accumulator
+ * (summed as uint32 so that it wraps without undefined behaviour), clamp it to [lo, hi] --
+ * the activation range minus out_offset, so that the int32 add cannot overflow -- and add
+ * out_offset. */
+MCUQP_INLINE int8_t mcuqp_requantize_clamp_s8(uint32_t acc, int32_t multiplier, int32_t shift, int32_t lo, int32_t hi,
+                                              int32_t out_offset)
+{
+    const int32_t r = mcuqp_requantize((int32_t)acc, multiplier, shift);
+    return (int8_t)(mcuqp_clamp_i32(r, lo, hi) + out_offset);
+}
+
 /* TFLite MultiplyByQuantizedMultiplierSmallerThanOneExp (shift <= 0). */
 MCUQP_INLINE int32_t mcuqp_mul_by_qm_smaller_than_one(int32_t x, int32_t multiplier, int32_t shift)
 {

@@ -56,6 +56,18 @@ MCUQP_INLINE uint32_t mcuqp_read_s8x4(const int8_t *p)
 #endif
 }
 
+/* n (0..3) bytes from p, zero-extended into a word: lane i = p[i] for i < n, 0 past n.
+ * Plain static inline (not forced) like the copies it replaces, so code generation stays. */
+static inline uint32_t mcuqp_read_partial_s8(const int8_t *p, int32_t n)
+{
+    uint32_t v = 0u;
+    int32_t i;
+    for (i = 0; i < n; ++i) {
+        v |= ((uint32_t)(uint8_t)p[i]) << (8 * i);
+    }
+    return v;
+}
+
 /* Store four bytes at any address, p[i] = lane i. */
 MCUQP_INLINE void mcuqp_write_s8x4(int8_t *p, uint32_t v)
 {

@@ -72,13 +72,6 @@ static int pwi_valid_args(const mcuqp_conv_params *p, const mcuqp_requant *q, co
     return 1;
 }
 
-/* Requantize, add the output offset and clamp (lo/hi: the clamp minus the offset). */
-MCUQP_INLINE int8_t pwi_output(uint32_t acc, int32_t mult, int32_t shift, int32_t lo, int32_t hi, int32_t out_offset)
-{
-    const int32_t r = mcuqp_requantize((int32_t)acc, mult, shift);
-    return (int8_t)(mcuqp_clamp_i32(r, lo, hi) + out_offset);
-}
-
 /* Output channel oc of one pixel from its dot product `acc` (bias not yet added). */
 MCUQP_INLINE void pwi_store(int8_t *dst, int32_t oc, uint32_t acc, const int32_t *bias, const mcuqp_requant *quant,
                             int32_t lo, int32_t hi, int32_t out_offset)
@@ -87,7 +80,7 @@ MCUQP_INLINE void pwi_store(int8_t *dst, int32_t oc, uint32_t acc, const int32_t
     if (bias != NULL) {
         acc += (uint32_t)bias[oc];
     }
-    dst[oc] = pwi_output(acc, quant->multiplier[q], quant->shift[q], lo, hi, out_offset);
+    dst[oc] = mcuqp_requantize_clamp_s8(acc, quant->multiplier[q], quant->shift[q], lo, hi, out_offset);
 }
 
 mcuqp_status mcuqp_conv2d_1x1_s8_inplace(const mcuqp_conv_params *params, const mcuqp_requant *quant,

@@ -142,14 +142,6 @@ static inline uint32_t sum_s8(const int8_t *w, int32_t n)
     return acc;
 }
 
-/* Requantize, add the output offset and clamp; lo/hi are the clamp minus the offset, so
- * that the int32 add cannot overflow. */
-MCUQP_INLINE int8_t output_s8(uint32_t acc, int32_t mult, int32_t shift, int32_t lo, int32_t hi, int32_t out_offset)
-{
-    const int32_t r = mcuqp_requantize((int32_t)acc, mult, shift);
-    return (int8_t)(mcuqp_clamp_i32(r, lo, hi) + out_offset);
-}
-
 mcuqp_status mcuqp_conv2d_s8(const mcuqp_conv_params *params, const mcuqp_requant *quant,
                              const mcuqp_dims *input_dims, const int8_t *input,
                              const mcuqp_dims *filter_dims, const int8_t *filter,
@@ -240,11 +232,11 @@ mcuqp_status mcuqp_conv2d_s8(const mcuqp_conv_params *params, const mcuqp_requan
                         const uint32_t base_a = row_full ? full_a : bias_a;
                         const uint32_t base_b = row_full ? full_b : bias_b;
                         int8_t *o = out + (size_t)ox * out_px;
-                        o[0] = output_s8(acc[0] + base_a, ma, sa, lo, hi, out_offset);
-                        o[out_px] = output_s8(acc[1] + base_a, ma, sa, lo, hi, out_offset);
+                        o[0] = mcuqp_requantize_clamp_s8(acc[0] + base_a, ma, sa, lo, hi, out_offset);
+                        o[out_px] = mcuqp_requantize_clamp_s8(acc[1] + base_a, ma, sa, lo, hi, out_offset);
                         if (two) {
-                            o[1] = output_s8(acc[2] + base_b, mb, sb, lo, hi, out_offset);
-                            o[out_px + 1] = output_s8(acc[3] + base_b, mb, sb, lo, hi, out_offset);
+                            o[1] = mcuqp_requantize_clamp_s8(acc[2] + base_b, mb, sb, lo, hi, out_offset);
+                            o[out_px + 1] = mcuqp_requantize_clamp_s8(acc[3] + base_b, mb, sb, lo, hi, out_offset);
                         }
                         ox += 2;
                     } else {
@@ -259,9 +251,9 @@ mcuqp_status mcuqp_conv2d_s8(const mcuqp_conv_params *params, const mcuqp_requan
                             window_1x2(&g, y0, x0, ky_lo, ky_hi, kx_lo, kx_hi, wa, wb, in_offset, acc);
                         }
                         int8_t *o = out + (size_t)ox * out_px;
-                        o[0] = output_s8(acc[0] + (full ? full_a : bias_a), ma, sa, lo, hi, out_offset);
+                        o[0] = mcuqp_requantize_clamp_s8(acc[0] + (full ? full_a : bias_a), ma, sa, lo, hi, out_offset);
                         if (two) {
-                            o[1] = output_s8(acc[1] + (full ? full_b : bias_b), mb, sb, lo, hi, out_offset);
+                            o[1] = mcuqp_requantize_clamp_s8(acc[1] + (full ? full_b : bias_b), mb, sb, lo, hi, out_offset);
                         }
                         ox += 1;
                     }

@@ -91,14 +91,6 @@ typedef struct {
     int32_t count; /* channels stored: 1..4 */
 } dw_group;
 
-/* Requantize, add the output offset and clamp; lo/hi are the clamp minus the offset, so
- * that the int32 add cannot overflow. */
-MCUQP_INLINE int8_t output_s8(uint32_t acc, int32_t mult, int32_t shift, int32_t lo, int32_t hi, int32_t out_offset)
-{
-    const int32_t r = mcuqp_requantize((int32_t)acc, mult, shift);
-    return (int8_t)(mcuqp_clamp_i32(r, lo, hi) + out_offset);
-}
-
 /* One batch image for one channel group; xo/wo as in window_c4. */
 MCUQP_INLINE void run_group(const dw_geom *g, const dw_group *grp, const mcuqp_conv_params *p, int32_t in_h,
                             int32_t in_w, int32_t k_h, int32_t k_w, int32_t out_h, int32_t out_w, int8_t *out,
@@ -133,7 +125,7 @@ MCUQP_INLINE void run_group(const dw_geom *g, const dw_group *grp, const mcuqp_c
             }
             int32_t j;
             for (j = 0; j < grp->count; ++j) {
-                o[j] = output_s8(acc[j] + base[j], grp->mult[j], grp->shift[j], lo, hi, p->output_offset);
+                o[j] = mcuqp_requantize_clamp_s8(acc[j] + base[j], grp->mult[j], grp->shift[j], lo, hi, p->output_offset);
             }
         }
     }

@@ -124,13 +124,6 @@ static uint32_t dwi_window(const dwi_channel *ch, const mcuqp_conv_params *p, in
     return acc;
 }
 
-/* Requantize, add the output offset and clamp (lo/hi: the clamp minus the offset). */
-MCUQP_INLINE int8_t dwi_output(const dwi_channel *ch, uint32_t acc, int32_t lo, int32_t hi, int32_t out_offset)
-{
-    const int32_t r = mcuqp_requantize((int32_t)acc, ch->mult, ch->shift);
-    return (int8_t)(mcuqp_clamp_i32(r, lo, hi) + out_offset);
-}
-
 /* [*a, *b): the output columns whose window lies inside the image horizontally. */
 static void dwi_inner_columns(const mcuqp_conv_params *p, int32_t w, int32_t k_w, int32_t *a, int32_t *b)
 {
@@ -157,7 +150,7 @@ static void dwi_row_3x3(const dwi_channel *ch, const mcuqp_conv_params *p, const
         /* |sum| <= 9 * 128 * 127: no int32 overflow */
         const int32_t dot = a[0] * w0 + a[1] * w1 + a[2] * w2 + b[0] * w3 + b[1] * w4 + b[2] * w5 + c[0] * w6 +
                             c[1] * w7 + c[2] * w8;
-        o[(size_t)i * ch->out_px] = dwi_output(ch, (uint32_t)dot + ch->full, lo, hi, p->output_offset);
+        o[(size_t)i * ch->out_px] = mcuqp_requantize_clamp_s8((uint32_t)dot + ch->full, ch->mult, ch->shift, lo, hi, p->output_offset);
     }
 }
 
@@ -194,7 +187,7 @@ static void dwi_run_channel(const dwi_channel *ch, const mcuqp_conv_params *p, i
             if (kx_hi > kx_lo) {
                 acc += dwi_window(ch, p, w, k_w, y0, x0, ky_lo, ky_hi, kx_lo, kx_hi, p->input_offset);
             }
-            o[(size_t)ox * ch->out_px] = dwi_output(ch, acc, lo, hi, p->output_offset);
+            o[(size_t)ox * ch->out_px] = mcuqp_requantize_clamp_s8(acc, ch->mult, ch->shift, lo, hi, p->output_offset);
         }
         if (!inner) {
             continue;
@@ -207,7 +200,7 @@ static void dwi_run_channel(const dwi_channel *ch, const mcuqp_conv_params *p, i
         }
         for (ox = skip_a; ox < skip_b; ++ox) {
             const uint32_t acc = dwi_window(ch, p, w, k_w, y0, ox * p->stride_w - p->pad_w, 0, k_h, 0, k_w, 0);
-            o[(size_t)ox * ch->out_px] = dwi_output(ch, acc + ch->full, lo, hi, p->output_offset);
+            o[(size_t)ox * ch->out_px] = mcuqp_requantize_clamp_s8(acc + ch->full, ch->mult, ch->shift, lo, hi, p->output_offset);
         }
     }
 }

@@ -65,14 +65,6 @@ static inline void dot4_offset_s8(const int8_t *x, const int8_t *w, size_t row_l
     acc[3] = a3;
 }
 
-/* Requantize, add the output offset and clamp; lo/hi are the clamp minus the offset, so
- * that the int32 add cannot overflow. */
-static inline int8_t output_s8(uint32_t acc, int32_t mult, int32_t shift, int32_t lo, int32_t hi, int32_t out_offset)
-{
-    const int32_t r = mcuqp_requantize((int32_t)acc, mult, shift);
-    return (int8_t)(mcuqp_clamp_i32(r, lo, hi) + out_offset);
-}
-
 mcuqp_status mcuqp_fully_connected_s8(const mcuqp_fc_params *params, const mcuqp_requant *quant,
                                       int32_t batches, int32_t in_ch, const int8_t *input,
                                       int32_t out_ch, const int8_t *filter, const int32_t *bias,
@@ -110,7 +102,7 @@ mcuqp_status mcuqp_fully_connected_s8(const mcuqp_fc_params *params, const mcuqp
             for (j = 0; j < 4; ++j) {
                 const int32_t q = per_channel ? oc + j : 0;
                 const uint32_t bias_j = bias != NULL ? (uint32_t)bias[oc + j] : 0u;
-                y[oc + j] = output_s8(acc[j] + filter_offset_term + bias_j, quant->multiplier[q], quant->shift[q],
+                y[oc + j] = mcuqp_requantize_clamp_s8(acc[j] + filter_offset_term + bias_j, quant->multiplier[q], quant->shift[q],
                                       lo, hi, out_offset);
             }
         }
@@ -118,7 +110,7 @@ mcuqp_status mcuqp_fully_connected_s8(const mcuqp_fc_params *params, const mcuqp
             const uint32_t acc = dot_offset_s8(x, filter + (size_t)oc * (size_t)in_ch, in_ch, in_offset);
             const int32_t q = per_channel ? oc : 0;
             const uint32_t bias_oc = bias != NULL ? (uint32_t)bias[oc] : 0u;
-            y[oc] = output_s8(acc + filter_offset_term + bias_oc, quant->multiplier[q], quant->shift[q], lo, hi,
+            y[oc] = mcuqp_requantize_clamp_s8(acc + filter_offset_term + bias_oc, quant->multiplier[q], quant->shift[q], lo, hi,
                               out_offset);
         }
     }

@@ -224,17 +224,6 @@ MCUQP_NOINLINE static void im2col(const conv_geom *g, int32_t y0, int32_t x0, in
     }
 }
 
-/* Up to 3 filter bytes, zero-extended into a word (lanes past n are 0). */
-static inline uint32_t read_partial_s8(const int8_t *p, int32_t n)
-{
-    uint32_t v = 0u;
-    int32_t i;
-    for (i = 0; i < n; ++i) {
-        v |= ((uint32_t)(uint8_t)p[i]) << (8 * i);
-    }
-    return v;
-}
-
 /* One group of four entries of each column (columns `cb` bytes apart, the group at byte
  * offset goff) against one filter word v: a_j += col_j . w. */
 #define MAC_GROUP4(col, goff, v)                                                                                 \
@@ -261,7 +250,7 @@ static inline uint32_t read_partial_s8(const int8_t *p, int32_t n)
  * entries) unless it would pass the end of the filter. */
 MCUQP_INLINE uint32_t tail_word(const int8_t *w, int32_t n, int whole)
 {
-    return whole ? mcuqp_read_s8x4(w) : read_partial_s8(w, n);
+    return whole ? mcuqp_read_s8x4(w) : mcuqp_read_partial_s8(w, n);
 }
 
 /* acc[j] += column j . w over len entries, four columns 256 bytes apart. */

@@ -58,17 +58,6 @@ static void widen_row(uint32_t *xw, const int8_t *x, int32_t n, uint32_t off2, i
     }
 }
 
-/* Up to 3 filter bytes, zero-extended into a word. */
-static inline uint32_t read_partial_s8(const int8_t *p, int32_t n)
-{
-    uint32_t v = 0u;
-    int32_t i;
-    for (i = 0; i < n; ++i) {
-        v |= ((uint32_t)(uint8_t)p[i]) << (8 * i);
-    }
-    return v;
-}
-
 /* One group of four widened inputs (at byte offset goff of xw) against filter words va, vb. */
 #define FC_GROUP(xw, goff, va, vb)                                                                               \
     do {                                                                                                         \
@@ -110,8 +99,8 @@ MCUQP_INLINE void dot_wide_1x2(const uint32_t *xw, const int8_t *wa, const int8_
         xw += 2;
     }
     if ((n & 3) != 0) {
-        const uint32_t va = whole_tail ? mcuqp_read_s8x4(wa) : read_partial_s8(wa, n & 3);
-        const uint32_t vb = whole_tail ? mcuqp_read_s8x4(wb) : read_partial_s8(wb, n & 3);
+        const uint32_t va = whole_tail ? mcuqp_read_s8x4(wa) : mcuqp_read_partial_s8(wa, n & 3);
+        const uint32_t vb = whole_tail ? mcuqp_read_s8x4(wb) : mcuqp_read_partial_s8(wb, n & 3);
         FC_GROUP(xw, 0, va, vb);
     }
     acc[0] = a0;
