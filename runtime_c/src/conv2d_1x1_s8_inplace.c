@@ -32,16 +32,14 @@
  * planner uses this one only where it lowers the arena.
  */
 #include "mcuqp_fixedpoint.h"
+#include "mcuqp_kernel_checks.h"
 #include "mcuqp_nn.h"
 
-#define PWI_MAX_DIM (1 << 15)
-
-static int pwi_valid_dim(int32_t v) { return v >= 1 && v < PWI_MAX_DIM; }
 
 int32_t mcuqp_conv2d_1x1_s8_inplace_buffer_size(const mcuqp_dims *input_dims)
 {
-    if (input_dims == NULL || !pwi_valid_dim(input_dims->n) || !pwi_valid_dim(input_dims->h) ||
-        !pwi_valid_dim(input_dims->w) || !pwi_valid_dim(input_dims->c)) {
+    if (input_dims == NULL || !mcuqp_conv_valid_dim(input_dims->n) || !mcuqp_conv_valid_dim(input_dims->h) ||
+        !mcuqp_conv_valid_dim(input_dims->w) || !mcuqp_conv_valid_dim(input_dims->c)) {
         return MCUQP_ERR_ARG;
     }
     return input_dims->c;
@@ -50,26 +48,17 @@ int32_t mcuqp_conv2d_1x1_s8_inplace_buffer_size(const mcuqp_dims *input_dims)
 static int pwi_valid_args(const mcuqp_conv_params *p, const mcuqp_requant *q, const mcuqp_dims *in,
                           const mcuqp_dims *f, const mcuqp_dims *out)
 {
-    int32_t i;
     if (p->stride_h != 1 || p->stride_w != 1 || p->dilation_h != 1 || p->dilation_w != 1 || p->pad_h != 0 ||
         p->pad_w != 0 || p->input_offset < -127 || p->input_offset > 128 || p->output_offset < -128 ||
         p->output_offset > 127 || p->act_min > p->act_max || p->act_min < -128 || p->act_max > 127) {
         return 0;
     }
-    if (mcuqp_conv2d_1x1_s8_inplace_buffer_size(in) < 0 || !pwi_valid_dim(f->n) || f->h != 1 || f->w != 1 ||
+    if (mcuqp_conv2d_1x1_s8_inplace_buffer_size(in) < 0 || !mcuqp_conv_valid_dim(f->n) || f->h != 1 || f->w != 1 ||
         f->c != in->c || f->n > in->c || out->n != in->n || out->h != in->h || out->w != in->w ||
         out->c != f->n) {
         return 0;
     }
-    if (q->multiplier == NULL || q->shift == NULL || (q->count != 1 && q->count != f->n)) {
-        return 0;
-    }
-    for (i = 0; i < q->count; ++i) {
-        if (q->shift[i] < -31 || q->shift[i] > 30) {
-            return 0;
-        }
-    }
-    return 1;
+    return mcuqp_valid_requant(q, f->n);
 }
 
 /* Output channel oc of one pixel from its dot product `acc` (bias not yet added). */

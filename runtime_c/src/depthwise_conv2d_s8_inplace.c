@@ -35,16 +35,14 @@
  * faster: the memory planner uses this one only where it lowers the arena.
  */
 #include "mcuqp_fixedpoint.h"
+#include "mcuqp_kernel_checks.h"
 #include "mcuqp_nn.h"
 
-#define DWI_MAX_DIM (1 << 15)
-
-static int dwi_valid_dim(int32_t v) { return v >= 1 && v < DWI_MAX_DIM; }
 
 int32_t mcuqp_depthwise_conv2d_s8_inplace_buffer_size(const mcuqp_dims *input_dims)
 {
-    if (input_dims == NULL || !dwi_valid_dim(input_dims->n) || !dwi_valid_dim(input_dims->h) ||
-        !dwi_valid_dim(input_dims->w) || !dwi_valid_dim(input_dims->c)) {
+    if (input_dims == NULL || !mcuqp_conv_valid_dim(input_dims->n) || !mcuqp_conv_valid_dim(input_dims->h) ||
+        !mcuqp_conv_valid_dim(input_dims->w) || !mcuqp_conv_valid_dim(input_dims->c)) {
         return MCUQP_ERR_ARG;
     }
     return input_dims->h * input_dims->w;
@@ -53,43 +51,19 @@ int32_t mcuqp_depthwise_conv2d_s8_inplace_buffer_size(const mcuqp_dims *input_di
 static int dwi_valid_args(const mcuqp_conv_params *p, const mcuqp_requant *q, const mcuqp_dims *in,
                           const mcuqp_dims *f, const mcuqp_dims *out)
 {
-    int32_t i;
-    if (p->depth_multiplier != 1 || !dwi_valid_dim(p->stride_h) || !dwi_valid_dim(p->stride_w) ||
-        !dwi_valid_dim(p->dilation_h) || !dwi_valid_dim(p->dilation_w) || p->pad_h < 0 || p->pad_w < 0 ||
-        p->pad_h >= DWI_MAX_DIM || p->pad_w >= DWI_MAX_DIM || p->input_offset < -127 || p->input_offset > 128 ||
+    if (p->depth_multiplier != 1 || !mcuqp_conv_valid_dim(p->stride_h) || !mcuqp_conv_valid_dim(p->stride_w) ||
+        !mcuqp_conv_valid_dim(p->dilation_h) || !mcuqp_conv_valid_dim(p->dilation_w) || p->pad_h < 0 || p->pad_w < 0 ||
+        p->pad_h >= MCUQP_CONV_MAX_DIM || p->pad_w >= MCUQP_CONV_MAX_DIM || p->input_offset < -127 || p->input_offset > 128 ||
         p->output_offset < -128 || p->output_offset > 127 || p->act_min > p->act_max || p->act_min < -128 ||
         p->act_max > 127) {
         return 0;
     }
     if (mcuqp_depthwise_conv2d_s8_inplace_buffer_size(in) < 0 || out->n != in->n || out->h != in->h ||
-        out->w != in->w || out->c != in->c || f->n != 1 || !dwi_valid_dim(f->h) || !dwi_valid_dim(f->w) ||
+        out->w != in->w || out->c != in->c || f->n != 1 || !mcuqp_conv_valid_dim(f->h) || !mcuqp_conv_valid_dim(f->w) ||
         f->c != in->c) {
         return 0;
     }
-    if (q->multiplier == NULL || q->shift == NULL || (q->count != 1 && q->count != in->c)) {
-        return 0;
-    }
-    for (i = 0; i < q->count; ++i) {
-        if (q->shift[i] < -31 || q->shift[i] > 30) {
-            return 0;
-        }
-    }
-    return 1;
-}
-
-/* [*lo, *hi): the taps t in [0, taps) with 0 <= origin + t * dilation < size. */
-static void dwi_tap_range(int32_t origin, int32_t dilation, int32_t taps, int32_t size, int32_t *lo, int32_t *hi)
-{
-    int32_t a = 0;
-    int32_t b = taps;
-    if (origin < 0) {
-        a = (-origin + dilation - 1) / dilation;
-    }
-    if (origin + (taps - 1) * dilation >= size) {
-        b = size > origin ? (size - origin + dilation - 1) / dilation : 0;
-    }
-    *lo = mcuqp_min_i32(a, taps);
-    *hi = mcuqp_max_i32(b, *lo);
+    return mcuqp_valid_requant(q, in->c);
 }
 
 /* One channel: its input in `src` (h * w, contiguous), its weights at `w` with a stride of
@@ -168,7 +142,7 @@ static void dwi_run_channel(const dwi_channel *ch, const mcuqp_conv_params *p, i
         const int32_t y0 = oy * p->stride_h - p->pad_h;
         int32_t ky_lo;
         int32_t ky_hi;
-        dwi_tap_range(y0, p->dilation_h, k_h, h, &ky_lo, &ky_hi);
+        mcuqp_tap_range(y0, p->dilation_h, k_h, h, &ky_lo, &ky_hi);
         const int inner = ky_lo == 0 && ky_hi == k_h && in_b > in_a;
         const int32_t skip_a = inner ? in_a : w; /* columns [skip_a, skip_b) take the inner path */
         const int32_t skip_b = inner ? in_b : w;
@@ -182,7 +156,7 @@ static void dwi_run_channel(const dwi_channel *ch, const mcuqp_conv_params *p, i
             const int32_t x0 = ox * p->stride_w - p->pad_w;
             int32_t kx_lo;
             int32_t kx_hi;
-            dwi_tap_range(x0, p->dilation_w, k_w, w, &kx_lo, &kx_hi);
+            mcuqp_tap_range(x0, p->dilation_w, k_w, w, &kx_lo, &kx_hi);
             uint32_t acc = ch->bias;
             if (kx_hi > kx_lo) {
                 acc += dwi_window(ch, p, w, k_w, y0, x0, ky_lo, ky_hi, kx_lo, kx_hi, p->input_offset);
