@@ -36,6 +36,14 @@ static inline void mcuqp_tap_range(int32_t origin, int32_t dilation, int32_t tap
     *hi = mcuqp_max_i32(b, *lo);
 }
 
+/* The input and filter dims a *_get_buffer_size() query accepts: present, each in range. */
+static inline int mcuqp_conv_valid_shapes(const mcuqp_dims *in, const mcuqp_dims *f)
+{
+    return in != NULL && f != NULL && mcuqp_conv_valid_dim(in->n) && mcuqp_conv_valid_dim(in->h) &&
+           mcuqp_conv_valid_dim(in->w) && mcuqp_conv_valid_dim(in->c) && mcuqp_conv_valid_dim(f->n) &&
+           mcuqp_conv_valid_dim(f->h) && mcuqp_conv_valid_dim(f->w) && mcuqp_conv_valid_dim(f->c);
+}
+
 /* Strides, dilations, padding, offsets and clamp (depth_multiplier checked when `depthwise`). */
 static inline int mcuqp_conv_valid_params(const mcuqp_conv_params *p, int depthwise)
 {

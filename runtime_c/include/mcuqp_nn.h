@@ -118,6 +118,13 @@ mcuqp_status mcuqp_fully_connected_s8(const mcuqp_fc_params *params, const mcuqp
                                       int32_t out_ch, const int8_t *filter, const int32_t *bias,
                                       int8_t *output);
 
+/* Bytes of scratch the kernel variant built for this board uses for these shapes (0 for the
+ * portable kernels; the DSP variants keep 1408, 1024 and 512 bytes of working buffers on
+ * their stack today), or MCUQP_ERR_ARG for missing or out-of-range dims. */
+int32_t mcuqp_conv2d_s8_get_buffer_size(const mcuqp_dims *input_dims, const mcuqp_dims *filter_dims);
+int32_t mcuqp_depthwise_conv2d_s8_get_buffer_size(const mcuqp_dims *input_dims, const mcuqp_dims *filter_dims);
+int32_t mcuqp_fully_connected_s8_get_buffer_size(int32_t in_ch);
+
 /* Pooling: input and output share scale and zero point. Average uses TFLite's rounding
  * ((sum +- count/2) / count over the in-bounds window). */
 mcuqp_status mcuqp_max_pool2d_s8(const mcuqp_pool_params *params, const mcuqp_dims *input_dims,

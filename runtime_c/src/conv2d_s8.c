@@ -263,3 +263,12 @@ mcuqp_status mcuqp_conv2d_s8(const mcuqp_conv_params *params, const mcuqp_requan
     }
     return MCUQP_OK;
 }
+
+/* No scratch: the portable kernel keeps its working values in registers. */
+int32_t mcuqp_conv2d_s8_get_buffer_size(const mcuqp_dims *input_dims, const mcuqp_dims *filter_dims)
+{
+    if (!(mcuqp_conv_valid_shapes(input_dims, filter_dims))) {
+        return MCUQP_ERR_ARG;
+    }
+    return 0;
+}

@@ -116,3 +116,12 @@ mcuqp_status mcuqp_fully_connected_s8(const mcuqp_fc_params *params, const mcuqp
     }
     return MCUQP_OK;
 }
+
+/* No scratch: the portable kernel keeps its working values in registers. */
+int32_t mcuqp_fully_connected_s8_get_buffer_size(int32_t in_ch)
+{
+    if (in_ch < 1) {
+        return MCUQP_ERR_ARG;
+    }
+    return 0;
+}

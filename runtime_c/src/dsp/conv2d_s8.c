@@ -547,3 +547,12 @@ mcuqp_status mcuqp_conv2d_s8(const mcuqp_conv_params *params, const mcuqp_requan
     }
     return MCUQP_OK;
 }
+
+/* The im2col columns and the chunked partial sums: 1408 bytes (on this kernel's stack today). */
+int32_t mcuqp_conv2d_s8_get_buffer_size(const mcuqp_dims *input_dims, const mcuqp_dims *filter_dims)
+{
+    if (!(mcuqp_conv_valid_shapes(input_dims, filter_dims))) {
+        return MCUQP_ERR_ARG;
+    }
+    return (int32_t)(sizeof(uint32_t) * CONV_COL_WORDS + sizeof(int32_t) * 4 * CONV_ACC_CH);
+}

@@ -421,3 +421,12 @@ mcuqp_status mcuqp_depthwise_conv2d_s8(const mcuqp_conv_params *params, const mc
     }
     return MCUQP_OK;
 }
+
+/* The split filter taps and the input-row ring: 1024 bytes (on this kernel's stack today). */
+int32_t mcuqp_depthwise_conv2d_s8_get_buffer_size(const mcuqp_dims *input_dims, const mcuqp_dims *filter_dims)
+{
+    if (!(mcuqp_conv_valid_shapes(input_dims, filter_dims))) {
+        return MCUQP_ERR_ARG;
+    }
+    return (int32_t)(sizeof(uint32_t) * (2 * DW_MAX_TAPS + DW_RING_WORDS));
+}

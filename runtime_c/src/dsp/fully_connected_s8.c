@@ -260,3 +260,12 @@ mcuqp_status mcuqp_fully_connected_s8(const mcuqp_fc_params *params, const mcuqp
     }
     return MCUQP_OK;
 }
+
+/* The widened input row: 512 bytes (on this kernel's stack today). */
+int32_t mcuqp_fully_connected_s8_get_buffer_size(int32_t in_ch)
+{
+    if (in_ch < 1) {
+        return MCUQP_ERR_ARG;
+    }
+    return (int32_t)(sizeof(uint32_t) * (FC_ROW_K / 2));
+}
