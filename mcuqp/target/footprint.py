@@ -225,8 +225,9 @@ def _attribute(rows: list[InputSection], model_obj: str, kernel_objs: set[str],
              "flash.platform": 0, "flash.libc": 0, "flash.data": 0}
     arena = 0
     for r in rows:
-        if r.output in (".stack", ".bss") or r.output not in _FLASH_OUTPUTS:
-            arena += r.size if r.output == ".bss" and r.obj == model_obj and r.name.endswith("mcuqp_arena") else 0
+        if r.output not in _FLASH_OUTPUTS:
+            if r.output == ".bss" and r.obj == model_obj and r.name.endswith("mcuqp_arena"):
+                arena += r.size
             continue
         if r.output == ".data":
             parts["flash.data"] += r.size
