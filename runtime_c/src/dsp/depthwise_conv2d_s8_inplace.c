@@ -202,7 +202,8 @@ mcuqp_status mcuqp_depthwise_conv2d_s8_inplace(const mcuqp_conv_params *params, 
             int32_t t;
             for (t = 0; t < 9; ++t) {
                 ps.taps[k][t] = filter[(size_t)t * (size_t)c + (size_t)ch];
-                sum += (uint32_t)ps.taps[k][t];
+                const int32_t v = ps.taps[k][t]; /* named: gcc's -Wsign-conversion sees through a cast chain */
+                sum += (uint32_t)v;
             }
             ps.base[k] = (int32_t)((bias != NULL ? (uint32_t)bias[ch] : 0u) + (uint32_t)params->input_offset * sum);
             ps.rq[k] = mcuqp_rq_prepare(quant->multiplier[q], quant->shift[q]);

@@ -203,6 +203,7 @@ MCUQP_MVE_NOINLINE static void conv_windows4(const mcuqp_conv_params *params, co
             }
         }
         for (; j < 4; ++j) {
+            /* cppcheck-suppress uninitvar ; count >= 1, so x[0] .. x[count - 1] are set */
             x[j] = x[j - 1];
         }
         conv_pixels4(x, w, k, blk, o, output + (size_t)p * (size_t)out_c + (size_t)blk->c0,

@@ -217,8 +217,8 @@ MCUQP_MVE_NOINLINE static void dw3_pass(const mcuqp_conv_params *p, const mcuqp_
                 for (ky = 0; ky < 3; ++ky) {
                     const int32_t iy = oy * p->stride_h - p->pad_h + ky;
                     int8_t *dst = buf->rows[ky];
-                    int32_t u;
                     if (iy < 0 || iy >= in->h) {
+                        int32_t u;
                         for (u = 0; u < cols; ++u, dst += DW3_G) {
                             vstrbq_s8(dst, zv);
                         }
