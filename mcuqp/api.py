@@ -286,6 +286,26 @@ class CompileResult(Result):
     plan: MemoryPlan = field(repr=False, metadata=INTERNAL)
     generated: GeneratedModel = field(repr=False, metadata=INTERNAL)
     footprint: Footprint | None = field(repr=False, metadata=INTERNAL)
+    project_files: list[Path] = field(default_factory=list)  # CMake project, example main.c, README, qemu/
+
+
+def footprint(
+    model: ModelLike,
+    *,
+    board: str = DEFAULT_BOARD,
+    calib: str | None = None,
+    rounding: Rounding | None = None,
+    stack_bytes: int = DEFAULT_STACK_BYTES,
+    inplace: bool = True,
+) -> Footprint:
+    """The flash and RAM of the verification image that `compile` predicts before writing
+    anything (the definitions `verify` measures), without checking any budget."""
+    loaded = _loaded(model, calib, rounding)
+    graph = loaded.graph
+    b = load_board(board)
+    plan = compile_plan(graph, inplace=inplace)
+    gen = generate(graph, plan, rounding=loaded.rounding, board=b.name, features=b.features)
+    return predict_footprint(graph, plan, gen, b, stack_bytes_reserved=stack_bytes)
 
 
 def _atomic_dir(target: Path) -> Path:
@@ -316,9 +336,14 @@ def compile(
     ram_bytes: int | None = None,
     stack_bytes: int = DEFAULT_STACK_BYTES,
     inplace: bool = True,
+    project: bool = True,
 ) -> CompileResult:
     """Generate the C library into `out_dir` (written to a temporary folder, then renamed
     into place, so a failure never leaves a half-written library).
+
+    project=True adds the CMake project around it (static library, example main.c with one
+    checked inference, toolchain file with the board's flags, README, QEMU startup); see
+    `mcuqp.codegen.project`.
 
     Before writing anything, predicts the flash and RAM of the verification image and
     raises BudgetError when it exceeds the budgets (default: the board's memories). The
@@ -345,6 +370,10 @@ def compile(
     tmp = _atomic_dir(target)
     try:
         files = write_library(gen, tmp)
+        project_files = []
+        if project:
+            project_files = _write_project(tmp, loaded, gen, b, footprint, flash_bytes=flash_bytes,
+                                           ram_bytes=ram_bytes, stack_bytes=stack_bytes)
         _replace_dir(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -356,6 +385,7 @@ def compile(
         weight_bytes=gen.weight_bytes, param_bytes=gen.param_bytes,
         predicted_flash_bytes=fp.flash_bytes if fp else None, predicted_ram_bytes=fp.ram_bytes if fp else None,
         predicted_stack_bytes=fp.stack_bytes if fp else None, plan=plan, generated=gen, footprint=footprint,
+        project_files=[target / f.relative_to(tmp) for f in project_files],
     )
 
 
@@ -376,11 +406,34 @@ def existing_library(model: LoadedModel, folder: str | Path, board: Board, *, ro
             raise McuqpError(f"{folder} was generated with --{key} {prov.options[key]}, not {want}; "
                              f"pass --{key} {prov.options[key]}")
     plan = compile_plan(model.graph, inplace=prov.options.get("inplace", "true") == "true")
-    files = sorted(p for p in folder.iterdir() if p.is_file())
+    from mcuqp.codegen.project import EXAMPLE_SOURCES
+
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name not in EXAMPLE_SOURCES)
     return CompileResult(out_dir=folder, board=board.name, files=files, layers=len(model.graph.ops),
                          arena_bytes=plan.arena_bytes, lower_bound_bytes=plan.lower_bound_bytes,
                          weight_bytes=0, param_bytes=0, predicted_flash_bytes=None, predicted_ram_bytes=None,
                          predicted_stack_bytes=None, plan=plan, generated=None, footprint=None)  # type: ignore[arg-type]
+
+
+def _write_project(out: Path, loaded: LoadedModel, gen: GeneratedModel, b: Board, footprint: Footprint | None, *,
+                   flash_bytes: int | None, ram_bytes: int | None, stack_bytes: int) -> list[Path]:
+    from mcuqp.codegen.project import ProjectInfo, write_project
+    from mcuqp.target.build import linker_script
+
+    graph = loaded.graph
+    x = loaded.verify_inputs
+    if x is None or len(x) == 0:
+        zp = graph.input.quant.zp if graph.input.quant is not None else 0
+        x = np.full((1, *graph.input.shape[1:]), zp, dtype=np.int8)
+    x = np.ascontiguousarray(x[:1])
+    info = ProjectInfo(
+        board=b.name, description=b.description, target_flags=tuple(b.gcc_flags), qemu_machine=b.qemu_machine,
+        stand_in=b.verified_on, notes=b.notes,
+        linker_script=linker_script(b.emulated(), flash_bytes=flash_bytes, ram_bytes=ram_bytes, stack_bytes=stack_bytes),
+        stack_bytes=footprint.stack_bytes if footprint else None, stack_reserved_bytes=stack_bytes,
+        flash_bytes=footprint.flash_bytes if footprint else None, ram_bytes=footprint.ram_bytes if footprint else None)
+    expected = reference_run(graph, x, rounding=loaded.rounding)[0]
+    return write_project(out, graph, gen, info, x[0], expected, rounding=loaded.rounding)
 
 
 @dataclass
@@ -501,13 +554,15 @@ def verify(
         if sources is not None:
             lib = existing_library(model, sources, b, rounding=rounding)
         else:
-            lib = compile(model, Path(work) / "model", board=board,
-                          flash_bytes=flash_bytes, ram_bytes=ram_bytes, stack_bytes=stack_bytes, inplace=inplace)
-        c_sources = [f for f in lib.files if f.suffix == ".c"] + platform_sources(b)
+            lib = compile(model, Path(work) / "model", board=board, flash_bytes=flash_bytes, ram_bytes=ram_bytes,
+                          stack_bytes=stack_bytes, inplace=inplace, project=False)
+        # A real board's firmware runs on its QEMU stand-in, linked at the stand-in's addresses.
+        emulated = b.emulated()
+        c_sources = [f for f in lib.files if f.suffix == ".c"] + platform_sources(emulated)
         defines = ["MCUQP_PROFILE"] + (["MCUQP_SINGLE_ROUNDING=1"] if rounding == "single" else [])
-        fw = build_firmware(c_sources, [lib.out_dir, *platform_include_dirs()], b, Path(work) / "build",
+        fw = build_firmware(c_sources, [lib.out_dir, *platform_include_dirs()], emulated, Path(work) / "build",
                             defines=defines, flash_bytes=flash_bytes, ram_bytes=ram_bytes, stack_bytes=stack_bytes)
-        run = run_firmware(fw, b, x.reshape(n, -1), graph.output.size, timeout=timeout,
+        run = run_firmware(fw, emulated, x.reshape(n, -1), graph.output.size, timeout=timeout,
                            layer_names=[graph.ops[i].name for i in lib.plan.order])
         model_objects = {f.stem + ".o" for f in lib.files if f.suffix == ".c"}
         model_flash = flash_bytes_of(fw.map, model_objects)

@@ -151,8 +151,9 @@ def boards(as_json: bool, quiet: bool, verbose: bool) -> None:
     def show() -> None:
         for b in bs:
             mark = " (default)" if b.name == DEFAULT_BOARD else ""
-            click.echo(f"{b.name:<12} {b.cpu:<12} flash {_fmt_int(b.flash_size):>10} B  ram {_fmt_int(b.ram_size):>10} B  "
-                       f"{b.description}{mark}")
+            qemu = f"QEMU {b.qemu_machine}" if b.stand_in is None else f"stand-in {b.stand_in}"
+            click.echo(f"{b.name:<18} {b.cpu:<14} flash {_fmt_int(b.flash_size):>9} B  ram {_fmt_int(b.ram_size):>9} B  "
+                       f"{qemu:<21} {b.description}{mark}")
             out.detail(f"{'':<12} features: {', '.join(sorted(b.features)) or 'none'}; QEMU machine {b.qemu_machine}")
 
     if as_json:
@@ -185,7 +186,8 @@ def compile_cmd(model: str, board: str, out_dir: str, calib: str | None, roundin
                       ram_bytes=ram_bytes, stack_bytes=stack_bytes, inplace=inplace)
 
     def show() -> None:
-        click.echo(f"wrote {len(res.files)} files to {res.out_dir} for {res.board}")
+        click.echo(f"wrote {len(res.files)} files to {res.out_dir} for {res.board}"
+                   + (" (and a CMake project: see its README.md)" if res.project_files else ""))
         click.echo(f"  layers        {res.layers}")
         click.echo(f"  weights       {_fmt_int(res.weight_bytes)} B (+ {_fmt_int(res.param_bytes)} B of parameters)")
         click.echo(f"  arena         {_fmt_int(res.arena_bytes)} B (live-activation lower bound "
@@ -288,6 +290,71 @@ def compress(model: str, dataset: str, prune: str | None, quant: str, per_layer:
         click.echo(f"wrote {out_path}: next `mcuqp verify {out_path} --calib {dataset}`")
 
     out.result(res.to_dict(), show)
+
+
+@main.command(epilog=_example(
+    "mcuqp search net.pt --data mnist5k --board nucleo-l4r5zi --flash 49152 --ram 16384 -o found/",
+    "mcuqp search net.pt --data digits --trials 40 --workers 2 -o found/",
+    "mcuqp search net.pt --data mnist5k --storage postgresql://user:pw@host/db --study s1 -o found/"))
+@model_argument
+@click.option("--data", "dataset", type=click.Choice(["digits", "mnist5k"]), required=True,
+              help="Training data for fine-tuning; trials are scored on a validation split of it.")
+@board_option
+@click.option("--flash", "flash_bytes", type=click.IntRange(min=1), default=None,
+              help="Flash budget in bytes (default: the board's flash).")
+@click.option("--ram", "ram_bytes", type=click.IntRange(min=1), default=None,
+              help="RAM budget in bytes, stack included (default: the board's RAM).")
+@click.option("--instructions", type=click.IntRange(min=1), default=None,
+              help="Budget of executed instructions per inference (QEMU).")
+@click.option("--trials", default=20, show_default=True, type=click.IntRange(min=1),
+              help="Trials in the study; rerunning adds trials up to this number.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Worker processes on this machine, sharing the study.")
+@click.option("--storage", default=None, metavar="URL",
+              help="Optuna RDB storage, e.g. postgresql://user:pw@host/db (default: sqlite DIR/study.db).")
+@click.option("--study", "study_name", default="mcuqp-search", show_default=True, help="Study name in the storage.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--epochs", default=1, show_default=True, type=click.IntRange(min=0),
+              help="Fine-tuning epochs per trial.")
+@click.option("--formats", default="int8,int4,ternary,binary", show_default=True,
+              help="Weight formats a layer may take (the first and last layers: int8 or int4 only).")
+@click.option("--max-sparsity", default=0.9, show_default=True, type=click.FloatRange(0.0, 0.9),
+              help="Largest fraction of a layer's weights pruned; 0 searches no unstructured pruning.")
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder for study.db, search.json, pareto.png, best.pt, trials/ and firmware/.")
+@output_options
+def search(model: str, dataset: str, board: str, flash_bytes: int | None, ram_bytes: int | None,
+           instructions: int | None, trials: int, workers: int, storage: str | None, study_name: str, seed: int,
+           epochs: int, formats: str, max_sparsity: float, out_dir: str, as_json: bool, quiet: bool,
+           verbose: bool) -> None:
+    """Find the most accurate compressed MODEL (a float .pt) that fits BOARD's budgets."""
+    from mcuqp.search.run import search as run_search
+    from mcuqp.search.study import SearchOptions
+    from mcuqp.target.boards import load_board
+
+    out = _out(as_json, quiet, verbose)
+    b = load_board(board)
+    opts = SearchOptions(model=model, dataset=dataset, board=b.name, out_dir=out_dir,
+                         flash_bytes=flash_bytes or b.flash_size, ram_bytes=ram_bytes or b.ram_size,
+                         instructions=instructions, trials=trials, workers=workers, storage=storage,
+                         study=study_name, seed=seed, epochs=epochs,
+                         formats=tuple(f.strip() for f in formats.split(",") if f.strip()),
+                         max_sparsity=max_sparsity, progress=not quiet)
+    res = run_search(opts)
+    summary = res.summary
+
+    def show() -> None:
+        best = summary["best"]
+        fw = best["firmware"]
+        click.echo(f"best of {len(summary['trials'])} trials: trial {best['number']}, validation accuracy "
+                   f"{best['accuracy'] * 100:.2f} %, test accuracy on {b.name} {best['test_accuracy'] * 100:.2f} %")
+        click.echo(f"  flash {_fmt_int(fw['flash_bytes'])} B of {_fmt_int(opts.flash_bytes)} B, RAM "
+                   f"{_fmt_int(fw['ram_bytes'])} B of {_fmt_int(opts.ram_bytes)} B, "
+                   f"{_fmt_int(fw['instructions_per_inference'])} instructions per inference, bit-exact on QEMU")
+        where = "study.db " if storage is None else ""
+        click.echo(f"wrote {res.out_dir}/: {where}search.json pareto.png best.pt trials/ firmware/")
+
+    out.result(summary, show)
 
 
 def _print_verify(res, title: str | None = None, out: Output | None = None) -> None:

@@ -85,6 +85,31 @@ class MnistCNN(nn.Module):
         return self.classifier(self.features(x))
 
 
+class MnistStridedCNN(nn.Module):
+    """For 1x28x28 MNIST; about 31,000 parameters, quick to train: three stride-2 convolutions
+    (16x14x14, 32x7x7, 32x4x4), then a flatten and two linear layers. The network of the
+    search benchmark (`benchmarks/search.py`)."""
+
+    input_shape = (1, 28, 28)
+
+    def __init__(self, num_classes: int = 10, width: int = 16, hidden: int = 32) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            _conv_bn(1, width, 3, stride=2),
+            _conv_bn(width, 2 * width, 3, stride=2),
+            _conv_bn(2 * width, 2 * width, 3, stride=2),
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(2 * width * 4 * 4, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
 MODELS: dict[str, type[nn.Module]] = {"digits": DigitsCNN, "mnist5k": MnistCNN}
 _ALIASES = {"digitscnn": "digits", "mnistcnn": "mnist5k", "mnist": "mnist5k"}
 

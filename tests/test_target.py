@@ -69,7 +69,9 @@ def test_boards_are_data_files():
     assert boards["mps2-an386"].has("dsp") and not boards["mps2-an385"].has("dsp")
     assert not boards["mps2-an385"].hard_float and boards["mps2-an386"].hard_float
     for b in boards.values():
-        assert b.flash_size > 0 and b.ram_size > 0 and b.qemu_machine == b.name
+        assert b.flash_size > 0 and b.ram_size > 0
+        stand_in = boards[b.verified_on]
+        assert stand_in.stand_in is None and stand_in.qemu_machine == stand_in.name == b.qemu_machine
 
 
 def test_unknown_board_lists_known_ones():

@@ -347,13 +347,17 @@ def save_compressed(result: CompressResult, path: str | Path) -> Path:
     """torch.save the compressed module, with its learnt activation ranges attached so
     that `mcuqp compile/verify` quantize with them instead of recalibrating. Written to a
     temporary file and renamed into place."""
-    module = result.model
+    return save_module(result.model, result.ranges, path)
+
+
+def save_module(module: nn.Module, ranges: dict | None, path: str | Path) -> Path:
+    """torch.save `module` with `ranges` attached (see `save_compressed`), atomically."""
     if isinstance(module, torch.fx.GraphModule):
         # Postponed annotations become string globals that GraphModule cannot pickle.
         for node in module.graph.nodes:
             node.type = None
         module.recompile()
-    setattr(module, RANGES_ATTR, dict(result.ranges) if result.ranges else None)
+    setattr(module, RANGES_ATTR, dict(ranges) if ranges else None)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")

@@ -286,3 +286,13 @@ def _stack_usage(obj_dir: Path) -> dict[str, int]:
                 fn = parts[0].rsplit(":", 1)[-1]
                 usage[fn] = max(usage.get(fn, 0), int(parts[1]))
     return usage
+
+
+def linker_script(board: Board | str, *, flash_bytes: int | None = None, ram_bytes: int | None = None,
+                  stack_bytes: int = DEFAULT_STACK_BYTES) -> str:
+    """The linker script `build_firmware` uses for `board` and these budgets, as text."""
+    b = _as_board(board)
+    flash_len, ram_len, stack = _budgets(b, flash_bytes, ram_bytes, stack_bytes)
+    return Template(LINKER_TEMPLATE.read_text()).substitute(
+        flash_origin=f"0x{b.flash_origin:08X}", flash_length=f"0x{flash_len:X}",
+        ram_origin=f"0x{b.ram_origin:08X}", ram_length=f"0x{ram_len:X}", stack_bytes=f"0x{stack:X}")

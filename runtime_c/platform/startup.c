@@ -15,6 +15,7 @@
 #define SCB_HFSR (*(volatile uint32_t *)0xE000ED2Cu)
 #define SCB_CPACR (*(volatile uint32_t *)0xE000ED88u)
 
+#define CCR_UNALIGN_TRP (1u << 3)
 #define CCR_DIV_0_TRP (1u << 4)
 #define SHCSR_FAULTS_ENA ((1u << 16) | (1u << 17) | (1u << 18) | (1u << 19))
 #define CPACR_CP10_CP11_FULL (0xFu << 20)
@@ -78,6 +79,11 @@ void Reset_Handler(void)
     __asm__ volatile("msr msplim, %0" : : "r"(__stack_limit));
 #endif
     SCB_CCR |= CCR_DIV_0_TRP;
+#if defined(__ARM_ARCH_6M__)
+    /* An ARMv6-M build verified on an ARMv7-M stand-in: trap unaligned accesses, which
+     * the M0+ always does (its CCR.UNALIGN_TRP reads as one and ignores the write). */
+    SCB_CCR |= CCR_UNALIGN_TRP;
+#endif
     SCB_SHCSR |= SHCSR_FAULTS_ENA;
 
     memcpy(__data_start, __data_load, (size_t)((char *)__data_end - (char *)__data_start));

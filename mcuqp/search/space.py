@@ -1,0 +1,101 @@
+"""The search space: what a trial may change in the network, and how Optuna samples it.
+
+Per layer (every Conv2d / Linear): the weight format and the fraction of weights pruned
+(unstructured); per channel space (structured pruning, `compress/channels.py`): the fraction
+of channels kept; for the whole model: whether the planner may run depthwise and 1x1
+convolutions in place. Parameter names are stable strings ("format:<layer>", ...) so that a
+study stored in a database can be resumed by another process or machine.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from mcuqp.compress import masks
+from mcuqp.compress.channels import analyze
+
+# Weight formats a layer may take: the name `compress` knows. int8 is the format every C
+# kernel runs; the others are trained as such and stored one byte per weight until the packed
+# C layers exist, at which point the measured flash shrinks by itself (it is measured, not
+# estimated).
+FORMATS: tuple[str, ...] = ("int8", "int4", "ternary", "binary")
+# The first and last layers carry the input and the logits; like the low-bit papers, they
+# keep a multi-bit format.
+END_FORMATS: tuple[str, ...] = ("int8", "int4")
+# Hook for the packed sparse layers: formats such as "sparse-int8:0.25" (a density) join the
+# choices here once their C kernels and `compress` support them; nothing else changes.
+PACKED_SPARSE_FORMATS: tuple[str, ...] = ()
+
+SPARSITY_STEP = 0.1
+MAX_SPARSITY = 0.9
+WIDTH_STEP = 0.05
+MIN_WIDTH = 0.1
+
+
+@dataclass(frozen=True)
+class Config:
+    """One point of the space: everything a trial needs to build its model."""
+
+    formats: dict[str, str]  # layer -> weight format
+    sparsity: dict[str, float]  # layer -> fraction of weights removed
+    width: dict[str, float]  # channel space key -> fraction of channels kept
+    inplace: bool = True
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+@dataclass
+class Space:
+    layers: list[str]  # Conv2d / Linear layers, in definition order
+    channel_spaces: list[str]  # prunable channel spaces (keys), in topological order
+    channel_sizes: dict[str, int] = field(default_factory=dict)
+    formats: tuple[str, ...] = FORMATS  # the weight formats offered (a subset of FORMATS)
+    max_sparsity: float = MAX_SPARSITY  # 0: no unstructured pruning
+
+    @classmethod
+    def of(cls, model: nn.Module, example: torch.Tensor, *, formats: tuple[str, ...] = FORMATS,
+           max_sparsity: float = MAX_SPARSITY) -> Space:
+        layers = list(masks.prunable_layers(model))
+        spaces = analyze(model, example).prunable()
+        return cls(layers, [s.key for s in spaces], {s.key: s.size for s in spaces}, tuple(formats), max_sparsity)
+
+    def formats_for(self, layer: str) -> tuple[str, ...]:
+        ends = (self.layers[0], self.layers[-1])
+        allowed = tuple(f for f in (END_FORMATS if layer in ends else FORMATS) if f in self.formats)
+        return (allowed or ("int8",)) + PACKED_SPARSE_FORMATS
+
+    def suggest(self, trial) -> Config:
+        """Sample a Config with an optuna.Trial (a dimension with one choice is not sampled)."""
+        formats = {n: self._choice(trial, f"format:{n}", self.formats_for(n)) for n in self.layers}
+        sparsity = {n: (trial.suggest_float(f"sparsity:{n}", 0.0, self.max_sparsity, step=SPARSITY_STEP)
+                        if self.max_sparsity > 0 else 0.0) for n in self.layers}
+        width = {k: trial.suggest_float(f"width:{k}", MIN_WIDTH, 1.0, step=WIDTH_STEP) for k in self.channel_spaces}
+        inplace = trial.suggest_categorical("inplace", (True, False))
+        return Config(formats, sparsity, width, inplace)
+
+    @staticmethod
+    def _choice(trial, name: str, choices: tuple[str, ...]) -> str:
+        return choices[0] if len(choices) == 1 else trial.suggest_categorical(name, choices)
+
+    def uniform(self, width: float, *, inplace: bool = True) -> dict:
+        """Optuna parameters of the plain network shrunk uniformly: int8, dense, every channel
+        space at `width` (enqueued as the first trials of a new study)."""
+        w = round(round(width / WIDTH_STEP) * WIDTH_STEP, 4)
+        params: dict = {f"format:{n}": "int8" for n in self.layers if len(self.formats_for(n)) > 1}
+        if self.max_sparsity > 0:
+            params.update({f"sparsity:{n}": 0.0 for n in self.layers})
+        params.update({f"width:{k}": min(1.0, max(MIN_WIDTH, w)) for k in self.channel_spaces})
+        params["inplace"] = inplace
+        return params
+
+    @staticmethod
+    def config_of(params: dict) -> Config:
+        """The Config of a stored trial's parameters."""
+        formats = {k.split(":", 1)[1]: v for k, v in params.items() if k.startswith("format:")}  # others int8
+        sparsity = {k.split(":", 1)[1]: float(v) for k, v in params.items() if k.startswith("sparsity:")}
+        width = {k.split(":", 1)[1]: float(v) for k, v in params.items() if k.startswith("width:")}
+        return Config(formats, sparsity, width, bool(params.get("inplace", True)))

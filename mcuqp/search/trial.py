@@ -1,0 +1,92 @@
+"""One trial: shrink the network as a Config says, fine-tune it briefly, and measure it.
+
+Accuracy is the int8 graph on the numpy reference (bit-exact with the firmware) over the
+validation split; flash, RAM and instructions are what `mcuqp verify` measures on the board's
+QEMU stand-in after linking. A model too large for the board's memories is not linked: its
+footprint is the prediction `compile` makes before building.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from mcuqp import api
+from mcuqp.compress import magnitude, structured
+from mcuqp.compress.pipeline import RANGES_ATTR, compress
+from mcuqp.datasets import Dataset
+from mcuqp.errors import BudgetError
+from mcuqp.quant.ptq import quantize_input
+from mcuqp.reference.interpreter import run as reference_run
+from mcuqp.search.space import Config
+
+VERIFY_INPUTS = 2  # inputs run on QEMU per trial: enough for the instruction count
+
+
+@dataclass
+class Budget:
+    flash_bytes: int
+    ram_bytes: int
+    instructions: int | None = None
+
+    def violations(self, flash: int, ram: int, instructions: int | None) -> dict[str, float]:
+        """Bytes (instructions) over each budget: Optuna constraint values, <= 0 is within."""
+        out = {"flash": float(flash - self.flash_bytes), "ram": float(ram - self.ram_bytes)}
+        if self.instructions is not None:
+            # A model too large for the board was not run: it is over this budget too.
+            out["instructions"] = float(self.instructions if instructions is None else instructions - self.instructions)
+        return out
+
+
+@dataclass
+class Measurement:
+    accuracy: float  # int8 reference, validation split
+    flash_bytes: int
+    ram_bytes: int
+    instructions_per_inference: int | None  # None when the model did not fit the board at all
+    measured: bool  # True: linked and run on QEMU; False: predicted (larger than the board)
+    bit_exact: bool | None
+
+
+def shrink(model: nn.Module, config: Config, example: torch.Tensor) -> nn.Module:
+    """Remove channels (L1-norm filter ranking) and prune weights by magnitude, per layer."""
+    model = copy.deepcopy(model).eval()
+    ratios = {k: round(1.0 - w, 6) for k, w in config.width.items() if w < 1.0}
+    if ratios:
+        model, _ = structured.prune_filters(model, example, ratios)
+    sparsity = {n: s for n, s in config.sparsity.items() if s > 0}
+    if sparsity:
+        magnitude.prune_magnitude(model, sparsity)
+    return model
+
+
+def train(model: nn.Module, config: Config, data: Dataset, *, epochs: int, seed: int) -> nn.Module:
+    """Fine-tune with the per-layer weight formats (quantization-aware, int8 activations);
+    the returned module carries its activation ranges for `compile` / `verify`."""
+    example = torch.as_tensor(data.x_train[:1], dtype=torch.float32)
+    small = shrink(model, config, example)
+    result = compress(small, data, prune=None, quant="int8", per_layer=dict(config.formats),
+                      finetune_epochs=epochs, seed=seed)
+    module = result.model
+    setattr(module, RANGES_ATTR, dict(result.ranges) if result.ranges else None)
+    return module
+
+
+def int8_accuracy(loaded: api.LoadedModel, x: np.ndarray, y: np.ndarray) -> float:
+    logits = reference_run(loaded.graph, quantize_input(loaded.graph, x))
+    return float((logits.reshape(len(x), -1).argmax(1) == y).mean())
+
+
+def measure(module: nn.Module, config: Config, data: Dataset, calib: str, board: str) -> Measurement:
+    loaded = api.load(module, calib=calib)
+    acc = int8_accuracy(loaded, data.x_test, data.y_test)
+    try:
+        res = api.verify(loaded, board=board, n_inputs=VERIFY_INPUTS, inplace=config.inplace)
+    except BudgetError:
+        fp = api.footprint(loaded, board=board, inplace=config.inplace)
+        return Measurement(acc, fp.flash_bytes, fp.ram_bytes, None, measured=False, bit_exact=None)
+    return Measurement(acc, res.flash_bytes, res.ram_bytes, res.instructions_per_inference,
+                       measured=True, bit_exact=res.bit_exact)
