@@ -12,11 +12,12 @@ from pathlib import Path
 import jinja2
 import numpy as np
 
-from mcuqp.codegen.emit import ROOT, GeneratedModel, _qparams, c_ident
+from mcuqp.codegen.emit import GeneratedModel, _qparams, c_ident
 from mcuqp.ir import Graph
+from mcuqp.resources import RUNTIME_DIR, TEMPLATES_DIR
 
-TEMPLATES = ROOT / "templates"
-PLATFORM = ROOT / "runtime_c" / "platform"
+TEMPLATES = TEMPLATES_DIR
+PLATFORM = RUNTIME_DIR / "platform"
 QEMU_FILES = ("startup.c", "semihost.c", "mcuqp_platform.h")
 EXAMPLE_SOURCES = ("main.c",)  # beside the library's sources, not part of it
 OPT = "-O2"
