@@ -19,7 +19,7 @@ from mcuqp.models import DigitsCNN
 
 
 def _files(d: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(d.iterdir())}
+    return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
 
 
 def _tflite(tmp_path: Path) -> Path:
