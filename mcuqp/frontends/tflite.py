@@ -104,6 +104,7 @@ _OPTIONS: dict[str, tuple[type, dict[str, Any]]] = {
     "ADD": (tflite.AddOptions, {"FusedActivationFunction": 0}),
     "MUL": (tflite.MulOptions, {"FusedActivationFunction": 0}),
     "SOFTMAX": (tflite.SoftmaxOptions, {"Beta": 1.0}),
+    "LEAKY_RELU": (tflite.LeakyReluOptions, {"Alpha": 0.0}),
     "CONCATENATION": (tflite.ConcatenationOptions, {"Axis": 0, "FusedActivationFunction": 0}),
     "MEAN": (tflite.ReducerOptions, {"KeepDims": False}),
     "SQUEEZE": (tflite.SqueezeOptions, {"SqueezeDimsAsNumpy": ()}),

@@ -211,6 +211,22 @@ mcuqp_status mcuqp_logistic_s8(const mcuqp_logistic_params *params, int32_t size
 mcuqp_status mcuqp_quantize_s8(const mcuqp_quantize_params *params, int32_t size,
                                const int8_t *input, int8_t *output);
 
+/* ---- standalone activations (LEAKY_RELU, RELU / RELU6 / RELU_N1_TO_1, HARD_SWISH) ---- */
+
+typedef struct {
+    int32_t input_zero_point;
+    int32_t output_zero_point;
+    int32_t identity_multiplier;
+    int32_t identity_shift;
+    int32_t alpha_multiplier;
+    int32_t alpha_shift;
+} mcuqp_leaky_relu_params;
+
+/* TFLite Micro int8 LEAKY_RELU: requantize x - input_zero_point by the identity (x >= zp) or
+ * alpha (x < zp) multiplier, add output_zero_point, saturate. */
+mcuqp_status mcuqp_leaky_relu_s8(const mcuqp_leaky_relu_params *params, int32_t size,
+                                 const int8_t *input, int8_t *output);
+
 /* ---- depthwise convolution in place (memory planning) ---- */
 
 /* mcuqp_depthwise_conv2d_s8 with the output written over the input: `data` holds the input
