@@ -83,6 +83,11 @@ class LeakyReluParams(C.Structure):  # mirrors mcuqp_leaky_relu_params
         "input_zero_point output_zero_point identity_multiplier identity_shift alpha_multiplier alpha_shift").split()]
 
 
+class ReluParams(C.Structure):  # mirrors mcuqp_relu_params
+    _fields_ = [(f, C.c_int32) for f in (
+        "input_zero_point output_zero_point multiplier shift act_min act_max").split()]
+
+
 def dims(shape: tuple[int, ...]) -> Dims:
     """NHWC dims from a 1-4-D shape (missing leading dimensions are 1)."""
     s = (1,) * (4 - len(shape)) + tuple(int(x) for x in shape)

@@ -227,6 +227,20 @@ typedef struct {
 mcuqp_status mcuqp_leaky_relu_s8(const mcuqp_leaky_relu_params *params, int32_t size,
                                  const int8_t *input, int8_t *output);
 
+typedef struct {
+    int32_t input_zero_point;
+    int32_t output_zero_point;
+    int32_t multiplier;
+    int32_t shift;
+    int32_t act_min;
+    int32_t act_max;
+} mcuqp_relu_params;
+
+/* int8 RELU / RELU6 / RELU_N1_TO_1: requantize x - input_zero_point, add output_zero_point,
+ * clamp to [act_min, act_max]. */
+mcuqp_status mcuqp_relu_s8(const mcuqp_relu_params *params, int32_t size, const int8_t *input,
+                           int8_t *output);
+
 /* ---- depthwise convolution in place (memory planning) ---- */
 
 /* mcuqp_depthwise_conv2d_s8 with the output written over the input: `data` holds the input
