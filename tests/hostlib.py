@@ -88,6 +88,12 @@ class ReluParams(C.Structure):  # mirrors mcuqp_relu_params
         "input_zero_point output_zero_point multiplier shift act_min act_max").split()]
 
 
+class HardSwishParams(C.Structure):  # mirrors mcuqp_hard_swish_params
+    _fields_ = [(f, C.c_int32) for f in (
+        "input_zero_point output_zero_point reluish_multiplier reluish_exponent output_multiplier "
+        "output_exponent").split()]
+
+
 def dims(shape: tuple[int, ...]) -> Dims:
     """NHWC dims from a 1-4-D shape (missing leading dimensions are 1)."""
     s = (1,) * (4 - len(shape)) + tuple(int(x) for x in shape)

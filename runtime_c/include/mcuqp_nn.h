@@ -241,6 +241,19 @@ typedef struct {
 mcuqp_status mcuqp_relu_s8(const mcuqp_relu_params *params, int32_t size, const int8_t *input,
                            int8_t *output);
 
+typedef struct {
+    int32_t input_zero_point;
+    int32_t output_zero_point;
+    int32_t reluish_multiplier; /* int16 range */
+    int32_t reluish_exponent;
+    int32_t output_multiplier; /* int16 range */
+    int32_t output_exponent;   /* <= 0 */
+} mcuqp_hard_swish_params;
+
+/* TFLite Micro int8 HARD_SWISH (int16 fixed point, two Q0.15 multipliers). */
+mcuqp_status mcuqp_hard_swish_s8(const mcuqp_hard_swish_params *params, int32_t size,
+                                 const int8_t *input, int8_t *output);
+
 /* ---- depthwise convolution in place (memory planning) ---- */
 
 /* mcuqp_depthwise_conv2d_s8 with the output written over the input: `data` holds the input
