@@ -148,3 +148,56 @@ def test_conv_hard_swish_fc_bit_exact_on_qemu(board: str, tmp_path: Path) -> Non
     assert res.compared == 12
     assert res.mismatches == 0, f"{res.mismatched_elements} elements differ"
     assert np.array_equal(res.device_outputs, res.reference_outputs)
+
+
+# ---- from torch ----------------------------------------------------------------------
+
+
+def _torch_hardswish_net():
+    import torch
+    from torch import nn
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(1, 4, 3, padding=1)
+            self.act = nn.Hardswish()
+            self.fc = nn.Linear(4 * 6 * 6, 5)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(torch.flatten(self.act(self.conv(x)), 1))
+
+    torch.manual_seed(0)
+    return Net().eval()
+
+
+def test_torch_hardswish_imports_and_quantizes(tmp_path: Path) -> None:
+    import torch
+
+    from mcuqp.frontends.torch_fx import import_torch
+    from mcuqp.ir import OpKind
+    from mcuqp.quant.ptq import quantize
+
+    model = _torch_hardswish_net()
+    x = (torch.randn(128, 1, 6, 6) * 2).numpy()
+    fg = import_torch(model, torch.from_numpy(x[:1]))
+    assert OpKind.HARD_SWISH in [op.kind for op in fg.ops]
+    np.testing.assert_allclose(fg.run(x), model(torch.from_numpy(x)).detach().numpy(), rtol=1e-5, atol=1e-5)
+    g = quantize(fg, x)
+    op = next(o for o in g.ops if o.kind == OpKind.HARD_SWISH)
+    xq, yq = g.tensors[op.inputs[0]].quant, g.tensors[op.outputs[0]].quant
+    assert op.attrs == hard_swish_attrs(xq.s, xq.zp, yq.s, yq.zp)
+
+
+@pytest.mark.qemu
+def test_torch_hardswish_bit_exact_on_qemu(tmp_path: Path) -> None:
+    import torch
+
+    from mcuqp import api
+
+    calib = tmp_path / "calib.npy"
+    np.save(calib, (torch.randn(64, 1, 6, 6) * 2).numpy())
+    loaded = api.load(_torch_hardswish_net(), calib=str(calib))
+    res = api.verify(loaded, board="mps2-an386", n_inputs=12)
+    assert res.compared == 12 and res.mismatches == 0
+    assert np.array_equal(res.device_outputs, res.reference_outputs)

@@ -33,7 +33,7 @@ from mcuqp.ops import registry
 SUPPORTED = (
     "Conv2d (groups=1 or depthwise), BatchNorm2d after a conv, BatchNorm1d after a Linear, Linear, "
     "ReLU, ReLU6 / Hardtanh(0, 6), MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, mean over (H, W), "
-    "Flatten / view / reshape to (N, -1), add of two tensors, Softmax(dim=1), Dropout, Identity, "
+    "Flatten / view / reshape to (N, -1), add of two tensors, Softmax(dim=1), Hardswish, Dropout, Identity, "
     "BinaryActivation (sign) and other modules naming their op in a `mcuqp_op` attribute"
 )
 # A torch module class may map itself to one elementwise mcuqp op by a class attribute
@@ -545,6 +545,17 @@ def _mapped_module(ctx: _Ctx, node: fx.Node, m: nn.Module) -> None:
     ctx.add(FloatOp(kind, node.name, [x], _nhwc(shape), source=ctx.describe(node), fused=[node.name]), shape)
 
 
+def _unary(kind: OpKind):
+    """A torch module that is one parameterless elementwise op of the registry (nn.Hardswish)."""
+
+    def handler(ctx: _Ctx, node: fx.Node, m: nn.Module) -> None:
+        x = ctx.value(node, node.args[0] if node.args else next(iter(node.kwargs.values()), None))
+        shape = ctx.torch_shape[x]
+        ctx.add(FloatOp(kind, node.name, [x], _nhwc(shape), source=ctx.describe(node), fused=[node.name]), shape)
+
+    return handler
+
+
 # ----------------------------------------------------------------------------- dispatch
 
 
@@ -566,6 +577,7 @@ _MODULES: tuple[tuple[type | tuple[type, ...], object], ...] = (
     (nn.AdaptiveAvgPool2d, lambda ctx, node, m: _adaptive_avg(ctx, node, m.output_size)),
     (nn.Flatten, _flatten_module),
     (nn.Softmax, lambda ctx, node, m: _softmax(ctx, node, m.dim)),
+    (nn.Hardswish, _unary(OpKind.HARD_SWISH)),
 )
 
 

@@ -3,7 +3,7 @@ in int16 fixed point: the input minus its zero point is moved to a "hires" scale
 int16 multiplier takes it to the output scale, another to the "reluish" scale (3 / 32768) where
 relu6(x + 3) / 6 becomes a Q0.15 factor in [0, 1]; their product is rounded to the output.
 
-C kernel: `mcuqp_hard_swish_s8` (portable).
+From torch: `nn.Hardswish`. C kernel: `mcuqp_hard_swish_s8` (portable).
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mcuqp.errors import UnsupportedModelError
-from mcuqp.ir import Graph, Op, OpKind
+from mcuqp.ir import Graph, Op, OpKind, QParams, Tensor
 from mcuqp.ops import tflite_lowering as tfl
 from mcuqp.ops.registry import EmitContext, Env, KernelVariant, OpDef, variants
 from mcuqp.quant.fixedpoint import Rounding, quantize_multiplier
@@ -103,6 +103,19 @@ def _reference(graph: Graph, op: Op, env: Env, rounding: Rounding) -> np.ndarray
     return hard_swish_s8(env[op.inputs[0]], op.attrs, rounding)
 
 
+def _float_run(op, xs: list[np.ndarray]) -> np.ndarray:
+    x = xs[0]
+    return (x * np.clip(x + 3.0, 0.0, 6.0) / 6.0).astype(np.float32)
+
+
+def _from_float(op, ins: list[Tensor], y_q: QParams, rounding: Rounding,
+                weight_scales: np.ndarray | None) -> HardSwishAttrs:
+    try:
+        return hard_swish_attrs(ins[0].quant.s, ins[0].quant.zp, y_q.s, y_q.zp)
+    except tfl.Reject as e:
+        raise UnsupportedModelError(f"{op.name}: {e}") from None
+
+
 def _lower(ctx, op) -> list[tfl.LoweredOp]:
     x, y = ctx.act(op.inputs[0], "input"), ctx.act(op.outputs[0], "output")
     if x.shape != y.shape:
@@ -128,5 +141,7 @@ OPS = (
         emit=_emit,
         kernels=variants("mcuqp_hard_swish_s8", "hard_swish_s8.c"),
         tflite={"HARD_SWISH": _lower},
+        float_run=_float_run,
+        from_float=_from_float,
     ),
 )
