@@ -144,3 +144,67 @@ def test_conv_leaky_fc_bit_exact_on_qemu(board: str, tmp_path: Path) -> None:
     assert res.compared == 12
     assert res.mismatches == 0, f"{res.mismatched_elements} elements differ"
     assert np.array_equal(res.device_outputs, res.reference_outputs)
+
+
+# ---- from torch ----------------------------------------------------------------------
+
+
+def _torch_leaky_net(slope: float = 0.1):
+    import torch
+    from torch import nn
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(1, 4, 3, padding=1)
+            self.act = nn.LeakyReLU(slope)
+            self.fc = nn.Linear(4 * 6 * 6, 5)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(torch.flatten(self.act(self.conv(x)), 1))
+
+    torch.manual_seed(0)
+    return Net().eval()
+
+
+def test_torch_leaky_relu_imports_and_quantizes() -> None:
+    import torch
+
+    from mcuqp.frontends.torch_fx import import_torch
+    from mcuqp.ir import OpKind
+    from mcuqp.quant.ptq import quantize
+
+    model = _torch_leaky_net(0.2)
+    x = torch.randn(128, 1, 6, 6).numpy()
+    fg = import_torch(model, torch.from_numpy(x[:1]))
+    [leaky] = [op for op in fg.ops if op.kind == OpKind.LEAKY_RELU]
+    assert leaky.alpha == pytest.approx(0.2)
+    np.testing.assert_allclose(fg.run(x), model(torch.from_numpy(x)).detach().numpy(), rtol=1e-5, atol=1e-5)
+    g = quantize(fg, x)
+    op = next(o for o in g.ops if o.kind == OpKind.LEAKY_RELU)
+    xq, yq = g.tensors[op.inputs[0]].quant, g.tensors[op.outputs[0]].quant
+    assert op.attrs == leaky_relu_attrs(xq.s, xq.zp, yq.s, yq.zp, 0.2)
+
+
+def test_torch_negative_slope_is_refused() -> None:
+    import torch
+
+    from mcuqp.errors import UnsupportedModelError
+    from mcuqp.frontends.torch_fx import import_torch
+
+    with pytest.raises(UnsupportedModelError, match="negative_slope"):
+        import_torch(_torch_leaky_net(-0.5), torch.zeros(1, 1, 6, 6))
+
+
+@pytest.mark.qemu
+def test_torch_leaky_relu_bit_exact_on_qemu(tmp_path: Path) -> None:
+    import torch
+
+    from mcuqp import api
+
+    calib = tmp_path / "calib.npy"
+    np.save(calib, torch.randn(64, 1, 6, 6).numpy())
+    loaded = api.load(_torch_leaky_net(0.1), calib=str(calib))
+    res = api.verify(loaded, board="mps2-an386", n_inputs=12)
+    assert res.compared == 12 and res.mismatches == 0
+    assert np.array_equal(res.device_outputs, res.reference_outputs)

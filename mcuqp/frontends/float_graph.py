@@ -37,6 +37,7 @@ class FloatOp:
     depth_multiplier: int = 1
     filter: tuple[int, int] = (1, 1)  # pools
     activation: str | None = None  # fused "relu" / "relu6"
+    alpha: float = 0.0  # LEAKY_RELU's negative slope
     source: str = ""  # "features.0 (nn.Conv2d) at model.py:42"
     fused: list[str] = field(default_factory=list)  # fx nodes merged into this op, in order
 

@@ -33,7 +33,7 @@ from mcuqp.ops import registry
 SUPPORTED = (
     "Conv2d (groups=1 or depthwise), BatchNorm2d after a conv, BatchNorm1d after a Linear, Linear, "
     "ReLU, ReLU6 / Hardtanh(0, 6), MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, mean over (H, W), "
-    "Flatten / view / reshape to (N, -1), add of two tensors, Softmax(dim=1), Hardswish, Dropout, Identity, "
+    "Flatten / view / reshape to (N, -1), add of two tensors, Softmax(dim=1), Hardswish, LeakyReLU, Dropout, Identity, "
     "BinaryActivation (sign) and other modules naming their op in a `mcuqp_op` attribute"
 )
 # A torch module class may map itself to one elementwise mcuqp op by a class attribute
@@ -556,6 +556,15 @@ def _unary(kind: OpKind):
     return handler
 
 
+def _leaky_relu(ctx: _Ctx, node: fx.Node, m: nn.LeakyReLU) -> None:
+    if not m.negative_slope >= 0:
+        raise ctx.fail(node, f"LeakyReLU negative_slope {m.negative_slope} must be >= 0")
+    x = ctx.value(node, node.args[0] if node.args else next(iter(node.kwargs.values()), None))
+    shape = ctx.torch_shape[x]
+    ctx.add(FloatOp(OpKind.LEAKY_RELU, node.name, [x], _nhwc(shape), alpha=float(m.negative_slope),
+                    source=ctx.describe(node), fused=[node.name]), shape)
+
+
 # ----------------------------------------------------------------------------- dispatch
 
 
@@ -578,6 +587,7 @@ _MODULES: tuple[tuple[type | tuple[type, ...], object], ...] = (
     (nn.Flatten, _flatten_module),
     (nn.Softmax, lambda ctx, node, m: _softmax(ctx, node, m.dim)),
     (nn.Hardswish, _unary(OpKind.HARD_SWISH)),
+    (nn.LeakyReLU, _leaky_relu),
 )
 
 

@@ -3,7 +3,7 @@ zero point is requantized by the identity multiplier (in_scale / out_scale) wher
 by the alpha multiplier (in_scale * alpha / out_scale) where it is negative, then the output zero
 point is added and the result saturated to int8.
 
-C kernel: `mcuqp_leaky_relu_s8` (portable).
+From torch: `nn.LeakyReLU`. C kernel: `mcuqp_leaky_relu_s8` (portable).
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mcuqp.errors import UnsupportedModelError
-from mcuqp.ir import Graph, Op, OpKind
+from mcuqp.ir import Graph, Op, OpKind, QParams, Tensor
 from mcuqp.ops import tflite_lowering as tfl
 from mcuqp.ops.registry import EmitContext, Env, KernelVariant, OpDef, variants
 from mcuqp.quant.fixedpoint import Rounding, multiply_by_quantized_multiplier, quantize_multiplier
@@ -59,6 +59,18 @@ def _reference(graph: Graph, op: Op, env: Env, rounding: Rounding) -> np.ndarray
     return leaky_relu_s8(env[op.inputs[0]], op.attrs, rounding)
 
 
+def _float_run(op, xs: list[np.ndarray]) -> np.ndarray:
+    return np.where(xs[0] >= 0, xs[0], np.float32(op.alpha) * xs[0]).astype(np.float32)
+
+
+def _from_float(op, ins: list[Tensor], y_q: QParams, rounding: Rounding,
+                weight_scales: np.ndarray | None) -> LeakyReluAttrs:
+    try:
+        return leaky_relu_attrs(ins[0].quant.s, ins[0].quant.zp, y_q.s, y_q.zp, op.alpha)
+    except tfl.Reject as e:
+        raise UnsupportedModelError(f"{op.name}: {e}") from None
+
+
 def _lower(ctx, op) -> list[tfl.LoweredOp]:
     x, y = ctx.act(op.inputs[0], "input"), ctx.act(op.outputs[0], "output")
     if x.shape != y.shape:
@@ -87,5 +99,7 @@ OPS = (
         emit=_emit,
         kernels=variants("mcuqp_leaky_relu_s8", "leaky_relu_s8.c"),
         tflite={"LEAKY_RELU": _lower},
+        float_run=_float_run,
+        from_float=_from_float,
     ),
 )
