@@ -78,17 +78,20 @@ class SoftmaxParams(C.Structure):
     _fields_ = [(f, C.c_int32) for f in "input_multiplier input_left_shift diff_min".split()]
 
 
-class LeakyReluParams(C.Structure):  # mirrors mcuqp_leaky_relu_params
+@mirrors("mcuqp_leaky_relu_params")
+class LeakyReluParams(C.Structure):
     _fields_ = [(f, C.c_int32) for f in (
         "input_zero_point output_zero_point identity_multiplier identity_shift alpha_multiplier alpha_shift").split()]
 
 
-class ReluParams(C.Structure):  # mirrors mcuqp_relu_params
+@mirrors("mcuqp_relu_params")
+class ReluParams(C.Structure):
     _fields_ = [(f, C.c_int32) for f in (
         "input_zero_point output_zero_point multiplier shift act_min act_max").split()]
 
 
-class HardSwishParams(C.Structure):  # mirrors mcuqp_hard_swish_params
+@mirrors("mcuqp_hard_swish_params")
+class HardSwishParams(C.Structure):
     _fields_ = [(f, C.c_int32) for f in (
         "input_zero_point output_zero_point reluish_multiplier reluish_exponent output_multiplier "
         "output_exponent").split()]
