@@ -37,8 +37,9 @@ from hypothesis import strategies as st
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import hostlib  # noqa: E402
-from kernel_cases import (acc_spread, c_conv, c_fc, random_bias, random_clamp, random_requant,  # noqa: E402
-                          random_weights)
+from fuzz_draws import SEED, ZP, conv_geometry, quantized, values  # noqa: E402
+from fuzz_packed import PACKED  # noqa: E402
+from kernel_cases import c_conv, c_fc, random_weights  # noqa: E402
 from mcuqp.ir import Padding  # noqa: E402
 from mcuqp.ops.concatenation import ConcatAttrs  # noqa: E402
 from mcuqp.ops.conv2d import ConvAttrs  # noqa: E402
@@ -136,51 +137,6 @@ def canary(kind: str) -> None:
         subprocess.run(["gcc", *hostlib.HOST_CFLAGS, *SANITIZE, "-shared", str(src), "-o", str(so)], check=True)
         fn = getattr(C.CDLL(str(so)), f"mcuqp_canary_{kind}")
         print("canary survived:", fn(C.c_int32(16)))
-
-
-# ---------------------------------------------------------------------------- draws
-
-ZP = st.one_of(st.sampled_from([-128, 127, 0, -1]), st.integers(-128, 127))
-SEED = st.integers(0, 2**32 - 1)
-
-
-def values(data, shape, lo: int = -128, hi: int = 127) -> np.ndarray:
-    """int8 values: random, or saturating (all extremes, alternating extremes)."""
-    mode = data.draw(st.sampled_from(["random"] * 5 + ["min", "max", "extremes"]))
-    rng = np.random.default_rng(data.draw(SEED))
-    if mode == "min":
-        return np.full(shape, lo, np.int8)
-    if mode == "max":
-        return np.full(shape, hi, np.int8)
-    if mode == "extremes":
-        return np.where(rng.random(shape) < 0.5, lo, hi).astype(np.int8)
-    return rng.integers(lo, hi + 1, shape).astype(np.int8)
-
-
-def window(data, size: int, k: int, stride: int, dilation: int) -> tuple[int, int]:
-    """(before, after) padding with at least one output position."""
-    eff = dilation * (k - 1) + 1
-    before = data.draw(st.integers(0, eff))
-    after = data.draw(st.integers(max(0, eff - size - before), eff))
-    return before, after
-
-
-def conv_geometry(data, max_hw: int = 9):
-    kh, kw = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 4))
-    sh, sw = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3))
-    dh, dw = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3))
-    h, w = data.draw(st.integers(1, max_hw)), data.draw(st.integers(1, max_hw))
-    (pt, pb), (pl, pr) = window(data, h, kh, sh, dh), window(data, w, kw, sw, dw)
-    return (h, w), (kh, kw), ConvAttrs(stride=(sh, sw), padding=Padding(pt, pb, pl, pr), dilation=(dh, dw))
-
-
-def quantized(data, rng, attrs, channels: int, taps: int, w: np.ndarray, rounding: str, cov=None):
-    in_zp, out_zp = data.draw(ZP), data.draw(ZP)
-    std = acc_spread(taps, -in_zp, w)
-    lo, hi = random_clamp(rng, out_zp)
-    a = replace(attrs, input_offset=-in_zp, output_offset=out_zp, act_min=lo, act_max=hi,
-                requant=random_requant(rng, channels, std, rounding, edges=True))
-    return a, random_bias(rng, channels, std, edges=True)
 
 
 # ---------------------------------------------------------------------------- properties
@@ -392,10 +348,11 @@ def prop_reshape(lib, rounding, data):
 
 
 # (name, property, weight: relative number of examples, run on the DSP build too)
+PACKED_WEIGHT = 0.5  # 20 packed jobs: the run stays ~2-3 min with >= 10,000 cases
 KERNELS = [
-    ("conv2d_s8", prop_conv, 3, True),
-    ("depthwise_conv2d_s8", prop_depthwise, 3, True),
-    ("fully_connected_s8", prop_fc, 3, True),
+    ("conv2d_s8", prop_conv, 2, True),
+    ("depthwise_conv2d_s8", prop_depthwise, 2, True),
+    ("fully_connected_s8", prop_fc, 2, True),
     ("conv2d_1x1_s8_inplace", prop_conv_1x1_inplace, 2, False),
     ("depthwise_conv2d_s8_inplace", prop_depthwise_inplace, 2, False),
     ("max_pool2d_s8", prop_max_pool, 1, False),
@@ -410,6 +367,7 @@ KERNELS = [
     ("quantize_s8", prop_quantize, 1, False),
     ("sign_s8", prop_sign, 1, False),
     ("reshape_s8", prop_reshape, 1, False),
+    *((name, prop, PACKED_WEIGHT, (DSP / f"{name}.c").exists()) for name, prop in PACKED),
 ]
 BASE_EXAMPLES = 150  # per unit of weight, per rounding mode
 
