@@ -77,6 +77,12 @@ from test_kernels_pad import c_pad  # noqa: E402
 from test_kernels_pool_add_softmax import c_add, c_pool, c_softmax  # noqa: E402
 from test_kernels_quantize import c_quantize  # noqa: E402
 from test_kernels_sign import c_sign  # noqa: E402
+from test_kernels_hard_swish import c_hard_swish, random_quant as hard_swish_quant  # noqa: E402
+from test_kernels_leaky_relu import c_leaky_relu, random_attrs as leaky_relu_random  # noqa: E402
+from test_kernels_relu import ACTS as RELU_ACTS, c_relu, random_quant as relu_quant  # noqa: E402
+from mcuqp.ops.hard_swish import hard_swish_s8  # noqa: E402
+from mcuqp.ops.leaky_relu import leaky_relu_s8  # noqa: E402
+from mcuqp.ops.relu import relu_attrs, relu_s8  # noqa: E402
 
 SRC = hostlib.RUNTIME_DIR / "src"
 DSP = SRC / "dsp"
@@ -337,6 +343,27 @@ def prop_sign(lib, rounding, data):
     assert rc == OK and np.array_equal(got, sign_s8(x, a)), a
 
 
+def prop_relu(lib, rounding, data):
+    x = _elementwise(data)
+    a = relu_attrs(data.draw(st.sampled_from(RELU_ACTS)), *relu_quant(np.random.default_rng(data.draw(SEED))))
+    rc, got = c_relu(lib, x, a)
+    assert rc == OK and np.array_equal(got, relu_s8(x, a, rounding)), a
+
+
+def prop_leaky_relu(lib, rounding, data):
+    x = _elementwise(data)
+    _, a = leaky_relu_random(np.random.default_rng(data.draw(SEED)))
+    rc, got = c_leaky_relu(lib, x, a)
+    assert rc == OK and np.array_equal(got, leaky_relu_s8(x, a, rounding)), a
+
+
+def prop_hard_swish(lib, rounding, data):
+    x = _elementwise(data)
+    _, a = hard_swish_quant(np.random.default_rng(data.draw(SEED)))
+    rc, got = c_hard_swish(lib, x, a)
+    assert rc == OK and np.array_equal(got, hard_swish_s8(x, a, rounding)), a
+
+
 def prop_reshape(lib, rounding, data):
     from mcuqp.ops.reshape import ReshapeAttrs
 
@@ -367,6 +394,9 @@ KERNELS = [
     ("quantize_s8", prop_quantize, 1, False),
     ("sign_s8", prop_sign, 1, False),
     ("reshape_s8", prop_reshape, 1, False),
+    ("relu_s8", prop_relu, 1, False),
+    ("leaky_relu_s8", prop_leaky_relu, 1, False),
+    ("hard_swish_s8", prop_hard_swish, 1, False),
     *((name, prop, PACKED_WEIGHT, (DSP / f"{name}.c").exists()) for name, prop in PACKED),
 ]
 BASE_EXAMPLES = 150  # per unit of weight, per rounding mode
