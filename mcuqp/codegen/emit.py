@@ -163,6 +163,7 @@ def generate(
     board: str = "",
     features: frozenset[str] = frozenset(),
     provenance: Provenance | None = None,
+    stack_bytes: int | None = None,
 ) -> GeneratedModel:
     """Render model.c / model.h for `graph` with tensors placed by `plan`; `provenance`
     (version, model sha256, options) goes into model.h."""
@@ -192,6 +193,7 @@ def generate(
         board=board,
         layers=layers,
         arena_bytes=max(plan.arena_bytes, 1),
+        stack_bytes=stack_bytes,
         input=inp,
         output=out,
         input_offset=plan.offsets[inp.name],

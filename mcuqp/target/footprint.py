@@ -82,6 +82,7 @@ class Footprint:
     layers: list[LayerFlash]  # in execution order; layers without constants are left out
     stack_path: list[str] = field(default_factory=list)  # the deepest call chain
     arena_peak: str = ""  # the step where the arena is fullest, and its largest live tensors
+    invoke_stack_bytes: int = 0  # call-graph bound of mcuqp_model_invoke's own stack (what an application adds)
 
     @property
     def static_ram_bytes(self) -> int:
@@ -165,7 +166,7 @@ def predict_footprint(
         stack_bytes=stack_bound, text=text, rodata=rodata, data=data, bss=bss, arena_bytes=arena,
         stack_reserved_bytes=int(stack_bytes_reserved), linked_flash_bytes=spans["FLASH"],
         linked_ram_bytes=spans["RAM"], breakdown=breakdown, layers=layers, stack_path=stack_path,
-        arena_peak=model.arena_peak,
+        arena_peak=model.arena_peak, invoke_stack_bytes=graph.depth(LIBRARY_ENTRY)[0],
     )
 
 
