@@ -454,11 +454,20 @@ def import_tflite(path: str | Path, rounding: Rounding = "double") -> TfliteImpo
         raw = path.read_bytes()
     except OSError as e:
         raise McuqpError(f"cannot read {path}: {e.strerror}") from None
+    return _import_bytes(raw, str(path), path.stem, rounding)
+
+
+def _import_bytes(raw: bytes, label: str, name: str, rounding: Rounding) -> TfliteImport:
     if len(raw) >= 8 and raw[4:8] == b"TFL3":
-        tflite_checks.check_flatbuffer(raw, str(path))
-    model = parse_tflite(raw, str(path))
-    tflite_checks.check_model(model, str(path))
-    return _lower(model, str(path), path.stem, rounding)
+        tflite_checks.check_flatbuffer(raw, label)
+    model = parse_tflite(raw, label)
+    tflite_checks.check_model(model, label)
+    return _lower(model, label, name, rounding)
+
+
+def graph_from_bytes(raw: bytes, label: str = "model", name: str = "model", rounding: Rounding = "double") -> ir.Graph:
+    """The integer graph of a full-int8 .tflite flatbuffer held in memory (`label` names it in errors)."""
+    return _import_bytes(raw, label, name, rounding).graph
 
 
 def load_tflite(path: str | Path, rounding: Rounding = "double") -> ir.Graph:
