@@ -5,6 +5,7 @@ The Python API (mcuqp/api.py) is reachable from the package:
     import mcuqp
     model = mcuqp.load("net.pt", calib="digits")
     mcuqp.compile(model, "out/", board="mps2-an386")
+    mcuqp.export(model, "model.tflite")                     # the same integers as a .tflite
     print(mcuqp.verify(model, n_inputs=20).to_dict())
 
 The API module is imported on first use, so `import mcuqp` alone stays cheap.
@@ -14,8 +15,8 @@ import types
 
 __version__ = "0.1.0"
 
-_API = ("load", "compile", "verify", "plan", "compress", "report", "boards", "LoadedModel", "CompileResult",
-        "VerifyResult", "PlanResult", "CompressResult", "ReportResult")
+_API = ("load", "compile", "verify", "plan", "compress", "report", "export", "boards", "LoadedModel", "CompileResult",
+        "VerifyResult", "PlanResult", "CompressResult", "ReportResult", "ExportResult")
 __all__ = ["__version__", *_API]
 
 
@@ -28,7 +29,7 @@ def __getattr__(name: str):
 
 
 class _CallableSubpackage(types.ModuleType):
-    """`mcuqp.plan` and `mcuqp.compress` are subpackages and API functions at once: once a
+    """`mcuqp.plan`, `mcuqp.compress` and `mcuqp.export` are subpackages and API functions at once: once a
     subpackage is imported, the import system binds its name on this package, so the
     function cannot simply be an attribute. Calling the subpackage calls the function."""
 
@@ -38,5 +39,5 @@ class _CallableSubpackage(types.ModuleType):
         return getattr(api, self.__name__.rpartition(".")[2])(*args, **kwargs)
 
 
-for _name in ("plan", "compress"):  # both subpackages' __init__ are empty: importing them costs nothing
+for _name in ("plan", "compress", "export"):  # the subpackages' __init__ are empty: importing them costs nothing
     importlib.import_module(f"{__name__}.{_name}").__class__ = _CallableSubpackage

@@ -701,6 +701,44 @@ def compress(
     return result
 
 
+@dataclass
+class ExportResult(Result):
+    """`mcuqp export --json`: the .tflite written, its size and its TFLite operators."""
+
+    path: Path
+    bytes: int
+    ops: dict[str, int]  # TFLite builtin operator -> how many
+    layers: int  # ops of the integer graph
+
+
+def export(model: ModelLike, out: str | Path, *, calib: str | None = None, rounding: Rounding | None = None) -> ExportResult:
+    """Write the dense-equivalent int8 .tflite of the integer graph `compile` generates C
+    for: the same scales, zero points, per-channel weights and biases, so TFLite Micro
+    computes the same integers (sparse, int4 and ternary layers are written as int8 layers on
+    their effective weights). Every op is imported back and checked to keep its integer
+    parameters; a layer TFLite cannot represent (a binary SIGN activation) raises
+    ExportError and nothing is written (the file is written to a temporary name, then renamed).
+
+    Example: `mcuqp.export("small.pt", "small.tflite", calib="digits").ops`"""
+    from mcuqp.export.graph import to_tflite
+
+    loaded = _loaded(model, calib, rounding)
+    exported = to_tflite(loaded.graph, loaded.rounding)
+    target = Path(out)
+    if target.is_dir():
+        raise McuqpError(f"output {target} is a folder: give a file name such as {target / 'model.tflite'}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(exported.data)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return ExportResult(path=target, bytes=len(exported.data), ops=exported.ops, layers=len(loaded.graph.ops))
+
+
 def boards() -> list[Board]:
     """The supported boards (one TOML file each)."""
     from mcuqp.target.boards import list_boards

@@ -63,6 +63,7 @@ def _example(*lines: str) -> str:
 
 
 @click.group(cls=_Group, epilog=_example("mcuqp boards", "mcuqp compile model.tflite -o out/",
+                                          "mcuqp export small.pt --calib digits -o small.tflite",
                                           "mcuqp verify model.tflite --inputs 20", "mcuqp compile --help"))
 @click.version_option(version=__version__, prog_name="mcuqp")
 def main() -> None:
@@ -200,6 +201,33 @@ def compile_cmd(model: str, board: str, out_dir: str, calib: str | None, roundin
                        f"for the verification image on {res.board}")
         for f in res.files:
             out.detail(f"  file          {f}")
+
+    out.result(res.to_dict(), show)
+
+
+@main.command(name="export", epilog=_example(
+    "mcuqp export small.pt --calib digits -o small.tflite",
+    "mcuqp export model.tflite -o copy.tflite --json"))
+@model_argument
+@calib_option
+@click.option("-o", "--output", "out_path", required=True, type=click.Path(dir_okay=False),
+              help="The .tflite file to write.")
+@output_options
+def export_cmd(model: str, calib: str | None, out_path: str, as_json: bool, quiet: bool, verbose: bool) -> None:
+    """Write MODEL's integer graph as a dense int8 .tflite that TFLite Micro runs bit-exactly.
+
+    The same scales, zero points, per-channel weights and biases as the generated C; sparse,
+    int4 and ternary layers become int8 layers on their effective weights. Models with binary
+    SIGN activations (fully binary layers) have no TFLite form and are refused."""
+    from mcuqp import api
+
+    out = _out(as_json, quiet, verbose)
+    out.progress(f"loading {model}")
+    res = api.export(model, out_path, calib=calib)
+
+    def show() -> None:
+        ops = ", ".join(f"{n} {k}" for k, n in sorted(res.ops.items()))
+        click.echo(f"wrote {res.path} ({_fmt_int(res.bytes)} B): {res.layers} layers as {ops}")
 
     out.result(res.to_dict(), show)
 

@@ -195,7 +195,7 @@ def _reshape(w: _Writer, op: Op) -> None:
 def _relu(w: _Writer, op: Op) -> None:
     x, y = w.io(op)
     for act, opcode in (("relu", "RELU"), ("relu6", "RELU6"), ("relu_n1_to_1", "RELU_N1_TO_1")):
-        if _same(relu_attrs(act, x.quant.s, x.quant.zp, y.quant.s, y.quant.zp), op.attrs):
+        if same_attrs(relu_attrs(act, x.quant.s, x.quant.zp, y.quant.s, y.quant.zp), op.attrs):
             w.add(opcode, op, [w.tensor(x.name)])
             return
     raise ExportError(f"{op.name}: its clamp is none of TFLite's RELU, RELU6, RELU_N1_TO_1")
@@ -269,9 +269,10 @@ EXPORTERS: dict[str, Callable[[_Writer, Op], None]] = {
 # ------------------------------------------------------------------ the round-trip check
 
 
-def _same(a: Any, b: Any) -> bool:
+def same_attrs(a: Any, b: Any) -> bool:
+    """Equal op attrs: every field, arrays by value (ReLU's report-only name aside)."""
     if dataclasses.is_dataclass(a) and not isinstance(a, type):
-        return type(a) is type(b) and all(_same(getattr(a, f.name), getattr(b, f.name))
+        return type(a) is type(b) and all(same_attrs(getattr(a, f.name), getattr(b, f.name))
                                           for f in dataclasses.fields(a) if f.name != "activation")
     if isinstance(a, (np.ndarray, list, tuple)) or isinstance(b, (np.ndarray, list, tuple)):
         return np.array_equal(np.asarray(a), np.asarray(b))
@@ -286,7 +287,7 @@ def _check_round_trip(graph: Graph, written: Graph, expected: dict[str, Any]) ->
     for op in graph.ops:
         out = op.outputs[0]
         twin = producers.get(out)
-        if twin is None or twin.kind != op.kind or not _same(expected[out], twin.attrs):
+        if twin is None or twin.kind != op.kind or not same_attrs(expected[out], twin.attrs):
             raise ExportError(f"{op.name}: TFLite would compute this {op.kind} with other integer parameters "
                               "(a model loaded with single rounding, or a clamp TFLite cannot express?)")
         for mine, theirs in zip(op.inputs[1:], twin.inputs[1:]):

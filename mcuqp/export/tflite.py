@@ -15,7 +15,8 @@ single-op TFLite Micro oracle models and hand-made models with it. Example::
 Options are given as a dict of snake_case field names of the op's options table
 (`stride_w`, `fused_activation_function`, `new_shape`, ...). Enum fields accept their
 names as strings ("SAME", "RELU6"); list fields become int32 vectors. The options table
-is found from the op name (see `_OPTIONS_FOR_OP`) or given with `options_type`.
+is found from the op name (`_OPTIONS_FOR_OP`, else the CamelCase op name + "Options") or
+given with `options_type`.
 """
 from __future__ import annotations
 
@@ -213,6 +214,8 @@ class ModelBuilder:
         name = options_type
         if name is None and isinstance(op, str):
             name = _OPTIONS_FOR_OP.get(op.upper())
+            if name is None and options and hasattr(BuiltinOptions, f"{_camel(op.lower())}Options"):
+                name = f"{_camel(op.lower())}Options"  # e.g. LEAKY_RELU -> LeakyReluOptions
         if name is None and options:
             raise TfliteBuildError(f"operator {op}: give options_type for its options")
         if name is not None and not hasattr(BuiltinOptions, name):
