@@ -42,10 +42,12 @@ def test_version_and_lazy_exports():
     assert mcuqp.compile is api.compile and mcuqp.load is api.load and mcuqp.report is api.report
     with pytest.raises(AttributeError):
         mcuqp.no_such_function
-    # mcuqp.plan and mcuqp.compress are subpackages too: both uses work
+    # mcuqp.plan, mcuqp.compress and mcuqp.export are subpackages too: both uses work
     importlib.import_module("mcuqp.compress.pipeline")
     importlib.import_module("mcuqp.plan.memory")
-    assert callable(mcuqp.plan) and callable(mcuqp.compress)
+    importlib.import_module("mcuqp.export.graph")
+    assert callable(mcuqp.plan) and callable(mcuqp.compress) and callable(mcuqp.export)
+    assert mcuqp.export.graph.to_tflite
     assert mcuqp.plan.memory.plan_memory and mcuqp.compress.pipeline.compress
 
 

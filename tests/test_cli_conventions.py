@@ -23,7 +23,7 @@ def _invoke(*args: str):
 
 
 def test_the_documented_commands_exist():
-    assert {"boards", "compile", "plan", "compress", "verify", "report", "demo"} <= set(COMMANDS)
+    assert {"boards", "compile", "plan", "compress", "export", "verify", "report", "demo"} <= set(COMMANDS)
 
 
 @pytest.mark.parametrize("name", COMMANDS)

@@ -85,6 +85,7 @@ def test_compressed_model_exports_bit_exact_for_tflm(kind, compressed, tmp_path)
     r = CliRunner().invoke(main, ["export", str(src), "--calib", "digits", "-o", str(out), "--json"])
     assert r.exit_code == 0, r.output
     info = json.loads(r.output)
+    assert list(info) == api.ExportResult.json_fields()
     assert info["path"] == str(out) and info["bytes"] == out.stat().st_size
     assert info["ops"] == {"CONV_2D": 3, "DEPTHWISE_CONV_2D": 2, "ADD": 1, "MAX_POOL_2D": 1, "AVERAGE_POOL_2D": 1,
                            "RESHAPE": 1, "FULLY_CONNECTED": 1}
@@ -220,3 +221,12 @@ def test_single_rounding_graph_is_refused(tmp_path):
     with pytest.raises(ExportError, match="single rounding"):
         mcuqp.export(src, tmp_path / "out.tflite", rounding="single")
     assert not (tmp_path / "out.tflite").exists()
+
+
+def test_integers_tflite_would_not_derive_are_refused(tmp_path):
+    """The re-import check: a graph whose multiplier is not what its scales give cannot be
+    written as a .tflite (TFLite Micro would compute other outputs than the C)."""
+    graph = graph_from_bytes(SINGLE_OPS["quantize"](None))
+    graph.ops[0].attrs.multiplier += 1
+    with pytest.raises(ExportError, match=r"other integers .*\(multiplier\)"):
+        to_tflite(graph)

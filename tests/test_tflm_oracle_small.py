@@ -2,7 +2,7 @@
 quantization, run by TFLite Micro, must give exactly the reference's output.
 
 Covers SOFTMAX, ADD, AVERAGE_POOL_2D and MAX_POOL_2D; the models are written by
-mcuqp.frontends.tflite_builder, so this also exercises the builder."""
+tests/tflite_builder.py (the package's writer, mcuqp.export.tflite), so this also exercises it."""
 from __future__ import annotations
 
 import numpy as np

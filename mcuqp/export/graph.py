@@ -279,6 +279,13 @@ def same_attrs(a: Any, b: Any) -> bool:
     return a == b
 
 
+def _differing_fields(a: Any, b: Any) -> list[str]:
+    if type(a) is not type(b):
+        return [f"{type(a).__name__} != {type(b).__name__}"]
+    return [f.name for f in dataclasses.fields(a) if f.name != "activation"
+            and not same_attrs(getattr(a, f.name), getattr(b, f.name))]
+
+
 def _check_round_trip(graph: Graph, written: Graph, expected: dict[str, Any]) -> None:
     """Every op of `graph` comes back from the .tflite with the same kind, integer attrs and
     constants (ops the re-import inserts, such as the PAD of an explicit conv padding, have
@@ -287,9 +294,12 @@ def _check_round_trip(graph: Graph, written: Graph, expected: dict[str, Any]) ->
     for op in graph.ops:
         out = op.outputs[0]
         twin = producers.get(out)
-        if twin is None or twin.kind != op.kind or not same_attrs(expected[out], twin.attrs):
-            raise ExportError(f"{op.name}: TFLite would compute this {op.kind} with other integer parameters "
-                              "(a model loaded with single rounding, or a clamp TFLite cannot express?)")
+        if twin is None or twin.kind != op.kind:
+            raise ExportError(f"{op.name}: the exported model does not compute {out} with a {op.kind}")
+        if not same_attrs(expected[out], twin.attrs):
+            diff = ", ".join(_differing_fields(expected[out], twin.attrs))
+            raise ExportError(f"{op.name}: TFLite would derive other integers for this {op.kind} ({diff}) from "
+                              "the scales and zero points, so the .tflite would not compute what the C computes")
         for mine, theirs in zip(op.inputs[1:], twin.inputs[1:]):
             a, b = graph.tensors.get(mine), written.tensors.get(theirs)
             if a is not None and a.is_const and (b is None or not np.array_equal(a.data, b.data)):
