@@ -44,6 +44,7 @@ class _Writer:
     index: dict[str, int] = field(default_factory=dict)  # IR tensor -> TFLite tensor
     expected: dict[str, Any] = field(default_factory=dict)  # output tensor -> attrs after re-import
     opcodes: list[str] = field(default_factory=list)
+    helpers: set[str] = field(default_factory=set)  # names of tensors added without an IR twin
 
     def tensor(self, name: str, axis: int = 0) -> int:
         """The TFLite tensor of IR tensor `name` (added on first use; constants with their data)."""
@@ -57,16 +58,23 @@ class _Writer:
             self.index[name] = self.builder.add_tensor(name, t.shape, t.dtype.np, data=t.data, **quant)
         return self.index[name]
 
+    def _fresh(self, name: str) -> str:
+        """A name no IR tensor and no other helper has, so that the re-import finds every
+        IR tensor under its own name."""
+        while name in self.graph.tensors or name in self.helpers:
+            name += "_"
+        self.helpers.add(name)
+        return name
+
     def new_tensor(self, like: Tensor, suffix: str, shape: tuple[int, ...]) -> int:
         """A helper activation (no IR twin) with the quantization of `like`."""
-        name = f"{like.name}/{suffix}"
-        while name in self.graph.tensors:
-            name += "_"
         q = like.quant
-        return self.builder.add_tensor(name, shape, np.int8, scale=q.scale, zero_point=q.zero_point)
+        return self.builder.add_tensor(self._fresh(f"{like.name}/{suffix}"), shape, np.int8, scale=q.scale,
+                                       zero_point=q.zero_point)
 
     def constant(self, like: str, suffix: str, data: np.ndarray, **quant: Any) -> int:
-        return self.builder.add_constant(f"{like}/{suffix}", np.asarray(data), **quant)
+        """A helper constant (a shape, paddings, axes) beside IR tensor `like`."""
+        return self.builder.add_constant(self._fresh(f"{like}/{suffix}"), np.asarray(data), **quant)
 
     def add(self, opcode: str, op: Op, inputs: list[int], options: dict | None = None, expected: Any = None,
             outputs: list[int] | None = None) -> None:
