@@ -3,9 +3,9 @@ tensor with the scale and zero point the graph holds (per-channel weights, int32
 so that TFLite Micro derives the same requantization integers the generated C uses.
 
 A packed (sparse, int4, ternary) layer is an int8 layer on its effective weights, so it is
-written dense. `EXPORTERS` maps each op kind to a function that adds its operator; an op
-without an entry (SIGN: a binary activation TFLite has no operator for) is refused with
-ExportError. `to_tflite` then imports the written model back with mcuqp's TFLite front end
+written dense. `EXPORTERS` maps an op kind to a function that adds its operator; any other
+op is written as the one TFLite operator its op module imports (`OpDef.tflite`). SIGN (a
+binary activation TFLite has no operator for) is refused with ExportError. `to_tflite` then imports the written model back with mcuqp's TFLite front end
 and checks that every op comes back with identical integer parameters and constants, so a
 model that TFLite would compute differently is refused instead of written.
 """
@@ -20,11 +20,12 @@ from typing import Any
 import numpy as np
 
 from mcuqp.errors import McuqpError
-from mcuqp.export.tflite import ModelBuilder
+from mcuqp.export.tflite import ModelBuilder, TfliteBuildError
 from mcuqp.frontends.tflite import graph_from_bytes
 from mcuqp.ir import DType, Graph, Op, OpKind, Padding, Tensor
 from mcuqp.ops.common import activation_range
 from mcuqp.ops.leaky_relu import leaky_relu_attrs
+from mcuqp.ops import registry
 from mcuqp.ops.relu import relu_attrs
 from mcuqp.ops.tflite_lowering import same_or_valid_padding
 from mcuqp.quant.fixedpoint import Rounding
@@ -163,12 +164,20 @@ def _fully_connected(w: _Writer, op: Op) -> None:
           {"fused_activation_function": _fused(op, y), "keep_num_dims": len(y.shape) != 2})
 
 
-def _binary(opcode: str) -> Callable[[_Writer, Op], None]:
-    def export(w: _Writer, op: Op) -> None:
-        y = w.graph.tensors[op.outputs[0]]
-        w.add(opcode, op, [w.tensor(n) for n in op.inputs[:2]], {"fused_activation_function": _fused(op, y)})
-
-    return export
+def _declared_opcode(w: _Writer, op: Op) -> None:
+    """An op without its own exporter: the one TFLite operator its op module imports, on the
+    same inputs, with a fused activation when the op clamps (ADD, MUL, LOGISTIC, ...). Options
+    that only live in the attrs are not recovered: the round-trip check refuses such an op."""
+    opcodes = list(registry.get(op.kind).tflite)
+    if len(opcodes) != 1:
+        raise ExportError(f"{op.name}: no TFLite export for op {op.kind} (give it an exporter in mcuqp/export/graph.py)")
+    y = w.graph.tensors[op.outputs[0]]
+    clamps = hasattr(op.attrs, "act_min") and hasattr(op.attrs, "act_max")
+    try:
+        w.add(opcodes[0], op, [w.tensor(n) for n in op.inputs],
+              {"fused_activation_function": _fused(op, y)} if clamps else None)
+    except TfliteBuildError as e:
+        raise ExportError(f"{op.name}: {e}") from None
 
 
 def _pool(opcode: str) -> Callable[[_Writer, Op], None]:
@@ -187,11 +196,8 @@ def _pool(opcode: str) -> Callable[[_Writer, Op], None]:
     return export
 
 
-def _unary(opcode: str, options: Callable[[Op], dict] | None = None) -> Callable[[_Writer, Op], None]:
-    def export(w: _Writer, op: Op) -> None:
-        w.add(opcode, op, [w.tensor(op.inputs[0])], options(op) if options else None)
-
-    return export
+def _softmax(w: _Writer, op: Op) -> None:
+    w.add("SOFTMAX", op, [w.tensor(op.inputs[0])], {"beta": float(op.attrs.beta)})
 
 
 def _reshape(w: _Writer, op: Op) -> None:
@@ -252,19 +258,16 @@ def _binary_activation(w: _Writer, op: Op) -> None:
                       "such models are checked against the numpy reference only")
 
 
+# Ops whose TFLite operator needs more than _declared_opcode gives (options, constant inputs,
+# one of several operators, a refusal).
 EXPORTERS: dict[str, Callable[[_Writer, Op], None]] = {
     OpKind.CONV2D: _conv,
     OpKind.DEPTHWISE_CONV2D: _conv,
     OpKind.FULLY_CONNECTED: _fully_connected,
-    OpKind.ADD: _binary("ADD"),
-    OpKind.MUL: _binary("MUL"),
     OpKind.MAX_POOL2D: _pool("MAX_POOL_2D"),
     OpKind.AVG_POOL2D: _pool("AVERAGE_POOL_2D"),
     OpKind.RESHAPE: _reshape,
-    OpKind.SOFTMAX: _unary("SOFTMAX", lambda op: {"beta": float(op.attrs.beta)}),
-    OpKind.LOGISTIC: _unary("LOGISTIC"),
-    OpKind.HARD_SWISH: _unary("HARD_SWISH"),
-    OpKind.QUANTIZE: _unary("QUANTIZE"),
+    OpKind.SOFTMAX: _softmax,
     OpKind.RELU: _relu,
     OpKind.LEAKY_RELU: _leaky_relu,
     OpKind.PAD: _pad,
@@ -328,17 +331,17 @@ def to_tflite(graph: Graph, rounding: Rounding = "double") -> Exported:
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
         raise ExportError("mcuqp exports graphs with one input and one output")
     w = _Writer(graph)
-    unsupported = sorted({str(op.kind) for op in graph.ops if op.kind not in EXPORTERS})
-    if unsupported:
-        raise ExportError(f"no TFLite export for op{'s' if len(unsupported) > 1 else ''} {', '.join(unsupported)}")
     for name in graph.inputs:
         w.builder.mark_input(w.tensor(name))
     for op in graph.ops:
         if any(graph.tensors[n].dtype != DType.INT8 for n in (op.inputs[0], op.outputs[0])):
             raise ExportError(f"{op.name}: only int8 activations are exported")
-        EXPORTERS[op.kind](w, op)
+        EXPORTERS.get(op.kind, _declared_opcode)(w, op)
     w.builder.mark_output(w.tensor(graph.outputs[0]))
     data = w.builder.build()
-    written = graph_from_bytes(data, "the exported model", graph.name, rounding)
+    try:
+        written = graph_from_bytes(data, "the exported model", graph.name, rounding)
+    except McuqpError as e:
+        raise ExportError(f"the .tflite written does not import back exactly: {e}") from None
     _check_round_trip(graph, written, w.expected)
     return Exported(data, dict(Counter(w.opcodes)))
