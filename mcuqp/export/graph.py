@@ -280,11 +280,19 @@ EXPORTERS: dict[str, Callable[[_Writer, Op], None]] = {
 # ------------------------------------------------------------------ the round-trip check
 
 
+# attrs fields that do not change an op's integer results: ReLU's name for reports, and how
+# the C stores a layer's weights (a packed layer computes what the dense int8 layer does)
+_NOT_COMPUTED = frozenset({"activation", "weight_format"})
+
+
+def _computed_fields(a: Any) -> list[str]:
+    return [f.name for f in dataclasses.fields(a) if f.name not in _NOT_COMPUTED]
+
+
 def same_attrs(a: Any, b: Any) -> bool:
-    """Equal op attrs: every field, arrays by value (ReLU's report-only name aside)."""
+    """Equal op attrs: every field that takes part in the computation, arrays by value."""
     if dataclasses.is_dataclass(a) and not isinstance(a, type):
-        return type(a) is type(b) and all(same_attrs(getattr(a, f.name), getattr(b, f.name))
-                                          for f in dataclasses.fields(a) if f.name != "activation")
+        return type(a) is type(b) and all(same_attrs(getattr(a, f), getattr(b, f)) for f in _computed_fields(a))
     if isinstance(a, (np.ndarray, list, tuple)) or isinstance(b, (np.ndarray, list, tuple)):
         return np.array_equal(np.asarray(a), np.asarray(b))
     return a == b
@@ -293,8 +301,7 @@ def same_attrs(a: Any, b: Any) -> bool:
 def _differing_fields(a: Any, b: Any) -> list[str]:
     if type(a) is not type(b):
         return [f"{type(a).__name__} != {type(b).__name__}"]
-    return [f.name for f in dataclasses.fields(a) if f.name != "activation"
-            and not same_attrs(getattr(a, f.name), getattr(b, f.name))]
+    return [f for f in _computed_fields(a) if not same_attrs(getattr(a, f), getattr(b, f))]
 
 
 def _check_round_trip(graph: Graph, written: Graph, expected: dict[str, Any]) -> None:
