@@ -105,6 +105,7 @@ def test_plan_uses_the_board(tmp_path):
 
 @pytest.mark.parametrize("args", [
     ("compile", "missing.tflite", "-o", "out"),  # input error
+    ("export", "missing.pt", "--calib", "digits", "-o", "out"),
     ("verify", "model.onnx"),  # unsupported file (checked before existence)
     ("plan", "x.tflite", "--board", "nope"),
     ("compile", "x.tflite"),  # usage: -o missing
