@@ -31,7 +31,6 @@ from mcuqp.ops.tflite_lowering import same_or_valid_padding
 from mcuqp.quant.fixedpoint import Rounding
 
 _FUSED = {None: "NONE", "relu": "RELU", "relu6": "RELU6", "relu_n1_to_1": "RELU_N1_TO_1"}
-_WEIGHT_AXIS = {OpKind.DEPTHWISE_CONV2D: 3}  # per-channel axis of a weight tensor (default 0)
 
 
 class ExportError(McuqpError):
@@ -134,27 +133,26 @@ def _explicit_pad(w: _Writer, op: Op, x: Tensor, y: Tensor, kh: int, kw: int) ->
 # ------------------------------------------------------------------ one exporter per op kind
 
 
-def _conv(w: _Writer, op: Op) -> None:
-    x, y = w.io(op)
-    wt = w.graph.tensors[op.inputs[1]]
-    depthwise = op.kind == OpKind.DEPTHWISE_CONV2D
-    kh, kw = wt.shape[1], wt.shape[2]
-    a = op.attrs
-    window = _window(op, x, y, kh, kw, a.dilation)
-    if window is None:
-        inp, expected = _explicit_pad(w, op, x, y, kh, kw)
-        padding = "VALID"
-    else:
-        inp, (padding, expected) = w.tensor(x.name), window
-    options = {"padding": padding, "stride_h": a.stride[0], "stride_w": a.stride[1],
-               "dilation_h_factor": a.dilation[0], "dilation_w_factor": a.dilation[1],
-               "fused_activation_function": _fused(op, y)}
-    if depthwise:
-        options["depth_multiplier"] = a.depth_multiplier
-    axis = _WEIGHT_AXIS.get(op.kind, 0)
-    bias = w.tensor(op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] else -1
-    w.add("DEPTHWISE_CONV_2D" if depthwise else "CONV_2D", op, [inp, w.tensor(op.inputs[1], axis), bias],
-          options, expected)
+def _conv(opcode: str, weight_axis: int, extra: Callable[[Any], dict]) -> Callable[[_Writer, Op], None]:
+    """CONV_2D / DEPTHWISE_CONV_2D: per-channel weights along `weight_axis`, `extra` options."""
+    def export(w: _Writer, op: Op) -> None:
+        x, y = w.io(op)
+        wt = w.graph.tensors[op.inputs[1]]
+        kh, kw = wt.shape[1], wt.shape[2]
+        a = op.attrs
+        window = _window(op, x, y, kh, kw, a.dilation)
+        if window is None:
+            inp, expected = _explicit_pad(w, op, x, y, kh, kw)
+            padding = "VALID"
+        else:
+            inp, (padding, expected) = w.tensor(x.name), window
+        options = {"padding": padding, "stride_h": a.stride[0], "stride_w": a.stride[1],
+                   "dilation_h_factor": a.dilation[0], "dilation_w_factor": a.dilation[1],
+                   "fused_activation_function": _fused(op, y), **extra(a)}
+        bias = w.tensor(op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] else -1
+        w.add(opcode, op, [inp, w.tensor(op.inputs[1], weight_axis), bias], options, expected)
+
+    return export
 
 
 def _fully_connected(w: _Writer, op: Op) -> None:
@@ -261,8 +259,8 @@ def _binary_activation(w: _Writer, op: Op) -> None:
 # Ops whose TFLite operator needs more than _declared_opcode gives (options, constant inputs,
 # one of several operators, a refusal).
 EXPORTERS: dict[str, Callable[[_Writer, Op], None]] = {
-    OpKind.CONV2D: _conv,
-    OpKind.DEPTHWISE_CONV2D: _conv,
+    OpKind.CONV2D: _conv("CONV_2D", 0, lambda a: {}),
+    OpKind.DEPTHWISE_CONV2D: _conv("DEPTHWISE_CONV_2D", 3, lambda a: {"depth_multiplier": a.depth_multiplier}),
     OpKind.FULLY_CONNECTED: _fully_connected,
     OpKind.MAX_POOL2D: _pool("MAX_POOL_2D"),
     OpKind.AVG_POOL2D: _pool("AVERAGE_POOL_2D"),
