@@ -5,9 +5,11 @@ so that TFLite Micro derives the same requantization integers the generated C us
 A packed (sparse, int4, ternary) layer is an int8 layer on its effective weights, so it is
 written dense. `EXPORTERS` maps an op kind to a function that adds its operator; any other
 op is written as the one TFLite operator its op module imports (`OpDef.tflite`). SIGN (a
-binary activation TFLite has no operator for) is refused with ExportError. `to_tflite` then imports the written model back with mcuqp's TFLite front end
-and checks that every op comes back with identical integer parameters and constants, so a
-model that TFLite would compute differently is refused instead of written.
+binary activation TFLite has no operator for) is refused with ExportError.
+
+`to_tflite` then imports the written model back with mcuqp's TFLite front end and checks
+that every op comes back with identical integer parameters and constants, so a model that
+TFLite would compute differently is refused instead of written.
 """
 from __future__ import annotations
 
@@ -23,9 +25,9 @@ from mcuqp.errors import McuqpError
 from mcuqp.export.tflite import ModelBuilder, TfliteBuildError
 from mcuqp.frontends.tflite import graph_from_bytes
 from mcuqp.ir import DType, Graph, Op, OpKind, Padding, Tensor
+from mcuqp.ops import registry
 from mcuqp.ops.common import activation_range
 from mcuqp.ops.leaky_relu import leaky_relu_attrs
-from mcuqp.ops import registry
 from mcuqp.ops.relu import relu_attrs
 from mcuqp.ops.tflite_lowering import same_or_valid_padding
 from mcuqp.quant.fixedpoint import Rounding
@@ -76,12 +78,12 @@ class _Writer:
         """A helper constant (a shape, paddings, axes) beside IR tensor `like`."""
         return self.builder.add_constant(self._fresh(f"{like}/{suffix}"), np.asarray(data), **quant)
 
-    def add(self, opcode: str, op: Op, inputs: list[int], options: dict | None = None, expected: Any = None,
-            outputs: list[int] | None = None) -> None:
-        self.builder.add_operator(opcode, inputs, outputs or [self.tensor(op.outputs[0])], options)
+    def add(self, opcode: str, op: Op, inputs: list[int], options: dict | None = None, expected: Any = None) -> None:
+        """The TFLite operator of `op`; `expected`: its attrs as the re-import must give them
+        (default: op.attrs)."""
+        self.builder.add_operator(opcode, inputs, [self.tensor(op.outputs[0])], options)
         self.opcodes.append(opcode)
-        if outputs is None:
-            self.expected[op.outputs[0]] = op.attrs if expected is None else expected
+        self.expected[op.outputs[0]] = op.attrs if expected is None else expected
 
     def io(self, op: Op) -> tuple[Tensor, Tensor]:
         return self.graph.tensors[op.inputs[0]], self.graph.tensors[op.outputs[0]]
@@ -316,7 +318,7 @@ def _check_round_trip(graph: Graph, written: Graph, expected: dict[str, Any]) ->
             diff = ", ".join(_differing_fields(expected[out], twin.attrs))
             raise ExportError(f"{op.name}: TFLite would derive other integers for this {op.kind} ({diff}) from "
                               "the scales and zero points, so the .tflite would not compute what the C computes")
-        for mine, theirs in zip(op.inputs[1:], twin.inputs[1:]):
+        for mine, theirs in zip(op.inputs, twin.inputs):
             a, b = graph.tensors.get(mine), written.tensors.get(theirs)
             if a is not None and a.is_const and (b is None or not np.array_equal(a.data, b.data)):
                 raise ExportError(f"{op.name}: constant {mine} does not survive the export")
