@@ -72,6 +72,7 @@ def _same_graph(a: Graph, b: Graph) -> None:
 def _check_exported(loaded: api.LoadedModel, path: Path) -> None:
     x = loaded.verify_inputs
     ref = run(loaded.graph, x).reshape(len(x), -1)
+    assert len(np.unique(ref, axis=0)) > len(x) // 4, "the model's outputs barely vary: a weak check"
     np.testing.assert_array_equal(tflm_run(path, x).reshape(len(x), -1), ref)
     back = load_tflite(path)
     _same_graph(loaded.graph, back)
@@ -90,7 +91,7 @@ def test_compressed_model_exports_bit_exact_for_tflm(kind, compressed, tmp_path)
     assert info["ops"] == {"CONV_2D": 3, "DEPTHWISE_CONV_2D": 2, "ADD": 1, "MAX_POOL_2D": 1, "AVERAGE_POOL_2D": 1,
                            "RESHAPE": 1, "FULLY_CONNECTED": 1}
     loaded = api.load(src, calib="digits")
-    # the .tflite holds the compressed weights: pruned zeros, 15 int4 levels, 3 ternary levels
+    # the .tflite holds the compressed weights: pruned zeros, 15 int4 / 3 ternary levels
     back = load_tflite(out)
     for name in ("block_pointwise_0.weight", "mix_2.weight"):
         w = back.tensors[name].data.reshape(back.tensors[name].shape[0], -1)
