@@ -295,3 +295,36 @@ def test_two_processes_join_one_postgresql_study(digits_model, tmp_path, postgre
     # other process summarised the shared study, retraining the best model if it ran elsewhere.
     assert sum(len(list((tmp_path / n / "trials").glob("*.pt"))) for n in ("a", "b")) == 2
     assert all((tmp_path / n / "best.pt").is_file() for n in ("a", "b"))
+
+
+@pytest.mark.qemu
+def test_low_bit_trial_measures_less_flash_than_its_int8_twin():
+    """The formats a trial trains are the formats its firmware stores: the same network with
+    every layer int4, or ternary between int4 ends, links smaller than in int8 (measured after
+    linking on QEMU). MnistStridedCNN (31k weights): on a network of a few thousand weights
+    the packed kernels' code outweighs what they save. Weight values do not change sizes, so
+    the network is not trained."""
+    import torch
+
+    from mcuqp import api
+    from mcuqp.models import MnistStridedCNN
+    from mcuqp.search.space import Config, Space
+    from mcuqp.search.study import search_data
+    from mcuqp.search.trial import lowbit_formats, measure, train
+
+    torch.manual_seed(0)
+    module = MnistStridedCNN()
+    data = search_data("mnist5k")
+    space = Space.of(module, torch.as_tensor(data.x_train[:1], dtype=torch.float32))
+    ends = (space.layers[0], space.layers[-1])
+    flash = {}
+    for fmt, end in (("int8", "int8"), ("int4", "int4"), ("ternary", "int4")):
+        want = {n: end if n in ends else fmt for n in space.layers}
+        config = Config(want, {n: 0.0 for n in space.layers}, {k: 0.5 for k in space.channel_spaces})
+        trained = train(module, config, data, epochs=0, seed=0)
+        stored = lowbit_formats(api.load(trained, calib="mnist5k").graph)
+        assert sorted(stored.values()) == sorted(f for f in want.values() if f != "int8"), stored
+        m = measure(trained, config, data, "mnist5k", "mps2-an386")
+        assert m.measured and m.bit_exact
+        flash[fmt] = m.flash_bytes
+    assert flash["ternary"] < flash["int4"] < flash["int8"], flash

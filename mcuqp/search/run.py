@@ -122,12 +122,15 @@ def _finish(opts: SearchOptions, best, out: Path) -> dict:
     module = _best_module(opts, best)
     save_module(module, getattr(module, RANGES_ATTR, None), out / "best.pt")
     loaded = api.load(out / "best.pt", calib=opts.dataset)
+    from mcuqp.search.trial import lowbit_formats
+
     inplace = bool(best.params.get("inplace", True))
-    probe = api.footprint(loaded, board=opts.board, inplace=inplace)
+    fmts = lowbit_formats(loaded.graph) or None  # layers trained low-bit stay packed low-bit
+    probe = api.footprint(loaded, board=opts.board, inplace=inplace, formats=fmts)
     static = probe.ram_bytes - probe.stack_bytes
     stack = (opts.ram_bytes - static - STACK_SLACK) // 8 * 8
     kwargs = dict(board=opts.board, flash_bytes=opts.flash_bytes, ram_bytes=opts.ram_bytes, stack_bytes=stack,
-                  inplace=inplace)
+                  inplace=inplace, formats=fmts)
     res = api.verify(loaded, n_inputs=len(loaded.verify_inputs), **kwargs)  # the whole test split
     if not res.bit_exact:
         raise McuqpError(f"the best model's firmware differs from the reference on {res.mismatches} of "

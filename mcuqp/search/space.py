@@ -17,16 +17,16 @@ from torch import nn
 from mcuqp.compress import masks
 from mcuqp.compress.channels import analyze
 
-# Weight formats a layer may take: the name `compress` knows. int8 is the format every C
-# kernel runs; the others are trained as such and stored one byte per weight until the packed
-# C layers exist, at which point the measured flash shrinks by itself (it is measured, not
-# estimated).
+# Weight formats a layer may take: the name `compress` knows. Each is trained as such and
+# stored packed in the same format by the generated C (mcuqp.search.trial.lowbit_formats), so
+# the measured flash shrinks with it.
 FORMATS: tuple[str, ...] = ("int8", "int4", "ternary", "binary")
 # The first and last layers carry the input and the logits; like the low-bit papers, they
 # keep a multi-bit format.
 END_FORMATS: tuple[str, ...] = ("int8", "int4")
-# Hook for the packed sparse layers: formats such as "sparse-int8:0.25" (a density) join the
-# choices here once their C kernels and `compress` support them; nothing else changes.
+# Sparse storage is not a separate choice: the code generator stores a pruned int8 layer in the
+# packed sparse format where that is faster or needed to fit the flash budget
+# (mcuqp/plan/formats.py), so the per-layer sparsity dimension is the sparse density.
 PACKED_SPARSE_FORMATS: tuple[str, ...] = ()
 
 SPARSITY_STEP = 0.1
@@ -77,15 +77,31 @@ class Space:
         inplace = trial.suggest_categorical("inplace", (True, False))
         return Config(formats, sparsity, width, inplace)
 
+    def seeds(self) -> list[tuple[str, str | None]]:
+        """(format, end format) of the uniform starting points the space offers: int8 (the
+        baseline), int4 everywhere, ternary between int4 ends. Not int8 ends: a model mixing
+        dense and packed layers links both kernel sets (on MNIST-5k at width 0.45,
+        ternary/int8 ends takes 24.2 KB of flash, ternary/int4 ends 16.3 KB, int8 18.9 KB)."""
+        out: list[tuple[str, str | None]] = [("int8", None)]
+        if "int4" in self.formats:
+            out.append(("int4", None))
+            if "ternary" in self.formats:
+                out.append(("ternary", "int4"))
+        return out
+
     @staticmethod
     def _choice(trial, name: str, choices: tuple[str, ...]) -> str:
         return choices[0] if len(choices) == 1 else trial.suggest_categorical(name, choices)
 
-    def uniform(self, width: float, *, inplace: bool = True) -> dict:
-        """Optuna parameters of the plain network shrunk uniformly: int8, dense, every channel
-        space at `width` (enqueued as the first trials of a new study)."""
+    def uniform(self, width: float, *, inplace: bool = True, fmt: str = "int8", ends: str | None = None) -> dict:
+        """Optuna parameters of the network shrunk uniformly: dense, every channel space at
+        `width`, every layer in `fmt` (the first and last in `ends`, default `fmt`) where the
+        space offers it, int8 elsewhere (enqueued as the first trials of a new study)."""
         w = round(round(width / WIDTH_STEP) * WIDTH_STEP, 4)
-        params: dict = {f"format:{n}": "int8" for n in self.layers if len(self.formats_for(n)) > 1}
+        edge = (self.layers[0], self.layers[-1])
+        want = {n: (ends or fmt) if n in edge else fmt for n in self.layers}
+        params: dict = {f"format:{n}": want[n] if want[n] in self.formats_for(n) else "int8"
+                        for n in self.layers if len(self.formats_for(n)) > 1}
         if self.max_sparsity > 0:
             params.update({f"sparsity:{n}": 0.0 for n in self.layers})
         params.update({f"width:{k}": min(1.0, max(MIN_WIDTH, w)) for k in self.channel_spaces})

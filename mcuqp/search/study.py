@@ -146,9 +146,14 @@ def prepare(opts: SearchOptions):
         module = api.load_torch_module(Path(opts.model))
         data = search_data(opts.dataset)
         space = _space(module, data, opts)
-        # The first trial: the network shrunk uniformly (int8, dense) to the widest width that
-        # fits, a feasible anchor for the sampler (and the baseline the benchmark compares with).
-        study.enqueue_trial(space.uniform(widest_uniform_width(module, space, data, opts)), skip_if_exists=True)
+        # The first trials: the network shrunk uniformly to the widest width that fits, in int8
+        # (the baseline the benchmark compares with), int4, and ternary between int8 ends:
+        # feasible anchors for the sampler.
+        base = 0.0
+        for fmt, ends in space.seeds():  # int8 first: packed layers are never wider than that
+            width = widest_uniform_width(module, space, data, opts, fmt=fmt, ends=ends, at_least=base)
+            base = base or width
+            study.enqueue_trial(space.uniform(width, fmt=fmt, ends=ends), skip_if_exists=True)
     elif stored != settings:
         diff = ", ".join(f"{k} {stored.get(k)} (now {v})" for k, v in settings.items() if stored.get(k) != v)
         raise McuqpError(f"study {opts.study!r} in {redact(opts.storage_url)} was run with other settings: {diff}; "
@@ -156,29 +161,32 @@ def prepare(opts: SearchOptions):
     return study
 
 
-def widest_uniform_width(module, space, data, opts: SearchOptions) -> float:
+def widest_uniform_width(module, space, data, opts: SearchOptions, *, fmt: str = "int8",
+                         ends: str | None = None, at_least: float = 0.0) -> float:
     """The widest uniform width (on the space's grid) whose predicted footprint fits the flash
-    and RAM budgets, by bisection (footprints shrink with the width); the narrowest when none
-    fits. Sizes do not depend on the weights' values, so the untrained shrink is measured."""
+    and RAM budgets with the layers in `fmt` (`ends` for the first and last), by bisection
+    (footprints shrink with the width); the narrowest when none fits. Sizes do not depend on
+    the weights' values, so the untrained shrink is measured. `at_least`: a width known to fit."""
     import torch
 
-    from mcuqp import api
     from mcuqp.errors import BudgetError
     from mcuqp.search.space import MIN_WIDTH, WIDTH_STEP, Space
-    from mcuqp.search.trial import shrink
+    from mcuqp.search.trial import predicted_footprint, shrink
 
     example = torch.as_tensor(data.x_train[:1], dtype=torch.float32)
     grid = [round(MIN_WIDTH + i * WIDTH_STEP, 4) for i in range(int(round((1.0 - MIN_WIDTH) / WIDTH_STEP)) + 1)]
 
     def fits(width: float) -> bool:
-        small = shrink(module, Space.config_of(space.uniform(width)), example)
+        config = Space.config_of(space.uniform(width, fmt=fmt, ends=ends))
+        small = shrink(module, config, example)
         try:
-            fp = api.footprint(api.load(small, calib=opts.dataset), board=opts.board)
+            fp = predicted_footprint(small, config, opts.dataset, opts.board, space.layers)
         except BudgetError:
             return False
         return fp.flash_bytes <= opts.flash_bytes and fp.ram_bytes <= opts.ram_bytes
 
-    lo, hi = 0, len(grid) - 1  # invariant: everything above hi does not fit
+    lo = max([i for i, w in enumerate(grid) if w <= at_least + 1e-9], default=0)
+    hi = len(grid) - 1  # invariant: everything above hi does not fit
     if fits(grid[hi]):
         return grid[hi]
     hi -= 1
@@ -228,7 +236,7 @@ def worker(opts: SearchOptions, index: int = 0) -> None:
         config = space.suggest(trial)
         seed = opts.seed + trial.number
         trained = train(module, config, data, epochs=opts.epochs, seed=seed)
-        m = measure(trained, config, data, opts.dataset, opts.board)
+        m = measure(trained, config, data, opts.dataset, opts.board, flash_bytes=opts.flash_bytes)
         save_module(trained, getattr(trained, RANGES_ATTR, None), trial_path(opts.out_dir, trial.number))
         violations = budget.violations(m.flash_bytes, m.ram_bytes, m.instructions_per_inference)
         violations["bit_exact"] = 1.0 if m.bit_exact is False else 0.0  # a mismatching firmware never wins

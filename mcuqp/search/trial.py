@@ -2,12 +2,15 @@
 
 Accuracy is the int8 graph on the numpy reference (bit-exact with the firmware) over the
 validation split; flash, RAM and instructions are what `mcuqp verify` measures on the board's
-QEMU stand-in after linking. A model too large for the board's memories is not linked: its
+QEMU stand-in after linking, with each layer trained in a low-bit format stored packed in it
+(so int4 halves its weight bytes, ternary and binary take 2 and 1 bits a weight) and the
+code generator free to store pruned int8 layers sparse to meet the flash budget. A model too large for the board's memories is not linked: its
 footprint is the prediction `compile` makes before building.
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,11 +22,14 @@ from mcuqp.compress import magnitude, structured
 from mcuqp.compress.pipeline import RANGES_ATTR, compress
 from mcuqp.datasets import Dataset
 from mcuqp.errors import BudgetError
+from mcuqp.ir import Graph
+from mcuqp.plan import formats
 from mcuqp.quant.ptq import quantize_input
 from mcuqp.reference.interpreter import run as reference_run
 from mcuqp.search.space import Config
 
 VERIFY_INPUTS = 2  # inputs run on QEMU per trial: enough for the instruction count
+LOWBIT = ("binary", "ternary", "int4")  # packed low-bit formats, smallest first
 
 
 @dataclass
@@ -80,13 +86,56 @@ def int8_accuracy(loaded: api.LoadedModel, x: np.ndarray, y: np.ndarray) -> floa
     return float((logits.reshape(len(x), -1).argmax(1) == y).mean())
 
 
-def measure(module: nn.Module, config: Config, data: Dataset, calib: str, board: str) -> Measurement:
+def lowbit_formats(graph: Graph) -> dict[str, str]:
+    """Layer name -> the smallest packed low-bit format (int4, ternary, binary) its effective
+    int8 weights allow: how a layer trained in a low-bit format is stored. A layer trained
+    int8 allows none of them and is left to the code generator (dense, or sparse where its
+    pruned weights make that faster or are needed to fit the flash budget)."""
+    out = {}
+    for i, op in enumerate(graph.ops):
+        low = [f for f in formats.allowed(graph, op) if f in LOWBIT]
+        if low:
+            out[op.name] = min(low, key=lambda f: (formats.layer_format(graph, op, f).flash_bytes, LOWBIT.index(f)))
+    return out
+
+
+# A format's weight levels: how an untrained layer's int8 weights are brought into it, to
+# measure the footprint of a configuration before training it (sizes do not depend on values).
+_LEVELS = {"int4": lambda w: np.clip(w, -8, 7), "ternary": np.sign,
+           "binary": lambda w: np.where(w >= 0, 1, -1)}
+
+
+def predicted_footprint(module: nn.Module, config: Config, calib: str, board: str, layers: list[str]):
+    """The predicted footprint of `config` applied to the untrained `module` (already
+    shrunk), each low-bit layer stored in its format. `layers`: the space's layers, in the
+    order of the graph's layers with weights."""
+    loaded = api.load(module, calib=calib)
+    graph = loaded.graph
+    names = list(formats.layer_names(graph))
+    if len(names) != len(layers):
+        raise ValueError(f"{len(names)} layers with weights in the graph, {len(layers)} in the space")
+    fmts = {op: config.formats.get(n, "int8") for op, n in zip(names, layers) if config.formats.get(n, "int8") in _LEVELS}
+    tensors = dict(graph.tensors)
+    for op_name, fmt in fmts.items():
+        op = graph.ops[formats.layer_names(graph)[op_name]]
+        t = tensors[op.inputs[1]]
+        tensors[op.inputs[1]] = dataclasses.replace(t, data=_LEVELS[fmt](t.data).astype(np.int8))
+    graph = dataclasses.replace(graph, tensors=tensors)
+    return api.footprint(graph, board=board, inplace=config.inplace, formats=fmts or None)
+
+
+def measure(module: nn.Module, config: Config, data: Dataset, calib: str, board: str,
+            flash_bytes: int | None = None) -> Measurement:
+    """`flash_bytes`: the flash budget the code generator chooses weight formats for (and the
+    linker script's flash length); None: the board's flash."""
     loaded = api.load(module, calib=calib)
     acc = int8_accuracy(loaded, data.x_test, data.y_test)
+    fmts = lowbit_formats(loaded.graph) or None
     try:
-        res = api.verify(loaded, board=board, n_inputs=VERIFY_INPUTS, inplace=config.inplace)
+        res = api.verify(loaded, board=board, n_inputs=VERIFY_INPUTS, inplace=config.inplace, formats=fmts,
+                         flash_bytes=flash_bytes)
     except BudgetError:
-        fp = api.footprint(loaded, board=board, inplace=config.inplace)
+        fp = api.footprint(loaded, board=board, inplace=config.inplace, formats=fmts)
         return Measurement(acc, fp.flash_bytes, fp.ram_bytes, None, measured=False, bit_exact=None)
     return Measurement(acc, res.flash_bytes, res.ram_bytes, res.instructions_per_inference,
                        measured=True, bit_exact=res.bit_exact)
