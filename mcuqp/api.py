@@ -18,6 +18,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,7 @@ from mcuqp.codegen.emit import GeneratedModel, generate, write_library
 from mcuqp.codegen.provenance import Provenance, file_sha256, read_provenance
 from mcuqp.errors import McuqpError, ToolchainError
 from mcuqp.ir import Graph
+from mcuqp.plan.formats import apply_formats, choose_formats, scratch_requests
 from mcuqp.plan.memory import MemoryPlan, plan_memory, validate_plan
 from mcuqp.quant.fixedpoint import Rounding
 from mcuqp.reference.interpreter import run as reference_run
@@ -192,14 +194,24 @@ def _loaded(model: ModelLike, calib: str | None = None, rounding: Rounding | Non
     return load(model, calib=calib, rounding=rounding or "double")
 
 
+def weight_formats(model: LoadedModel | Graph, formats: Mapping[str, str] | None = None,
+                   excess_flash_bytes: int = 0) -> Graph:
+    """The graph with each conv / depthwise / fully connected layer's weight format chosen
+    (mcuqp.plan.formats: the fastest, or smaller ones to save `excess_flash_bytes`);
+    `formats` (layer name -> format) overrides."""
+    graph = model.graph if isinstance(model, LoadedModel) else model
+    return apply_formats(graph, choose_formats(graph, overrides=formats, excess_bytes=excess_flash_bytes))
+
+
 def compile_plan(model: LoadedModel | Graph, *, inplace: bool = True) -> MemoryPlan:
-    """The memory plan `compile` would use, without generating anything.
+    """The memory plan `compile` would use, without generating anything (packed layers'
+    scratch included: see `weight_formats`).
 
     inplace: run depthwise and 1x1 convolutions over their input where that lowers the
     arena (smallest RAM); False keeps every op on the faster out-of-place kernels."""
     graph = model.graph if isinstance(model, LoadedModel) else model
     mode = "auto" if inplace else "never"
-    plan = plan_memory(graph, inplace_depthwise=mode, inplace_conv=mode)
+    plan = plan_memory(graph, inplace_depthwise=mode, inplace_conv=mode, scratch=scratch_requests(graph))
     validate_plan(graph, plan)
     return plan
 
@@ -252,6 +264,7 @@ def plan(
     calib: str | None = None,
     inplace: bool = True,
     plot: str | Path | None = None,
+    formats: Mapping[str, str] | None = None,
 ) -> PlanResult:
     """Plan the static arena of `model` (see `compile_plan`); `plot` also draws it to a PNG.
 
@@ -260,12 +273,13 @@ def plan(
 
     b = load_board(board)
     loaded = _loaded(model, calib)
-    p = compile_plan(loaded, inplace=inplace)
+    graph = weight_formats(loaded, formats)
+    p = compile_plan(graph, inplace=inplace)
     if plot is not None:
-        plot_plan(loaded.graph, p, plot)
-    d = plan_json(loaded.graph, p)
+        plot_plan(graph, p, plot)
+    d = plan_json(graph, p)
     return PlanResult(board=b.name, board_ram_bytes=b.ram_size, arena_fraction_of_ram=p.arena_bytes / b.ram_size,
-                      plot=None if plot is None else str(plot), memory_plan=p, graph=loaded.graph, **d)
+                      plot=None if plot is None else str(plot), memory_plan=p, graph=graph, **d)
 
 
 @dataclass
@@ -287,6 +301,7 @@ class CompileResult(Result):
     generated: GeneratedModel = field(repr=False, metadata=INTERNAL)
     footprint: Footprint | None = field(repr=False, metadata=INTERNAL)
     project_files: list[Path] = field(default_factory=list)  # CMake project, example main.c, README, qemu/
+    weight_formats: list[dict] = field(default_factory=list)  # per layer with weights: format, weight/index bytes
 
 
 def footprint(
@@ -297,11 +312,12 @@ def footprint(
     rounding: Rounding | None = None,
     stack_bytes: int = DEFAULT_STACK_BYTES,
     inplace: bool = True,
+    formats: Mapping[str, str] | None = None,
 ) -> Footprint:
     """The flash and RAM of the verification image that `compile` predicts before writing
     anything (the definitions `verify` measures), without checking any budget."""
     loaded = _loaded(model, calib, rounding)
-    graph = loaded.graph
+    graph = weight_formats(loaded, formats)
     b = load_board(board)
     plan = compile_plan(graph, inplace=inplace)
     gen = generate(graph, plan, rounding=loaded.rounding, board=b.name, features=b.features)
@@ -337,6 +353,7 @@ def compile(
     stack_bytes: int = DEFAULT_STACK_BYTES,
     inplace: bool = True,
     project: bool = True,
+    formats: Mapping[str, str] | None = None,
 ) -> CompileResult:
     """Generate the C library into `out_dir` (written to a temporary folder, then renamed
     into place, so a failure never leaves a half-written library).
@@ -350,20 +367,40 @@ def compile(
     prediction needs arm-none-eabi-gcc; without it, and without explicit budgets, the
     library is still generated and the predicted sizes are None.
 
+    Each conv / depthwise / fully connected layer gets the fastest weight format its
+    weights allow (mcuqp.plan.formats) whose model fits the flash budget, smaller ones
+    where it would not; `formats` (layer name -> "int8" | "sparse" | "int4" | "ternary" |
+    "binary" | "xnor") overrides.
+
     Example: `mcuqp.compile("model.tflite", "out/", board="mps2-an386").files`"""
     loaded = _loaded(model, calib, rounding)
-    graph, rounding = loaded.graph, loaded.rounding
+    rounding = loaded.rounding
     b = load_board(board)
-    plan = compile_plan(graph, inplace=inplace)
-    provenance = Provenance.of(loaded.source, board=b.name,
-                               rounding=rounding, inplace=inplace, flash=flash_bytes, ram=ram_bytes, stack=stack_bytes)
-    gen = generate(graph, plan, rounding=rounding, board=b.name, features=b.features, provenance=provenance)
-    try:
-        footprint = predict_footprint(graph, plan, gen, b, stack_bytes_reserved=stack_bytes)
-    except ToolchainError:
-        if flash_bytes is not None or ram_bytes is not None:
-            raise
-        footprint = None
+    graph = weight_formats(loaded, formats)
+    extra = {"formats": ",".join(f"{k}={v}" for k, v in sorted(formats.items()))} if formats else {}
+    provenance = Provenance.of(loaded.source, board=b.name, rounding=rounding, inplace=inplace, flash=flash_bytes,
+                               ram=ram_bytes, stack=stack_bytes, **extra)
+
+    def build(graph: Graph) -> tuple[MemoryPlan, GeneratedModel, Footprint | None]:
+        plan = compile_plan(graph, inplace=inplace)
+        gen = generate(graph, plan, rounding=rounding, board=b.name, features=b.features, provenance=provenance)
+        try:
+            return plan, gen, predict_footprint(graph, plan, gen, b, stack_bytes_reserved=stack_bytes)
+        except ToolchainError:
+            if flash_bytes is not None or ram_bytes is not None:
+                raise
+            return plan, gen, None
+
+    plan, gen, footprint = build(graph)
+    budget = flash_bytes if flash_bytes is not None else b.flash_size
+    if footprint is not None and footprint.flash_bytes > budget:
+        smaller = weight_formats(loaded, formats, excess_flash_bytes=footprint.flash_bytes - budget)
+        if [getattr(o.attrs, "weight_format", None) for o in smaller.ops] != \
+                [getattr(o.attrs, "weight_format", None) for o in graph.ops]:
+            trial = build(smaller)
+            # packed kernels add code: keep the smaller weights only where the image shrinks
+            if trial[2] is None or trial[2].flash_bytes < footprint.flash_bytes:
+                graph, (plan, gen, footprint) = smaller, trial
     if footprint is not None:
         check_budget(footprint, b, flash_bytes=flash_bytes, ram_bytes=ram_bytes)
         # The header states the worst-case stack; a #define does not change the code it was measured on.
@@ -389,6 +426,8 @@ def compile(
         predicted_flash_bytes=fp.flash_bytes if fp else None, predicted_ram_bytes=fp.ram_bytes if fp else None,
         predicted_stack_bytes=fp.stack_bytes if fp else None, plan=plan, generated=gen, footprint=footprint,
         project_files=[target / f.relative_to(tmp) for f in project_files],
+        weight_formats=[{"layer": ly.name, "kind": ly.kind, "format": ly.weight_format, "weight_bytes": ly.weight_bytes,
+                         "index_bytes": ly.index_bytes} for ly in gen.layers if ly.weight_format],
     )
 
 
@@ -530,6 +569,7 @@ def verify(
     stack_bytes: int = DEFAULT_STACK_BYTES,
     inplace: bool = True,
     sources: str | Path | None = None,
+    formats: Mapping[str, str] | None = None,
 ) -> VerifyResult:
     """Build the model with the verification firmware, run it on QEMU and compare every
     output with the numpy reference, exactly. `per_layer` (a .tflite) also compares every
@@ -558,7 +598,7 @@ def verify(
             lib = existing_library(model, sources, b, rounding=rounding)
         else:
             lib = compile(model, Path(work) / "model", board=board, flash_bytes=flash_bytes, ram_bytes=ram_bytes,
-                          stack_bytes=stack_bytes, inplace=inplace, project=False)
+                          stack_bytes=stack_bytes, inplace=inplace, project=False, formats=formats)
         # A real board's firmware runs on its QEMU stand-in, linked at the stand-in's addresses.
         emulated = b.emulated()
         c_sources = [f for f in lib.files if f.suffix == ".c"] + platform_sources(emulated)

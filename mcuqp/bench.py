@@ -131,6 +131,7 @@ def bench(
     n_inputs: int = 2,
     rounding: str = "double",
     timeout: float = 900.0,
+    formats: dict[str, str] | None = None,
 ) -> BenchResult:
     """Per-layer instructions, classes and estimated cycles of `model` on `board`."""
     from mcuqp.target.build import build_firmware, platform_include_dirs, platform_sources
@@ -146,7 +147,8 @@ def bench(
     graph = model.graph
     ref = reference_run(graph, x, rounding=rounding)
     with tempfile.TemporaryDirectory(prefix="mcuqp-bench-") as work:
-        lib = compile(model, Path(work) / "model", board=b.name, rounding=rounding, inplace=inplace)
+        lib = compile(model, Path(work) / "model", board=b.name, rounding=rounding, inplace=inplace,
+                      formats=formats)
         sources = [f for f in lib.files if f.suffix == ".c"] + platform_sources(b)
         defines = ["MCUQP_PROFILE"] + (["MCUQP_SINGLE_ROUNDING=1"] if rounding == "single" else [])
         fw = build_firmware(sources, [lib.out_dir, *platform_include_dirs()], b, Path(work) / "build",
@@ -172,7 +174,9 @@ def bench(
             kernel=_kernel_name(lib.generated.layers[i].kernel),
             macs=macs, instructions=instr, instructions_per_mac=instr / macs if macs else None,
             share=instr / total_instr if total_instr else 0.0,
-            weight_bytes=sum(int(t.data.nbytes) for t in tensors if t.is_const),
+            weight_bytes=(gl.weight_bytes + gl.index_bytes + sum(int(t.data.nbytes) for t in tensors[2:] if t.is_const)
+                          if (gl := lib.generated.layers[i]).weight_format
+                          else sum(int(t.data.nbytes) for t in tensors if t.is_const)),
             scratch_bytes=int(plan.scratch.get(op_index, 0)),
             cycles=cycles.estimate_cycles(k, b.cpu), classes=k,
         ))

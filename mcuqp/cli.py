@@ -126,6 +126,28 @@ inplace_option = click.option(
 model_argument = click.argument("model", type=click.Path(dir_okay=False))
 
 
+def _parse_formats(ctx, param, values: tuple[str, ...]) -> dict[str, str] | None:
+    """`--format LAYER=FORMAT` (repeatable) -> {layer: format}; layer names are checked
+    against the model once it is loaded."""
+    from mcuqp.plan.formats import FORMATS
+
+    out: dict[str, str] = {}
+    for v in values:
+        layer, sep, fmt = v.rpartition("=")
+        if not sep or not layer:
+            raise click.BadParameter(f"{v!r} is not LAYER=FORMAT", param=param)
+        if fmt not in FORMATS:
+            raise click.BadParameter(f"{v!r}: unknown format {fmt!r} (one of {', '.join(FORMATS)})", param=param)
+        out[layer] = fmt
+    return out or None
+
+
+format_option = click.option(
+    "--format", "formats", multiple=True, callback=_parse_formats, metavar="LAYER=FORMAT",
+    help="Weight format of one layer: int8, sparse, int4, ternary, binary or xnor (repeatable; "
+         "default: the fastest its weights allow whose model fits the flash budget).")
+
+
 def _budget_options(f):
     f = click.option("--stack", "stack_bytes", type=click.IntRange(min=256), default=16384, show_default=True,
                      help="Stack bytes reserved in RAM.")(f)
@@ -173,9 +195,11 @@ def boards(as_json: bool, quiet: bool, verbose: bool) -> None:
 @rounding_option
 @_budget_options
 @inplace_option
+@format_option
 @output_options
 def compile_cmd(model: str, board: str, out_dir: str, calib: str | None, rounding: str, flash_bytes: int | None,
-                ram_bytes: int | None, stack_bytes: int, inplace: bool, as_json: bool, quiet: bool, verbose: bool) -> None:
+                ram_bytes: int | None, stack_bytes: int, inplace: bool, formats: dict | None, as_json: bool, quiet: bool,
+                verbose: bool) -> None:
     """Generate a self-contained C library for MODEL (.tflite or .pt)."""
     from mcuqp import api
 
@@ -184,7 +208,7 @@ def compile_cmd(model: str, board: str, out_dir: str, calib: str | None, roundin
     loaded = api.load(model, calib=calib, rounding=rounding)
     out.progress(f"planning and generating C for {board}")
     res = api.compile(loaded, out_dir, board=board, flash_bytes=flash_bytes,
-                      ram_bytes=ram_bytes, stack_bytes=stack_bytes, inplace=inplace)
+                      ram_bytes=ram_bytes, stack_bytes=stack_bytes, inplace=inplace, formats=formats)
 
     def show() -> None:
         click.echo(f"wrote {len(res.files)} files to {res.out_dir} for {res.board}"
@@ -193,6 +217,9 @@ def compile_cmd(model: str, board: str, out_dir: str, calib: str | None, roundin
         click.echo(f"  weights       {_fmt_int(res.weight_bytes)} B (+ {_fmt_int(res.param_bytes)} B of parameters)")
         click.echo(f"  arena         {_fmt_int(res.arena_bytes)} B (live-activation lower bound "
                    f"{_fmt_int(res.lower_bound_bytes)} B)")
+        for w in res.weight_formats:
+            click.echo(f"  layer         {w['layer']}: {w['format']}, {_fmt_int(w['weight_bytes'])} B weights"
+                       + (f" + {_fmt_int(w['index_bytes'])} B indices" if w["index_bytes"] else ""))
         if res.predicted_flash_bytes is None:
             click.echo("  footprint     not predicted: arm-none-eabi-gcc is missing (make toolchain)")
         else:
@@ -238,15 +265,16 @@ def export_cmd(model: str, calib: str | None, out_path: str, as_json: bool, quie
 @calib_option
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Draw the arena over time to this PNG.")
 @inplace_option
+@format_option
 @output_options
-def plan(model: str, board: str, calib: str | None, plot: str | None, inplace: bool, as_json: bool, quiet: bool,
-         verbose: bool) -> None:
+def plan(model: str, board: str, calib: str | None, plot: str | None, inplace: bool, formats: dict | None,
+         as_json: bool, quiet: bool, verbose: bool) -> None:
     """Plan MODEL's static arena, print the live tensors per layer and the arena's share of BOARD's RAM."""
     from mcuqp import api
     from mcuqp.plan.report import plan_table
 
     out = _out(as_json, quiet, verbose)
-    res = api.plan(model, board=board, calib=calib, inplace=inplace, plot=plot)
+    res = api.plan(model, board=board, calib=calib, inplace=inplace, plot=plot, formats=formats)
 
     def show() -> None:
         click.echo(plan_table(res.graph, res.memory_plan).rstrip("\n"))
@@ -426,6 +454,7 @@ def _print_verify(res, title: str | None = None, out: Output | None = None) -> N
               help="Compare every layer with TFLite Micro (.tflite models) and print instructions per layer.")
 @_budget_options
 @inplace_option
+@format_option
 @click.option("--sources", type=click.Path(file_okay=False, exists=True), default=None,
               help="Check this existing generated folder (e.g. one in your firmware tree) instead of generating one.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=600.0, show_default=True,
@@ -433,7 +462,7 @@ def _print_verify(res, title: str | None = None, out: Output | None = None) -> N
 @output_options
 def verify(model: str, board: str, n_inputs: int, save_io: str | None, calib: str | None, rounding: str,
            per_layer: bool, flash_bytes: int | None, ram_bytes: int | None, stack_bytes: int, inplace: bool,
-           sources: str | None, timeout: float, as_json: bool, quiet: bool, verbose: bool) -> None:
+           formats: dict | None, sources: str | None, timeout: float, as_json: bool, quiet: bool, verbose: bool) -> None:
     """Build MODEL for BOARD, run it on QEMU and compare with the integer reference.
 
     With --sources, an existing generated folder is checked instead of a fresh one (exit 2
@@ -446,7 +475,7 @@ def verify(model: str, board: str, n_inputs: int, save_io: str | None, calib: st
     out.progress(f"building for {board} and running {min(n_inputs, 0 if loaded.verify_inputs is None else len(loaded.verify_inputs))} inputs on QEMU")
     res = api.verify(loaded, board=board, n_inputs=n_inputs, per_layer=per_layer, save_io=save_io,
                      flash_bytes=flash_bytes, ram_bytes=ram_bytes, stack_bytes=stack_bytes, inplace=inplace,
-                     sources=sources, timeout=timeout)
+                     sources=sources, timeout=timeout, formats=formats)
     out.result(res.to_dict(), lambda: _print_verify(res, f"{Path(model).name} on {res.board}:", out))
     if not res.ok:
         sys.exit(EXIT_MISMATCH)
@@ -493,9 +522,10 @@ def report(model: str, board: str, calib: str | None, rounding: str, out_path: s
 @click.option("--inputs", "n_inputs", default=2, show_default=True, type=click.IntRange(min=1),
               help="Inputs to run (counts are averaged; the outputs are checked against the reference).")
 @inplace_option
+@format_option
 @output_options
 def bench(model: str, board: str, calib: str | None, rounding: str, n_inputs: int, inplace: bool,
-          as_json: bool, quiet: bool, verbose: bool) -> None:
+          formats: dict | None, as_json: bool, quiet: bool, verbose: bool) -> None:
     """Per-layer instructions and estimated cycles of MODEL on BOARD (QEMU + cycle tables)."""
     from mcuqp import api
     from mcuqp.bench import bench as run_bench
@@ -505,7 +535,7 @@ def bench(model: str, board: str, calib: str | None, rounding: str, n_inputs: in
     b = load_board(board)
     out.progress(f"loading {model}")
     loaded = api.load(model, calib=calib, rounding=rounding)
-    res = run_bench(loaded, board=b, inplace=inplace, n_inputs=n_inputs, rounding=rounding)
+    res = run_bench(loaded, board=b, inplace=inplace, n_inputs=n_inputs, rounding=rounding, formats=formats)
     out.result(res.to_dict(), lambda: click.echo(res.table()))
     if not res.bit_exact:
         sys.exit(EXIT_MISMATCH)

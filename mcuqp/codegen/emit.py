@@ -19,6 +19,7 @@ import numpy as np
 
 from mcuqp.codegen.accumulator import check_accumulators
 from mcuqp.codegen.carrays import const_array
+from mcuqp.codegen.packed import pack_layer, packed_filter_decls
 from mcuqp.codegen.provenance import Provenance
 from mcuqp.errors import McuqpError, UnsupportedModelError
 from mcuqp.ir import Graph, Op, Requant, Tensor
@@ -41,6 +42,9 @@ class Layer:
     call: str | None = None  # None: no code (e.g. an aliased reshape)
     comment: str = ""
     kernel: KernelVariant | None = None  # the C implementation chosen for this layer
+    weight_format: str = ""  # layers with weights: "int8" or a packed format (mcuqp.plan.formats)
+    weight_bytes: int = 0  # filter values in flash (packed words, nonzeros or int8 weights)
+    index_bytes: int = 0  # sparse counts and column indices
 
 
 @dataclass
@@ -126,6 +130,33 @@ class _Emitter:
         layer.decls.append(text)
         self.param_bytes += param_bytes
 
+    def weights(self, layer: Layer, op: Op, kernel: KernelVariant) -> str:
+        """The filter (input 1) in the kernel's weight format: the int8 array, or the packed
+        arrays and their struct (mcuqp.codegen.packed), whose address is passed."""
+        t = self.graph.tensors[op.inputs[1]]
+        layer.weight_format = kernel.weight_format
+        if kernel.weight_format == registry.DENSE_INT8:
+            name = self.tensor_const(layer, "weights", op, 1)
+            layer.weight_bytes = t.nbytes
+            return name
+        fam = {"fully_connected": "fc", "conv2d": "conv2d", "depthwise_conv2d": "depthwise"}[op.kind.value]
+        packed = pack_layer(fam, kernel.weight_format, t.data)
+        decls, expr = packed_filter_decls(f"l{layer.index}_weights", fam, kernel.weight_format, packed)
+        layer.decls.append(f"/* {t.name} int8 {list(t.shape)} as {kernel.weight_format} */\n" + decls)
+        layer.weight_bytes, layer.index_bytes = packed.weight_bytes, packed.index_bytes
+        self.weight_bytes += packed.weight_bytes + packed.index_bytes
+        return expr
+
+    def packed_scratch(self, layer: Layer, op: Op) -> str:
+        """The planned scratch of a packed kernel (its *_get_buffer_size() bytes)."""
+        op_index = self.plan.order[layer.index]
+        offset = self.plan.scratch_offsets.get(op_index)
+        if offset is None:
+            raise McuqpError(f"plan has no scratch for the packed layer {op.name}: plan it with "
+                             f"mcuqp.plan.formats.scratch_requests")
+        layer.comment = f"{self.plan.scratch[op_index]} B of scratch at arena + {offset}"
+        return f"(mcuqp_arena + {offset})"
+
     def aliased(self, op: Op) -> bool:
         """The plan gave the op's output the bytes of its input."""
         return self.plan.offsets[op.inputs[0]] == self.plan.offsets[op.outputs[0]]
@@ -184,6 +215,10 @@ def generate(
         layers.append(layer)
         if layer.call is not None and layer.kernel.path not in kernels:
             kernels.append(layer.kernel.path)
+        if layer.call is not None and layer.kernel.calls_dense:
+            dense = registry.select_kernel(d, features).path
+            if dense not in kernels:
+                kernels.append(dense)
     inp, out = graph.input, graph.output
     in_s, in_zp = _qparams(inp)
     out_s, out_zp = _qparams(out)

@@ -118,6 +118,9 @@ for _f in _LOWBIT:
 
 def c_array(ctype: str, name: str, values: np.ndarray) -> str:
     v = np.ravel(values)
+    if ctype == "uint32_t":  # no -Wconversion warning on words >= 2^31
+        body = ", ".join(f"{int(e)}u" for e in v) if v.size else "0"
+        return f"static const {ctype} {name}[] = {{{body}}};\n"
     body = ", ".join(str(int(e)) for e in v) if v.size else "0"  # C has no empty arrays
     return f"static const {ctype} {name}[] = {{{body}}};\n"
 
@@ -133,12 +136,17 @@ def weight_symbols(name: str, ly: PackedLayer) -> dict[str, str]:
 
 def filter_decls(name: str, ly: PackedLayer) -> tuple[str, str]:
     """The const arrays of the filter and the C expression passed as the kernel's filter."""
-    p = ly.packed
-    if p is None:
+    if ly.packed is None:
         return c_array("int8_t", name, ly.w), name
-    if ly.fmt == "sparse":
-        ctype = "uint8_t" if ly.op == "depthwise" else "uint16_t"
-        struct = "mcuqp_sparse_depthwise" if ly.op == "depthwise" else "mcuqp_sparse_rows"
+    return packed_filter_decls(name, ly.op, ly.fmt, ly.packed)
+
+
+def packed_filter_decls(name: str, op: str, fmt: str, p) -> tuple[str, str]:
+    """The const arrays and struct of a packed filter `p` (pack_layer(op, fmt, w)) and the
+    C expression passed as the kernel's filter."""
+    if fmt == "sparse":
+        ctype = "uint8_t" if op == "depthwise" else "uint16_t"
+        struct = "mcuqp_sparse_depthwise" if op == "depthwise" else "mcuqp_sparse_rows"
         decl = (c_array(ctype, f"{name}_counts", p.counts) + c_array("uint8_t", f"{name}_index", p.index) +
                 c_array("int8_t", f"{name}_values", p.values) +
                 f"static const {struct} {name} = {{{name}_counts, {name}_index, {name}_values}};\n")

@@ -20,7 +20,7 @@ from mcuqp.errors import UnsupportedModelError
 from mcuqp.ir import DType, Graph, Op, OpKind, Padding, QParams, Requant, Tensor
 from mcuqp.ops import tflite_lowering as tfl
 from mcuqp.ops.common import activation_range, conv_requant, float_activation, float_pad, float_windows
-from mcuqp.ops.registry import EmitContext, Env, InPlace, KernelVariant, OpDef, variants
+from mcuqp.ops.registry import DENSE_INT8, EmitContext, Env, InPlace, KernelVariant, OpDef, packed_variants, variants
 from mcuqp.quant.fixedpoint import Rounding, multiply_by_quantized_multiplier, wrap_int32
 
 
@@ -37,6 +37,7 @@ class ConvAttrs:
     requant: Requant | None = None
     act_min: int = -128
     act_max: int = 127
+    weight_format: str = "int8"  # how the C stores the weights (mcuqp.plan.formats); results are the same
 
 
 # --------------------------------------------------------------------- numpy reference
@@ -260,11 +261,12 @@ def emit_conv(e: EmitContext, layer, op: Op, kernel: KernelVariant) -> None:
         "depth_multiplier": a.depth_multiplier, "act_min": a.act_min, "act_max": a.act_max,
     })
     quant = e.requant(layer, a.requant)
-    wname = e.tensor_const(layer, "weights", op, 1)
+    wname = e.weights(layer, op, kernel)
     bname = e.tensor_const(layer, "bias", op, 2)
     head = (f"{kernel.function}({params}, {quant}, {e.dims(layer, 'in', x.shape)}, {e.buf(x.name)}, "
             f"{e.dims(layer, 'filter', w.shape)}, {wname}, {bname}, {e.dims(layer, 'out', y.shape)}, ")
-    layer.call = head + (e.scratch(layer, op) if kernel.inplace else e.buf(y.name)) + ")"
+    packed = "" if kernel.weight_format == DENSE_INT8 else ", " + e.packed_scratch(layer, op)
+    layer.call = head + (e.scratch(layer, op) if kernel.inplace else e.buf(y.name)) + packed + ")"
 
 
 def weighted_macs(graph: Graph, op: Op) -> int:
@@ -280,6 +282,8 @@ def inplace_conv_scratch(graph: Graph, op: Op) -> int | None:
     stride, dilation or padding, more output than input channels, another output h/w, or
     not int8."""
     if op.kind != OpKind.CONV2D or len(op.outputs) != 1 or len(op.inputs) < 2:
+        return None
+    if getattr(op.attrs, "weight_format", DENSE_INT8) != DENSE_INT8:
         return None
     a = op.attrs
     if tuple(getattr(a, "stride", ())) != (1, 1) or tuple(getattr(a, "dilation", ())) != (1, 1):
@@ -310,6 +314,7 @@ OPS = (
         kernels=(
             *variants("mcuqp_conv2d_s8", "conv2d_s8.c", isa=("mve", "dsp")),
             *variants("mcuqp_conv2d_1x1_s8_inplace", "conv2d_1x1_s8_inplace.c", isa=("mve", "dsp"), inplace=True),
+            *packed_variants("conv2d", xnor=True),
         ),
         macs=weighted_macs,
         inplace=InPlace(inplace_conv_scratch, "inplace_conv", prefix=True),

@@ -28,7 +28,7 @@ from mcuqp.ops.conv2d import (
     output_stage,
     weighted_macs,
 )
-from mcuqp.ops.registry import Env, InPlace, OpDef, variants
+from mcuqp.ops.registry import DENSE_INT8, Env, InPlace, OpDef, packed_variants, variants
 from mcuqp.quant.fixedpoint import Rounding
 
 
@@ -83,6 +83,8 @@ def inplace_depthwise_scratch(graph: Graph, op: Op) -> int | None:
         return None
     if getattr(op.attrs, "depth_multiplier", None) != 1:
         return None
+    if getattr(op.attrs, "weight_format", DENSE_INT8) != DENSE_INT8:
+        return None
     x, y = graph.tensors.get(op.inputs[0]), graph.tensors.get(op.outputs[0])
     if x is None or y is None or x.is_const or len(x.shape) != 4 or tuple(x.shape) != tuple(y.shape):
         return None
@@ -101,6 +103,7 @@ OPS = (
         kernels=(
             *variants("mcuqp_depthwise_conv2d_s8", "depthwise_conv2d_s8.c", isa=("mve", "dsp")),
             *variants("mcuqp_depthwise_conv2d_s8_inplace", "depthwise_conv2d_s8_inplace.c", isa=("mve", "dsp"), inplace=True),
+            *packed_variants("depthwise_conv2d"),
         ),
         macs=weighted_macs,
         inplace=InPlace(inplace_depthwise_scratch, "inplace_depthwise"),

@@ -14,7 +14,7 @@ from mcuqp.ir import Graph, Op, OpKind, QParams, Requant, Tensor
 from mcuqp.ops import tflite_lowering as tfl
 from mcuqp.ops.common import activation_range, conv_requant, float_activation
 from mcuqp.ops.conv2d import _const, check_bias, check_offset, check_output_stage, output_stage
-from mcuqp.ops.registry import EmitContext, Env, KernelVariant, OpDef, variants
+from mcuqp.ops.registry import DENSE_INT8, EmitContext, Env, KernelVariant, OpDef, packed_variants, variants
 from mcuqp.ops.reshape import ReshapeAttrs
 from mcuqp.quant.fixedpoint import Rounding
 
@@ -29,6 +29,7 @@ class FullyConnectedAttrs:
     requant: Requant | None = None  # per-tensor or per-channel
     act_min: int = -128
     act_max: int = 127
+    weight_format: str = "int8"  # how the C stores the weights (mcuqp.plan.formats); results are the same
 
 
 def fully_connected_s8(
@@ -133,11 +134,12 @@ def _emit(e: EmitContext, layer, op: Op, kernel: KernelVariant) -> None:
         "output_offset": a.output_offset, "act_min": a.act_min, "act_max": a.act_max,
     })
     quant = e.requant(layer, a.requant)
-    wname = e.tensor_const(layer, "weights", op, 1)
+    wname = e.weights(layer, op, kernel)
     bname = e.tensor_const(layer, "bias", op, 2)
+    packed = "" if kernel.weight_format == DENSE_INT8 else ", " + e.packed_scratch(layer, op)
     layer.call = (
         f"{kernel.function}({params}, {quant}, {x.size // in_ch}, {in_ch}, {e.buf(x.name)}, "
-        f"{out_ch}, {wname}, {bname}, {e.buf(y.name)})"
+        f"{out_ch}, {wname}, {bname}, {e.buf(y.name)}{packed})"
     )
 
 
@@ -152,7 +154,8 @@ OPS = (
         attrs=FullyConnectedAttrs,
         reference=_reference,
         emit=_emit,
-        kernels=variants("mcuqp_fully_connected_s8", "fully_connected_s8.c", isa=("mve", "dsp")),
+        kernels=(*variants("mcuqp_fully_connected_s8", "fully_connected_s8.c", isa=("mve", "dsp")),
+                 *packed_variants("fully_connected", xnor=True)),
         macs=_macs,
         float_run=_float_run,
         from_float=_from_float,

@@ -12,6 +12,7 @@ layer, the first declared variant whose features the board has.
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import pkgutil
 from collections.abc import Callable, Iterable, Mapping
@@ -38,14 +39,17 @@ class KernelVariant:
     """One C implementation of an op: `function` in `runtime_c/src/<source>`.
 
     features: CPU features the board must have (e.g. {"dsp"}, {"mve"}); empty = portable.
-    weight_format: the weight layout it reads ("int8" dense today).
-    inplace: writes its output over its input with planned scratch (the plan chooses it)."""
+    weight_format: the weight layout it reads ("int8" dense, or a packed format of
+        mcuqp.plan.formats: "sparse", "int4", "ternary", "binary", "xnor").
+    inplace: writes its output over its input with planned scratch (the plan chooses it).
+    calls_dense: it calls the op's dense int8 kernel (whose source the build also needs)."""
 
     function: str
     source: str
     features: frozenset[str] = frozenset()
     weight_format: str = DENSE_INT8
     inplace: bool = False
+    calls_dense: bool = False
 
     @property
     def path(self) -> Path:
@@ -58,6 +62,21 @@ def variants(function: str, source: str, *, isa: Iterable[str] = (), inplace: bo
     portable `<source>`, all with the same contract."""
     out = [KernelVariant(function, f"{f}/{source}", frozenset({f}), weight_format, inplace) for f in isa]
     return (*out, KernelVariant(function, source, frozenset(), weight_format, inplace))
+
+
+def packed_variants(op: str, *, xnor: bool = False) -> tuple[KernelVariant, ...]:
+    """The packed-weight kernels of `op` ("fully_connected", "conv2d", "depthwise_conv2d"):
+    `mcuqp_<op>_sparse_s8`, `mcuqp_<op>_lowbit_s8` for int4 / ternary / binary and, with
+    `xnor`, `mcuqp_<op>_xnor_s8`; a DSP variant where runtime_c/src/dsp/ has one."""
+    out: list[KernelVariant] = []
+    kinds = [("sparse", "sparse"), ("int4", "lowbit"), ("ternary", "lowbit"), ("binary", "lowbit")]
+    for fmt, kernel in kinds + ([("xnor", "xnor")] if xnor else []):
+        source = f"{op}_{kernel}_s8.c"
+        isa = ("dsp",) if (RUNTIME_SRC / "dsp" / source).exists() else ()
+        for v in variants(f"mcuqp_{op}_{kernel}_s8", source, isa=isa, weight_format=fmt):
+            # the low-bit depthwise kernel decodes a filter window and calls the dense one
+            out.append(dataclasses.replace(v, calls_dense=op == "depthwise_conv2d" and kernel == "lowbit"))
+    return tuple(out)
 
 
 class EmitContext(Protocol):
@@ -75,6 +94,8 @@ class EmitContext(Protocol):
     def decl(self, layer: Any, text: str, param_bytes: int) -> None: ...
     def aliased(self, op: Op) -> bool: ...
     def scratch(self, layer: Any, op: Op) -> str: ...
+    def weights(self, layer: Any, op: Op, kernel: KernelVariant) -> str: ...
+    def packed_scratch(self, layer: Any, op: Op) -> str: ...
 
 
 Reference = Callable[[Graph, Op, Env, Rounding], np.ndarray]

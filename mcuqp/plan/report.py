@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from mcuqp.ir import Graph
+from mcuqp.plan import formats
 from mcuqp.plan.memory import MemoryPlan
 
 
@@ -44,7 +45,22 @@ def plan_table(graph: Graph, plan: MemoryPlan) -> str:
         + (f"; {len(plan.inplace_depthwise)} depthwise op(s) in place" if plan.inplace_depthwise else "")
         + (f"; {len(plan.inplace_conv)} 1x1 conv op(s) in place" if plan.inplace_conv else "")
     )
-    return "\n".join(lines)
+    return "\n".join(lines + _weights_table(graph, plan))
+
+
+def _weights_table(graph: Graph, plan: MemoryPlan) -> list[str]:
+    """Per layer with weights: its weight format and the flash bytes of its filter."""
+    chosen = formats.summary(graph)
+    rows = [(short_name(graph.ops[oi].name), chosen[oi]) for oi in plan.order if oi in chosen]
+    if not rows:
+        return []
+    name_w = max(len("layer"), *(len(n) for n, _ in rows))
+    out = ["", f"{'layer':<{name_w}}  {'format':<7}  {'weight B':>9}  {'index B':>8}  {'est. instr.':>12}"]
+    out += [f"{n:<{name_w}}  {f.format:<7}  {f.weight_bytes:>9,}  {f.index_bytes:>8,}  {round(f.instructions):>12,}"
+            for n, f in rows]
+    total_w, total_i = sum(f.weight_bytes for _, f in rows), sum(f.index_bytes for _, f in rows)
+    out.append(f"weights {total_w:,} B + indices {total_i:,} B in flash")
+    return out
 
 
 def plan_json(graph: Graph, plan: MemoryPlan) -> dict[str, Any]:
@@ -62,6 +78,7 @@ def plan_json(graph: Graph, plan: MemoryPlan) -> dict[str, Any]:
         }
         for t, off in plan.offsets.items()
     ]
+    chosen = formats.summary(graph)
     layers = [
         {
             "step": i,
@@ -74,6 +91,9 @@ def plan_json(graph: Graph, plan: MemoryPlan) -> dict[str, Any]:
             "scratch_bytes": plan.scratch.get(s.op_index, 0),
             "in_place": s.op_index in plan.inplace_depthwise or s.op_index in plan.inplace_conv,
             "peak": i in peaks,
+            "format": chosen[s.op_index].format if s.op_index in chosen else None,
+            "weight_bytes": chosen[s.op_index].weight_bytes if s.op_index in chosen else 0,
+            "index_bytes": chosen[s.op_index].index_bytes if s.op_index in chosen else 0,
         }
         for i, s in enumerate(plan.steps)
     ]

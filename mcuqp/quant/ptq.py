@@ -9,6 +9,11 @@ engine given the same float model and ranges derives the same numbers:
   depthwise axis 3, fully connected axis 0); a channel whose bias would overflow int32
   gets a larger scale (TFLite's AdjustWeightsForBiasScale); an all-zero channel with zero
   bias gets a tiny positive scale;
+- low-bit weights (`mcuqp compress --quant ternary|binary|int2|int4`) keep their levels: a
+  layer whose every channel holds one magnitude (sign(w) * alpha_c) gets int8 weights
+  -1 / 0 / +1 with scale alpha_c, one whose channels hold multiples k * max_c / 7 gets
+  k in [-7, 7] with scale max_c / 7 (`weight_levels`), so the code generator finds the
+  ternary, binary or int4 format; the effective weights are the same as on the int8 grid;
 - bias: int32, scale input_scale * weight_scale_c, round(b / scale);
 - each op's module in `mcuqp.ops` says whether its output quantization is calibrated,
   shared with its input (max/avg pool, reshape) or fixed (softmax (1/256, -128), sign
@@ -41,6 +46,25 @@ ZERO_CHANNEL_SCALE = np.float32(1e-10)  # any positive value: the channel's weig
 # ----------------------------------------------------------------------------- formulas
 
 
+LOWBIT_MIN_ROW = 4  # shorter channels say nothing about levels (one weight has one magnitude)
+INT4_TOLERANCE = 1e-3  # |w / (max / 7) - k|: float32 rounding of k * max / 7 after BN folding
+
+
+def weight_levels(w: np.ndarray, axis: int) -> int:
+    """1 when every channel of `w` along `axis` holds a single nonzero magnitude (ternary,
+    binary, int2), 7 when every channel holds multiples of its max / 7 (int4), else 127."""
+    w = np.asarray(w, dtype=np.float32)
+    rows = np.abs(np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1))
+    if rows.size == 0 or rows.shape[1] < LOWBIT_MIN_ROW or not np.any(rows):
+        return 127
+    top = rows.max(axis=1, keepdims=True)
+    if np.all((rows == 0) | (rows == top)):
+        return 1
+    live = top[:, 0] > 0
+    k = rows[live].astype(np.float64) / (top[live].astype(np.float64) / 7.0)
+    return 7 if np.all(np.abs(k - np.round(k)) < INT4_TOLERANCE) else 127
+
+
 def quantize_weights(
     w: np.ndarray,
     axis: int,
@@ -48,12 +72,14 @@ def quantize_weights(
     bias: np.ndarray | None = None,
     input_scale: float | None = None,
     bits: int = 8,
+    qmax: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel symmetric quantization along `axis`: (int8 weights, float32 scales).
 
+    qmax: the largest level (default 2^(bits-1) - 1; `weight_levels` for low-bit weights).
     With `bias` and `input_scale`, a channel whose int32 bias would overflow gets a larger
     scale, as TFLite's converter does."""
-    qmax = (1 << (bits - 1)) - 1
+    qmax = (1 << (bits - 1)) - 1 if qmax is None else int(qmax)
     w = np.asarray(w, dtype=np.float32)
     moved = np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)
     half_range = np.abs(moved).max(axis=1).astype(np.float32) if moved.size else np.zeros(w.shape[axis], np.float32)
@@ -121,7 +147,7 @@ def _needs_range(fg: FloatGraph) -> list[str]:
 def _add_weights(g: ir.Graph, op: FloatOp, x: ir.Tensor, axis: int) -> tuple[list[str], np.ndarray]:
     """The op's weights and bias quantized for input `x` and added to `g`: (names, weight scales)."""
     in_s = x.quant.s
-    wq, ws = quantize_weights(op.weight, axis, bias=op.bias, input_scale=in_s)
+    wq, ws = quantize_weights(op.weight, axis, bias=op.bias, input_scale=in_s, qmax=weight_levels(op.weight, axis))
     bq, bs = quantize_bias(op.bias, in_s, ws)
     w_name, b_name = f"{op.name}.weight", f"{op.name}.bias"
     g.add_tensor(ir.Tensor(w_name, wq.shape, ir.DType.INT8, ir.QParams(ws, np.zeros_like(ws, np.int32), axis), wq))
