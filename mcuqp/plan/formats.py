@@ -143,10 +143,20 @@ def layer_names(graph: Graph) -> dict[str, int]:
 
 def check_overrides(graph: Graph, overrides: Mapping[str, str]) -> dict[int, str]:
     """`--format` overrides (op name -> format) as op index -> format; McuqpError (one line)
-    for an unknown layer or a format its weights do not allow."""
+    for an unknown layer or a format its weights do not allow. Name "*": every layer whose
+    weights allow the format (named layers override it)."""
     names = layer_names(graph)
     out: dict[int, str] = {}
+    if "*" in overrides:
+        fmt = overrides["*"]
+        if fmt not in FORMATS:
+            raise McuqpError(f"--format *={fmt}: unknown format (one of {', '.join(FORMATS)})")
+        out = {i: fmt for i in names.values() if fmt in allowed(graph, graph.ops[i])}
+        if not out:
+            raise McuqpError(f"--format *={fmt}: no layer's weights allow {fmt}")
     for name, fmt in overrides.items():
+        if name == "*":
+            continue
         if name not in names:
             known = ", ".join(names) or "none"
             raise McuqpError(f"--format: no layer named {name!r} with weights (layers: {known})")
