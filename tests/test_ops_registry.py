@@ -61,8 +61,14 @@ def test_kernel_selection_follows_the_board_features() -> None:
     assert registry.select_kernel(conv, frozenset(), inplace=True).function == "mcuqp_conv2d_1x1_s8_inplace"
     with pytest.raises(UnsupportedModelError, match="no C kernel for op reshape"):
         registry.select_kernel(registry.get(OpKind.RESHAPE), frozenset(), inplace=True)
-    with pytest.raises(UnsupportedModelError, match="no C kernel for op conv2d .int4 weights"):
-        registry.select_kernel(conv, frozenset({"dsp"}), weight_format="int4")
+    # packed weight formats: their own kernels, a DSP variant where one exists
+    assert registry.select_kernel(conv, frozenset({"dsp"}), weight_format="int4").source == "dsp/conv2d_lowbit_s8.c"
+    assert registry.select_kernel(conv, frozenset(), weight_format="ternary").source == "conv2d_lowbit_s8.c"
+    assert registry.select_kernel(conv, frozenset({"dsp"}), weight_format="sparse").source == "conv2d_sparse_s8.c"
+    depthwise = registry.get(OpKind.DEPTHWISE_CONV2D)
+    assert registry.select_kernel(depthwise, frozenset(), weight_format="binary").calls_dense
+    with pytest.raises(UnsupportedModelError, match="no C kernel for op depthwise_conv2d .xnor weights"):
+        registry.select_kernel(depthwise, frozenset({"dsp"}), weight_format="xnor")
 
 
 def test_unknown_op_is_a_clear_error() -> None:

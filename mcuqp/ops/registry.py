@@ -138,6 +138,7 @@ class OpDef:
     output_qparams: Literal["calibrated", "shared"] | QParams = "calibrated"
     weight_axis: int | None = None  # per-channel axis of a float op's weights (None: no weights)
     fuses_activation: bool = False  # a following ReLU / ReLU6 folds into its output clamp
+    sign_output: bool = False  # every output is -1 or +1 (SIGN): a binary-weight consumer may use XNOR
     # weight axes an output channel's int32 accumulator sums over (None: no accumulator to check)
     accumulator_axes: tuple[int, ...] | None = None
     tflite: Mapping[str, Callable[..., list]] = field(default_factory=dict)  # opcode -> lowerer

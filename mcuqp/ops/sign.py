@@ -62,5 +62,6 @@ OPS = (
         float_run=_float_run,
         from_float=_from_float,
         output_qparams=OUTPUT,
+        sign_output=True,
     ),
 )

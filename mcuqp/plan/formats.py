@@ -24,12 +24,13 @@ import numpy as np
 
 from mcuqp import packing
 from mcuqp.errors import McuqpError
-from mcuqp.ir import Graph, Op, OpKind
+from mcuqp.ir import Graph, Op
+from mcuqp.ops import registry
 
 DENSE = "int8"
 FORMATS = ("int8", "sparse", "int4", "ternary", "binary", "xnor")
-_OP = {OpKind.FULLY_CONNECTED: "fc", OpKind.CONV2D: "conv2d", OpKind.DEPTHWISE_CONV2D: "depthwise"}
-_VIEWS = (OpKind.RESHAPE,)  # ops whose output is their input's bytes (a SIGN output stays -1 / +1)
+# op kind -> the cost-table / packing family of its weights (OHWI rows or a depthwise stream)
+_FAMILY = {"fully_connected": "fc", "conv2d": "conv2d", "depthwise_conv2d": "depthwise"}
 
 # Instructions per multiply-accumulate on Cortex-M4 (DSP kernels), fitted on
 # benchmarks/results/packed.json (fc 256x256, conv 3x3 32->32 on 16x16, depthwise 3x3 on
@@ -63,7 +64,7 @@ class LayerFormat:
 
 def op_family(op: Op) -> str | None:
     """"fc" | "conv2d" | "depthwise" for a layer with weights, None otherwise."""
-    return _OP.get(op.kind)
+    return _FAMILY.get(op.kind.value)
 
 
 def weights(graph: Graph, op: Op) -> np.ndarray:
@@ -71,11 +72,12 @@ def weights(graph: Graph, op: Op) -> np.ndarray:
 
 
 def _after_sign(graph: Graph, op: Op) -> bool:
+    """The op's input is a SIGN output (-1 / +1), possibly through views (reshape)."""
     producers = graph.producers()
     name = op.inputs[0]
-    while (p := producers.get(name)) is not None and p.kind in _VIEWS:
+    while (p := producers.get(name)) is not None and registry.get(p.kind).alias == "view":
         name = p.inputs[0]
-    return p is not None and p.kind == OpKind.SIGN
+    return p is not None and registry.get(p.kind).sign_output
 
 
 def allowed(graph: Graph, op: Op) -> tuple[str, ...]:
@@ -86,6 +88,7 @@ def allowed(graph: Graph, op: Op) -> tuple[str, ...]:
     w = weights(graph, op)
     if w is None or w.dtype != np.int8 or getattr(op.attrs, "filter_offset", 0) != 0:
         return (DENSE,)
+    kernels = {k.weight_format for k in registry.get(op.kind).kernels}
     out = [DENSE]
     if fam != "depthwise" or w.shape[1] * w.shape[2] <= 255:
         out.append("sparse")
@@ -96,17 +99,13 @@ def allowed(graph: Graph, op: Op) -> tuple[str, ...]:
         out.append("ternary")
         if not np.any(w == 0):
             out.append("binary")
-            if fam != "depthwise" and op.attrs.input_offset == 0 and _after_sign(graph, op):
+            if op.attrs.input_offset == 0 and _after_sign(graph, op):
                 out.append("xnor")
-    return tuple(out)
+    return tuple(f for f in out if f in kernels)
 
 
 def macs(graph: Graph, op: Op) -> int:
-    y, w = graph.tensors[op.outputs[0]], weights(graph, op)
-    per_output = int(w.shape[1]) if op.kind == OpKind.FULLY_CONNECTED else int(np.prod(w.shape[1:3]))
-    if op.kind == OpKind.CONV2D:
-        per_output *= int(w.shape[3])
-    return int(y.size) * per_output
+    return int(registry.get(op.kind).macs(graph, op))
 
 
 def layer_format(graph: Graph, op: Op, fmt: str) -> LayerFormat:
