@@ -13,8 +13,18 @@ Byte counts per run:
 - sparse_bytes: per layer the smaller of weight_bytes and a bitmap-sparse encoding (one
   occupancy bit per weight + the non-zero weights at their bit width + biases); an estimate of
   a format the C does not implement, used as the plot's x axis;
-- c_weight_bytes: what the generated C stores (constant tensors + requantization parameters),
-  one byte per weight whatever the bit width.
+- c_weight_bytes: the read-only data of the generated model.c in the linked image (weights in
+  their packed format, sparse indices, biases, requantization parameters);
+- flash_bytes: the whole linked verification image.
+
+Every model is built with packed layers: each conv / depthwise / fully connected layer in the
+smallest weight format its weights allow (mcuqp.plan.formats: sparse, int4, ternary, binary,
+fully binary, or int8 where nothing is smaller), and verified bit-exactly on QEMU.
+
+`--packed` (also part of a full run) measures the issue's MLP 784-256-128-10 on MNIST-5k:
+dense int8, 90 % global sparsity, ternary and binary weights, each built packed and dense
+int8 and run on QEMU Cortex-M4 (mps2-an386) and Cortex-M55 (mps3-an547):
+benchmarks/results/compression_packed.json and .md.
 
 Needs arm-none-eabi-gcc and qemu-system-arm.
 """
@@ -117,6 +127,14 @@ def _sparse_bytes(layers) -> int:
     return total
 
 
+def smallest_formats(loaded) -> dict[str, str]:
+    """Layer name -> the smallest weight format its weights allow."""
+    from mcuqp.plan import formats as F
+
+    g = loaded.graph
+    return {g.ops[i].name: f for i, f in F.choose_formats(g, excess_bytes=1 << 40).items()}
+
+
 def run_one(tr: Trained, run: Run, n_inputs: int, work: Path) -> dict:
     from mcuqp import api
     from mcuqp.compress import masks
@@ -135,8 +153,8 @@ def run_one(tr: Trained, run: Run, n_inputs: int, work: Path) -> dict:
     x, y = loaded.verify_inputs, loaded.labels
     logits = reference_run(loaded.graph, x).reshape(len(x), -1)
     accuracy = float((logits.argmax(1) == y).mean())
-    gen = api.compile(loaded, work / "c").generated
-    ver = api.verify(loaded, board=BOARD, n_inputs=n_inputs)
+    formats = smallest_formats(loaded)
+    ver = api.verify(loaded, board=BOARD, n_inputs=n_inputs, formats=formats)
     weights_before = sum(m.weight.numel() for m in masks.prunable_layers(tr.model).values())
     nonzero = sum(r.nonzeros for r in res.layers)
     spec = PruneSpec.parse(run.prune) if run.prune else None
@@ -159,7 +177,8 @@ def run_one(tr: Trained, run: Run, n_inputs: int, work: Path) -> dict:
         "nonzero_weights": nonzero,
         "weight_bytes": res.bytes,
         "sparse_bytes": _sparse_bytes(res.layers),
-        "c_weight_bytes": gen.weight_bytes + gen.param_bytes,
+        "c_weight_bytes": ver.model_const_bytes,
+        "formats": formats,
         "accuracy": accuracy,
         "qat_accuracy": res.accuracy_after,  # the pipeline's float simulation
         "float_accuracy": tr.float_accuracy,
@@ -284,10 +303,100 @@ def table(records: list[dict]) -> str:
         f"Adam at {FINETUNE_LR:g}, cosine schedule. Taylor and OBD prune in 5 rounds with a global ranking, retraining "
         "between rounds. Binary, ternary and int2 keep the first and last layers int8 (as in the papers). Weight bytes: "
         "weights packed at their bit width + int32 biases; sparse bytes: per layer the smaller of that and an occupancy "
-        "bitmap + non-zero weights (an estimate; not implemented in the C); C bytes: the generated C's constant tensors "
-        "and requantization parameters (one byte per weight). Accuracy: the int8 graph on the numpy reference over the "
-        "whole test split."
+        "bitmap + non-zero weights (an estimate of a format the C does not use); C bytes: the read-only data of the "
+        "generated model.c in the linked image, every layer in the smallest packed format its weights allow (sparse, "
+        "int4, ternary, binary; int8 where none is smaller), with indices, biases and requantization parameters; "
+        "flash: the linked verification image. Accuracy: the int8 graph on the numpy reference over the whole test split."
     )
+    return "\n".join(out) + "\n"
+
+
+# ---- the issue's MLP on MNIST-5k: packed against dense int8 on M4 and M55 ----------------
+
+PACKED_BOARDS = ("mps2-an386", "mps3-an547")
+MLP_EPOCHS = 15
+# (name, prune spec, weight kind): low-bit kinds on the first two layers, the last (10 outputs) int8
+MLP_RUNS = (
+    ("int8 QAT", None, "int8"),
+    ("90 % global sparsity + int8", "global:0.9", "int8"),
+    ("ternary", None, "ternary"),
+    ("binary", None, "binary"),
+)
+
+
+def mlp():
+    from torch import nn
+
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(),
+                         nn.Linear(128, 10))
+
+
+def measure_packed(n_inputs: int) -> list[dict]:
+    import torch
+    from torch import nn
+
+    from mcuqp import api
+    from mcuqp.compress.pipeline import compress, save_compressed
+    from mcuqp.compress.train import FitConfig, evaluate, fit
+    from mcuqp.datasets import load_dataset
+    from mcuqp.reference.interpreter import run as reference_run
+
+    data = load_dataset("mnist5k", seed=0)
+    torch.manual_seed(SEED)
+    model = fit(mlp(), data.x_train, data.y_train, FitConfig(epochs=MLP_EPOCHS, lr=FLOAT_LR, seed=SEED))
+    float_acc = evaluate(model, data.x_test, data.y_test)
+    linear = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    records = []
+    for name, prune, quant in MLP_RUNS:
+        layers = None if quant == "int8" else {n: quant if i < 2 else "int8" for i, n in enumerate(linear)}
+        res = compress(model, data, prune=prune, quant=quant, per_layer=layers, finetune_epochs=FINETUNE_EPOCHS["mnist5k"],
+                       lr=FINETUNE_LR, seed=SEED)
+        with tempfile.TemporaryDirectory(prefix="mcuqp-bench-") as work:
+            loaded = api.load(save_compressed(res, Path(work) / "model.pt"), calib="mnist5k")
+        x, y = loaded.verify_inputs, loaded.labels
+        accuracy = float((reference_run(loaded.graph, x).reshape(len(x), -1).argmax(1) == y).mean())
+        packed = smallest_formats(loaded)
+        for board in PACKED_BOARDS:
+            for build, formats in (("packed", packed), ("dense int8", {"*": "int8"})):
+                ver = api.verify(loaded, board=board, n_inputs=n_inputs, formats=formats)
+                records.append({
+                    "model": "MLP 784-256-128-10", "dataset": "mnist5k", "compression": name, "build": build,
+                    "board": board, "formats": {w["layer"]: w["format"] for w in ver.weight_formats},
+                    "weight_bytes": sum(w["weight_bytes"] for w in ver.weight_formats),
+                    "index_bytes": sum(w["index_bytes"] for w in ver.weight_formats),
+                    "c_const_bytes": ver.model_const_bytes, "model_flash_bytes": ver.model_flash_bytes,
+                    "flash_bytes": ver.flash_bytes, "instructions_per_inference": ver.instructions_per_inference,
+                    "bit_exact": ver.bit_exact, "compared": ver.compared, "accuracy": accuracy,
+                    "float_accuracy": float_acc, "commit": _commit(),
+                })
+                r = records[-1]
+                print(f"[mlp] {name:<28} {board:<11} {build:<10} flash {r['flash_bytes']:>8,} B  "
+                      f"{r['instructions_per_inference']:>9,} instr.  {'bit-exact' if r['bit_exact'] else 'MISMATCH'}",
+                      file=sys.stderr, flush=True)
+    return records
+
+
+def packed_table(records: list[dict]) -> str:
+    f = records[0]
+    out = [f"**{f['model']} on MNIST-5k** (float accuracy {f['float_accuracy'] * 100:.1f} %, {MLP_EPOCHS} epochs; "
+           f"{f['compared']} test images compared on QEMU per build)\n",
+           "| compression | int8 accuracy | board | packed formats | weight + index bytes | flash packed | flash int8 | "
+           "flash ratio | instr. packed | instr. int8 | instr. ratio | bit-exact |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in (r for r in records if r["build"] == "packed"):
+        d = next(x for x in records if x["build"] == "dense int8" and x["compression"] == r["compression"]
+                 and x["board"] == r["board"])
+        fmts = ", ".join(dict.fromkeys(r["formats"].values()))
+        out.append(f"| {r['compression']} | {r['accuracy'] * 100:.1f} % | {r['board']} | {fmts} | "
+                   f"{r['weight_bytes']:,} + {r['index_bytes']:,} | {r['flash_bytes']:,} | {d['flash_bytes']:,} | "
+                   f"{r['flash_bytes'] / d['flash_bytes']:.3f} | {r['instructions_per_inference']:,} | "
+                   f"{d['instructions_per_inference']:,} | "
+                   f"{r['instructions_per_inference'] / d['instructions_per_inference']:.3f} | "
+                   f"{'yes' if r['bit_exact'] and d['bit_exact'] else 'NO'} |")
+    commit = f.get("commit")
+    out.append("\n" + (f"Measured at commit {commit}. " if commit else "") +
+               "Packed: every layer in the smallest format its weights allow (the last layer stays int8); int8: the "
+               "same model with every layer dense (`--format '*=int8'`). Flash: the linked verification image.")
     return "\n".join(out) + "\n"
 
 
@@ -335,7 +444,18 @@ def main() -> int:
     ap.add_argument("--inputs", type=int, default=50, help="test images compared on QEMU per model")
     ap.add_argument("--only", default=None, help="run only methods/specs containing this text (no results written)")
     ap.add_argument("--render", action="store_true", help="rewrite the .md and .png from the existing .json only")
+    ap.add_argument("--packed", action="store_true", help="only the MLP packed-vs-int8 section (compression_packed.*)")
     args = ap.parse_args()
+    if args.packed or args.only is None and not args.render:
+        t = time.perf_counter()
+        packed = measure_packed(args.inputs)
+        print(packed_table(packed))
+        print(f"packed section {time.perf_counter() - t:.0f} s", file=sys.stderr)
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "compression_packed.json").write_text(json.dumps(packed, indent=2) + "\n")
+        (RESULTS / "compression_packed.md").write_text(packed_table(packed))
+        if args.packed:
+            return 0 if all(r["bit_exact"] for r in packed) else 1
     if args.render:
         records = json.loads((RESULTS / "compression.json").read_text())
         (RESULTS / "compression.md").write_text(table(records))

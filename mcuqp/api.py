@@ -522,6 +522,8 @@ class VerifyResult(Result):
     device_accuracy: float | None = None
     first_mismatch_layer: FirstMismatch | None = None  # set by per_layer=True when a layer differs
     per_layer_checked: bool = False  # whether every layer was compared with TFLite Micro
+    model_const_bytes: int = 0  # read-only data of model.c in the linked image: weights (packed), indices, parameters
+    weight_formats: list[dict] = field(default_factory=list)  # per layer with weights, as CompileResult
     inputs: np.ndarray = field(default=None, repr=False, metadata=INTERNAL)
     reference_outputs: np.ndarray = field(default=None, repr=False, metadata=INTERNAL)
     device_outputs: np.ndarray = field(default=None, repr=False, metadata=INTERNAL)
@@ -580,7 +582,7 @@ def verify(
     sources: an existing generated folder (e.g. committed in a firmware tree) to check
     instead of generating one; it must have been generated from this model file."""
     from mcuqp.target.build import build_firmware, platform_include_dirs, platform_sources
-    from mcuqp.target.mapfile import flash_bytes_of, ram_bytes_of
+    from mcuqp.target.mapfile import flash_bytes_of, input_sections, ram_bytes_of
     from mcuqp.target.qemu import run_firmware
 
     model = _loaded(model, calib, rounding)
@@ -609,6 +611,7 @@ def verify(
                            layer_names=[graph.ops[i].name for i in lib.plan.order])
         model_objects = {f.stem + ".o" for f in lib.files if f.suffix == ".c"}
         model_flash = flash_bytes_of(fw.map, model_objects)
+        model_const = sum(r.size for r in input_sections(fw.map) if r.obj == "model.o" and r.name.startswith(".rodata"))
         model_ram = ram_bytes_of(fw.map, model_objects)
     dev = run.outputs.reshape(ref.shape)
     diff = dev != ref
@@ -641,6 +644,8 @@ def verify(
         layers=layers,
         first_mismatch_layer=None if mismatch is None else FirstMismatch(*mismatch),
         per_layer_checked=per_layer,
+        model_const_bytes=model_const,
+        weight_formats=lib.weight_formats,
         inputs=x,
         reference_outputs=ref,
         device_outputs=dev,
