@@ -395,8 +395,10 @@ def packed_table(records: list[dict]) -> str:
                    f"{'yes' if r['bit_exact'] and d['bit_exact'] else 'NO'} |")
     commit = f.get("commit")
     out.append("\n" + (f"Measured at commit {commit}. " if commit else "") +
-               "Packed: every layer in the smallest format its weights allow (the last layer stays int8); int8: the "
-               "same model with every layer dense (`--format '*=int8'`). Flash: the linked verification image.")
+               "Packed: every layer in the smallest format its weights allow (ternary and binary keep the last layer "
+               "int8); int8: the same model with every layer dense (`--format '*=int8'`). Flash: the linked "
+               "verification image. The packed kernels have no Helium variants: on the M55 the dense Helium kernels "
+               "are faster, and `compile`'s default choice (the fastest format that fits) keeps int8 there.")
     return "\n".join(out) + "\n"
 
 

@@ -195,12 +195,13 @@ def _loaded(model: ModelLike, calib: str | None = None, rounding: Rounding | Non
 
 
 def weight_formats(model: LoadedModel | Graph, formats: Mapping[str, str] | None = None,
-                   excess_flash_bytes: int = 0) -> Graph:
+                   excess_flash_bytes: int = 0, features: frozenset[str] = frozenset()) -> Graph:
     """The graph with each conv / depthwise / fully connected layer's weight format chosen
-    (mcuqp.plan.formats: the fastest, or smaller ones to save `excess_flash_bytes`);
-    `formats` (layer name -> format) overrides."""
+    (mcuqp.plan.formats: the fastest on a CPU with `features`, or smaller ones to save
+    `excess_flash_bytes`); `formats` (layer name -> format) overrides."""
     graph = model.graph if isinstance(model, LoadedModel) else model
-    return apply_formats(graph, choose_formats(graph, overrides=formats, excess_bytes=excess_flash_bytes))
+    return apply_formats(graph, choose_formats(graph, overrides=formats, excess_bytes=excess_flash_bytes,
+                                               features=features))
 
 
 def compile_plan(model: LoadedModel | Graph, *, inplace: bool = True) -> MemoryPlan:
@@ -273,7 +274,7 @@ def plan(
 
     b = load_board(board)
     loaded = _loaded(model, calib)
-    graph = weight_formats(loaded, formats)
+    graph = weight_formats(loaded, formats, features=b.features)
     p = compile_plan(graph, inplace=inplace)
     if plot is not None:
         plot_plan(graph, p, plot)
@@ -317,8 +318,8 @@ def footprint(
     """The flash and RAM of the verification image that `compile` predicts before writing
     anything (the definitions `verify` measures), without checking any budget."""
     loaded = _loaded(model, calib, rounding)
-    graph = weight_formats(loaded, formats)
     b = load_board(board)
+    graph = weight_formats(loaded, formats, features=b.features)
     plan = compile_plan(graph, inplace=inplace)
     gen = generate(graph, plan, rounding=loaded.rounding, board=b.name, features=b.features)
     return predict_footprint(graph, plan, gen, b, stack_bytes_reserved=stack_bytes)
@@ -376,7 +377,7 @@ def compile(
     loaded = _loaded(model, calib, rounding)
     rounding = loaded.rounding
     b = load_board(board)
-    graph = weight_formats(loaded, formats)
+    graph = weight_formats(loaded, formats, features=b.features)
     extra = {"formats": ",".join(f"{k}={v}" for k, v in sorted(formats.items()))} if formats else {}
     provenance = Provenance.of(loaded.source, board=b.name, rounding=rounding, inplace=inplace, flash=flash_bytes,
                                ram=ram_bytes, stack=stack_bytes, **extra)
@@ -394,7 +395,8 @@ def compile(
     plan, gen, footprint = build(graph)
     budget = flash_bytes if flash_bytes is not None else b.flash_size
     if footprint is not None and footprint.flash_bytes > budget:
-        smaller = weight_formats(loaded, formats, excess_flash_bytes=footprint.flash_bytes - budget)
+        smaller = weight_formats(loaded, formats, excess_flash_bytes=footprint.flash_bytes - budget,
+                                 features=b.features)
         if [getattr(o.attrs, "weight_format", None) for o in smaller.ops] != \
                 [getattr(o.attrs, "weight_format", None) for o in graph.ops]:
             trial = build(smaller)
@@ -447,7 +449,9 @@ def existing_library(model: LoadedModel, folder: str | Path, board: Board, *, ro
         if prov.options.get(key, want) != want:
             raise McuqpError(f"{folder} was generated with --{key} {prov.options[key]}, not {want}; "
                              f"pass --{key} {prov.options[key]}")
-    plan = compile_plan(model.graph, inplace=prov.options.get("inplace", "true") == "true")
+    given = dict(kv.split("=", 1) for kv in prov.options.get("formats", "").split(",") if "=" in kv)
+    plan = compile_plan(weight_formats(model, given or None, features=board.features),
+                        inplace=prov.options.get("inplace", "true") == "true")
     from mcuqp.codegen.project import EXAMPLE_SOURCES
 
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.name not in EXAMPLE_SOURCES)

@@ -41,6 +41,10 @@ COST_PER_MAC: dict[str, dict[str, float]] = {
     "conv2d": {"int8": 1.456, "int4": 1.741, "ternary": 1.694, "binary": 1.738, "xnor": 0.961},
     "depthwise": {"int8": 4.592, "int4": 4.612, "ternary": 4.612, "binary": 4.612},
 }
+# Dense int8 on Helium (boards with "mve"; the packed kernels have no Helium variants and cost
+# about what they cost on M4): benchmarks/results/mlperf_tiny.json (M55, per op kind) and the
+# MNIST-5k MLP of benchmarks/results/compression_packed.json.
+DENSE_MVE_COST_PER_MAC: dict[str, float] = {"fc": 0.35, "conv2d": 0.393, "depthwise": 2.445}
 SPARSE_COST: dict[str, tuple[float, float]] = {  # (per dense MAC, per nonzero MAC)
     "fc": (0.318, 4.484),
     "conv2d": (0.408, 3.121),
@@ -108,12 +112,14 @@ def macs(graph: Graph, op: Op) -> int:
     return int(registry.get(op.kind).macs(graph, op))
 
 
-def layer_format(graph: Graph, op: Op, fmt: str) -> LayerFormat:
-    """Bytes (from the real packing) and estimated instructions of `op` in format `fmt`."""
+def layer_format(graph: Graph, op: Op, fmt: str, features: frozenset[str] = frozenset()) -> LayerFormat:
+    """Bytes (from the real packing) and estimated instructions of `op` in format `fmt` on a
+    CPU with `features`."""
     fam, w = op_family(op), weights(graph, op)
     n = macs(graph, op)
     if fmt == DENSE:
-        return LayerFormat(fmt, int(w.size), 0, COST_PER_MAC[fam][DENSE] * n)
+        per_mac = DENSE_MVE_COST_PER_MAC[fam] if "mve" in features else COST_PER_MAC[fam][DENSE]
+        return LayerFormat(fmt, int(w.size), 0, per_mac * n)
     if fmt == "sparse":
         p = packing.pack_sparse_depthwise(w) if fam == "depthwise" else packing.pack_sparse_rows(w)
         per_mac, per_nonzero = SPARSE_COST[fam]
@@ -123,8 +129,8 @@ def layer_format(graph: Graph, op: Op, fmt: str) -> LayerFormat:
     return LayerFormat(fmt, p.weight_bytes, p.index_bytes, COST_PER_MAC[fam][fmt] * n)
 
 
-def options(graph: Graph, op: Op) -> dict[str, LayerFormat]:
-    return {f: layer_format(graph, op, f) for f in allowed(graph, op)}
+def options(graph: Graph, op: Op, features: frozenset[str] = frozenset()) -> dict[str, LayerFormat]:
+    return {f: layer_format(graph, op, f, features) for f in allowed(graph, op)}
 
 
 def _fastest(opts: Mapping[str, LayerFormat]) -> str:
@@ -168,12 +174,13 @@ def check_overrides(graph: Graph, overrides: Mapping[str, str]) -> dict[int, str
     return out
 
 
-def choose_formats(graph: Graph, *, overrides: Mapping[str, str] | None = None,
-                   excess_bytes: int = 0) -> dict[int, str]:
-    """Op index -> format for every layer with weights. `excess_bytes`: by how much the
-    model with each layer's fastest format exceeds the flash budget (0: it fits)."""
+def choose_formats(graph: Graph, *, overrides: Mapping[str, str] | None = None, excess_bytes: int = 0,
+                   features: frozenset[str] = frozenset()) -> dict[int, str]:
+    """Op index -> format for every layer with weights, for a CPU with `features`.
+    `excess_bytes`: by how much the model with each layer's fastest format exceeds the
+    flash budget (0: it fits)."""
     fixed = check_overrides(graph, overrides or {})
-    opts = {i: options(graph, op) for i, op in enumerate(graph.ops) if op_family(op) is not None}
+    opts = {i: options(graph, op, features) for i, op in enumerate(graph.ops) if op_family(op) is not None}
     chosen = {i: fixed.get(i) or _fastest(o) for i, o in opts.items()}
     if excess_bytes <= 0:
         return chosen
@@ -232,7 +239,7 @@ def scratch_requests(graph: Graph) -> dict[int, int]:
     return {i: b for i, op in enumerate(graph.ops) if (b := scratch_bytes(graph, op)) > 0}
 
 
-def summary(graph: Graph) -> dict[int, LayerFormat]:
+def summary(graph: Graph, features: frozenset[str] = frozenset()) -> dict[int, LayerFormat]:
     """Op index -> the chosen format's bytes and instructions of every layer with weights."""
-    return {i: layer_format(graph, op, weight_format(op)) for i, op in enumerate(graph.ops)
+    return {i: layer_format(graph, op, weight_format(op), features) for i, op in enumerate(graph.ops)
             if op_family(op) is not None}

@@ -55,9 +55,8 @@ def _weights_table(graph: Graph, plan: MemoryPlan) -> list[str]:
     if not rows:
         return []
     name_w = max(len("layer"), *(len(n) for n, _ in rows))
-    out = ["", f"{'layer':<{name_w}}  {'format':<7}  {'weight B':>9}  {'index B':>8}  {'est. instr.':>12}"]
-    out += [f"{n:<{name_w}}  {f.format:<7}  {f.weight_bytes:>9,}  {f.index_bytes:>8,}  {round(f.instructions):>12,}"
-            for n, f in rows]
+    out = ["", f"{'layer':<{name_w}}  {'format':<7}  {'weight B':>9}  {'index B':>8}"]
+    out += [f"{n:<{name_w}}  {f.format:<7}  {f.weight_bytes:>9,}  {f.index_bytes:>8,}" for n, f in rows]
     total_w, total_i = sum(f.weight_bytes for _, f in rows), sum(f.index_bytes for _, f in rows)
     out.append(f"weights {total_w:,} B + indices {total_i:,} B in flash")
     return out
