@@ -271,13 +271,16 @@ def plan(model: str, board: str, calib: str | None, plot: str | None, inplace: b
          as_json: bool, quiet: bool, verbose: bool) -> None:
     """Plan MODEL's static arena, print the live tensors per layer and the arena's share of BOARD's RAM."""
     from mcuqp import api
-    from mcuqp.plan.report import plan_table
+    from mcuqp.plan.report import plan_table, weights_table
 
     out = _out(as_json, quiet, verbose)
     res = api.plan(model, board=board, calib=calib, inplace=inplace, plot=plot, formats=formats)
 
     def show() -> None:
         click.echo(plan_table(res.graph, res.memory_plan).rstrip("\n"))
+        weights = weights_table(res.graph, res.memory_plan)
+        if weights:
+            click.echo("\n" + "\n".join(weights))
         click.echo(f"arena {_fmt_int(res.arena_bytes)} B = {res.arena_fraction_of_ram * 100:.2f} % of {res.board}'s "
                    f"{_fmt_int(res.board_ram_bytes)} B of RAM")
         if plot:
