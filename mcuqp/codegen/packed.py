@@ -15,6 +15,7 @@ import numpy as np
 from mcuqp import packing
 from mcuqp.ops.conv2d import ConvAttrs
 from mcuqp.ops.fully_connected import FullyConnectedAttrs
+from mcuqp.plan.formats import kernel_scratch_bytes
 from mcuqp.reference import packed as twins
 from mcuqp.ops.conv2d import conv2d_s8
 from mcuqp.ops.depthwise_conv2d import depthwise_conv2d_s8
@@ -60,13 +61,7 @@ class PackedLayer:
 
     def scratch_bytes(self) -> int:
         """What the kernel's *_get_buffer_size() returns (0 for dense)."""
-        k = int(np.prod(self.w.shape[1:])) if self.op != "depthwise" else int(self.w.size)
-        kh, kw = (self.w.shape[1], self.w.shape[2]) if self.op != "fc" else (1, 1)
-        return {
-            "dense": 0,
-            "sparse": {"fc": 2 * k, "conv2d": 4 * k, "depthwise": 6 * kh * kw}[self.op],
-            "xnor": 4 * (-(-k // 32)) * (1 if self.op == "fc" else 2),
-        }.get(self.fmt, _round_up(k, 4) if self.op == "depthwise" else (2 if self.op == "fc" else 4) * _round_up(k, 32))
+        return kernel_scratch_bytes(self.op, "int8" if self.fmt == "dense" else self.fmt, tuple(self.w.shape))
 
     def reference(self, x: np.ndarray, rounding: str = "double") -> np.ndarray:
         """The numpy twin of the packed kernel (the dense reference for "dense")."""
@@ -80,10 +75,6 @@ class PackedLayer:
             return out_size * self.w.shape[1]
         per = self.w.shape[1] * self.w.shape[2]
         return out_size * per * (1 if self.op == "depthwise" else self.w.shape[3])
-
-
-def _round_up(v: int, m: int) -> int:
-    return -(-v // m) * m
 
 
 def pack_layer(op: str, fmt: str, w: np.ndarray):
