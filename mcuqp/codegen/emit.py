@@ -25,6 +25,7 @@ from mcuqp.errors import McuqpError, UnsupportedModelError
 from mcuqp.ir import Graph, Op, Requant, Tensor
 from mcuqp.ops import registry
 from mcuqp.ops.registry import KernelVariant
+from mcuqp.plan.formats import op_family
 from mcuqp.plan.memory import MemoryPlan, plan_in_place
 from mcuqp.quant.fixedpoint import Rounding
 from mcuqp.resources import RUNTIME_DIR as RUNTIME
@@ -139,7 +140,7 @@ class _Emitter:
             name = self.tensor_const(layer, "weights", op, 1)
             layer.weight_bytes = t.nbytes
             return name
-        fam = {"fully_connected": "fc", "conv2d": "conv2d", "depthwise_conv2d": "depthwise"}[op.kind.value]
+        fam = op_family(op)
         packed = pack_layer(fam, kernel.weight_format, t.data)
         decls, expr = packed_filter_decls(f"l{layer.index}_weights", fam, kernel.weight_format, packed)
         layer.decls.append(f"/* {t.name} int8 {list(t.shape)} as {kernel.weight_format} */\n" + decls)
