@@ -477,6 +477,10 @@ def _target_layers(rounding: str) -> list[Layer]:
         conv("conv2d", (1, 13, 5, 1), 10, 4, 9, stride=(2, 2), pad=Padding(4, 5, 1, 1)),
         fc(256, 32),
         fc(101, 10, w_zp=17),
+        fc(640, 33),  # rows longer than the widened buffer: the on-the-fly loop, an odd last channel
+        fc(24, 7),
+        fc(8, 5, w_zp=-3),
+        fc(300, 2, w_zp=4),
     ]
 
 
