@@ -38,7 +38,8 @@ class Dims(C.Structure):
 
 @mirrors("mcuqp_requant")
 class Requant(C.Structure):
-    _fields_ = [("multiplier", C.POINTER(C.c_int32)), ("shift", C.POINTER(C.c_int32)), ("count", C.c_int32)]
+    _fields_ = [("multiplier", C.POINTER(C.c_int32)), ("shift", C.POINTER(C.c_int32)), ("count", C.c_int32),
+                ("flags", C.c_int32)]
 
 
 @mirrors("mcuqp_conv_params")

@@ -21,6 +21,7 @@ from mcuqp.codegen.accumulator import check_accumulators
 from mcuqp.codegen.carrays import const_array
 from mcuqp.codegen.packed import pack_layer, packed_filter_decls
 from mcuqp.codegen.provenance import Provenance
+from mcuqp.codegen.rqflags import requant_flags
 from mcuqp.errors import McuqpError, UnsupportedModelError
 from mcuqp.ir import Graph, Op, Requant, Tensor
 from mcuqp.ops import registry
@@ -115,8 +116,9 @@ class _Emitter:
         m = self.const(layer, "mult", requant.multiplier, weight=False)
         s = self.const(layer, "shift", requant.shift, weight=False)
         name = f"l{layer.index}_quant"
-        layer.decls.append(f"static const mcuqp_requant {name} = {{{m}, {s}, {requant.multiplier.size}}};\n")
-        self.param_bytes += 12
+        flags = requant_flags(requant.multiplier, requant.shift)
+        layer.decls.append(f"static const mcuqp_requant {name} = {{{m}, {s}, {requant.multiplier.size}, {flags}}};\n")
+        self.param_bytes += 16
         return f"&{name}"
 
     def struct(self, layer: Layer, ctype: str, fields: dict[str, int]) -> str:

@@ -38,11 +38,17 @@ typedef struct {
     int32_t c;
 } mcuqp_dims;
 
-/* Per-output-channel (or per-tensor when count == 1) requantization. */
+/* Per-output-channel (or per-tensor when count == 1) requantization. `flags` states facts
+ * the code generator checked when it wrote the arrays, so kernels skip checking them on
+ * every call; 0 (what a struct built without it gets) makes the kernels check. */
+#define MCUQP_RQ_SHIFTS_OK 1 /* every shift is in [-31, 30] */
+#define MCUQP_RQ_NOMIN 2     /* no multiplier is INT32_MIN */
+#define MCUQP_RQ_HIGHWORD 4  /* every channel has a zero multiplier or a shift <= -2 */
 typedef struct {
     const int32_t *multiplier;
     const int32_t *shift;
     int32_t count; /* 1 (per-tensor) or the number of output channels */
+    int32_t flags; /* MCUQP_RQ_* facts, or 0 */
 } mcuqp_requant;
 
 typedef struct {

@@ -364,7 +364,7 @@ mcuqp_status mcuqp_fully_connected_s8(const mcuqp_fc_params *params, const mcuqp
         !mcuqp_fc_valid_args(params, quant, batches, in_ch, out_ch)) {
         return MCUQP_ERR_ARG;
     }
-    if (!mcuqp_multipliers_nomin(quant->multiplier, quant->count)) {
+    if (!mcuqp_requant_nomin(quant)) {
         fc_plain(params, quant, batches, in_ch, input, out_ch, filter, bias, output);
         return MCUQP_OK;
     }
@@ -381,9 +381,11 @@ mcuqp_status mcuqp_fully_connected_s8(const mcuqp_fc_params *params, const mcuqp
     o.full = params->act_min == -128 && params->act_max == 127;
     o.quick = o.full;
     int32_t i;
-    for (i = 0; i < quant->count; ++i) {
-        const mcuqp_rq rq = mcuqp_rq_prepare(quant->multiplier[i], quant->shift[i]);
-        o.quick = o.quick && mcuqp_rq_fast(&rq);
+    if ((quant->flags & MCUQP_RQ_HIGHWORD) == 0) {
+        for (i = 0; i < quant->count; ++i) {
+            const mcuqp_rq rq = mcuqp_rq_prepare(quant->multiplier[i], quant->shift[i]);
+            o.quick = o.quick && mcuqp_rq_fast(&rq);
+        }
     }
     int32_t b;
     for (b = 0; b < batches; ++b) {
