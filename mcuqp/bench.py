@@ -52,7 +52,7 @@ class BenchResult:
     model: str
     board: str
     cpu: str
-    plan: str  # "smallest" (in-place where it lowers the arena) or "fastest"
+    plan: str  # the plan that ran: "fastest" or "smallest" (in place where it lowers the arena)
     bit_exact: bool
     inputs: int
     layers: list[BenchLayer]

@@ -526,7 +526,7 @@ def test_model_with_dsp_layers_bit_exact_on_m4():
     assert used["conv2d_s8.c"] == DSP and used["fully_connected_s8.c"] == DSP, used
     # Its depthwise layer runs either in place (portable kernel) or on the DSP variant.
     assert any(op.kind.value == "depthwise_conv2d" for op in loaded.graph.ops)
-    if api.compile_plan(loaded).inplace_depthwise:
+    if api.compile_plan(loaded, plan="smallest").inplace_depthwise:
         assert used["depthwise_conv2d_s8_inplace.c"] == SRC and "depthwise_conv2d_s8.c" not in used, used
     else:
         assert used["depthwise_conv2d_s8.c"] == DSP, used
