@@ -254,10 +254,65 @@ MCUQP_INLINE int8_t fc_store(int32_t acc, int32_t oc, const fc_out *o)
 }
 
 /* One output of the quick form (every requantization in the high-word form, full clamp). */
-MCUQP_INLINE int8_t fc_store_quick(uint32_t acc, int32_t mult, int32_t shift, int32_t out_offset)
+MCUQP_INLINE int8_t fc_store_quick(uint32_t acc, const mcuqp_rq *rq, int32_t out_offset)
 {
-    const mcuqp_rq rq = mcuqp_rq_prepare(mult, shift);
-    return (int8_t)mcuqp_out_full(mcuqp_rq_apply_fast((int32_t)acc, &rq), out_offset);
+    return (int8_t)mcuqp_out_full(mcuqp_rq_apply_fast((int32_t)acc, rq), out_offset);
+}
+
+/* Every output of one input row, quick output stage; `wide` and `per_channel` are
+ * constants at each call site, so each loop is compiled without the tests (and a
+ * per-tensor requantization is prepared once). */
+MCUQP_INLINE void fc_row_quick(const int8_t *x, const uint32_t *xw, int wide, int per_channel, int32_t in_ch,
+                               int32_t in_offset, const int8_t *filter, int32_t out_ch, const fc_out *o, int8_t *y)
+{
+    /* locals instead of the struct: the per-output cost is most of a short row's */
+    const int32_t *bias = o->bias;
+    const int32_t *mult = o->mult;
+    const int32_t *shift = o->shift;
+    const mcuqp_rq fixed = mcuqp_rq_prepare(mult[0], shift[0]);
+    const uint32_t base = o->base;
+    const int32_t out_offset = o->out_offset;
+    const size_t row = (size_t)in_ch;
+    /* Whole tail words read up to 3 bytes past row oc + 1: fine while a later row holds them. */
+    const int32_t last_whole = out_ch - 1 - (3 + in_ch - 1) / in_ch;
+    const int8_t *wa = filter;
+    int32_t oc;
+    for (oc = 0; oc + 1 < out_ch; oc += 2) {
+        int32_t acc[2] = {0, 0};
+        if (wide) {
+            dot_wide_1x2(xw, wa, wa + row, in_ch, oc + 1 <= last_whole, acc);
+        } else {
+            dot_1x2(x, wa, wa + row, in_ch, in_offset, acc);
+        }
+        wa += 2 * row;
+        uint32_t b0 = base;
+        uint32_t b1 = base;
+        if (bias != NULL) {
+            b0 += (uint32_t)bias[oc];
+            b1 += (uint32_t)bias[oc + 1];
+        }
+        if (per_channel) {
+            const mcuqp_rq r0 = mcuqp_rq_prepare(mult[oc], shift[oc]);
+            const mcuqp_rq r1 = mcuqp_rq_prepare(mult[oc + 1], shift[oc + 1]);
+            y[oc] = fc_store_quick((uint32_t)acc[0] + b0, &r0, out_offset);
+            y[oc + 1] = fc_store_quick((uint32_t)acc[1] + b1, &r1, out_offset);
+        } else {
+            y[oc] = fc_store_quick((uint32_t)acc[0] + b0, &fixed, out_offset);
+            y[oc + 1] = fc_store_quick((uint32_t)acc[1] + b1, &fixed, out_offset);
+        }
+    }
+    if (oc < out_ch) {
+        /* an odd last channel: computed twice, stored once */
+        int32_t acc[2] = {0, 0};
+        if (wide) {
+            dot_wide_1x2(xw, wa, wa, in_ch, 0, acc);
+        } else {
+            dot_1x2(x, wa, wa, in_ch, in_offset, acc);
+        }
+        const uint32_t b0 = base + (bias != NULL ? (uint32_t)bias[oc] : 0u);
+        const mcuqp_rq r0 = per_channel ? mcuqp_rq_prepare(mult[oc], shift[oc]) : fixed;
+        y[oc] = fc_store_quick((uint32_t)acc[0] + b0, &r0, out_offset);
+    }
 }
 
 /* One input row x against every filter row: y[oc] for oc < out_ch. */
@@ -272,45 +327,14 @@ MCUQP_NOINLINE static void fc_row(const int8_t *x, int32_t in_ch, int32_t in_off
         widen_row(xw, x, in_ch, mcuqp_dup_s16(in_offset), in_offset);
     }
     if (o->quick) {
-        /* locals instead of the struct: the per-output cost is most of a short row's */
-        const int32_t *bias = o->bias;
-        const int32_t *mult = o->mult;
-        const int32_t *shift = o->shift;
-        const int32_t step = o->per_channel ? 2 : 0;
-        const uint32_t base = o->base;
-        const int32_t out_offset = o->out_offset;
-        /* Whole tail words read up to 3 bytes past row oc + 1: fine while a later row holds them. */
-        const int32_t last_whole = out_ch - 1 - (3 + in_ch - 1) / in_ch;
-        const int8_t *wa = filter;
-        for (oc = 0; oc + 1 < out_ch; oc += 2) {
-            int32_t acc[2] = {0, 0};
-            if (wide) {
-                dot_wide_1x2(xw, wa, wa + row, in_ch, oc + 1 <= last_whole, acc);
-            } else {
-                dot_1x2(x, wa, wa + row, in_ch, in_offset, acc);
-            }
-            wa += 2 * row;
-            uint32_t b0 = base;
-            uint32_t b1 = base;
-            if (bias != NULL) {
-                b0 += (uint32_t)bias[oc];
-                b1 += (uint32_t)bias[oc + 1];
-            }
-            y[oc] = fc_store_quick((uint32_t)acc[0] + b0, mult[0], shift[0], out_offset);
-            y[oc + 1] = fc_store_quick((uint32_t)acc[1] + b1, mult[step >> 1], shift[step >> 1], out_offset);
-            mult += step;
-            shift += step;
-        }
-        if (oc < out_ch) {
-            /* an odd last channel: computed twice, stored once */
-            int32_t acc[2] = {0, 0};
-            if (wide) {
-                dot_wide_1x2(xw, wa, wa, in_ch, 0, acc);
-            } else {
-                dot_1x2(x, wa, wa, in_ch, in_offset, acc);
-            }
-            const uint32_t b0 = base + (bias != NULL ? (uint32_t)bias[oc] : 0u);
-            y[oc] = fc_store_quick((uint32_t)acc[0] + b0, mult[0], shift[0], out_offset);
+        if (wide && o->per_channel) {
+            fc_row_quick(x, xw, 1, 1, in_ch, in_offset, filter, out_ch, o, y);
+        } else if (wide) {
+            fc_row_quick(x, xw, 1, 0, in_ch, in_offset, filter, out_ch, o, y);
+        } else if (o->per_channel) {
+            fc_row_quick(x, xw, 0, 1, in_ch, in_offset, filter, out_ch, o, y);
+        } else {
+            fc_row_quick(x, xw, 0, 0, in_ch, in_offset, filter, out_ch, o, y);
         }
         return;
     }
