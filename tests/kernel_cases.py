@@ -315,7 +315,7 @@ def target_model(layers: list[Layer], out_shapes: list[tuple[int, ...]]) -> tupl
         decls.append(c_array("int32_t", f"b{i}", ly.bias))
         decls.append(c_array("int32_t", f"m{i}", a.requant.multiplier))
         decls.append(c_array("int32_t", f"s{i}", a.requant.shift))
-        decls.append(f"static const mcuqp_requant q{i} = {{m{i}, s{i}, {a.requant.multiplier.size}}};\n")
+        decls.append(f"static const mcuqp_requant q{i} = {{m{i}, s{i}, {a.requant.multiplier.size}, 0}};\n")
         if ly.kind == "fc":
             decls.append(f"static const mcuqp_fc_params p{i} = {{{a.input_offset}, {a.filter_offset}, "
                          f"{a.output_offset}, {a.act_min}, {a.act_max}}};\n")

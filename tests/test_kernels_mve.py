@@ -206,7 +206,7 @@ def _conv_decls(a, x_shape, w, bias, out_shape) -> str:
               a.depth_multiplier, a.act_min, a.act_max]
     return (c_array("int8_t", "w@", w) + c_array("int32_t", "b@", bias) +
             c_array("int32_t", "m@", a.requant.multiplier) + c_array("int32_t", "s@", a.requant.shift) +
-            f"static const mcuqp_requant q@ = {{m@, s@, {a.requant.multiplier.size}}};\n"
+            f"static const mcuqp_requant q@ = {{m@, s@, {a.requant.multiplier.size}, 0}};\n"
             f"static const mcuqp_conv_params p@ = {{{', '.join(map(str, fields))}}};\n" +
             "".join(f"static const mcuqp_dims {t}@ = {{{', '.join(map(str, s))}}};\n"
                     for t, s in (("i", x_shape), ("f", w.shape), ("o", out_shape))))

@@ -155,7 +155,7 @@ def emit_layer(i: int, ly: PackedLayer, out_shape: tuple[int, ...], src: str, ds
     decls += c_array("int32_t", f"b{i}", ly.bias) if ly.bias is not None else ""
     bias = f"b{i}" if ly.bias is not None else "NULL"
     decls += c_array("int32_t", f"m{i}", a.requant.multiplier) + c_array("int32_t", f"s{i}", a.requant.shift)
-    decls += f"static const mcuqp_requant q{i} = {{m{i}, s{i}, {a.requant.multiplier.size}}};\n"
+    decls += f"static const mcuqp_requant q{i} = {{m{i}, s{i}, {a.requant.multiplier.size}, 0}};\n"
     buf = "" if ly.fmt == "dense" else f", {scratch}"
     if ly.op == "fc":
         decls += (f"static const mcuqp_fc_params p{i} = {{{a.input_offset}, {a.filter_offset}, {a.output_offset}, "

@@ -53,7 +53,6 @@ static inline void dot4_offset_s8(const int8_t *x, const int8_t *w, size_t row_l
     uint32_t a1 = 0u;
     uint32_t a2 = 0u;
     uint32_t a3 = 0u;
-    int32_t i;
     if (offset == 0) {
         /* the generated code's case (offset folded into the bias): no add per input */
         /* one input per pass: unrolling makes GCC re-associate the sums into MUL + MLA + ADD */
@@ -66,6 +65,7 @@ static inline void dot4_offset_s8(const int8_t *x, const int8_t *w, size_t row_l
             a3 += (uint32_t)(v * *w3++);
         }
     } else {
+        int32_t i;
         for (i = 0; i < n; ++i) {
             const int32_t v = x[i] + offset;
             a0 += (uint32_t)(v * w0[i]);
