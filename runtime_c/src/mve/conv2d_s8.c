@@ -193,6 +193,9 @@ MCUQP_MVE_NOINLINE static void conv_windows4(const mcuqp_conv_params *params, co
     const size_t in_image = (size_t)in->h * (size_t)in->w * (size_t)in->c;
     const int32_t k = g->k_h * g->k_w * g->in_c;
     const int contiguous = g->k_w * g->in_c == k || (g->dil_w == 1 && g->in_w == g->k_w);
+    const int32_t run = g->k_w * g->in_c; /* bytes of one filter row */
+    const int whole_runs = g->dil_w == 1 && (run & 15) == 0;
+    const size_t row_step = (size_t)g->dil_h * (size_t)g->in_w * (size_t)g->in_c;
     const uint32x4_t four = mcuqp_mve_offsets4(4, out_c);
     int32_t nb = 0; /* the next pixel in raster order */
     int32_t ny = 0;
@@ -211,6 +214,18 @@ MCUQP_MVE_NOINLINE static void conv_windows4(const mcuqp_conv_params *params, co
                 /* one run of k bytes in the input */
                 mcuqp_mve_interleave(il, j, g->image + ((size_t)y0 * (size_t)g->in_w + (size_t)x0) * (size_t)g->in_c,
                                      k);
+            } else if (full && whole_runs) {
+                /* k_h runs of whole 16-byte chunks: straight from the input */
+                const int8_t *src = g->image + ((size_t)y0 * (size_t)g->in_w + (size_t)x0) * (size_t)g->in_c;
+                int8_t *dst = il + 16 * j;
+                int32_t ky;
+                for (ky = 0; ky < g->k_h; ++ky, src += row_step) {
+                    const int8_t *x = src;
+                    int32_t c;
+                    for (c = 0; c < run; c += 16, dst += 64, x += 16) {
+                        vstrbq_s8(dst, vldrbq_s8(x));
+                    }
+                }
             } else {
                 if (full && g->dil_w == 1) {
                     im2col_full(g, y0, x0, col);
