@@ -163,6 +163,18 @@ MCUQP_INLINE int32x4_t mcuqp_mve_output(int32x4_t acc, const mcuqp_mve_rq *q, co
     return vaddq_n_s32(vmaxq_s32(vminq_s32(r, o->hi), o->lo), o->offset);
 }
 
+/* mcuqp_mve_output for requantizations without a left shift (q->l is not read). */
+MCUQP_INLINE int32x4_t mcuqp_mve_output_nl(int32x4_t acc, const mcuqp_mve_rq *q, const mcuqp_mve_out *o)
+{
+#if MCUQP_SINGLE_ROUNDING
+    const int32x4_t r = vrshlq_s32(vqdmulhq_s32(acc, q->m), q->r);
+#else
+    const int32x4_t x = vqrdmulhq_s32(acc, q->m);
+    const int32x4_t r = vrshlq_s32(vqaddq_s32(x, vshrq_n_s32(vandq_s32(x, q->r), 31)), q->r);
+#endif
+    return vaddq_n_s32(vmaxq_s32(vminq_s32(r, o->hi), o->lo), o->offset);
+}
+
 /* The scalar output stage of channel ch. */
 MCUQP_INLINE int8_t mcuqp_mve_output_scalar(int32_t acc, const mcuqp_mve_out *o, int32_t ch)
 {
@@ -180,6 +192,7 @@ MCUQP_INLINE int8_t mcuqp_mve_output_scalar(int32_t acc, const mcuqp_mve_out *o,
 typedef struct {
     int32_t c0;
     int32_t n;
+    int32_t lsh_any; /* some channel of the block has a left shift (else the VSHL is skipped) */
     int32_t base[MCUQP_MVE_BLOCK];
     int32_t mult[MCUQP_MVE_BLOCK];
     int32_t lsh[MCUQP_MVE_BLOCK];
@@ -193,11 +206,13 @@ MCUQP_INLINE void mcuqp_mve_block_quant(mcuqp_mve_block *b, const mcuqp_requant 
     int32_t i;
     b->c0 = c0;
     b->n = n;
+    b->lsh_any = 0;
     for (i = 0; i < end; ++i) {
         const int32_t j = q->count == 1 ? 0 : c0 + i;
         const int32_t s = i < n ? q->shift[j] : 0;
         b->mult[i] = i < n ? q->multiplier[j] : 0;
         b->lsh[i] = s > 0 ? s : 0;
+        b->lsh_any |= s > 0;
         b->rsh[i] = s < 0 ? s : 0;
         if (i >= n) {
             b->base[i] = 0;

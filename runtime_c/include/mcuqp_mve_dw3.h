@@ -442,11 +442,26 @@ MCUQP_INLINE void dw3_prepare(dw3_buf *buf, mcuqp_mve_block *b, const int8_t *fi
     DW3_W(w2, 32) DW3_K6(r2, 0, 16, 32, 48, 64, 80) DW3_W(w2, 48) DW3_K6(r2, 16, 32, 48, 64, 80, 96)             \
     DW3_W(w2, 64) DW3_K6(r2, 32, 48, 64, 80, 96, 112)
 
-/* The output stage of one pixel's channels i .. i + 3 (the first m stored at out + i). */
+/* The output stage of one pixel's channels i .. i + 3 (the first m stored at out + i); `fast`
+ * (vector requantization, whole groups of four channels; 2: no left shift either) is decided
+ * once per call. */
 MCUQP_INLINE void dw3_out1(int8_t *out, int32x4_t acc, const mcuqp_mve_block *b, int32_t i, int32_t m,
-                           const mcuqp_mve_out *o)
+                           const mcuqp_mve_out *o, int fast)
 {
-    mcuqp_mve_store4(out, acc, b, i, m, o);
+    if (fast == 2) {
+        mcuqp_mve_rq rq;
+        rq.m = vld1q_s32(b->mult + i);
+        rq.r = vld1q_s32(b->rsh + i);
+        vstrbq_s32(out + i, mcuqp_mve_output_nl(acc, &rq, o));
+    } else if (fast) {
+        mcuqp_mve_rq rq;
+        rq.m = vld1q_s32(b->mult + i);
+        rq.l = vld1q_s32(b->lsh + i);
+        rq.r = vld1q_s32(b->rsh + i);
+        vstrbq_s32(out + i, mcuqp_mve_output(acc, &rq, o));
+    } else {
+        mcuqp_mve_store4(out, acc, b, i, m, o);
+    }
 }
 
 MCUQP_MVE_NOINLINE static void dw3_group5_s1(const dw3_buf *buf, int32_t col, const mcuqp_mve_block *b,
@@ -456,6 +471,7 @@ MCUQP_MVE_NOINLINE static void dw3_group5_s1(const dw3_buf *buf, int32_t col, co
     const int8_t *r1 = buf->rows[1] + col * DW3_G;
     const int8_t *r2 = buf->rows[2] + col * DW3_G;
     const int8_t *w = buf->w;
+    const int fast = o->vec && (b->n & 3) == 0 ? 2 - b->lsh_any : 0;
     int32_t i;
     for (i = 0; i < b->n; i += 4, r0 += 4, r1 += 4, r2 += 4, w += 4) {
         const int32x4_t init = vld1q_s32(b->base + i);
@@ -472,11 +488,11 @@ MCUQP_MVE_NOINLINE static void dw3_group5_s1(const dw3_buf *buf, int32_t col, co
                 : [r0] "r"(r0), [r1] "r"(r1), [r2] "r"(r2), [w] "r"(w), [w2] "r"(w + 64)
                 : "memory");
         const int32_t m = mcuqp_min_i32(4, b->n - i);
-        dw3_out1(out, a0, b, i, m, o);
-        dw3_out1(out + out_c, a1, b, i, m, o);
-        dw3_out1(out + 2 * out_c, a2, b, i, m, o);
-        dw3_out1(out + 3 * out_c, a3, b, i, m, o);
-        dw3_out1(out + 4 * out_c, a4, b, i, m, o);
+        dw3_out1(out, a0, b, i, m, o, fast);
+        dw3_out1(out + out_c, a1, b, i, m, o, fast);
+        dw3_out1(out + 2 * out_c, a2, b, i, m, o, fast);
+        dw3_out1(out + 3 * out_c, a3, b, i, m, o, fast);
+        dw3_out1(out + 4 * out_c, a4, b, i, m, o, fast);
     }
 }
 
@@ -487,6 +503,7 @@ MCUQP_MVE_NOINLINE static void dw3_group6_s1(const dw3_buf *buf, int32_t col, co
     const int8_t *r1 = buf->rows[1] + col * DW3_G;
     const int8_t *r2 = buf->rows[2] + col * DW3_G;
     const int8_t *w = buf->w;
+    const int fast = o->vec && (b->n & 3) == 0 ? 2 - b->lsh_any : 0;
     int32_t i;
     for (i = 0; i < b->n; i += 4, r0 += 4, r1 += 4, r2 += 4, w += 4) {
         const int32x4_t init = vld1q_s32(b->base + i);
@@ -504,12 +521,12 @@ MCUQP_MVE_NOINLINE static void dw3_group6_s1(const dw3_buf *buf, int32_t col, co
                 : [r0] "r"(r0), [r1] "r"(r1), [r2] "r"(r2), [w] "r"(w), [w2] "r"(w + 64)
                 : "memory");
         const int32_t m = mcuqp_min_i32(4, b->n - i);
-        dw3_out1(out, a0, b, i, m, o);
-        dw3_out1(out + out_c, a1, b, i, m, o);
-        dw3_out1(out + 2 * out_c, a2, b, i, m, o);
-        dw3_out1(out + 3 * out_c, a3, b, i, m, o);
-        dw3_out1(out + 4 * out_c, a4, b, i, m, o);
-        dw3_out1(out + 5 * out_c, a5, b, i, m, o);
+        dw3_out1(out, a0, b, i, m, o, fast);
+        dw3_out1(out + out_c, a1, b, i, m, o, fast);
+        dw3_out1(out + 2 * out_c, a2, b, i, m, o, fast);
+        dw3_out1(out + 3 * out_c, a3, b, i, m, o, fast);
+        dw3_out1(out + 4 * out_c, a4, b, i, m, o, fast);
+        dw3_out1(out + 5 * out_c, a5, b, i, m, o, fast);
     }
 }
 
