@@ -421,7 +421,8 @@ MCUQP_INLINE void dw3_prepare(dw3_buf *buf, mcuqp_mve_block *b, const int8_t *fi
 /* Five or six output pixels at stride 1 (a tile of 5 or 6, or a tile's last 5 or 6): one pass
  * instead of a group of four and a group that computes four for one or two. Each tap is one
  * weight load and, per pixel, a load, VMUL and VADD ("DW3_M" below); the taps' offsets are
- * literal (16 bytes per column, the weights past tap 3 from w + 64). */
+ * literal (16 bytes per column, the weights past tap 3 from w + 64). The widening VLDRB.S32
+ * takes only r0-r7 as its base ("l"). */
 #define DW3_M(a, r, off)                                                                                        \
     "vldrb.s32 %q[qx], [%[" #r "], #" #off "]\n\tvmul.i32 %q[qx], %q[qx], %q[qw]\n\t"                      \
     "vadd.i32 %q[" #a "], %q[" #a "], %q[qx]\n\t"
@@ -485,7 +486,7 @@ MCUQP_MVE_NOINLINE static void dw3_group5_s1(const dw3_buf *buf, int32_t col, co
         __asm__(DW3_TAPS5
                 : [a0] "+w"(a0), [a1] "+w"(a1), [a2] "+w"(a2), [a3] "+w"(a3), [a4] "+w"(a4), [qw] "=&w"(qw),
                   [qx] "=&w"(qx)
-                : [r0] "r"(r0), [r1] "r"(r1), [r2] "r"(r2), [w] "r"(w), [w2] "r"(w + 64)
+                : [r0] "l"(r0), [r1] "l"(r1), [r2] "l"(r2), [w] "l"(w), [w2] "l"(w + 64)
                 : "memory");
         const int32_t m = mcuqp_min_i32(4, b->n - i);
         dw3_out1(out, a0, b, i, m, o, fast);
@@ -518,7 +519,7 @@ MCUQP_MVE_NOINLINE static void dw3_group6_s1(const dw3_buf *buf, int32_t col, co
         __asm__(DW3_TAPS6
                 : [a0] "+w"(a0), [a1] "+w"(a1), [a2] "+w"(a2), [a3] "+w"(a3), [a4] "+w"(a4), [a5] "+w"(a5),
                   [qw] "=&w"(qw), [qx] "=&w"(qx)
-                : [r0] "r"(r0), [r1] "r"(r1), [r2] "r"(r2), [w] "r"(w), [w2] "r"(w + 64)
+                : [r0] "l"(r0), [r1] "l"(r1), [r2] "l"(r2), [w] "l"(w), [w2] "l"(w + 64)
                 : "memory");
         const int32_t m = mcuqp_min_i32(4, b->n - i);
         dw3_out1(out, a0, b, i, m, o, fast);
