@@ -397,6 +397,9 @@ MCUQP_INLINE void mcuqp_mve_pixels4(const int8_t *const x[4], const int8_t *filt
         const int32_t *lsh = b->lsh;
         const int32_t *rsh = b->rsh;
         const int32_t n = b->n;
+        const int32x4_t hi = o->hi;
+        const int32x4_t lo = o->lo;
+        const int32_t off = o->offset;
         for (i = 0; i < n; ++i, ++out) {
             const int8_t *p0 = x0;
             const int8_t *p1 = x1;
@@ -408,7 +411,7 @@ MCUQP_INLINE void mcuqp_mve_pixels4(const int8_t *const x[4], const int8_t *filt
             int32_t a3 = a0;
             MCUQP_MVE_MLA16X4(w, p0, p1, p2, p3, full, a0, a1, a2, a3);
             const int32x4_t r = mcuqp_mve_requantize_1(mcuqp_mve_from4(a0, a1, a2, a3), mult[i], lsh[i], rsh[i]);
-            vstrbq_scatter_offset_s32(out, offsets, vaddq_n_s32(vmaxq_s32(vminq_s32(r, o->hi), o->lo), o->offset));
+            vstrbq_scatter_offset_s32(out, offsets, vaddq_n_s32(vmaxq_s32(vminq_s32(r, hi), lo), off));
         }
         return;
     }
@@ -523,6 +526,35 @@ MCUQP_INLINE void mcuqp_mve_pixels4_il(const int8_t *il, const int8_t *filter, i
     const int32_t n = b->n;
     const int8_t *w = filter;
     int32_t i;
+    if (o->vec) {
+        /* the output stage's invariants hoisted */
+        const int32x4_t hi = o->hi;
+        const int32x4_t lo = o->lo;
+        const int32_t off = o->offset;
+        const int32_t *base = b->base;
+        const int32_t *mult = b->mult;
+        const int32_t *lsh = b->lsh;
+        const int32_t *rsh = b->rsh;
+        for (i = 0; i < n; ++i, ++out) {
+            const int8_t *x = il;
+            int32_t a0 = base[i];
+            int32_t a1 = a0;
+            int32_t a2 = a0;
+            int32_t a3 = a0;
+            MCUQP_MVE_MLA1X4(x, w, full, a0, a1, a2, a3);
+            if (rest != 0) {
+                const int8x16_t v = vldrbq_z_s8(w, pr);
+                a0 = vmladavaq_s8(a0, vldrbq_s8(x), v);
+                a1 = vmladavaq_s8(a1, vldrbq_s8(x + 16), v);
+                a2 = vmladavaq_s8(a2, vldrbq_s8(x + 32), v);
+                a3 = vmladavaq_s8(a3, vldrbq_s8(x + 48), v);
+                w += rest;
+            }
+            const int32x4_t r = mcuqp_mve_requantize_1(mcuqp_mve_from4(a0, a1, a2, a3), mult[i], lsh[i], rsh[i]);
+            vstrbq_scatter_offset_s32(out, offsets, vaddq_n_s32(vmaxq_s32(vminq_s32(r, hi), lo), off));
+        }
+        return;
+    }
     for (i = 0; i < n; ++i) {
         const int8_t *x = il;
         int32_t a0 = b->base[i];
