@@ -251,6 +251,33 @@ MCUQP_MVE_NOINLINE static void conv_windows4(const mcuqp_conv_params *params, co
     }
 }
 
+/* A 1x1 convolution over contiguous pixels (stride 1, no padding) with 16 < in_c <=
+ * CONV_COL4: groups of four pixels interleaved into il (see mcuqp_mve_pixels4_il), the last
+ * group of four ending at the last pixel as in conv_pointwise_short. */
+MCUQP_MVE_NOINLINE static void conv_pointwise_il(const int8_t *input, int32_t pixels, int32_t in_c, int8_t *output,
+                                                 int32_t out_c, const int8_t *w, const mcuqp_mve_block *blk,
+                                                 const mcuqp_mve_out *o, int8_t *il)
+{
+    int32_t j;
+    output += blk->c0;
+    if (pixels < 4) {
+        for (j = 0; j < 4; ++j) {
+            mcuqp_mve_interleave(il, j, input + (size_t)mcuqp_min_i32(j, pixels - 1) * (size_t)in_c, in_c);
+        }
+        conv_pixels4_il(il, w, in_c, blk, o, output, mcuqp_mve_offsets4(pixels, out_c));
+        return;
+    }
+    const uint32x4_t four = mcuqp_mve_offsets4(4, out_c);
+    int32_t p;
+    for (p = 0; p < pixels; p += 4) {
+        const int32_t q = mcuqp_min_i32(p, pixels - 4);
+        for (j = 0; j < 4; ++j) {
+            mcuqp_mve_interleave(il, j, input + (size_t)(q + j) * (size_t)in_c, in_c);
+        }
+        conv_pixels4_il(il, w, in_c, blk, o, output + (size_t)q * (size_t)out_c, four);
+    }
+}
+
 /* A 1x1 convolution without padding: output pixels four at a time in raster order. */
 MCUQP_MVE_NOINLINE static void conv_pointwise(const mcuqp_conv_params *params, const mcuqp_dims *in,
                                               const int8_t *input, const mcuqp_dims *out_dims, int8_t *output,
@@ -357,6 +384,11 @@ mcuqp_status mcuqp_conv2d_s8(const mcuqp_conv_params *params, const mcuqp_requan
         if (pointwise && params->pad_h == 0 && params->pad_w == 0 && params->stride_h == 1 &&
             params->stride_w == 1 && k <= 16 && out_h == input_dims->h && out_w == input_dims->w) {
             conv_pointwise_short(input, input_dims->n * out_h * out_w, k, output, out_c, w, &blk, &o);
+            continue;
+        }
+        if (pointwise && params->pad_h == 0 && params->pad_w == 0 && params->stride_h == 1 &&
+            params->stride_w == 1 && k <= CONV_COL4 && out_h == input_dims->h && out_w == input_dims->w) {
+            conv_pointwise_il(input, input_dims->n * out_h * out_w, k, output, out_c, w, &blk, &o, col4);
             continue;
         }
         if (pointwise && params->pad_h == 0 && params->pad_w == 0) {
