@@ -59,6 +59,27 @@ static void im2col(const conv_geom *g, int32_t y0, int32_t x0, int32_t kx_lo, in
 {
     const int32_t run = g->k_w * g->in_c;
     int32_t ky;
+    if (g->dil_w == 1 && run <= 16) {
+        /* a filter row in one vector: lanes [lo, hi) from the input, the zero point elsewhere;
+         * 16 bytes stored per row (the next row overwrites the excess; col has room past k) */
+        const int8x16_t zv = vdupq_n_s8(g->zero_point);
+        const int32_t lo = kx_lo * g->in_c;
+        const int32_t hi = mcuqp_max_i32(kx_hi * g->in_c, lo);
+        const mve_pred16_t p = (mve_pred16_t)(vctp8q((uint32_t)hi) ^ vctp8q((uint32_t)lo));
+        for (ky = 0; ky < g->k_h; ++ky, col += run) {
+            const int32_t iy = y0 + ky * g->dil_h;
+            if (iy < 0 || iy >= g->in_h || hi == lo) {
+                vstrbq_s8(col, zv);
+                continue;
+            }
+            /* lane lo reads input column x0 + kx_lo; inactive lanes touch no memory */
+            const uintptr_t first = (uintptr_t)(g->image + ((size_t)iy * (size_t)g->in_w + (size_t)(x0 + kx_lo)) *
+                                                               (size_t)g->in_c);
+            const int8_t *src = (const int8_t *)(first - (uintptr_t)lo);
+            vstrbq_s8(col, vpselq_s8(vldrbq_z_s8(src, p), zv, p));
+        }
+        return;
+    }
     for (ky = 0; ky < g->k_h; ++ky, col += run) {
         const int32_t iy = y0 + ky * g->dil_h;
         if (iy < 0 || iy >= g->in_h || kx_hi <= kx_lo) {
@@ -353,7 +374,7 @@ mcuqp_status mcuqp_conv2d_s8(const mcuqp_conv_params *params, const mcuqp_requan
         return MCUQP_ERR_ARG;
     }
     mcuqp_mve_block blk;
-    int8_t col[CONV_COL_MAX];
+    int8_t col[CONV_COL_MAX + 16]; /* 16 bytes of slack: im2col stores whole vectors per short filter row */
     int8_t col4[4 * CONV_COL4];
 
     const int32_t out_c = filter_dims->n;
