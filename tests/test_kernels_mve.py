@@ -99,6 +99,17 @@ def _edge_layers(rounding: str) -> list[Layer]:
         conv("depthwise", (1, 9, 9, 8), 3, 3, 8, stride=(2, 2), pad=Padding(0, 1, 0, 1)),
         conv("conv2d", (1, 6, 6, 32), 1, 1, 24),
         target_fc_layer(rng, rounding, 640, 128),
+        # the faster paths: depthwise tiles of 5 and 6 (one group), partial channel groups
+        conv("depthwise", (1, 7, 6, 32), 3, 3, 32, pad=Padding(1, 1, 1, 1)),
+        conv("depthwise", (1, 5, 5, 10), 3, 3, 10, pad=Padding(1, 1, 1, 1)),
+        conv("depthwise", (2, 4, 21, 16), 3, 3, 16, pad=Padding(1, 1, 1, 1)),   # tiles of 16 and 5
+        # 1x1 with k <= 16 over contiguous pixels (fewer than four; a last group that overlaps)
+        conv("conv2d", (1, 12, 12, 8), 1, 1, 16),
+        conv("conv2d", (1, 3, 5, 7), 1, 1, 9),
+        conv("conv2d", (1, 1, 3, 5), 1, 1, 6),
+        # filter rows of whole 16-byte chunks interleaved straight from the input
+        conv("conv2d", (1, 9, 8, 16), 3, 3, 13, pad=Padding(1, 1, 1, 1)),
+        conv("conv2d", (1, 7, 7, 32), 3, 3, 6, stride=(2, 2), pad=Padding(0, 1, 0, 1)),
     ]
     odd = conv("conv2d", (1, 4, 4, 8), 3, 3, 5, pad=Padding(1, 1, 1, 1))
     m = odd.attrs.requant.multiplier.copy()
