@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from mcuqp.codegen.emit import GeneratedModel, generate, write_library
-from mcuqp.codegen.provenance import Provenance, file_sha256, read_provenance
+from mcuqp.codegen.emit import GeneratedModel, check_name, default_name, generate, write_library
+from mcuqp.codegen.provenance import Provenance, file_sha256, model_header, read_provenance
 from mcuqp.errors import McuqpError, ToolchainError
 from mcuqp.ir import Graph
 from mcuqp.plan.memory import MemoryPlan, plan_memory, validate_plan
@@ -216,7 +216,7 @@ def predict_footprint(graph: Graph, plan: MemoryPlan, generated: GeneratedModel,
         info = plan.steps[plan.peak_step]
         peak = f"{info.op}: {len(info.live)} live tensors, {info.storage_bytes:,} B"
     layers = [(graph.ops[i].name, graph.ops[i].kind.value) for i in plan.order]
-    sources = ModelSources(generated.model_c, generated.model_h, generated.kernels, layers, peak)
+    sources = ModelSources(generated.model_c, generated.model_h, generated.kernels, layers, peak, generated.name)
     return _predict_linked(sources, board, firmware=firmware, stack_bytes_reserved=stack_bytes_reserved)
 
 
@@ -287,6 +287,13 @@ class CompileResult(Result):
     generated: GeneratedModel = field(repr=False, metadata=INTERNAL)
     footprint: Footprint | None = field(repr=False, metadata=INTERNAL)
     project_files: list[Path] = field(default_factory=list)  # CMake project, example main.c, README, qemu/
+    name: str = "model"  # the C prefix: NAME.c, NAME.h, NAME_invoke()
+
+
+def model_name(model: LoadedModel, name: str | None = None) -> str:
+    """`name` checked as a C prefix, or the one derived from the model file's name
+    (`model` for an in-memory module)."""
+    return check_name(name) if name is not None else default_name(model.source)
 
 
 def footprint(
@@ -297,6 +304,7 @@ def footprint(
     rounding: Rounding | None = None,
     stack_bytes: int = DEFAULT_STACK_BYTES,
     inplace: bool = True,
+    name: str | None = None,
 ) -> Footprint:
     """The flash and RAM of the verification image that `compile` predicts before writing
     anything (the definitions `verify` measures), without checking any budget."""
@@ -304,7 +312,8 @@ def footprint(
     graph = loaded.graph
     b = load_board(board)
     plan = compile_plan(graph, inplace=inplace)
-    gen = generate(graph, plan, rounding=loaded.rounding, board=b.name, features=b.features)
+    gen = generate(graph, plan, rounding=loaded.rounding, board=b.name, features=b.features,
+                   name=model_name(loaded, name))
     return predict_footprint(graph, plan, gen, b, stack_bytes_reserved=stack_bytes)
 
 
@@ -337,6 +346,7 @@ def compile(
     stack_bytes: int = DEFAULT_STACK_BYTES,
     inplace: bool = True,
     project: bool = True,
+    name: str | None = None,
 ) -> CompileResult:
     """Generate the C library into `out_dir` (written to a temporary folder, then renamed
     into place, so a failure never leaves a half-written library).
@@ -350,14 +360,19 @@ def compile(
     prediction needs arm-none-eabi-gcc; without it, and without explicit budgets, the
     library is still generated and the predicted sizes are None.
 
+    name: the C prefix of the library (NAME.c, NAME.h, NAME_invoke...); default: the model
+    file's name as a C identifier, `model` for an in-memory module.
+
     Example: `mcuqp.compile("model.tflite", "out/", board="mps2-an386").files`"""
     loaded = _loaded(model, calib, rounding)
     graph, rounding = loaded.graph, loaded.rounding
+    name = model_name(loaded, name)
     b = load_board(board)
     plan = compile_plan(graph, inplace=inplace)
     provenance = Provenance.of(loaded.source, board=b.name,
                                rounding=rounding, inplace=inplace, flash=flash_bytes, ram=ram_bytes, stack=stack_bytes)
-    gen = generate(graph, plan, rounding=rounding, board=b.name, features=b.features, provenance=provenance)
+    gen = generate(graph, plan, rounding=rounding, board=b.name, features=b.features, provenance=provenance,
+                   name=name)
     try:
         footprint = predict_footprint(graph, plan, gen, b, stack_bytes_reserved=stack_bytes)
     except ToolchainError:
@@ -368,7 +383,7 @@ def compile(
         check_budget(footprint, b, flash_bytes=flash_bytes, ram_bytes=ram_bytes)
         # The header states the worst-case stack; a #define does not change the code it was measured on.
         gen = generate(graph, plan, rounding=rounding, board=b.name, features=b.features, provenance=provenance,
-                       stack_bytes=footprint.invoke_stack_bytes)
+                       stack_bytes=footprint.invoke_stack_bytes, name=name)
     target = Path(out_dir)
     tmp = _atomic_dir(target)
     try:
@@ -388,15 +403,16 @@ def compile(
         weight_bytes=gen.weight_bytes, param_bytes=gen.param_bytes,
         predicted_flash_bytes=fp.flash_bytes if fp else None, predicted_ram_bytes=fp.ram_bytes if fp else None,
         predicted_stack_bytes=fp.stack_bytes if fp else None, plan=plan, generated=gen, footprint=footprint,
-        project_files=[target / f.relative_to(tmp) for f in project_files],
+        project_files=[target / f.relative_to(tmp) for f in project_files], name=name,
     )
 
 
 def existing_library(model: LoadedModel, folder: str | Path, board: Board, *, rounding: Rounding) -> CompileResult:
     """A folder generated earlier, as `compile` would have returned it; refused (one line)
-    when its model.h names another model file, board or rounding than the ones given."""
+    when its NAME.h names another model file, board or rounding than the ones given."""
     folder = Path(folder)
     prov = read_provenance(folder)
+    name = model_header(folder).stem
     path = Path(model.source)
     if not path.is_file():
         raise McuqpError("--sources needs the model as a file (.tflite or .pt) to compare its sha256")
@@ -415,7 +431,8 @@ def existing_library(model: LoadedModel, folder: str | Path, board: Board, *, ro
     return CompileResult(out_dir=folder, board=board.name, files=files, layers=len(model.graph.ops),
                          arena_bytes=plan.arena_bytes, lower_bound_bytes=plan.lower_bound_bytes,
                          weight_bytes=0, param_bytes=0, predicted_flash_bytes=None, predicted_ram_bytes=None,
-                         predicted_stack_bytes=None, plan=plan, generated=None, footprint=None)  # type: ignore[arg-type]
+                         predicted_stack_bytes=None, plan=plan, generated=None, footprint=None,  # type: ignore[arg-type]
+                         name=name)
 
 
 def _write_project(out: Path, loaded: LoadedModel, gen: GeneratedModel, b: Board, footprint: Footprint | None, *,
@@ -530,6 +547,7 @@ def verify(
     stack_bytes: int = DEFAULT_STACK_BYTES,
     inplace: bool = True,
     sources: str | Path | None = None,
+    name: str | None = None,
 ) -> VerifyResult:
     """Build the model with the verification firmware, run it on QEMU and compare every
     output with the numpy reference, exactly. `per_layer` (a .tflite) also compares every
@@ -538,8 +556,9 @@ def verify(
     Example: `r = mcuqp.verify("model.tflite", board="mps3-an547", n_inputs=20)`; `r.bit_exact, r.instructions_per_inference`
 
     sources: an existing generated folder (e.g. committed in a firmware tree) to check
-    instead of generating one; it must have been generated from this model file."""
-    from mcuqp.target.build import build_firmware, platform_include_dirs, platform_sources
+    instead of generating one; it must have been generated from this model file.
+    name: the C prefix of the generated library (see `compile`)."""
+    from mcuqp.target.build import build_firmware, platform_include_dirs, platform_sources, verify_defines
     from mcuqp.target.mapfile import flash_bytes_of, ram_bytes_of
     from mcuqp.target.qemu import run_firmware
 
@@ -558,11 +577,11 @@ def verify(
             lib = existing_library(model, sources, b, rounding=rounding)
         else:
             lib = compile(model, Path(work) / "model", board=board, flash_bytes=flash_bytes, ram_bytes=ram_bytes,
-                          stack_bytes=stack_bytes, inplace=inplace, project=False)
+                          stack_bytes=stack_bytes, inplace=inplace, project=False, name=name)
         # A real board's firmware runs on its QEMU stand-in, linked at the stand-in's addresses.
         emulated = b.emulated()
         c_sources = [f for f in lib.files if f.suffix == ".c"] + platform_sources(emulated)
-        defines = ["MCUQP_PROFILE"] + (["MCUQP_SINGLE_ROUNDING=1"] if rounding == "single" else [])
+        defines = ["MCUQP_PROFILE", *verify_defines(lib.name)] + (["MCUQP_SINGLE_ROUNDING=1"] if rounding == "single" else [])
         fw = build_firmware(c_sources, [lib.out_dir, *platform_include_dirs()], emulated, Path(work) / "build",
                             defines=defines, flash_bytes=flash_bytes, ram_bytes=ram_bytes, stack_bytes=stack_bytes)
         run = run_firmware(fw, emulated, x.reshape(n, -1), graph.output.size, timeout=timeout,
