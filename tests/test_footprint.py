@@ -87,7 +87,7 @@ def test_breakdown_adds_up_and_layers_carry_the_constants(digits_cnn, tmp_path):
     assert sum(la.param_bytes for la in fp.layers) == fp.breakdown["flash.params"]
     assert {la.name for la in fp.layers} <= {op.name for op in digits_cnn.graph.ops}
     assert fp.breakdown["ram.arena"] == lib.plan.arena_bytes
-    assert fp.stack_path[:3] == ["Reset_Handler", "main", "mcuqp_model_invoke"]
+    assert fp.stack_path[:3] == ["Reset_Handler", "main", "model_invoke"]
 
 
 @needs_gcc
@@ -97,7 +97,7 @@ def test_library_footprint_is_the_model_alone(digits_cnn, tmp_path):
     assert lib.breakdown["flash.platform"] == 0 and lib.breakdown["ram.other_bss"] == 0
     assert lib.breakdown["flash.weights"] == full.breakdown["flash.weights"]
     assert lib.flash_bytes < full.flash_bytes and lib.bss == lib.arena_bytes
-    assert lib.stack_path[0] == "mcuqp_model_invoke" and lib.stack_bytes < full.stack_bytes
+    assert lib.stack_path[0] == "model_invoke" and lib.stack_bytes < full.stack_bytes
 
 
 @needs_gcc
@@ -163,6 +163,6 @@ def test_check_budget_message_without_toolchain():
 
 
 def test_check_budget_refuses_a_stack_reserve_below_the_bound():
-    fp = _footprint(stack_bytes=20_000, stack_path=["Reset_Handler", "main", "mcuqp_model_invoke", "deep"])
+    fp = _footprint(stack_bytes=20_000, stack_path=["Reset_Handler", "main", "model_invoke", "deep"])
     with pytest.raises(BudgetError, match="20,000 B of stack, 3,616 B over the 16,384 B reserved.*-> deep"):
         check_budget(fp, "mps2-an386")
