@@ -79,7 +79,7 @@ def test_rounding_reaches_the_tflite_softmax_parameters(tmp_path):
         r = _invoke("compile", str(model), "--rounding", rounding, "-o", str(tmp_path / rounding), "--quiet")
         assert r.exit_code == 0, r.output
         assert r.output == ""
-    assert (tmp_path / "single" / "model.c").read_text() != (tmp_path / "double" / "model.c").read_text()
+    assert (tmp_path / "single" / "m.c").read_text() != (tmp_path / "double" / "m.c").read_text()
 
 
 def test_quiet_prints_nothing_and_verbose_prints_more(tmp_path):
