@@ -180,7 +180,8 @@ def boards(as_json: bool, quiet: bool, verbose: bool) -> None:
 
 @main.command(name="compile", epilog=_example(
     "mcuqp compile model.tflite --board mps2-an386 -o out/",
-    "mcuqp compile net.pt --calib digits -o out/ --json"))
+    "mcuqp compile net.pt --calib digits -o out/ --json",
+    "mcuqp compile kws_ref_model.tflite --name kws -o kws/"))
 @model_argument
 @board_option
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the generated C.")
