@@ -51,6 +51,7 @@ def _model(name: str) -> Path:
 def test_default_names_are_c_identifiers_and_bad_names_are_refused():
     assert default_name("models/vww-96.int8.tflite") == "vww_96_int8"
     assert default_name("2layer.pt") == "m_2layer" and default_name("int.tflite") == "int_model"
+    assert default_name("mcuqp_demo.pt") == "m_mcuqp_demo" and default_name("-.pt") == "m"
     assert default_name("DigitsCNN") == "model"  # an in-memory module's class name: no file
     assert check_name("kws") == "kws"
     for bad in ("2x", "my-model", "int", "_x", "", "mcuqp_kws", "a" * 41):

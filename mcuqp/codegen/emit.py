@@ -93,8 +93,9 @@ def default_name(source: str) -> str:
     if path.suffix.lower() not in (".tflite", ".pt", ".pth"):
         return DEFAULT_NAME
     s = re.sub(r"_+", "_", re.sub(r"[^0-9A-Za-z_]", "_", path.stem)).strip("_")[:36]
-    s = s if s and s[0].isalpha() else f"m_{s}".rstrip("_")
-    return s if s not in _C_KEYWORDS and not s.lower().startswith("mcuqp") else f"{s}_model"
+    if not s or not s[0].isalpha() or s.lower().startswith("mcuqp"):
+        s = f"m_{s}".rstrip("_")
+    return f"{s}_model" if s in _C_KEYWORDS else s
 
 
 def nhwc(shape: tuple[int, ...]) -> tuple[int, int, int, int]:

@@ -6,7 +6,8 @@
   code, weights, biases, requantization arrays and parameter structs, the kernels used,
   startup / semihosting / verification main, and the libc and libgcc members the link
   pulls in);
-- RAM = data + bss (the arena, the firmware's I/O buffers) + the stack high-water.
+- RAM = data + bss (the arena; the verification firmware has no I/O buffers: it reads and
+  writes the model's tensors in the arena) + the stack high-water.
 
 How: the sources are compiled with exactly the flags `build_firmware` uses (same object
 cache) and linked for real, in a temporary folder, with the board's linker script whose
