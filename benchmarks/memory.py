@@ -113,7 +113,8 @@ def measure(n_inputs: int, boards: tuple[str, ...]) -> list[dict]:
 
 
 CAPTION = (
-    "Bytes. RAM = data + bss (the arena and the verification firmware's I/O buffers) + the stack high-water "
+    "Bytes. RAM = data + bss (the arena; the verification firmware reads and writes the model's tensors in "
+    "place, with no I/O buffers of its own) + the stack high-water "
     "mark measured on QEMU by stack painting; flash = text + rodata + data of the verification firmware. The "
     "arena includes the scratch of depthwise ops run in place (output over the input, channel by channel "
     "through an h*w buffer) and of 1x1 convs run in place (pixel by pixel through an in_c buffer), each used "

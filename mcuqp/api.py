@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from mcuqp.codegen.emit import GeneratedModel, generate, write_library
-from mcuqp.codegen.provenance import Provenance, file_sha256, read_provenance
+from mcuqp.codegen.emit import GeneratedModel, check_name, default_name, generate, write_library
+from mcuqp.codegen.provenance import Provenance, file_sha256, model_header, read_provenance
 from mcuqp.errors import McuqpError, ToolchainError
 from mcuqp.ir import Graph
 from mcuqp.plan.choice import PlanKind, PlanMode, arena_and_stack_fit, choose_plan, resolve_mode
@@ -242,7 +242,7 @@ def predict_footprint(graph: Graph, plan: MemoryPlan, generated: GeneratedModel,
         info = plan.steps[plan.peak_step]
         peak = f"{info.op}: {len(info.live)} live tensors, {info.storage_bytes:,} B"
     layers = [(graph.ops[i].name, graph.ops[i].kind.value) for i in plan.order]
-    sources = ModelSources(generated.model_c, generated.model_h, generated.kernels, layers, peak)
+    sources = ModelSources(generated.model_c, generated.model_h, generated.kernels, layers, peak, generated.name)
     return _predict_linked(sources, board, firmware=firmware, stack_bytes_reserved=stack_bytes_reserved)
 
 
@@ -322,6 +322,13 @@ class CompileResult(Result):
     plan_kind: str = "fastest"  # the plan chosen: "fastest" or "smallest" (see mcuqp.plan.choice)
     project_files: list[Path] = field(default_factory=list)  # CMake project, example main.c, README, qemu/
     weight_formats: list[dict] = field(default_factory=list)  # per layer with weights: format, weight/index bytes
+    name: str = "model"  # the C prefix: NAME.c, NAME.h, NAME_invoke()
+
+
+def model_name(model: LoadedModel, name: str | None = None) -> str:
+    """`name` checked as a C prefix, or the one derived from the model file's name
+    (`model` for an in-memory module)."""
+    return check_name(name) if name is not None else default_name(model.source)
 
 
 def footprint(
@@ -334,6 +341,7 @@ def footprint(
     plan: PlanMode = "auto",
     inplace: bool | None = None,
     formats: Mapping[str, str] | None = None,
+    name: str | None = None,
 ) -> Footprint:
     """The flash and RAM of the verification image that `compile` predicts before writing
     anything (the definitions `verify` measures), without checking any budget."""
@@ -341,7 +349,8 @@ def footprint(
     b = load_board(board)
     graph = weight_formats(loaded, formats, features=b.features)
     mem = compile_plan(graph, plan=plan, inplace=inplace, board=b, stack_bytes=stack_bytes)
-    gen = generate(graph, mem, rounding=loaded.rounding, board=b.name, features=b.features)
+    gen = generate(graph, mem, rounding=loaded.rounding, board=b.name, features=b.features,
+                   name=model_name(loaded, name))
     return predict_footprint(graph, mem, gen, b, stack_bytes_reserved=stack_bytes)
 
 
@@ -376,6 +385,7 @@ def compile(
     inplace: bool | None = None,
     project: bool = True,
     formats: Mapping[str, str] | None = None,
+    name: str | None = None,
 ) -> CompileResult:
     """Generate the C library into `out_dir` (written to a temporary folder, then renamed
     into place, so a failure never leaves a half-written library).
@@ -399,9 +409,13 @@ def compile(
     budget, else the smallest; "fastest" / "smallest" force one (see mcuqp.plan.choice).
     inplace: the older flag (True = "smallest", False = "fastest").
 
+    name: the C prefix of the library (NAME.c, NAME.h, NAME_invoke...); default: the model
+    file's name as a C identifier, `model` for an in-memory module.
+
     Example: `mcuqp.compile("model.tflite", "out/", board="mps2-an386").files`"""
     loaded = _loaded(model, calib, rounding)
     rounding = loaded.rounding
+    name = model_name(loaded, name)
     b = load_board(board)
     graph = weight_formats(loaded, formats, features=b.features)
     extra = {"formats": ",".join(f"{k}={v}" for k, v in sorted(formats.items()))} if formats else {}
@@ -415,7 +429,8 @@ def compile(
             if id(mem) not in built:
                 prov = Provenance.of(loaded.source, board=b.name, rounding=rounding, plan=kind, flash=flash_bytes,
                                      ram=ram_bytes, stack=stack_bytes, **extra)
-                gen = generate(graph, mem, rounding=rounding, board=b.name, features=b.features, provenance=prov)
+                gen = generate(graph, mem, rounding=rounding, board=b.name, features=b.features, provenance=prov,
+                               name=name)
                 try:
                     fp = predict_footprint(graph, mem, gen, b, stack_bytes_reserved=stack_bytes)
                 except ToolchainError:
@@ -450,7 +465,7 @@ def compile(
         check_budget(footprint, b, flash_bytes=flash_bytes, ram_bytes=ram_bytes)
         # The header states the worst-case stack; a #define does not change the code it was measured on.
         gen = generate(graph, plan_, rounding=rounding, board=b.name, features=b.features, provenance=provenance,
-                       stack_bytes=footprint.invoke_stack_bytes)
+                       stack_bytes=footprint.invoke_stack_bytes, name=name)
     target = Path(out_dir)
     tmp = _atomic_dir(target)
     try:
@@ -474,14 +489,16 @@ def compile(
         project_files=[target / f.relative_to(tmp) for f in project_files],
         weight_formats=[{"layer": ly.name, "kind": ly.kind, "format": ly.weight_format, "weight_bytes": ly.weight_bytes,
                          "index_bytes": ly.index_bytes} for ly in gen.layers if ly.weight_format],
+        name=name,
     )
 
 
 def existing_library(model: LoadedModel, folder: str | Path, board: Board, *, rounding: Rounding) -> CompileResult:
     """A folder generated earlier, as `compile` would have returned it; refused (one line)
-    when its model.h names another model file, board or rounding than the ones given."""
+    when its NAME.h names another model file, board or rounding than the ones given."""
     folder = Path(folder)
     prov = read_provenance(folder)
+    name = model_header(folder).stem
     path = Path(model.source)
     if not path.is_file():
         raise McuqpError("--sources needs the model as a file (.tflite or .pt) to compare its sha256")
@@ -505,7 +522,7 @@ def existing_library(model: LoadedModel, folder: str | Path, board: Board, *, ro
                          arena_bytes=plan.arena_bytes, lower_bound_bytes=plan.lower_bound_bytes,
                          weight_bytes=0, param_bytes=0, predicted_flash_bytes=None, predicted_ram_bytes=None,
                          predicted_stack_bytes=None, plan=plan, plan_kind=kind, generated=None,  # type: ignore[arg-type]
-                         footprint=None)
+                         footprint=None, name=name)
 
 
 def _write_project(out: Path, loaded: LoadedModel, gen: GeneratedModel, b: Board, footprint: Footprint | None, *,
@@ -625,6 +642,7 @@ def verify(
     inplace: bool | None = None,
     sources: str | Path | None = None,
     formats: Mapping[str, str] | None = None,
+    name: str | None = None,
 ) -> VerifyResult:
     """Build the model with the verification firmware, run it on QEMU and compare every
     output with the numpy reference, exactly. `per_layer` (a .tflite) also compares every
@@ -633,8 +651,9 @@ def verify(
     Example: `r = mcuqp.verify("model.tflite", board="mps3-an547", n_inputs=20)`; `r.bit_exact, r.instructions_per_inference`
 
     sources: an existing generated folder (e.g. committed in a firmware tree) to check
-    instead of generating one; it must have been generated from this model file."""
-    from mcuqp.target.build import build_firmware, platform_include_dirs, platform_sources
+    instead of generating one; it must have been generated from this model file.
+    name: the C prefix of the generated library (see `compile`)."""
+    from mcuqp.target.build import build_firmware, platform_include_dirs, platform_sources, verify_defines
     from mcuqp.target.mapfile import flash_bytes_of, input_sections, ram_bytes_of
     from mcuqp.target.qemu import run_firmware
 
@@ -653,11 +672,12 @@ def verify(
             lib = existing_library(model, sources, b, rounding=rounding)
         else:
             lib = compile(model, Path(work) / "model", board=board, flash_bytes=flash_bytes, ram_bytes=ram_bytes,
-                          stack_bytes=stack_bytes, plan=plan, inplace=inplace, project=False, formats=formats)
+                          stack_bytes=stack_bytes, plan=plan, inplace=inplace, project=False, formats=formats,
+                          name=name)
         # A real board's firmware runs on its QEMU stand-in, linked at the stand-in's addresses.
         emulated = b.emulated()
         c_sources = [f for f in lib.files if f.suffix == ".c"] + platform_sources(emulated)
-        defines = ["MCUQP_PROFILE"] + (["MCUQP_SINGLE_ROUNDING=1"] if rounding == "single" else [])
+        defines = ["MCUQP_PROFILE", *verify_defines(lib.name)] + (["MCUQP_SINGLE_ROUNDING=1"] if rounding == "single" else [])
         fw = build_firmware(c_sources, [lib.out_dir, *platform_include_dirs()], emulated, Path(work) / "build",
                             defines=defines, flash_bytes=flash_bytes, ram_bytes=ram_bytes, stack_bytes=stack_bytes)
         run = run_firmware(fw, emulated, x.reshape(n, -1), graph.output.size, timeout=timeout,

@@ -135,9 +135,10 @@ def bench(
     rounding: str = "double",
     timeout: float = 900.0,
     formats: dict[str, str] | None = None,
+    name: str | None = None,
 ) -> BenchResult:
     """Per-layer instructions, classes and estimated cycles of `model` on `board`."""
-    from mcuqp.target.build import build_firmware, platform_include_dirs, platform_sources
+    from mcuqp.target.build import build_firmware, platform_include_dirs, platform_sources, verify_defines
     from mcuqp.target.mapfile import flash_bytes_of
     from mcuqp.target.qemu import run_firmware
 
@@ -151,9 +152,9 @@ def bench(
     ref = reference_run(graph, x, rounding=rounding)
     with tempfile.TemporaryDirectory(prefix="mcuqp-bench-") as work:
         lib = compile(model, Path(work) / "model", board=b.name, rounding=rounding, plan=plan, inplace=inplace,
-                      ram_bytes=ram_bytes, formats=formats)
+                      ram_bytes=ram_bytes, formats=formats, name=name)
         sources = [f for f in lib.files if f.suffix == ".c"] + platform_sources(b)
-        defines = ["MCUQP_PROFILE"] + (["MCUQP_SINGLE_ROUNDING=1"] if rounding == "single" else [])
+        defines = ["MCUQP_PROFILE", *verify_defines(lib.name)] + (["MCUQP_SINGLE_ROUNDING=1"] if rounding == "single" else [])
         fw = build_firmware(sources, [lib.out_dir, *platform_include_dirs()], b, Path(work) / "build",
                             defines=defines)
         run = run_firmware(fw, b, x.reshape(n, -1), graph.output.size, timeout=timeout, count_classes=True)

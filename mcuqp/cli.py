@@ -160,6 +160,21 @@ format_option = click.option(
          "default: the fastest its weights allow whose model fits the flash budget).")
 
 
+def _check_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    from mcuqp.codegen.emit import check_name
+
+    try:
+        return None if value is None else check_name(value)
+    except McuqpError as e:
+        raise click.BadParameter(str(e).removeprefix(f"--name {value!r} ")) from None
+
+
+name_option = click.option(
+    "--name", default=None, callback=_check_name,
+    help="C prefix of the generated library: NAME.c, NAME.h, NAME_invoke(), NAME_INPUT_SIZE... "
+         "[default: the model file's name as a C identifier]")
+
+
 def _budget_options(f):
     f = click.option("--stack", "stack_bytes", type=click.IntRange(min=256), default=16384, show_default=True,
                      help="Stack bytes reserved in RAM.")(f)
@@ -200,7 +215,8 @@ def boards(as_json: bool, quiet: bool, verbose: bool) -> None:
 
 @main.command(name="compile", epilog=_example(
     "mcuqp compile model.tflite --board mps2-an386 -o out/",
-    "mcuqp compile net.pt --calib digits -o out/ --json"))
+    "mcuqp compile net.pt --calib digits -o out/ --json",
+    "mcuqp compile kws_ref_model.tflite --name kws -o kws/"))
 @model_argument
 @board_option
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the generated C.")
@@ -209,10 +225,11 @@ def boards(as_json: bool, quiet: bool, verbose: bool) -> None:
 @_budget_options
 @plan_options
 @format_option
+@name_option
 @output_options
 def compile_cmd(model: str, board: str, out_dir: str, calib: str | None, rounding: str, flash_bytes: int | None,
                 ram_bytes: int | None, stack_bytes: int, plan_mode: str, inplace: bool | None, formats: dict | None,
-                as_json: bool, quiet: bool, verbose: bool) -> None:
+                name: str | None, as_json: bool, quiet: bool, verbose: bool) -> None:
     """Generate a self-contained C library for MODEL (.tflite or .pt)."""
     from mcuqp import api
 
@@ -221,7 +238,8 @@ def compile_cmd(model: str, board: str, out_dir: str, calib: str | None, roundin
     loaded = api.load(model, calib=calib, rounding=rounding)
     out.progress(f"planning and generating C for {board}")
     res = api.compile(loaded, out_dir, board=board, flash_bytes=flash_bytes,
-                      ram_bytes=ram_bytes, stack_bytes=stack_bytes, plan=plan_mode, inplace=inplace, formats=formats)
+                      ram_bytes=ram_bytes, stack_bytes=stack_bytes, plan=plan_mode, inplace=inplace, formats=formats,
+                      name=name)
 
     def show() -> None:
         click.echo(f"wrote {len(res.files)} files to {res.out_dir} for {res.board}"
@@ -480,10 +498,11 @@ def _print_verify(res, title: str | None = None, out: Output | None = None) -> N
               help="Check this existing generated folder (e.g. one in your firmware tree) instead of generating one.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=600.0, show_default=True,
               help="Seconds the firmware may run on QEMU.")
+@name_option
 @output_options
 def verify(model: str, board: str, n_inputs: int, save_io: str | None, calib: str | None, rounding: str,
            per_layer: bool, flash_bytes: int | None, ram_bytes: int | None, stack_bytes: int, plan_mode: str,
-           inplace: bool | None, formats: dict | None, sources: str | None, timeout: float, as_json: bool, quiet: bool,
+           inplace: bool | None, formats: dict | None, sources: str | None, timeout: float, name: str | None, as_json: bool, quiet: bool,
            verbose: bool) -> None:
     """Build MODEL for BOARD, run it on QEMU and compare with the integer reference.
 
@@ -497,7 +516,7 @@ def verify(model: str, board: str, n_inputs: int, save_io: str | None, calib: st
     out.progress(f"building for {board} and running {min(n_inputs, 0 if loaded.verify_inputs is None else len(loaded.verify_inputs))} inputs on QEMU")
     res = api.verify(loaded, board=board, n_inputs=n_inputs, per_layer=per_layer, save_io=save_io,
                      flash_bytes=flash_bytes, ram_bytes=ram_bytes, stack_bytes=stack_bytes, plan=plan_mode,
-                     inplace=inplace, sources=sources, timeout=timeout, formats=formats)
+                     inplace=inplace, sources=sources, timeout=timeout, formats=formats, name=name)
     out.result(res.to_dict(), lambda: _print_verify(res, f"{Path(model).name} on {res.board}:", out))
     if not res.ok:
         sys.exit(EXIT_MISMATCH)
@@ -546,9 +565,10 @@ def report(model: str, board: str, calib: str | None, rounding: str, out_path: s
 @plan_options
 @ram_option
 @format_option
+@name_option
 @output_options
 def bench(model: str, board: str, calib: str | None, rounding: str, n_inputs: int, plan_mode: str,
-          inplace: bool | None, ram_bytes: int | None, formats: dict | None, as_json: bool, quiet: bool,
+          inplace: bool | None, ram_bytes: int | None, formats: dict | None, name: str | None, as_json: bool, quiet: bool,
           verbose: bool) -> None:
     """Per-layer instructions and estimated cycles of MODEL on BOARD (QEMU + cycle tables)."""
     from mcuqp import api
@@ -560,7 +580,7 @@ def bench(model: str, board: str, calib: str | None, rounding: str, n_inputs: in
     out.progress(f"loading {model}")
     loaded = api.load(model, calib=calib, rounding=rounding)
     res = run_bench(loaded, board=b, plan=plan_mode, inplace=inplace, ram_bytes=ram_bytes, n_inputs=n_inputs,
-                    rounding=rounding, formats=formats)
+                    rounding=rounding, formats=formats, name=name)
     out.result(res.to_dict(), lambda: click.echo(res.table()))
     if not res.bit_exact:
         sys.exit(EXIT_MISMATCH)

@@ -188,7 +188,7 @@ def check_mirrors() -> None:
 
 
 class HostModel:
-    """A generated model library (model.c + kernels) compiled for the host."""
+    """A generated model library (NAME.c + kernels) compiled for the host, run through NAME_run."""
 
     def __init__(self, lib_dir: Path, input_size: int, output_size: int, defines: tuple[str, ...] = ()):
         srcs = sorted(Path(lib_dir).glob("*.c"))
@@ -208,8 +208,11 @@ class HostModel:
             if r.returncode != 0:
                 raise RuntimeError(f"host build of {lib_dir} failed:\n{r.stderr}")
             os.replace(tmp, so)
+        from mcuqp.codegen.provenance import model_header
+
+        self.name = model_header(lib_dir).stem
         self._lib = C.CDLL(str(so))
-        self._invoke = self._lib.mcuqp_model_invoke
+        self._invoke = getattr(self._lib, f"{self.name}_run")
         self._invoke.argtypes = [C.POINTER(C.c_int8), C.POINTER(C.c_int8)]
         self._invoke.restype = C.c_int
         self.input_size = input_size
@@ -226,5 +229,5 @@ class HostModel:
             dst = out[i]
             rc = self._invoke(ptr(row), dst.ctypes.data_as(C.POINTER(C.c_int8)))
             if rc != 0:
-                raise RuntimeError(f"mcuqp_model_invoke failed at layer {rc - 1}")
+                raise RuntimeError(f"{self.name}_run failed at layer {rc - 1}")
         return out

@@ -196,8 +196,8 @@ def test_generated_kws_runs_pointwise_in_place_on_the_host(tmp_path):
     gen = generate(g, plan)
     assert RUNTIME_SRC / "conv2d_1x1_s8_inplace.c" in gen.kernels and RUNTIME_SRC / "depthwise_conv2d_s8_inplace.c" in gen.kernels
     for oi in plan.inplace_conv:
-        call = f"(mcuqp_arena + {plan.offsets[g.ops[oi].inputs[0]]}), &l{plan.order.index(oi)}_filter"
-        assert call in gen.model_c and f"(mcuqp_arena + {plan.scratch_offsets[oi]}))" in gen.model_c
+        call = f"(model_arena + {plan.offsets[g.ops[oi].inputs[0]]}), &l{plan.order.index(oi)}_filter"
+        assert call in gen.model_c and f"(model_arena + {plan.scratch_offsets[oi]}))" in gen.model_c
     assert gen.model_c.count("mcuqp_conv2d_1x1_s8_inplace(") == 4
     assert gen.model_c.count("mcuqp_conv2d_s8(") == 1  # the first conv (10x4, stride 2) stays regular
     write_library(gen, tmp_path)

@@ -227,8 +227,8 @@ def test_generated_model_runs_depthwise_in_place_on_the_host(tmp_path, model, mo
     n_depthwise = sum(op.kind.value == "depthwise_conv2d" for op in g.ops)
     assert (regular in gen.kernels) == (len(in_place) < n_depthwise)
     for oi in in_place:
-        call = f"(mcuqp_arena + {plan.offsets[g.ops[oi].inputs[0]]}), &l{plan.order.index(oi)}_filter"
-        assert call in gen.model_c and f"(mcuqp_arena + {plan.scratch_offsets[oi]}))" in gen.model_c
+        call = f"(model_arena + {plan.offsets[g.ops[oi].inputs[0]]}), &l{plan.order.index(oi)}_filter"
+        assert call in gen.model_c and f"(model_arena + {plan.scratch_offsets[oi]}))" in gen.model_c
     assert gen.model_c.count("mcuqp_depthwise_conv2d_s8_inplace(") == len(in_place)
     write_library(gen, tmp_path)
     x = np.random.default_rng(11).integers(-128, 128, (16, *g.input.shape[1:]), dtype=np.int8)

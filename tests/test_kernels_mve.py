@@ -164,12 +164,12 @@ def run_calls_on_qemu(tmp_path, rounding: str, calls: list[Call], sources: list,
                     f"            return {i + 1};\n        }}\n    }}\n    MCUQP_LAYER_HOOK({i});\n")
         in_off += c.x.size
         out_off += c.want.size
+    from mcuqp.codegen import harness
+
     src = ('#include <string.h>\n#include "model.h"\n#include "mcuqp_nn.h"\n#include "mcuqp_profile.h"\n\n' +
-           "".join(decls) + "\nint mcuqp_model_invoke(const int8_t *input, int8_t *output)\n{\n" + "".join(body) +
-           "    return 0;\n}\n")
-    hdr = ("#ifndef MODEL_H\n#define MODEL_H\n#include <stdint.h>\n"
-           f"#define MCUQP_MODEL_INPUT_SIZE {in_off}\n#define MCUQP_MODEL_OUTPUT_SIZE {out_off}\n"
-           "int mcuqp_model_invoke(const int8_t *input, int8_t *output);\n#endif\n")
+           "".join(decls) + f"\nstatic int {harness.LAYERS}(const int8_t *input, int8_t *output)\n{{\n" +
+           "".join(body) + "    return 0;\n}\n" + harness.api_source(in_off, out_off))
+    hdr = harness.api_header(in_off, out_off)
     (tmp_path / "model.c").write_text(src)
     (tmp_path / "model.h").write_text(hdr)
     defines = ("MCUQP_SINGLE_ROUNDING=1",) if rounding == "single" else ()

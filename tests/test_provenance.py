@@ -54,8 +54,8 @@ def test_header_records_version_sha256_and_options(tmp_path):
     header = (tmp_path / "lib" / "model.h").read_text()
     digest = file_sha256(path)
     assert re.fullmatch(r"[0-9a-f]{64}", digest)
-    assert f'#define MCUQP_MODEL_SHA256 "{digest}"' in header
-    assert f'#define MCUQP_GENERATOR_VERSION "{mcuqp_version()}"' in header and mcuqp_version() != "unknown"
+    assert f'#define MODEL_MODEL_SHA256 "{digest}"' in header
+    assert f'#define MODEL_GENERATOR_VERSION "{mcuqp_version()}"' in header and mcuqp_version() != "unknown"
     assert f"from model.tflite (sha256 {digest})" in header
     prov = read_provenance(tmp_path / "lib")
     assert prov.model_sha256 == digest

@@ -203,11 +203,10 @@ def model_source(layers: list[PackedLayer], out_shapes: list[tuple[int, ...]],
             in_off += int(np.prod(ly.x_shape))
         out_off += int(np.prod(shape))
     in_size = int(np.prod(layers[0].x_shape)) if shared_input else in_off
-    header = ("#ifndef MODEL_H\n#define MODEL_H\n#include <stdint.h>\n"
-              f"#define MCUQP_MODEL_INPUT_SIZE {in_size}\n#define MCUQP_MODEL_OUTPUT_SIZE {out_off}\n"
-              "int mcuqp_model_invoke(const int8_t *input, int8_t *output);\n#endif\n")
+    from mcuqp.codegen import harness
+
     source = ('#include <stddef.h>\n#include "model.h"\n#include "mcuqp_nn.h"\n#include "mcuqp_profile.h"\n\n'
               f"static int32_t scratch[{-(-scratch // 4)}];\n" + "".join(decls) +
-              "\nint mcuqp_model_invoke(const int8_t *input, int8_t *output)\n{\n" + "".join(calls) +
-              "    return 0;\n}\n")
-    return source, header
+              f"\nstatic int {harness.LAYERS}(const int8_t *input, int8_t *output)\n{{\n" + "".join(calls) +
+              "    return 0;\n}\n" + harness.api_source(in_size, out_off))
+    return source, harness.api_header(in_size, out_off)
