@@ -32,15 +32,17 @@ MCUQP_INLINE int32_t mcuqp_clamp_i32(int32_t x, int32_t lo, int32_t hi)
 /* x * 2^n with two's-complement wrap-around (defined behaviour, unlike a signed shift). */
 MCUQP_INLINE int32_t mcuqp_shl_wrap(int32_t x, int32_t n) { return (int32_t)((uint32_t)x << n); }
 
-/* gemmlowp SaturatingRoundingDoublingHighMul. */
+/* gemmlowp SaturatingRoundingDoublingHighMul. gemmlowp divides ab + nudge (2^30, or
+ * 1 - 2^30 for negative ab) by 2^31 rounding toward zero; for every int64 ab that equals
+ * floor((ab + 2^30) / 2^31), one add and an arithmetic shift instead of a sign-dependent
+ * nudge and a signed division. (b is tested first: it is the per-channel multiplier.) */
 MCUQP_INLINE int32_t mcuqp_srdhm(int32_t a, int32_t b)
 {
-    if (a == b && a == INT32_MIN) {
+    if (b == INT32_MIN && a == INT32_MIN) {
         return INT32_MAX;
     }
     const int64_t ab = (int64_t)a * (int64_t)b;
-    const int64_t nudge = ab >= 0 ? (1LL << 30) : (1LL - (1LL << 30));
-    return (int32_t)((ab + nudge) / (1LL << 31));
+    return (int32_t)((ab + (1LL << 30)) >> 31);
 }
 
 /* gemmlowp RoundingDivideByPOT: round half away from zero. exponent in [0, 31]. */

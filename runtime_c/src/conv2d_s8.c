@@ -44,47 +44,118 @@ typedef struct {
     int32_t dil_w;
 } conv_geom;
 
-/* Two pixels (x0, x1) times two filters (wa, wb) over n taps*channels, inputs offset by
- * `off` (the compiler drops the adds where off is the constant 0):
- * acc = {x0.wa, x1.wa, x0.wb, x1.wb}, modulo 2^32. */
-MCUQP_INLINE void mac_2x2(const int8_t *x0, const int8_t *x1, const int8_t *wa, const int8_t *wb, int32_t n,
-                          int32_t off, uint32_t acc[4])
+/* Two filter bytes a, b packed into one multiplier a + b * 2^23 (it fits an int32). An
+ * input u times it, summed in an int64, gives S_a + S_b * 2^23 exactly; S_a comes back from
+ * the low 23 bits while |S_a| < 2^22, which holds for up to PACK_RUN products of at most
+ * 255 * 128 in magnitude (input plus offset in [-255, 255]). So one 32x32->64
+ * multiply-accumulate (SMLAL on Armv7-M) does the work of two. */
+#define PACK_SHIFT 23
+#define PACK_RUN 128
+
+MCUQP_INLINE int32_t pack2(int32_t a, int32_t b)
 {
-    uint32_t a0 = 0u;
-    uint32_t a1 = 0u;
-    uint32_t b0 = 0u;
-    uint32_t b1 = 0u;
-    int32_t i;
-    for (i = 0; i < n; ++i) {
-        const int32_t u = x0[i] + off;
-        const int32_t v = x1[i] + off;
-        const int32_t p = wa[i];
-        const int32_t q = wb[i];
-        a0 += (uint32_t)(u * p);
-        a1 += (uint32_t)(v * p);
-        b0 += (uint32_t)(u * q);
-        b1 += (uint32_t)(v * q);
-    }
-    acc[0] += a0;
-    acc[1] += a1;
-    acc[2] += b0;
-    acc[3] += b1;
+    return (int32_t)((uint32_t)a + ((uint32_t)b << PACK_SHIFT));
 }
 
-/* One pixel times two filters: acc = {x.wa, x.wb}. */
-MCUQP_INLINE void mac_1x2(const int8_t *x, const int8_t *wa, const int8_t *wb, int32_t n, int32_t off,
+/* acc[0] += S_a, acc[1] += S_b for a packed sum S_a + S_b * 2^23; the sum restarts. */
+MCUQP_INLINE void unpack2(int64_t *s, uint32_t *acc_a, uint32_t *acc_b)
+{
+    const uint32_t low = (uint32_t)*s;
+    const int32_t sa = (int32_t)((low + (1u << (PACK_SHIFT - 1))) & ((1u << PACK_SHIFT) - 1u)) -
+                       (int32_t)(1u << (PACK_SHIFT - 1));
+    *acc_a += (uint32_t)sa;
+    *acc_b += (uint32_t)(int32_t)((*s - sa) >> PACK_SHIFT);
+    *s = 0;
+}
+
+/* Packed sums of two pixels (x0, x1) times two filters over n <= PACK_RUN taps*channels,
+ * inputs offset by `off` (the compiler drops the adds where off is the constant 0). */
+MCUQP_INLINE void mac_2x2(const int8_t *x0, const int8_t *x1, const int8_t *wa, const int8_t *wb, int32_t n,
+                          int32_t off, int64_t s[2])
+{
+    int64_t s0 = s[0];
+    int64_t s1 = s[1];
+    int32_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const int32_t w0 = pack2(wa[i], wb[i]);
+        const int32_t w1 = pack2(wa[i + 1], wb[i + 1]);
+        const int32_t w2 = pack2(wa[i + 2], wb[i + 2]);
+        const int32_t w3 = pack2(wa[i + 3], wb[i + 3]);
+        s0 += (int64_t)(x0[i] + off) * w0;
+        s1 += (int64_t)(x1[i] + off) * w0;
+        s0 += (int64_t)(x0[i + 1] + off) * w1;
+        s1 += (int64_t)(x1[i + 1] + off) * w1;
+        s0 += (int64_t)(x0[i + 2] + off) * w2;
+        s1 += (int64_t)(x1[i + 2] + off) * w2;
+        s0 += (int64_t)(x0[i + 3] + off) * w3;
+        s1 += (int64_t)(x1[i + 3] + off) * w3;
+    }
+    for (; i < n; ++i) {
+        const int32_t w = pack2(wa[i], wb[i]);
+        s0 += (int64_t)(x0[i] + off) * w;
+        s1 += (int64_t)(x1[i] + off) * w;
+    }
+    s[0] = s0;
+    s[1] = s1;
+}
+
+/* One pixel: packed sum of x times two filters over n <= PACK_RUN. */
+MCUQP_INLINE void mac_1x2(const int8_t *x, const int8_t *wa, const int8_t *wb, int32_t n, int32_t off, int64_t s[1])
+{
+    int64_t s0 = s[0];
+    int32_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += (int64_t)(x[i] + off) * pack2(wa[i], wb[i]);
+        s0 += (int64_t)(x[i + 1] + off) * pack2(wa[i + 1], wb[i + 1]);
+        s0 += (int64_t)(x[i + 2] + off) * pack2(wa[i + 2], wb[i + 2]);
+        s0 += (int64_t)(x[i + 3] + off) * pack2(wa[i + 3], wb[i + 3]);
+    }
+    for (; i < n; ++i) {
+        s0 += (int64_t)(x[i] + off) * pack2(wa[i], wb[i]);
+    }
+    s[0] = s0;
+}
+
+/* Packed running sums of a window: `count` products since the last unpack. */
+typedef struct {
+    int64_t s[2];
+    int32_t count;
+} packed_acc;
+
+/* acc = {x0.wa, x1.wa, x0.wb, x1.wb} += a run of n taps*channels, in pieces of at most
+ * PACK_RUN products per packed sum. */
+MCUQP_INLINE void run_2x2(const int8_t *x0, const int8_t *x1, const int8_t *wa, const int8_t *wb, int32_t n,
+                          int32_t off, packed_acc *p, uint32_t acc[4])
+{
+    int32_t done = 0;
+    while (done < n) {
+        if (p->count == PACK_RUN) {
+            unpack2(&p->s[0], &acc[0], &acc[2]);
+            unpack2(&p->s[1], &acc[1], &acc[3]);
+            p->count = 0;
+        }
+        const int32_t m = mcuqp_min_i32(n - done, PACK_RUN - p->count);
+        mac_2x2(x0 + done, x1 + done, wa + done, wb + done, m, off, p->s);
+        p->count += m;
+        done += m;
+    }
+}
+
+/* acc = {x.wa, x.wb} += a run of n taps*channels. */
+MCUQP_INLINE void run_1x2(const int8_t *x, const int8_t *wa, const int8_t *wb, int32_t n, int32_t off, packed_acc *p,
                           uint32_t acc[2])
 {
-    uint32_t a = 0u;
-    uint32_t b = 0u;
-    int32_t i;
-    for (i = 0; i < n; ++i) {
-        const int32_t u = x[i] + off;
-        a += (uint32_t)(u * wa[i]);
-        b += (uint32_t)(u * wb[i]);
+    int32_t done = 0;
+    while (done < n) {
+        if (p->count == PACK_RUN) {
+            unpack2(&p->s[0], &acc[0], &acc[1]);
+            p->count = 0;
+        }
+        const int32_t m = mcuqp_min_i32(n - done, PACK_RUN - p->count);
+        mac_1x2(x + done, wa + done, wb + done, m, off, p->s);
+        p->count += m;
+        done += m;
     }
-    acc[0] += a;
-    acc[1] += b;
 }
 
 /* Rows [ky_lo, ky_hi) of the full-width windows of two pixels pix_step bytes apart whose
@@ -95,6 +166,7 @@ MCUQP_INLINE void window_2x2(const conv_geom *g, int32_t y0, int32_t x0, size_t 
     /* With dilation_w == 1 a whole filter row is one contiguous run. */
     const int32_t run = g->dil_w == 1 ? g->k_w * g->in_c : g->in_c;
     const int32_t steps = g->dil_w == 1 ? 1 : g->k_w;
+    packed_acc p = {{0, 0}, 0};
     int32_t ky;
     for (ky = ky_lo; ky < ky_hi; ++ky) {
         const int8_t *x = g->input + (size_t)(y0 + ky * g->dil_h) * g->in_row + (size_t)x0 * (size_t)g->in_c;
@@ -103,9 +175,11 @@ MCUQP_INLINE void window_2x2(const conv_geom *g, int32_t y0, int32_t x0, size_t 
         for (s = 0; s < steps; ++s) {
             const size_t xs = (size_t)s * g->tap_step;
             const size_t ws = w_off + (size_t)s * (size_t)g->in_c;
-            mac_2x2(x + xs, x + xs + pix_step, wa + ws, wb + ws, run, off, acc);
+            run_2x2(x + xs, x + xs + pix_step, wa + ws, wb + ws, run, off, &p, acc);
         }
     }
+    unpack2(&p.s[0], &acc[0], &acc[2]);
+    unpack2(&p.s[1], &acc[1], &acc[3]);
 }
 
 /* Taps [ky_lo, ky_hi) x [kx_lo, kx_hi) (all inside the input) of one pixel's window. */
@@ -118,6 +192,7 @@ MCUQP_INLINE void window_1x2(const conv_geom *g, int32_t y0, int32_t x0, int32_t
     }
     const int32_t run = g->dil_w == 1 ? (kx_hi - kx_lo) * g->in_c : g->in_c;
     const int32_t steps = g->dil_w == 1 ? 1 : kx_hi - kx_lo;
+    packed_acc p = {{0, 0}, 0};
     int32_t ky;
     for (ky = ky_lo; ky < ky_hi; ++ky) {
         const int8_t *x = g->input + (size_t)(y0 + ky * g->dil_h) * g->in_row +
@@ -126,9 +201,10 @@ MCUQP_INLINE void window_1x2(const conv_geom *g, int32_t y0, int32_t x0, int32_t
         int32_t s;
         for (s = 0; s < steps; ++s) {
             const size_t ws = w_off + (size_t)s * (size_t)g->in_c;
-            mac_1x2(x + (size_t)s * g->tap_step, wa + ws, wb + ws, run, off, acc);
+            run_1x2(x + (size_t)s * g->tap_step, wa + ws, wb + ws, run, off, &p, acc);
         }
     }
+    unpack2(&p.s[0], &acc[0], &acc[1]);
 }
 
 static inline uint32_t sum_s8(const int8_t *w, int32_t n)
