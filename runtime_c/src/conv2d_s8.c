@@ -51,6 +51,9 @@ typedef struct {
  * multiply-accumulate (SMLAL on Armv7-M) does the work of two. */
 #define PACK_SHIFT 23
 #define PACK_RUN 128
+/* Without an input offset a product is at most 128 * 128 in magnitude: runs of 252
+ * (a multiple of four below 2^22 / 2^14). */
+#define PACK_RUN_RAW 252
 
 MCUQP_INLINE int32_t pack2(int32_t a, int32_t b)
 {
@@ -168,14 +171,28 @@ MCUQP_INLINE void window_2x2(const conv_geom *g, int32_t y0, int32_t x0, size_t 
     const int32_t steps = g->dil_w == 1 ? 1 : g->k_w;
     packed_acc p = {{0, 0}, 0};
     int32_t ky;
-    for (ky = ky_lo; ky < ky_hi; ++ky) {
-        const int8_t *x = g->input + (size_t)(y0 + ky * g->dil_h) * g->in_row + (size_t)x0 * (size_t)g->in_c;
-        const size_t w_off = (size_t)ky * g->w_row;
-        int32_t s;
-        for (s = 0; s < steps; ++s) {
-            const size_t xs = (size_t)s * g->tap_step;
-            const size_t ws = w_off + (size_t)s * (size_t)g->in_c;
-            run_2x2(x + xs, x + xs + pix_step, wa + ws, wb + ws, run, off, &p, acc);
+    if ((ky_hi - ky_lo) * steps * run <= (off == 0 ? PACK_RUN_RAW : PACK_RUN)) {
+        /* The whole window fits one packed sum. */
+        for (ky = ky_lo; ky < ky_hi; ++ky) {
+            const int8_t *x = g->input + (size_t)(y0 + ky * g->dil_h) * g->in_row + (size_t)x0 * (size_t)g->in_c;
+            const size_t w_off = (size_t)ky * g->w_row;
+            int32_t s;
+            for (s = 0; s < steps; ++s) {
+                const size_t xs = (size_t)s * g->tap_step;
+                const size_t ws = w_off + (size_t)s * (size_t)g->in_c;
+                mac_2x2(x + xs, x + xs + pix_step, wa + ws, wb + ws, run, off, p.s);
+            }
+        }
+    } else {
+        for (ky = ky_lo; ky < ky_hi; ++ky) {
+            const int8_t *x = g->input + (size_t)(y0 + ky * g->dil_h) * g->in_row + (size_t)x0 * (size_t)g->in_c;
+            const size_t w_off = (size_t)ky * g->w_row;
+            int32_t s;
+            for (s = 0; s < steps; ++s) {
+                const size_t xs = (size_t)s * g->tap_step;
+                const size_t ws = w_off + (size_t)s * (size_t)g->in_c;
+                run_2x2(x + xs, x + xs + pix_step, wa + ws, wb + ws, run, off, &p, acc);
+            }
         }
     }
     unpack2(&p.s[0], &acc[0], &acc[2]);
@@ -205,6 +222,83 @@ MCUQP_INLINE void window_1x2(const conv_geom *g, int32_t y0, int32_t x0, int32_t
         }
     }
     unpack2(&p.s[0], &acc[0], &acc[1]);
+}
+
+/* A 1x1 filter without padding: output (oy, ox) reads input pixel (oy * stride_h,
+ * ox * stride_w) alone and every window lies inside the input, so the input offset is all
+ * in full[] and each output is a plain dot product over in_c. Output channels two at a
+ * time (packed), pixels two at a time, for one batch image. */
+typedef struct {
+    const int8_t *input;
+    int8_t *output;    /* advanced to channel oc */
+    size_t out_px;     /* out_c */
+    size_t pix_step;   /* stride_w * in_c */
+    size_t row_step;   /* stride_h * in_w * in_c */
+    int32_t rows;
+    int32_t cols;
+    int32_t in_c;
+} pw_geom;
+
+MCUQP_INLINE void dot_2x2(const int8_t *x0, const int8_t *x1, const int8_t *wa, const int8_t *wb, int32_t n,
+                          uint32_t acc[4])
+{
+    int64_t p[2] = {0, 0};
+    int32_t c = 0;
+    while (n - c > PACK_RUN_RAW) {
+        mac_2x2(x0 + c, x1 + c, wa + c, wb + c, PACK_RUN_RAW, 0, p);
+        unpack2(&p[0], &acc[0], &acc[2]);
+        unpack2(&p[1], &acc[1], &acc[3]);
+        c += PACK_RUN_RAW;
+    }
+    mac_2x2(x0 + c, x1 + c, wa + c, wb + c, n - c, 0, p);
+    unpack2(&p[0], &acc[0], &acc[2]);
+    unpack2(&p[1], &acc[1], &acc[3]);
+}
+
+MCUQP_INLINE void dot_1x2(const int8_t *x, const int8_t *wa, const int8_t *wb, int32_t n, uint32_t acc[2])
+{
+    int64_t p = 0;
+    int32_t c = 0;
+    while (n - c > PACK_RUN_RAW) {
+        mac_1x2(x + c, wa + c, wb + c, PACK_RUN_RAW, 0, &p);
+        unpack2(&p, &acc[0], &acc[1]);
+        c += PACK_RUN_RAW;
+    }
+    mac_1x2(x + c, wa + c, wb + c, n - c, 0, &p);
+    unpack2(&p, &acc[0], &acc[1]);
+}
+
+static void pointwise_pair(const pw_geom *g, const int8_t *wa, const int8_t *wb, const uint32_t full[2],
+                           const int32_t mult[2], const int32_t shift[2], int32_t lo, int32_t hi, int32_t out_offset,
+                           int two)
+{
+    const size_t out_px = g->out_px;
+    int32_t r;
+    for (r = 0; r < g->rows; ++r) {
+        const int8_t *x = g->input + (size_t)r * g->row_step;
+        int8_t *o = g->output + (size_t)r * (size_t)g->cols * out_px;
+        int32_t col = 0;
+        for (; col + 2 <= g->cols; col += 2) {
+            uint32_t acc[4] = {full[0], full[0], full[1], full[1]};
+            dot_2x2(x, x + g->pix_step, wa, wb, g->in_c, acc);
+            o[0] = mcuqp_requantize_clamp_s8(acc[0], mult[0], shift[0], lo, hi, out_offset);
+            o[out_px] = mcuqp_requantize_clamp_s8(acc[1], mult[0], shift[0], lo, hi, out_offset);
+            if (two) {
+                o[1] = mcuqp_requantize_clamp_s8(acc[2], mult[1], shift[1], lo, hi, out_offset);
+                o[out_px + 1] = mcuqp_requantize_clamp_s8(acc[3], mult[1], shift[1], lo, hi, out_offset);
+            }
+            x += 2 * g->pix_step;
+            o += 2 * out_px;
+        }
+        if (col < g->cols) {
+            uint32_t acc[2] = {full[0], full[1]};
+            dot_1x2(x, wa, wb, g->in_c, acc);
+            o[0] = mcuqp_requantize_clamp_s8(acc[0], mult[0], shift[0], lo, hi, out_offset);
+            if (two) {
+                o[1] = mcuqp_requantize_clamp_s8(acc[1], mult[1], shift[1], lo, hi, out_offset);
+            }
+        }
+    }
 }
 
 static inline uint32_t sum_s8(const int8_t *w, int32_t n)
@@ -266,6 +360,20 @@ mcuqp_status mcuqp_conv2d_s8(const mcuqp_conv_params *params, const mcuqp_requan
         ++ox_full_hi;
     }
 
+    const int pointwise = k_h == 1 && k_w == 1 && params->pad_h == 0 && params->pad_w == 0;
+    pw_geom pw;
+    pw.out_px = out_px;
+    pw.pix_step = pix_step;
+    pw.row_step = (size_t)params->stride_h * g.in_row;
+    pw.rows = out_h;
+    pw.cols = out_w;
+    pw.in_c = in_c;
+    if (params->stride_h == 1 && params->stride_w == 1 && out_w == in_w) {
+        /* consecutive pixels all the way: one long row */
+        pw.rows = 1;
+        pw.cols = out_h * out_w;
+    }
+
     int32_t oc;
     for (oc = 0; oc < out_c; oc += 2) {
         /* Channels a = oc and b = oc + 1; an odd last channel is computed twice, stored once. */
@@ -285,6 +393,17 @@ mcuqp_status mcuqp_conv2d_s8(const mcuqp_conv_params *params, const mcuqp_requan
         const uint32_t full_a = bias_a + (uint32_t)in_offset * sum_s8(wa, filter_size);
         const uint32_t full_b = bias_b + (uint32_t)in_offset * sum_s8(wb, filter_size);
         int32_t n;
+        if (pointwise) {
+            const uint32_t full[2] = {full_a, full_b};
+            const int32_t mult[2] = {ma, mb};
+            const int32_t shift[2] = {sa, sb};
+            for (n = 0; n < input_dims->n; ++n) {
+                pw.input = input + (size_t)n * in_image;
+                pw.output = output + (size_t)n * out_image + (size_t)oc;
+                pointwise_pair(&pw, wa, wb, full, mult, shift, lo, hi, out_offset, two);
+            }
+            continue;
+        }
         for (n = 0; n < input_dims->n; ++n) {
             g.input = input + (size_t)n * in_image;
             int32_t oy;
