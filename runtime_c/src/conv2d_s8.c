@@ -72,31 +72,20 @@ MCUQP_INLINE void unpack2(int64_t *s, uint32_t *acc_a, uint32_t *acc_b)
 }
 
 /* Packed sums of two pixels (x0, x1) times two filters over n <= PACK_RUN taps*channels,
- * inputs offset by `off` (the compiler drops the adds where off is the constant 0). */
+ * inputs offset by `off` (the compiler drops the adds where off is the constant 0). A
+ * rolled loop over walking pointers: Armv7-M loads with write-back then need no pointer
+ * arithmetic, and four pointers, four accumulator words and the packed weight fit the
+ * registers (an unrolled body spills). */
 MCUQP_INLINE void mac_2x2(const int8_t *x0, const int8_t *x1, const int8_t *wa, const int8_t *wb, int32_t n,
                           int32_t off, int64_t s[2])
 {
     int64_t s0 = s[0];
     int64_t s1 = s[1];
-    int32_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        const int32_t w0 = pack2(wa[i], wb[i]);
-        const int32_t w1 = pack2(wa[i + 1], wb[i + 1]);
-        const int32_t w2 = pack2(wa[i + 2], wb[i + 2]);
-        const int32_t w3 = pack2(wa[i + 3], wb[i + 3]);
-        s0 += (int64_t)(x0[i] + off) * w0;
-        s1 += (int64_t)(x1[i] + off) * w0;
-        s0 += (int64_t)(x0[i + 1] + off) * w1;
-        s1 += (int64_t)(x1[i + 1] + off) * w1;
-        s0 += (int64_t)(x0[i + 2] + off) * w2;
-        s1 += (int64_t)(x1[i + 2] + off) * w2;
-        s0 += (int64_t)(x0[i + 3] + off) * w3;
-        s1 += (int64_t)(x1[i + 3] + off) * w3;
-    }
-    for (; i < n; ++i) {
-        const int32_t w = pack2(wa[i], wb[i]);
-        s0 += (int64_t)(x0[i] + off) * w;
-        s1 += (int64_t)(x1[i] + off) * w;
+    const int8_t *const end = x0 + n;
+    while (x0 != end) {
+        const int32_t w = pack2(*wa++, *wb++);
+        s0 += (int64_t)(*x0++ + off) * w;
+        s1 += (int64_t)(*x1++ + off) * w;
     }
     s[0] = s0;
     s[1] = s1;
@@ -106,15 +95,9 @@ MCUQP_INLINE void mac_2x2(const int8_t *x0, const int8_t *x1, const int8_t *wa, 
 MCUQP_INLINE void mac_1x2(const int8_t *x, const int8_t *wa, const int8_t *wb, int32_t n, int32_t off, int64_t s[1])
 {
     int64_t s0 = s[0];
-    int32_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        s0 += (int64_t)(x[i] + off) * pack2(wa[i], wb[i]);
-        s0 += (int64_t)(x[i + 1] + off) * pack2(wa[i + 1], wb[i + 1]);
-        s0 += (int64_t)(x[i + 2] + off) * pack2(wa[i + 2], wb[i + 2]);
-        s0 += (int64_t)(x[i + 3] + off) * pack2(wa[i + 3], wb[i + 3]);
-    }
-    for (; i < n; ++i) {
-        s0 += (int64_t)(x[i] + off) * pack2(wa[i], wb[i]);
+    const int8_t *const end = x + n;
+    while (x != end) {
+        s0 += (int64_t)(*x++ + off) * pack2(*wa++, *wb++);
     }
     s[0] = s0;
 }

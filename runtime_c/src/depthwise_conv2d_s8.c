@@ -81,6 +81,34 @@ MCUQP_INLINE void window_c4(const dw_geom *g, int32_t y0, int32_t x0, int32_t ky
     acc[3] = a3;
 }
 
+/* One tap of four adjacent channels (depth_multiplier 1): a[j] += x[j] * w[j]. */
+MCUQP_INLINE void tap_c4(const int8_t *x, const int8_t *w, uint32_t a[4])
+{
+    a[0] += (uint32_t)(x[0] * w[0]);
+    a[1] += (uint32_t)(x[1] * w[1]);
+    a[2] += (uint32_t)(x[2] * w[2]);
+    a[3] += (uint32_t)(x[3] * w[3]);
+}
+
+/* A 3x3 window inside the input, four adjacent channels, no offset: the nine taps
+ * unrolled (x at the window's top-left input, rows in_row apart, columns in_px apart; the
+ * filter's taps w_tap apart). */
+MCUQP_INLINE void window_3x3_c4(const int8_t *x, const int8_t *w, size_t in_row, size_t in_px, size_t w_tap,
+                                uint32_t a[4])
+{
+    const int8_t *x1 = x + in_row;
+    const int8_t *x2 = x1 + in_row;
+    tap_c4(x, w, a);
+    tap_c4(x + in_px, w + w_tap, a);
+    tap_c4(x + 2 * in_px, w + 2 * w_tap, a);
+    tap_c4(x1, w + 3 * w_tap, a);
+    tap_c4(x1 + in_px, w + 4 * w_tap, a);
+    tap_c4(x1 + 2 * in_px, w + 5 * w_tap, a);
+    tap_c4(x2, w + 6 * w_tap, a);
+    tap_c4(x2 + in_px, w + 7 * w_tap, a);
+    tap_c4(x2 + 2 * in_px, w + 8 * w_tap, a);
+}
+
 /* A group of four channels over the whole output. full[j] = bias + input_offset *
  * sum(filter) and bias[j] are added for windows inside / crossing the input border. */
 typedef struct {
@@ -98,6 +126,22 @@ MCUQP_INLINE void run_group(const dw_geom *g, const dw_group *grp, const mcuqp_c
 {
     const int32_t lo = p->act_min - p->output_offset;
     const int32_t hi = p->act_max - p->output_offset;
+    /* 3x3, undilated, four adjacent channels: columns [ox_lo, ox_hi) of an inside row go
+     * through the unrolled window. */
+    const int fast = k_h == 3 && k_w == 3 && g->dil_h == 1 && g->dil_w == 1 && xo1 == 1 && xo2 == 2 && xo3 == 3 &&
+                     wo1 == 1 && wo2 == 2 && wo3 == 3 && grp->count == 4;
+    int32_t ox_lo = 0;
+    while (ox_lo < out_w && ox_lo * p->stride_w - p->pad_w < 0) {
+        ++ox_lo;
+    }
+    int32_t ox_hi = ox_lo;
+    while (ox_hi < out_w && ox_hi * p->stride_w - p->pad_w + 2 < in_w) {
+        ++ox_hi;
+    }
+    if (!fast) {
+        ox_hi = ox_lo;
+    }
+    const size_t x_step = (size_t)p->stride_w * g->in_px;
     int32_t oy;
     for (oy = 0; oy < out_h; ++oy) {
         const int32_t y0 = oy * p->stride_h - p->pad_h;
@@ -107,6 +151,23 @@ MCUQP_INLINE void run_group(const dw_geom *g, const dw_group *grp, const mcuqp_c
         const int row_full = ky_lo == 0 && ky_hi == k_h;
         int32_t ox;
         for (ox = 0; ox < out_w; ++ox) {
+            if (row_full && ox == ox_lo && ox_lo < ox_hi) {
+                const int8_t *x = g->input + (size_t)y0 * g->in_row + (size_t)(ox * p->stride_w - p->pad_w) * g->in_px;
+                int8_t *o = out + ((size_t)oy * (size_t)out_w + (size_t)ox) * out_px;
+                for (; ox < ox_hi; ++ox) {
+                    uint32_t a[4] = {grp->full[0], grp->full[1], grp->full[2], grp->full[3]};
+                    window_3x3_c4(x, g->filter, g->in_row, g->in_px, g->w_tap, a);
+                    o[0] = mcuqp_requantize_clamp_s8(a[0], grp->mult[0], grp->shift[0], lo, hi, p->output_offset);
+                    o[1] = mcuqp_requantize_clamp_s8(a[1], grp->mult[1], grp->shift[1], lo, hi, p->output_offset);
+                    o[2] = mcuqp_requantize_clamp_s8(a[2], grp->mult[2], grp->shift[2], lo, hi, p->output_offset);
+                    o[3] = mcuqp_requantize_clamp_s8(a[3], grp->mult[3], grp->shift[3], lo, hi, p->output_offset);
+                    x += x_step;
+                    o += out_px;
+                }
+                if (ox >= out_w) {
+                    break;
+                }
+            }
             int8_t *o = out + ((size_t)oy * (size_t)out_w + (size_t)ox) * out_px;
             const int32_t x0 = ox * p->stride_w - p->pad_w;
             int32_t kx_lo;
