@@ -44,104 +44,51 @@ typedef struct {
     int32_t dil_w;
 } conv_geom;
 
-/* Two filter bytes a, b packed into one multiplier a + b * 2^23 (it fits an int32). An
- * input u times it, summed in an int64, gives S_a + S_b * 2^23 exactly; S_a comes back from
- * the low 23 bits while |S_a| < 2^22, which holds for up to PACK_RUN products of at most
- * 255 * 128 in magnitude (input plus offset in [-255, 255]). So one 32x32->64
- * multiply-accumulate (SMLAL on Armv7-M) does the work of two. */
-#define PACK_SHIFT 23
-#define PACK_RUN 128
-/* Without an input offset a product is at most 128 * 128 in magnitude: runs of 252
- * (a multiple of four below 2^22 / 2^14). */
-#define PACK_RUN_RAW 252
-
-MCUQP_INLINE int32_t pack2(int32_t a, int32_t b)
-{
-    return (int32_t)((uint32_t)a + ((uint32_t)b << PACK_SHIFT));
-}
-
-/* acc[0] += S_a, acc[1] += S_b for a packed sum S_a + S_b * 2^23; the sum restarts. */
-MCUQP_INLINE void unpack2(int64_t *s, uint32_t *acc_a, uint32_t *acc_b)
-{
-    const uint32_t low = (uint32_t)*s;
-    const int32_t sa = (int32_t)((low + (1u << (PACK_SHIFT - 1))) & ((1u << PACK_SHIFT) - 1u)) -
-                       (int32_t)(1u << (PACK_SHIFT - 1));
-    *acc_a += (uint32_t)sa;
-    *acc_b += (uint32_t)(int32_t)((*s - sa) >> PACK_SHIFT);
-    *s = 0;
-}
-
-/* Packed sums of two pixels (x0, x1) times two filters over n <= PACK_RUN taps*channels,
- * inputs offset by `off` (the compiler drops the adds where off is the constant 0). A
- * rolled loop over walking pointers: Armv7-M loads with write-back then need no pointer
- * arithmetic, and four pointers, four accumulator words and the packed weight fit the
- * registers (an unrolled body spills). */
+/* Two pixels (x0, x1) times two filters (wa, wb) over n taps*channels, inputs offset by
+ * `off` (the compiler drops the adds where off is the constant 0):
+ * acc = {x0.wa, x1.wa, x0.wb, x1.wb}, modulo 2^32. A rolled loop over walking pointers:
+ * Armv7-M loads with write-back need no pointer arithmetic, and the four pointers, four
+ * accumulators and four operands fit the registers (an unrolled body spills). Plain
+ * 32-bit multiply-accumulates: single-cycle MULS on Armv6-M, where a 64-bit product would
+ * be a library call. */
 MCUQP_INLINE void mac_2x2(const int8_t *x0, const int8_t *x1, const int8_t *wa, const int8_t *wb, int32_t n,
-                          int32_t off, int64_t s[2])
+                          int32_t off, uint32_t acc[4])
 {
-    int64_t s0 = s[0];
-    int64_t s1 = s[1];
+    uint32_t a0 = acc[0];
+    uint32_t a1 = acc[1];
+    uint32_t b0 = acc[2];
+    uint32_t b1 = acc[3];
     const int8_t *const end = x0 + n;
     while (x0 != end) {
-        const int32_t w = pack2(*wa++, *wb++);
-        s0 += (int64_t)(*x0++ + off) * w;
-        s1 += (int64_t)(*x1++ + off) * w;
+        const int32_t u = *x0++ + off;
+        const int32_t v = *x1++ + off;
+        const int32_t p = *wa++;
+        const int32_t q = *wb++;
+        a0 += (uint32_t)(u * p);
+        a1 += (uint32_t)(v * p);
+        b0 += (uint32_t)(u * q);
+        b1 += (uint32_t)(v * q);
     }
-    s[0] = s0;
-    s[1] = s1;
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = b0;
+    acc[3] = b1;
 }
 
-/* One pixel: packed sum of x times two filters over n <= PACK_RUN. */
-MCUQP_INLINE void mac_1x2(const int8_t *x, const int8_t *wa, const int8_t *wb, int32_t n, int32_t off, int64_t s[1])
-{
-    int64_t s0 = s[0];
-    const int8_t *const end = x + n;
-    while (x != end) {
-        s0 += (int64_t)(*x++ + off) * pack2(*wa++, *wb++);
-    }
-    s[0] = s0;
-}
-
-/* Packed running sums of a window: `count` products since the last unpack. */
-typedef struct {
-    int64_t s[2];
-    int32_t count;
-} packed_acc;
-
-/* acc = {x0.wa, x1.wa, x0.wb, x1.wb} += a run of n taps*channels, in pieces of at most
- * PACK_RUN products per packed sum. */
-MCUQP_INLINE void run_2x2(const int8_t *x0, const int8_t *x1, const int8_t *wa, const int8_t *wb, int32_t n,
-                          int32_t off, packed_acc *p, uint32_t acc[4])
-{
-    int32_t done = 0;
-    while (done < n) {
-        if (p->count == PACK_RUN) {
-            unpack2(&p->s[0], &acc[0], &acc[2]);
-            unpack2(&p->s[1], &acc[1], &acc[3]);
-            p->count = 0;
-        }
-        const int32_t m = mcuqp_min_i32(n - done, PACK_RUN - p->count);
-        mac_2x2(x0 + done, x1 + done, wa + done, wb + done, m, off, p->s);
-        p->count += m;
-        done += m;
-    }
-}
-
-/* acc = {x.wa, x.wb} += a run of n taps*channels. */
-MCUQP_INLINE void run_1x2(const int8_t *x, const int8_t *wa, const int8_t *wb, int32_t n, int32_t off, packed_acc *p,
+/* One pixel times two filters: acc = {x.wa, x.wb}. */
+MCUQP_INLINE void mac_1x2(const int8_t *x, const int8_t *wa, const int8_t *wb, int32_t n, int32_t off,
                           uint32_t acc[2])
 {
-    int32_t done = 0;
-    while (done < n) {
-        if (p->count == PACK_RUN) {
-            unpack2(&p->s[0], &acc[0], &acc[1]);
-            p->count = 0;
-        }
-        const int32_t m = mcuqp_min_i32(n - done, PACK_RUN - p->count);
-        mac_1x2(x + done, wa + done, wb + done, m, off, p->s);
-        p->count += m;
-        done += m;
+    uint32_t a = acc[0];
+    uint32_t b = acc[1];
+    const int8_t *const end = x + n;
+    while (x != end) {
+        const int32_t u = *x++ + off;
+        a += (uint32_t)(u * *wa++);
+        b += (uint32_t)(u * *wb++);
     }
+    acc[0] = a;
+    acc[1] = b;
 }
 
 /* Rows [ky_lo, ky_hi) of the full-width windows of two pixels pix_step bytes apart whose
@@ -152,34 +99,17 @@ MCUQP_INLINE void window_2x2(const conv_geom *g, int32_t y0, int32_t x0, size_t 
     /* With dilation_w == 1 a whole filter row is one contiguous run. */
     const int32_t run = g->dil_w == 1 ? g->k_w * g->in_c : g->in_c;
     const int32_t steps = g->dil_w == 1 ? 1 : g->k_w;
-    packed_acc p = {{0, 0}, 0};
     int32_t ky;
-    if ((ky_hi - ky_lo) * steps * run <= (off == 0 ? PACK_RUN_RAW : PACK_RUN)) {
-        /* The whole window fits one packed sum. */
-        for (ky = ky_lo; ky < ky_hi; ++ky) {
-            const int8_t *x = g->input + (size_t)(y0 + ky * g->dil_h) * g->in_row + (size_t)x0 * (size_t)g->in_c;
-            const size_t w_off = (size_t)ky * g->w_row;
-            int32_t s;
-            for (s = 0; s < steps; ++s) {
-                const size_t xs = (size_t)s * g->tap_step;
-                const size_t ws = w_off + (size_t)s * (size_t)g->in_c;
-                mac_2x2(x + xs, x + xs + pix_step, wa + ws, wb + ws, run, off, p.s);
-            }
-        }
-    } else {
-        for (ky = ky_lo; ky < ky_hi; ++ky) {
-            const int8_t *x = g->input + (size_t)(y0 + ky * g->dil_h) * g->in_row + (size_t)x0 * (size_t)g->in_c;
-            const size_t w_off = (size_t)ky * g->w_row;
-            int32_t s;
-            for (s = 0; s < steps; ++s) {
-                const size_t xs = (size_t)s * g->tap_step;
-                const size_t ws = w_off + (size_t)s * (size_t)g->in_c;
-                run_2x2(x + xs, x + xs + pix_step, wa + ws, wb + ws, run, off, &p, acc);
-            }
+    for (ky = ky_lo; ky < ky_hi; ++ky) {
+        const int8_t *x = g->input + (size_t)(y0 + ky * g->dil_h) * g->in_row + (size_t)x0 * (size_t)g->in_c;
+        const size_t w_off = (size_t)ky * g->w_row;
+        int32_t s;
+        for (s = 0; s < steps; ++s) {
+            const size_t xs = (size_t)s * g->tap_step;
+            const size_t ws = w_off + (size_t)s * (size_t)g->in_c;
+            mac_2x2(x + xs, x + xs + pix_step, wa + ws, wb + ws, run, off, acc);
         }
     }
-    unpack2(&p.s[0], &acc[0], &acc[2]);
-    unpack2(&p.s[1], &acc[1], &acc[3]);
 }
 
 /* Taps [ky_lo, ky_hi) x [kx_lo, kx_hi) (all inside the input) of one pixel's window. */
@@ -192,7 +122,6 @@ MCUQP_INLINE void window_1x2(const conv_geom *g, int32_t y0, int32_t x0, int32_t
     }
     const int32_t run = g->dil_w == 1 ? (kx_hi - kx_lo) * g->in_c : g->in_c;
     const int32_t steps = g->dil_w == 1 ? 1 : kx_hi - kx_lo;
-    packed_acc p = {{0, 0}, 0};
     int32_t ky;
     for (ky = ky_lo; ky < ky_hi; ++ky) {
         const int8_t *x = g->input + (size_t)(y0 + ky * g->dil_h) * g->in_row +
@@ -201,10 +130,9 @@ MCUQP_INLINE void window_1x2(const conv_geom *g, int32_t y0, int32_t x0, int32_t
         int32_t s;
         for (s = 0; s < steps; ++s) {
             const size_t ws = w_off + (size_t)s * (size_t)g->in_c;
-            run_1x2(x + (size_t)s * g->tap_step, wa + ws, wb + ws, run, off, &p, acc);
+            mac_1x2(x + (size_t)s * g->tap_step, wa + ws, wb + ws, run, off, acc);
         }
     }
-    unpack2(&p.s[0], &acc[0], &acc[1]);
 }
 
 /* A 1x1 filter without padding: output (oy, ox) reads input pixel (oy * stride_h,
@@ -222,35 +150,6 @@ typedef struct {
     int32_t in_c;
 } pw_geom;
 
-MCUQP_INLINE void dot_2x2(const int8_t *x0, const int8_t *x1, const int8_t *wa, const int8_t *wb, int32_t n,
-                          uint32_t acc[4])
-{
-    int64_t p[2] = {0, 0};
-    int32_t c = 0;
-    while (n - c > PACK_RUN_RAW) {
-        mac_2x2(x0 + c, x1 + c, wa + c, wb + c, PACK_RUN_RAW, 0, p);
-        unpack2(&p[0], &acc[0], &acc[2]);
-        unpack2(&p[1], &acc[1], &acc[3]);
-        c += PACK_RUN_RAW;
-    }
-    mac_2x2(x0 + c, x1 + c, wa + c, wb + c, n - c, 0, p);
-    unpack2(&p[0], &acc[0], &acc[2]);
-    unpack2(&p[1], &acc[1], &acc[3]);
-}
-
-MCUQP_INLINE void dot_1x2(const int8_t *x, const int8_t *wa, const int8_t *wb, int32_t n, uint32_t acc[2])
-{
-    int64_t p = 0;
-    int32_t c = 0;
-    while (n - c > PACK_RUN_RAW) {
-        mac_1x2(x + c, wa + c, wb + c, PACK_RUN_RAW, 0, &p);
-        unpack2(&p, &acc[0], &acc[1]);
-        c += PACK_RUN_RAW;
-    }
-    mac_1x2(x + c, wa + c, wb + c, n - c, 0, &p);
-    unpack2(&p, &acc[0], &acc[1]);
-}
-
 static void pointwise_pair(const pw_geom *g, const int8_t *wa, const int8_t *wb, const uint32_t full[2],
                            const int32_t mult[2], const int32_t shift[2], int32_t lo, int32_t hi, int32_t out_offset,
                            int two)
@@ -263,7 +162,7 @@ static void pointwise_pair(const pw_geom *g, const int8_t *wa, const int8_t *wb,
         int32_t col = 0;
         for (; col + 2 <= g->cols; col += 2) {
             uint32_t acc[4] = {full[0], full[0], full[1], full[1]};
-            dot_2x2(x, x + g->pix_step, wa, wb, g->in_c, acc);
+            mac_2x2(x, x + g->pix_step, wa, wb, g->in_c, 0, acc);
             o[0] = mcuqp_requantize_clamp_s8(acc[0], mult[0], shift[0], lo, hi, out_offset);
             o[out_px] = mcuqp_requantize_clamp_s8(acc[1], mult[0], shift[0], lo, hi, out_offset);
             if (two) {
@@ -275,7 +174,7 @@ static void pointwise_pair(const pw_geom *g, const int8_t *wa, const int8_t *wb,
         }
         if (col < g->cols) {
             uint32_t acc[2] = {full[0], full[1]};
-            dot_1x2(x, wa, wb, g->in_c, acc);
+            mac_1x2(x, wa, wb, g->in_c, 0, acc);
             o[0] = mcuqp_requantize_clamp_s8(acc[0], mult[0], shift[0], lo, hi, out_offset);
             if (two) {
                 o[1] = mcuqp_requantize_clamp_s8(acc[1], mult[1], shift[1], lo, hi, out_offset);
