@@ -79,6 +79,43 @@ MCUQP_INLINE int8_t mcuqp_requantize_clamp_s8(uint32_t acc, int32_t multiplier, 
     return (int8_t)(mcuqp_clamp_i32(r, lo, hi) + out_offset);
 }
 
+/* One output channel's requantization with its shift already split, for kernels that
+ * requantize many outputs of the same channel: mcuqp_requant_ch_apply gives exactly
+ * mcuqp_requantize_clamp_s8 without recomputing the shift amounts and the rounding mask
+ * for every output. */
+typedef struct {
+    int32_t multiplier;
+    int32_t shift;
+    int32_t left;  /* max(shift, 0) */
+    int32_t right; /* max(-shift, 0) */
+    int32_t mask;  /* 2^right - 1 */
+    int32_t half;  /* mask / 2 */
+} mcuqp_requant_ch;
+
+MCUQP_INLINE mcuqp_requant_ch mcuqp_requant_ch_make(int32_t multiplier, int32_t shift)
+{
+    mcuqp_requant_ch q;
+    q.multiplier = multiplier;
+    q.shift = shift;
+    q.left = shift > 0 ? shift : 0;
+    q.right = shift > 0 ? 0 : -shift;
+    q.mask = (int32_t)((1LL << q.right) - 1);
+    q.half = q.mask >> 1;
+    return q;
+}
+
+MCUQP_INLINE int8_t mcuqp_requant_ch_apply(const mcuqp_requant_ch *q, uint32_t acc, int32_t lo, int32_t hi,
+                                           int32_t out_offset)
+{
+#if MCUQP_SINGLE_ROUNDING
+    const int32_t r = mcuqp_requantize((int32_t)acc, q->multiplier, q->shift);
+#else
+    const int32_t s = mcuqp_srdhm(mcuqp_shl_wrap((int32_t)acc, q->left), q->multiplier);
+    const int32_t r = (s >> q->right) + ((s & q->mask) > q->half + (s < 0 ? 1 : 0) ? 1 : 0);
+#endif
+    return (int8_t)(mcuqp_clamp_i32(r, lo, hi) + out_offset);
+}
+
 /* TFLite MultiplyByQuantizedMultiplierSmallerThanOneExp (shift <= 0). */
 MCUQP_INLINE int32_t mcuqp_mul_by_qm_smaller_than_one(int32_t x, int32_t multiplier, int32_t shift)
 {
