@@ -32,6 +32,7 @@ SHAPES = [
     (True, (1, 5, 5, 6), (3, 3), 12, (1, 1), (1, 1, 1, 1), (1, 1)),  # depth multiplier 2
     (True, (1, 6, 7, 5), (3, 3), 5, (1, 1), (2, 2, 2, 2), (2, 2)),  # dilated
     (True, (1, 3, 2, 4), (3, 3), 4, (1, 1), (1, 1, 1, 1), (1, 1)),  # narrower than the kernel
+    (True, (1, 3, 13, 8), (3, 3), 8, (2, 2), (3, 4, 3, 4), (1, 1)),  # windows wholly in the padding
 ]
 
 

@@ -231,9 +231,9 @@ static void run_group_3x3(const dw_geom *g, const dw_group *grp, const mcuqp_con
             const size_t c0 = (size_t)mcuqp_clamp_i32(x0, 0, in_w - 1) * g->in_px;
             const size_t c1 = (size_t)mcuqp_clamp_i32(x0 + 1, 0, in_w - 1) * g->in_px;
             const size_t c2 = (size_t)mcuqp_clamp_i32(x0 + 2, 0, in_w - 1) * g->in_px;
-            const uint32_t k0 = x0 >= 0 ? 0xFFFFFFFFu : 0u;
+            const uint32_t k0 = x0 >= 0 && x0 < in_w ? 0xFFFFFFFFu : 0u;
             const uint32_t k1 = x0 + 1 >= 0 && x0 + 1 < in_w ? 0xFFFFFFFFu : 0u;
-            const uint32_t k2 = x0 + 2 < in_w ? 0xFFFFFFFFu : 0u;
+            const uint32_t k2 = x0 + 2 >= 0 && x0 + 2 < in_w ? 0xFFFFFFFFu : 0u;
             int32_t r;
             for (r = 0; r < 3; ++r) {
                 const int32_t y = y0 + r;
