@@ -364,9 +364,13 @@ mcuqp_status mcuqp_conv2d_s8(const mcuqp_conv_params *params, const mcuqp_requan
                         /* two pixels whose windows are inside the input width: 2x2 blocks */
                         uint32_t ab[4] = {0u, 0u, 0u, 0u};
                         uint32_t cd[4] = {0u, 0u, 0u, 0u};
-                        const int32_t off = row_full ? 0 : in_offset;
-                        window_2x2(&g, y0, x0, pix_step, ky_lo, ky_hi, qd.w[0], qd.w[1], off, ab);
-                        window_2x2(&g, y0, x0, pix_step, ky_lo, ky_hi, qd.w[2], qd.w[3], off, cd);
+                        if (row_full) { /* constant zero offset: no adds in the loop */
+                            window_2x2(&g, y0, x0, pix_step, 0, k_h, qd.w[0], qd.w[1], 0, ab);
+                            window_2x2(&g, y0, x0, pix_step, 0, k_h, qd.w[2], qd.w[3], 0, cd);
+                        } else {
+                            window_2x2(&g, y0, x0, pix_step, ky_lo, ky_hi, qd.w[0], qd.w[1], in_offset, ab);
+                            window_2x2(&g, y0, x0, pix_step, ky_lo, ky_hi, qd.w[2], qd.w[3], in_offset, cd);
+                        }
                         const uint32_t p0[4] = {ab[0], ab[2], cd[0], cd[2]};
                         const uint32_t p1[4] = {ab[1], ab[3], cd[1], cd[3]};
                         store_quad(o, p0, row_base, &qd, lo, hi, out_offset);
@@ -378,7 +382,11 @@ mcuqp_status mcuqp_conv2d_s8(const mcuqp_conv_params *params, const mcuqp_requan
                         mcuqp_tap_range(x0, g.dil_w, k_w, in_w, &kx_lo, &kx_hi);
                         const int full = row_full && kx_lo == 0 && kx_hi == k_w;
                         uint32_t acc[4] = {0u, 0u, 0u, 0u};
-                        window_1x4(&g, y0, x0, ky_lo, ky_hi, kx_lo, kx_hi, &qd, full ? 0 : in_offset, acc);
+                        if (full) {
+                            window_1x4(&g, y0, x0, 0, k_h, 0, k_w, &qd, 0, acc);
+                        } else {
+                            window_1x4(&g, y0, x0, ky_lo, ky_hi, kx_lo, kx_hi, &qd, in_offset, acc);
+                        }
                         store_quad(o, acc, full ? qd.full : qd.bias, &qd, lo, hi, out_offset);
                         ox += 1;
                     }
