@@ -21,12 +21,16 @@
  * complement (arithmetic is done in uint32, so the wrap is defined behaviour); it cannot
  * wrap for k_h * k_w * in_c below 32768 and |bias| below 2^30.
  *
- * Speed (portable C, no scratch buffer): output channels are taken two at a time and,
- * where both windows lie inside the input width, output pixels two at a time, so each
- * input and weight byte loaded feeds two multiply-accumulates. The input-offset term
- * input_offset * sum(filter[oc]) is computed once per channel and added to a plain int8
- * dot product for every window fully inside the input; border windows add the offset
- * to each input they read (once for both channels).
+ * Speed (portable C, no scratch buffer, plain 32-bit multiply-accumulates so that Armv6-M
+ * needs no 64-bit library calls): the input-offset term input_offset * sum(filter[oc]) is
+ * computed once per channel and added to a plain int8 dot product for every window fully
+ * inside the input (border windows add the offset to each input they read). A 1x1 filter
+ * without padding walks the pixels two at a time (consecutive rows as one row when the
+ * stride is 1) against two output channels: a 2x2 register block, each byte loaded feeding
+ * two multiply-accumulates. Other filters take four output channels per pass: two pixels
+ * whose windows lie inside the input width as two 2x2 blocks, a border or odd pixel as a
+ * 1x4 block (each input byte loaded once for four channels). The inner loops are rolled
+ * over walking pointers (Armv7-M loads with write-back, no spills).
  */
 #include "mcuqp_fixedpoint.h"
 #include "mcuqp_kernel_checks.h"

@@ -27,7 +27,11 @@
  * every tap is shared by four multiply-accumulates; with depth_multiplier 1 the four
  * inputs and weights are adjacent bytes. input_offset * sum(filter[.][.][oc]) is computed
  * once per channel and added to a plain dot product for every window fully inside the
- * input; border windows add the offset to each input they read.
+ * input; border windows add the offset to each input they read. The common 3x3 undilated
+ * case with depth_multiplier 1 copies the group's 36 filter bytes once (constant offsets
+ * instead of nine tap pointers) and runs one unrolled nine-tap dot product for every
+ * window: in place inside the input, and on a 3x3x4 patch padded with the input zero point
+ * (whose offset-corrected value is zero) at the border.
  */
 #include <string.h>
 
