@@ -32,11 +32,24 @@ MCUQP_INLINE int32_t mcuqp_clamp_i32(int32_t x, int32_t lo, int32_t hi)
 /* x * 2^n with two's-complement wrap-around (defined behaviour, unlike a signed shift). */
 MCUQP_INLINE int32_t mcuqp_shl_wrap(int32_t x, int32_t n) { return (int32_t)((uint32_t)x << n); }
 
-/* gemmlowp SaturatingRoundingDoublingHighMul. gemmlowp divides ab + nudge (2^30, or
- * 1 - 2^30 for negative ab) by 2^31 rounding toward zero; for every int64 ab that equals
- * floor((ab + 2^30) / 2^31), one add and an arithmetic shift instead of a sign-dependent
- * nudge and a signed division. (b is tested first: it is the per-channel multiplier.) */
+/* gemmlowp SaturatingRoundingDoublingHighMul. */
 MCUQP_INLINE int32_t mcuqp_srdhm(int32_t a, int32_t b)
+{
+    if (a == b && a == INT32_MIN) {
+        return INT32_MAX;
+    }
+    const int64_t ab = (int64_t)a * (int64_t)b;
+    const int64_t nudge = ab >= 0 ? (1LL << 30) : (1LL - (1LL << 30));
+    return (int32_t)((ab + nudge) / (1LL << 31));
+}
+
+/* mcuqp_srdhm, computed as floor((ab + 2^30) / 2^31): gemmlowp's sign-dependent nudge and
+ * division rounding toward zero give that value for every int64 ab, here with one add and
+ * an arithmetic shift instead of a signed 64-bit division (b is tested first: it is the
+ * per-channel multiplier). Kept apart from mcuqp_srdhm because arm-none-eabi-gcc 12.2
+ * mis-assembles an MVE kernel (vldrb with a high register) when the shared helper takes
+ * this form. */
+MCUQP_INLINE int32_t mcuqp_srdhm_floor(int32_t a, int32_t b)
 {
     if (b == INT32_MIN && a == INT32_MIN) {
         return INT32_MAX;
@@ -110,7 +123,7 @@ MCUQP_INLINE int8_t mcuqp_requant_ch_apply(const mcuqp_requant_ch *q, uint32_t a
 #if MCUQP_SINGLE_ROUNDING
     const int32_t r = mcuqp_requantize((int32_t)acc, q->multiplier, q->shift);
 #else
-    const int32_t s = mcuqp_srdhm(mcuqp_shl_wrap((int32_t)acc, q->left), q->multiplier);
+    const int32_t s = mcuqp_srdhm_floor(mcuqp_shl_wrap((int32_t)acc, q->left), q->multiplier);
     const int32_t r = (s >> q->right) + ((s & q->mask) > q->half + (s < 0 ? 1 : 0) ? 1 : 0);
 #endif
     return (int8_t)(mcuqp_clamp_i32(r, lo, hi) + out_offset);

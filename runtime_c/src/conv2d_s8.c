@@ -143,8 +143,7 @@ MCUQP_INLINE void mac_1x4(const int8_t *x, const int8_t *w0, const int8_t *w1, c
  * bias + input_offset * sum(filter); past out_c the last channel is repeated, not stored. */
 typedef struct {
     const int8_t *w[4];
-    int32_t mult[4];
-    int32_t shift[4];
+    mcuqp_requant_ch rq[4];
     uint32_t bias[4];
     uint32_t full[4];
     int32_t count; /* channels stored: 1..4 */
@@ -180,7 +179,7 @@ MCUQP_INLINE void store_quad(int8_t *o, const uint32_t acc[4], const uint32_t ba
 {
     int32_t j;
     for (j = 0; j < qd->count; ++j) {
-        o[j] = mcuqp_requantize_clamp_s8(acc[j] + base[j], qd->mult[j], qd->shift[j], lo, hi, out_offset);
+        o[j] = mcuqp_requant_ch_apply(&qd->rq[j], acc[j] + base[j], lo, hi, out_offset);
     }
 }
 
@@ -200,7 +199,7 @@ typedef struct {
 } pw_geom;
 
 static void pointwise_pair(const pw_geom *g, const int8_t *wa, const int8_t *wb, const uint32_t full[2],
-                           const int32_t mult[2], const int32_t shift[2], int32_t lo, int32_t hi, int32_t out_offset,
+                           const mcuqp_requant_ch rq[2], int32_t lo, int32_t hi, int32_t out_offset,
                            int two)
 {
     const size_t out_px = g->out_px;
@@ -212,11 +211,11 @@ static void pointwise_pair(const pw_geom *g, const int8_t *wa, const int8_t *wb,
         for (; col + 2 <= g->cols; col += 2) {
             uint32_t acc[4] = {full[0], full[0], full[1], full[1]};
             mac_2x2(x, x + g->pix_step, wa, wb, g->in_c, 0, acc);
-            o[0] = mcuqp_requantize_clamp_s8(acc[0], mult[0], shift[0], lo, hi, out_offset);
-            o[out_px] = mcuqp_requantize_clamp_s8(acc[1], mult[0], shift[0], lo, hi, out_offset);
+            o[0] = mcuqp_requant_ch_apply(&rq[0], acc[0], lo, hi, out_offset);
+            o[out_px] = mcuqp_requant_ch_apply(&rq[0], acc[1], lo, hi, out_offset);
             if (two) {
-                o[1] = mcuqp_requantize_clamp_s8(acc[2], mult[1], shift[1], lo, hi, out_offset);
-                o[out_px + 1] = mcuqp_requantize_clamp_s8(acc[3], mult[1], shift[1], lo, hi, out_offset);
+                o[1] = mcuqp_requant_ch_apply(&rq[1], acc[2], lo, hi, out_offset);
+                o[out_px + 1] = mcuqp_requant_ch_apply(&rq[1], acc[3], lo, hi, out_offset);
             }
             x += 2 * g->pix_step;
             o += 2 * out_px;
@@ -224,9 +223,9 @@ static void pointwise_pair(const pw_geom *g, const int8_t *wa, const int8_t *wb,
         if (col < g->cols) {
             uint32_t acc[2] = {full[0], full[1]};
             mac_1x2(x, wa, wb, g->in_c, 0, acc);
-            o[0] = mcuqp_requantize_clamp_s8(acc[0], mult[0], shift[0], lo, hi, out_offset);
+            o[0] = mcuqp_requant_ch_apply(&rq[0], acc[0], lo, hi, out_offset);
             if (two) {
-                o[1] = mcuqp_requantize_clamp_s8(acc[1], mult[1], shift[1], lo, hi, out_offset);
+                o[1] = mcuqp_requant_ch_apply(&rq[1], acc[1], lo, hi, out_offset);
             }
         }
     }
@@ -315,21 +314,19 @@ mcuqp_status mcuqp_conv2d_s8(const mcuqp_conv_params *params, const mcuqp_requan
             const int8_t *wa = filter + (size_t)ch[0] * (size_t)filter_size;
             const int8_t *wb = filter + (size_t)ch[1] * (size_t)filter_size;
             uint32_t full[2];
-            int32_t mult[2];
-            int32_t shift[2];
+            mcuqp_requant_ch rq[2];
             int32_t j;
             for (j = 0; j < 2; ++j) {
                 const int32_t q = quant->count == 1 ? 0 : ch[j];
                 /* bias + input_offset * sum(filter): every 1x1 window is inside the input */
                 full[j] = (bias != NULL ? (uint32_t)bias[ch[j]] : 0u) +
                           (uint32_t)in_offset * sum_s8(j == 0 ? wa : wb, filter_size);
-                mult[j] = quant->multiplier[q];
-                shift[j] = quant->shift[q];
+                rq[j] = mcuqp_requant_ch_make(quant->multiplier[q], quant->shift[q]);
             }
             for (n = 0; n < input_dims->n; ++n) {
                 pw.input = input + (size_t)n * in_image;
                 pw.output = output + (size_t)n * out_image + (size_t)oc;
-                pointwise_pair(&pw, wa, wb, full, mult, shift, lo, hi, out_offset, two);
+                pointwise_pair(&pw, wa, wb, full, rq, lo, hi, out_offset, two);
             }
         }
         return MCUQP_OK;
@@ -342,8 +339,7 @@ mcuqp_status mcuqp_conv2d_s8(const mcuqp_conv_params *params, const mcuqp_requan
             const int32_t c = mcuqp_min_i32(oc + j, out_c - 1);
             const int32_t q = quant->count == 1 ? 0 : c;
             qd.w[j] = filter + (size_t)c * (size_t)filter_size;
-            qd.mult[j] = quant->multiplier[q];
-            qd.shift[j] = quant->shift[q];
+            qd.rq[j] = mcuqp_requant_ch_make(quant->multiplier[q], quant->shift[q]);
             qd.bias[j] = bias != NULL ? (uint32_t)bias[c] : 0u;
             /* bias + input_offset * sum(filter): the whole sum for a window inside the input */
             qd.full[j] = qd.bias[j] + (uint32_t)in_offset * sum_s8(qd.w[j], filter_size);
