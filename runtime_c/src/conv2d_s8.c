@@ -183,7 +183,7 @@ MCUQP_INLINE void store_quad(int8_t *o, const uint32_t acc[4], const uint32_t ba
     }
 }
 
-/* A 1x1 filter without padding: output (oy, ox) reads input pixel (oy * stride_h,
+/* A 1x1 filter without padding on any side: output (oy, ox) reads input pixel (oy * stride_h,
  * ox * stride_w) alone and every window lies inside the input, so the input offset is all
  * in full[] and each output is a plain dot product over in_c. Output channels two at a
  * time (packed), pixels two at a time, for one batch image. */
@@ -290,7 +290,9 @@ mcuqp_status mcuqp_conv2d_s8(const mcuqp_conv_params *params, const mcuqp_requan
         ++ox_full_hi;
     }
 
-    const int pointwise = k_h == 1 && k_w == 1 && params->pad_h == 0 && params->pad_w == 0;
+    /* 1x1, no top/left padding and no bottom/right padding either: every window inside */
+    const int pointwise = k_h == 1 && k_w == 1 && params->pad_h == 0 && params->pad_w == 0 &&
+                          (out_h - 1) * params->stride_h < in_h && (out_w - 1) * stride_w < in_w;
     pw_geom pw;
     pw.out_px = out_px;
     pw.pix_step = pix_step;
