@@ -184,7 +184,8 @@ class _Emitter:
             return name
         fam = op_family(op)
         packed = pack_layer(fam, kernel.weight_format, t.data)
-        decls, expr = packed_filter_decls(f"l{layer.index}_weights", fam, kernel.weight_format, packed)
+        decls, expr = packed_filter_decls(f"l{layer.index}_weights", fam, kernel.weight_format, packed,
+                                          self.weights_section)
         layer.decls.append(f"/* {t.name} int8 {list(t.shape)} as {kernel.weight_format} */\n" + decls)
         layer.weight_bytes, layer.index_bytes = packed.weight_bytes, packed.index_bytes
         self.weight_bytes += packed.weight_bytes + packed.index_bytes
@@ -198,7 +199,7 @@ class _Emitter:
             raise McuqpError(f"plan has no scratch for the packed layer {op.name}: plan it with "
                              f"mcuqp.plan.formats.scratch_requests")
         layer.comment = f"{self.plan.scratch[op_index]} B of scratch at arena + {offset}"
-        return f"(mcuqp_arena + {offset})"
+        return f"({self.arena} + {offset})"
 
     def aliased(self, op: Op) -> bool:
         """The plan gave the op's output the bytes of its input."""

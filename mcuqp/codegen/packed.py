@@ -107,13 +107,15 @@ for _f in _LOWBIT:
                                                                                  ly.bias, ly.attrs, r)
 
 
-def c_array(ctype: str, name: str, values: np.ndarray) -> str:
+def c_array(ctype: str, name: str, values: np.ndarray, attrs: str = "") -> str:
+    """`static const T name[] attrs = {...};` (attrs: e.g. the model's weights-section macro)."""
     v = np.ravel(values)
+    attrs = f" {attrs}" if attrs else ""
     if ctype == "uint32_t":  # no -Wconversion warning on words >= 2^31
         body = ", ".join(f"{int(e)}u" for e in v) if v.size else "0"
-        return f"static const {ctype} {name}[] = {{{body}}};\n"
+        return f"static const {ctype} {name}[]{attrs} = {{{body}}};\n"
     body = ", ".join(str(int(e)) for e in v) if v.size else "0"  # C has no empty arrays
-    return f"static const {ctype} {name}[] = {{{body}}};\n"
+    return f"static const {ctype} {name}[]{attrs} = {{{body}}};\n"
 
 
 def weight_symbols(name: str, ly: PackedLayer) -> dict[str, str]:
@@ -132,17 +134,17 @@ def filter_decls(name: str, ly: PackedLayer) -> tuple[str, str]:
     return packed_filter_decls(name, ly.op, ly.fmt, ly.packed)
 
 
-def packed_filter_decls(name: str, op: str, fmt: str, p) -> tuple[str, str]:
+def packed_filter_decls(name: str, op: str, fmt: str, p, attrs: str = "") -> tuple[str, str]:
     """The const arrays and struct of a packed filter `p` (pack_layer(op, fmt, w)) and the
-    C expression passed as the kernel's filter."""
+    C expression passed as the kernel's filter; `attrs` goes on every array (a section macro)."""
     if fmt == "sparse":
         ctype = "uint8_t" if op == "depthwise" else "uint16_t"
         struct = "mcuqp_sparse_depthwise" if op == "depthwise" else "mcuqp_sparse_rows"
-        decl = (c_array(ctype, f"{name}_counts", p.counts) + c_array("uint8_t", f"{name}_index", p.index) +
-                c_array("int8_t", f"{name}_values", p.values) +
+        decl = (c_array(ctype, f"{name}_counts", p.counts, attrs) + c_array("uint8_t", f"{name}_index", p.index, attrs) +
+                c_array("int8_t", f"{name}_values", p.values, attrs) +
                 f"static const {struct} {name} = {{{name}_counts, {name}_index, {name}_values}};\n")
         return decl, f"&{name}"
-    decl = (c_array("uint32_t", f"{name}_words", p.words) +
+    decl = (c_array("uint32_t", f"{name}_words", p.words, attrs) +
             f"static const mcuqp_lowbit_weights {name} = {{{name}_words, {p.bits}}};\n")
     return decl, f"&{name}"
 
