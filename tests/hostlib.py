@@ -98,6 +98,27 @@ class HardSwishParams(C.Structure):
         "output_exponent").split()]
 
 
+
+@mirrors("mcuqp_broadcast")
+class Broadcast(C.Structure):
+    _fields_ = [(f, C.c_int32 * 6) for f in ("shape", "stride1", "stride2")]
+
+
+@mirrors("mcuqp_prelu_params")
+class PreluParams(C.Structure):
+    _fields_ = [(f, C.c_int32) for f in (
+        "input_offset alpha_offset output_offset output_multiplier_1 output_shift_1 output_multiplier_2 "
+        "output_shift_2").split()]
+
+
+def broadcast(a: tuple[int, ...], b: tuple[int, ...], y: tuple[int, ...]) -> Broadcast:
+    """The mcuqp_broadcast of inputs shaped `a` and `b` and output `y` (as the code generator emits it)."""
+    from mcuqp.ops.broadcast import walk
+
+    shape, s1, s2 = walk(a, b, y)
+    row = C.c_int32 * 6
+    return Broadcast(row(*shape), row(*s1), row(*s2))
+
 def dims(shape: tuple[int, ...]) -> Dims:
     """NHWC dims from a 1-4-D shape (missing leading dimensions are 1)."""
     s = (1,) * (4 - len(shape)) + tuple(int(x) for x in shape)
