@@ -13,12 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from mcuqp.errors import UnsupportedModelError
-from mcuqp.ir import Graph, Op, OpKind
+from mcuqp.ir import Graph, Op, OpKind, QParams, Tensor
 from mcuqp.ops import broadcast
 from mcuqp.ops import tflite_lowering as tfl
 from mcuqp.ops.common import double
 from mcuqp.ops.registry import EmitContext, Env, KernelVariant, OpDef, variants
-from mcuqp.quant.fixedpoint import Rounding, multiply_by_quantized_multiplier, quantize_multiplier
+from mcuqp.quant.fixedpoint import Rounding, multiply_by_quantized_multiplier, quantize_multiplier, round_half_away
+from mcuqp.quant.qparams import activation_qparams
 
 
 @dataclass
@@ -75,6 +76,25 @@ def _lower(ctx, op) -> list[tfl.LoweredOp]:
     return [tfl.LoweredOp(OpKind.PRELU, [ctx.ir_act(op.inputs[0]), alpha_name], ctx.ir_act(op.outputs[0]), attrs)]
 
 
+def _float_run(op, xs: list[np.ndarray]) -> np.ndarray:
+    return np.where(xs[0] >= 0, xs[0], op.weight * xs[0]).astype(np.float32)
+
+
+def _alpha(op) -> list[tuple[np.ndarray, QParams]]:
+    """A torch PReLU's alpha (op.weight, one per channel or one) as int8 with TFLite's
+    per-tensor asymmetric quantization of its range (with 0)."""
+    alpha = np.asarray(op.weight, np.float32)
+    scale, zp = activation_qparams(float(alpha.min()), float(alpha.max()))
+    q = np.clip(round_half_away(alpha / np.float32(scale)) + zp, -128, 127).astype(np.int8)
+    return [(q, QParams(np.float32(scale), zp))]
+
+
+def _from_float(op, ins: list[Tensor], y_q: QParams, rounding: Rounding,
+                weight_scales: np.ndarray | None) -> PreluAttrs:
+    x, alpha = ins
+    return prelu_attrs(x.quant.s, x.quant.zp, alpha.quant.s, alpha.quant.zp, y_q.s, y_q.zp)
+
+
 def _emit(e: EmitContext, layer, op: Op, kernel: KernelVariant) -> None:
     params = e.struct(layer, "mcuqp_prelu_params", {k: getattr(op.attrs, k) for k in FIELDS})
     shape = broadcast.emit(e, layer, op)
@@ -91,5 +111,9 @@ OPS = (
         emit=_emit,
         kernels=variants("mcuqp_prelu_s8", "prelu_s8.c"),
         tflite={"PRELU": _lower},
+        alias="elementwise",
+        float_run=_float_run,
+        from_float=_from_float,
+        quantize_constants=_alpha,
     ),
 )

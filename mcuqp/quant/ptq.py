@@ -187,6 +187,10 @@ def lower_to_int8(float_graph: FloatGraph, ranges: dict[str, Range], *, rounding
         if d.weight_axis is not None:
             consts, weight_scales = _add_weights(g, op, ins[0], d.weight_axis)
             names += consts
+        for i, (data, q) in enumerate(d.quantize_constants(op) if d.quantize_constants else ()):
+            t = g.add_tensor(ir.Tensor(f"{op.name}.const{i}", data.shape, ir.DType.INT8, q, data))
+            names.append(t.name)
+            ins.append(t)
         attrs = d.from_float(op, ins, y_q, rounding, weight_scales)
         g.add_tensor(ir.Tensor(op.name, op.shape, ir.DType.INT8, y_q))
         g.ops.append(ir.Op(op.kind, op.name, names, [op.name], attrs, op.source))
