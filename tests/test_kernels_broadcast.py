@@ -230,7 +230,8 @@ def test_broadcast_numpy_matches_tflm(opcode: str) -> None:
 
 def _all_ops_model(path: Path, rank5: bool = False) -> Path:
     """x -> SUB const (broadcast) -> MAXIMUM const -> MINIMUM const -> MUL const -> ADD with a
-    MEAN of itself (two activations, broadcast) -> PRELU (per-channel alpha) -> TANH -> y."""
+    MEAN of itself (two activations, broadcast; rank 5: with h1) -> PRELU (per-channel alpha)
+    -> TANH -> y."""
     from tflite_builder import ModelBuilder
 
     rng = np.random.default_rng(81)
@@ -255,9 +256,12 @@ def _all_ops_model(path: Path, rank5: bool = False) -> Path:
                    options_type="MaximumMinimumOptions")
     h4 = t("h4", q=(0.05, -10))
     b.add_operator("MUL", [h3, k("k4", (shape[-2], c))], [h4], {"fused_activation_function": "NONE"})
-    axes = b.add_constant("axes", np.array(range(1, len(shape) - 1), np.int32))
-    m = t("m", (1,) * (len(shape) - 1) + (c,), q=(0.05, -10))
-    b.add_operator("MEAN", [h4, axes], [m], {"keep_dims": True})
+    if rank5:  # MEAN of rank 5 is not lowered: add an activation of the same shape
+        m = h1
+    else:
+        axes = b.add_constant("axes", np.array(range(1, len(shape) - 1), np.int32))
+        m = t("m", (1,) * (len(shape) - 1) + (c,), q=(0.05, -10))
+        b.add_operator("MEAN", [h4, axes], [m], {"keep_dims": True})
     h5 = t("h5", q=(0.09, 1))
     b.add_operator("ADD", [h4, m], [h5], {"fused_activation_function": "NONE"})
     h6 = t("h6", q=(0.06, -5))
@@ -269,12 +273,13 @@ def _all_ops_model(path: Path, rank5: bool = False) -> Path:
     return path
 
 
-def test_all_ops_model_reference_matches_tflm(tmp_path: Path) -> None:
+@pytest.mark.parametrize("rank5", [False, True])
+def test_all_ops_model_reference_matches_tflm(tmp_path: Path, rank5: bool) -> None:
     prereq.require_module("tflite_micro")
     from mcuqp import api
     from mcuqp.ir import OpKind
 
-    loaded = api.load(_all_ops_model(tmp_path / "m.tflite"), n_random=16, seed=3)
+    loaded = api.load(_all_ops_model(tmp_path / "m.tflite", rank5), n_random=16, seed=3)
     kinds = {op.kind for op in loaded.graph.ops}
     assert {OpKind.SUB, OpKind.MAXIMUM, OpKind.MINIMUM, OpKind.MUL, OpKind.ADD, OpKind.PRELU, OpKind.TANH} <= kinds
     assert api.oracle_first_mismatch(loaded, 16) is None
@@ -289,3 +294,55 @@ def test_all_ops_model_bit_exact_on_qemu(board: str, tmp_path: Path) -> None:
     res = api.verify(loaded, board=board, n_inputs=10)
     assert res.compared == 10 and res.mismatches == 0, f"{res.mismatched_elements} elements differ"
     assert np.array_equal(res.device_outputs, res.reference_outputs)
+
+
+# ---- generated C on the host ---------------------------------------------------------
+
+
+def _host_run(model: Path, n: int = 12) -> tuple[np.ndarray, np.ndarray, str]:
+    """(generated C on the host, numpy reference, model.c) for `n` random inputs."""
+    import hostlib
+    from mcuqp.codegen.emit import generate, write_library
+    from mcuqp.frontends.tflite import load_tflite
+    from mcuqp.plan.memory import plan_memory, validate_plan
+    from mcuqp.reference.interpreter import run
+
+    g = load_tflite(model)
+    plan = plan_memory(g)
+    validate_plan(g, plan)
+    gen = generate(g, plan)
+    out = model.parent / "lib"
+    write_library(gen, out)
+    x = np.random.default_rng(13).integers(-128, 128, (n, *g.input.shape[1:]), dtype=np.int8)
+    want = run(g, x)
+    got = hostlib.HostModel(out, g.input.size, g.output.size)(x).reshape(want.shape)
+    return got, want, gen.model_c
+
+
+def _mul_const_model(path: Path) -> Path:
+    from tflite_builder import ModelBuilder
+
+    b = ModelBuilder()
+    x = b.add_input("x", (1, 3, 4), scale=0.05, zero_point=2)
+    k = b.add_constant("k", np.array([3, -7, 100, -128], np.int8), scale=0.02, zero_point=1)
+    y = b.add_tensor("y", (1, 3, 4), scale=0.04, zero_point=-1)
+    b.add_operator("MUL", [x, k], [y], {"fused_activation_function": "NONE"})
+    b.mark_output(y)
+    path.write_bytes(b.build())
+    return path
+
+
+def test_mul_with_a_constant_second_input_compiles_and_matches(tmp_path: Path) -> None:
+    """Regression: the constant operand and the input-1 dims were both declared l0_in1."""
+    got, want, model_c = _host_run(_mul_const_model(tmp_path / "m.tflite"))
+    assert "mcuqp_mul_s8(" in model_c
+    assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("rank5", [False, True])
+def test_all_ops_model_generated_c_matches_reference_on_the_host(tmp_path: Path, rank5: bool) -> None:
+    got, want, model_c = _host_run(_all_ops_model(tmp_path / "m.tflite", rank5=rank5))
+    for fn in ("mcuqp_sub_s8(", "mcuqp_maximum_s8(", "mcuqp_minimum_s8(", "mcuqp_mul_s8(",
+               "mcuqp_add_s8(" if rank5 else "mcuqp_add_broadcast_s8(", "mcuqp_prelu_s8(", "mcuqp_tanh_s8("):
+        assert fn in model_c, fn
+    assert np.array_equal(got, want)
