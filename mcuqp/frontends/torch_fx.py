@@ -540,7 +540,8 @@ def _binary(kind: OpKind):
             raise ctx.fail(node, f"{what} with alpha != 1 is not supported")
         a, c = b.get("input"), b.get("other")
         if not (isinstance(a, fx.Node) and isinstance(c, fx.Node)):
-            raise ctx.fail(node, f"{what} with a constant is not supported (only of two tensors)")
+            verb = {"add": "adding", "sub": "subtracting", "mul": "multiplying by"}.get(what, what)
+            raise ctx.fail(node, f"{verb} a constant is not supported (only two tensors)")
         xa, xc = ctx.value(node, a), ctx.value(node, c)
         sa, sc = ctx.torch_shape[xa], ctx.torch_shape[xc]
         try:

@@ -18,8 +18,7 @@ from mcuqp.ops import broadcast
 from mcuqp.ops import tflite_lowering as tfl
 from mcuqp.ops.common import double
 from mcuqp.ops.registry import EmitContext, Env, KernelVariant, OpDef, variants
-from mcuqp.quant.fixedpoint import Rounding, multiply_by_quantized_multiplier, quantize_multiplier, round_half_away
-from mcuqp.quant.qparams import activation_qparams
+from mcuqp.quant.fixedpoint import Rounding, multiply_by_quantized_multiplier, quantize_multiplier
 
 
 @dataclass
@@ -80,13 +79,9 @@ def _float_run(op, xs: list[np.ndarray]) -> np.ndarray:
     return np.where(xs[0] >= 0, xs[0], op.weight * xs[0]).astype(np.float32)
 
 
-def _alpha(op) -> list[tuple[np.ndarray, QParams]]:
-    """A torch PReLU's alpha (op.weight, one per channel or one) as int8 with TFLite's
-    per-tensor asymmetric quantization of its range (with 0)."""
-    alpha = np.asarray(op.weight, np.float32)
-    scale, zp = activation_qparams(float(alpha.min()), float(alpha.max()))
-    q = np.clip(round_half_away(alpha / np.float32(scale)) + zp, -128, 127).astype(np.int8)
-    return [(q, QParams(np.float32(scale), zp))]
+def _alpha(op) -> list[np.ndarray]:
+    """A torch PReLU's alpha (one per channel, or one): quantized per tensor by PTQ."""
+    return [np.asarray(op.weight, np.float32)]
 
 
 def _from_float(op, ins: list[Tensor], y_q: QParams, rounding: Rounding,
@@ -114,6 +109,6 @@ OPS = (
         alias="elementwise",
         float_run=_float_run,
         from_float=_from_float,
-        quantize_constants=_alpha,
+        constant_inputs=_alpha,
     ),
 )
