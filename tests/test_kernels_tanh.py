@@ -1,7 +1,7 @@
 """int8 TANH: host-compiled C == numpy twin over every input value for randomized input
 quantizations (both rounding modes); numpy twin == TFLite Micro on single-op models; and the
 torch front end for the new ops (nn.Tanh / torch.tanh, `-`, broadcasting `+` and `*`,
-nn.PReLU): imported, quantized and bit-exact on QEMU (Cortex-M4 and M55)."""
+nn.PReLU, torch.maximum / minimum): imported, quantized and bit-exact on QEMU (Cortex-M4 and M55)."""
 from __future__ import annotations
 
 import ctypes as C
@@ -103,6 +103,7 @@ def test_tanh_lowerer_refuses_other_output_quantization(tmp_path: Path) -> None:
 
 def _torch_net():
     import torch
+    import torch.nn.functional as F
     from torch import nn
 
     class Net(nn.Module):
@@ -116,7 +117,9 @@ def _torch_net():
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             a = self.prelu(self.conv(x))
+            a = torch.maximum(a, F.max_pool2d(a, 3, stride=1, padding=1))  # pools share a's quantization
             b = self.conv2(x)
+            b = torch.minimum(b, F.avg_pool2d(b, 5))  # broadcast (N, 4, 1, 1)
             g = torch.mean(b, dim=(2, 3), keepdim=True)  # (N, 4, 1, 1)
             h = a * g - b  # broadcasting mul, then sub
             h = self.tanh(h + g)  # broadcasting add
@@ -140,7 +143,7 @@ def test_torch_new_ops_import_and_quantize() -> None:
     x = torch.randn(64, 2, 5, 5).numpy()
     fg = import_torch(model, torch.from_numpy(x[:1]))
     kinds = [op.kind for op in fg.ops]
-    for k in (OpKind.PRELU, OpKind.MUL, OpKind.SUB, OpKind.ADD, OpKind.TANH):
+    for k in (OpKind.PRELU, OpKind.MUL, OpKind.SUB, OpKind.ADD, OpKind.TANH, OpKind.MAXIMUM, OpKind.MINIMUM):
         assert k in kinds, k
     np.testing.assert_allclose(fg.run(x), model(torch.from_numpy(x)).detach().numpy(), rtol=1e-4, atol=1e-5)
     g = quantize(fg, x)
@@ -149,6 +152,29 @@ def test_torch_new_ops_import_and_quantize() -> None:
     assert alpha.is_const and alpha.quant.scale.size == 1 and alpha.data.shape == (4,)
     tanh = next(o for o in g.ops if o.kind == OpKind.TANH)
     assert g.tensors[tanh.outputs[0]].quant.zp == 0 and g.tensors[tanh.outputs[0]].quant.s == 1.0 / 128
+
+
+def test_torch_maximum_of_differently_quantized_tensors_is_refused() -> None:
+    import torch
+    from torch import nn
+
+    from mcuqp.errors import UnsupportedModelError
+    from mcuqp.frontends.torch_fx import import_torch
+    from mcuqp.quant.ptq import quantize
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = nn.Conv2d(1, 2, 1), nn.Conv2d(1, 2, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.maximum(self.a(x), self.b(x))
+
+    torch.manual_seed(1)
+    x = torch.randn(16, 1, 3, 3).numpy()
+    fg = import_torch(Net().eval(), torch.from_numpy(x[:1]))
+    with pytest.raises(UnsupportedModelError, match="maximum of tensors with different quantization"):
+        quantize(fg, x)
 
 
 def test_torch_broadcast_of_different_ranks_is_refused() -> None:

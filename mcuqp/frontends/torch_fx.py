@@ -34,7 +34,7 @@ SUPPORTED = (
     "Conv2d (groups=1 or depthwise), BatchNorm2d after a conv, BatchNorm1d after a Linear, Linear, "
     "ReLU, ReLU6 / Hardtanh(0, 6), MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, mean over (H, W), "
     "Flatten / view / reshape to (N, -1), + - * of two tensors (broadcasting), Softmax(dim=1), Hardswish, LeakyReLU, "
-    "Tanh, PReLU, Dropout, Identity, "
+    "Tanh, PReLU, torch.maximum / minimum of tensors sharing a quantization, Dropout, Identity, "
     "BinaryActivation (sign) and other modules naming their op in a `mcuqp_op` attribute"
 )
 # A torch module class may map itself to one elementwise mcuqp op by a class attribute
@@ -87,6 +87,10 @@ _ARGS: dict[object, tuple[str, ...]] = {
     operator.mul: ("input", "other"),
     operator.imul: ("input", "other"),
     torch.tanh: ("input",),
+    torch.maximum: ("input", "other"),
+    torch.minimum: ("input", "other"),
+    "maximum": ("input", "other"),
+    "minimum": ("input", "other"),
     "sub": ("input", "other", "alpha"),
     "mul": ("input", "other"),
     "tanh": ("input",),
@@ -681,6 +685,8 @@ _FUNCTIONS: dict[object, object] = {
     **{f: _binary(OpKind.SUB) for f in _SUB_FNS},
     **{f: _binary(OpKind.MUL) for f in _MUL_FNS},
     torch.tanh: lambda ctx, node, b: _unary(OpKind.TANH)(ctx, node, None),
+    torch.maximum: _binary(OpKind.MAXIMUM),
+    torch.minimum: _binary(OpKind.MINIMUM),
 }
 # Tensor method name -> its importer, given the bound arguments
 _METHODS: dict[str, object] = {
@@ -692,6 +698,8 @@ _METHODS: dict[str, object] = {
     "sub": _binary(OpKind.SUB),
     "mul": _binary(OpKind.MUL),
     "tanh": lambda ctx, node, b: _unary(OpKind.TANH)(ctx, node, None),
+    "maximum": _binary(OpKind.MAXIMUM),
+    "minimum": _binary(OpKind.MINIMUM),
 }
 
 
