@@ -103,7 +103,10 @@ def add_s8(x1: np.ndarray, x2: np.ndarray, attrs: AddAttrs, rounding: Rounding =
     x1, x2 = np.asarray(x1), np.asarray(x2)
     if x1.dtype != np.int8 or x2.dtype != np.int8:
         raise UnsupportedModelError(f"add takes int8 inputs, got {x1.dtype} and {x2.dtype}")
-    x1, x2 = np.broadcast_arrays(x1, x2)
+    try:
+        x1, x2 = np.broadcast_arrays(x1, x2)
+    except ValueError:
+        raise UnsupportedModelError(f"add shapes {x1.shape} and {x2.shape} do not broadcast") from None
     _check(attrs)
     a1 = wrap_int32((x1.astype(np.int64) + attrs.input1_offset) << attrs.left_shift)
     a2 = wrap_int32((x2.astype(np.int64) + attrs.input2_offset) << attrs.left_shift)

@@ -53,7 +53,10 @@ def prelu_s8(x: np.ndarray, alpha: np.ndarray, attrs: PreluAttrs, rounding: Roun
         raise UnsupportedModelError(f"prelu takes int8 input and alpha, got {x.dtype} and {alpha.dtype}")
     if attrs.output_multiplier_1 < 0 or attrs.output_multiplier_2 < 0:
         raise UnsupportedModelError("prelu multipliers must be >= 0")
-    x, alpha = np.broadcast_arrays(x, alpha)
+    try:
+        x, alpha = np.broadcast_arrays(x, alpha)
+    except ValueError:
+        raise UnsupportedModelError(f"prelu shapes {x.shape} and {alpha.shape} do not broadcast") from None
     v = x.astype(np.int64) + attrs.input_offset
     pos = multiply_by_quantized_multiplier(v, attrs.output_multiplier_1, attrs.output_shift_1, rounding)
     neg = multiply_by_quantized_multiplier(v * (alpha.astype(np.int64) + attrs.alpha_offset),
