@@ -2,10 +2,12 @@
 bit-exact, instructions counted by class and priced by the cycle tables (mcuqp bench).
 
 For the Cortex-M3 (mps2-an385, portable kernels), M4 (mps2-an386, DSP kernels), M7
-(mps2-an500, DSP kernels) and M55 (mps3-an547, Helium kernels), the default plan (the
-smallest arena: depthwise and 1x1 convs in place where that lowers it) and the fastest
-(`--no-inplace`). Writes benchmarks/results/mlperf_tiny.json (one record per model, board and
-plan) and benchmarks/results/mlperf_tiny.md (the README tables). Instruction counts and byte
+(mps2-an500, DSP kernels) and M55 (mps3-an547, Helium kernels), the fastest plan
+(`--plan fastest`), the smallest (`--plan smallest`: depthwise and 1x1 convs in place where
+that lowers the arena) and the default (`--plan auto`: the fastest plan whose RAM fits the
+board, else the smallest; recorded as a copy of the plan it chose, with "default_is").
+Writes benchmarks/results/mlperf_tiny.json (one record per model, board and plan) and
+benchmarks/results/mlperf_tiny.md (the README tables). Instruction counts and byte
 sizes are deterministic; cycles are a first-order estimate (mcuqp/target/cycles.py). Needs
 ../shared/models/mlperf_tiny/.
 """
@@ -39,6 +41,8 @@ TARGET_RATIO = {"M3": 0.75, "M4": 0.60, "M55": 0.75}
 
 
 def measure(n_inputs: int) -> list[dict]:
+    import tempfile
+
     from mcuqp import api
     from mcuqp.bench import bench
 
@@ -47,11 +51,13 @@ def measure(n_inputs: int) -> list[dict]:
         loaded = api.load(SHARED / file, n_random=n_inputs, seed=0)
         lower_bound = api.compile_plan(loaded).lower_bound_bytes
         for board, core in BOARDS.items():
-            for inplace in (True, False):
-                res = bench(loaded, board=board, inplace=inplace, n_inputs=n_inputs)
+            with tempfile.TemporaryDirectory() as tmp:  # which plan the default (auto) gives: no run needed
+                default_is = api.compile(loaded, Path(tmp) / "m", board=board, project=False).plan_kind
+            by_plan = {}
+            for plan in ("fastest", "smallest"):
+                res = bench(loaded, board=board, plan=plan, n_inputs=n_inputs)
                 rec = {
-                    "model": name, "file": file, "board": board, "core": core,
-                    "plan": "default" if inplace else "fastest",
+                    "model": name, "file": file, "board": board, "core": core, "plan": plan,
                     "bit_exact": res.bit_exact, "compared": res.inputs,
                     "flash_bytes": res.flash_bytes, "model_flash_bytes": res.model_flash_bytes,
                     "ram_bytes": res.ram_bytes, "arena_bytes": res.arena_bytes, "stack_bytes": res.stack_bytes,
@@ -68,7 +74,9 @@ def measure(n_inputs: int) -> list[dict]:
                     "cmsis_nn_instructions": CMSIS_NN.get(core, {}).get(name),
                 }
                 records.append(rec)
+                by_plan[plan] = rec
                 print(json.dumps({k: v for k, v in rec.items() if k not in ("layers", "classes")}), file=sys.stderr)
+            records.append({**by_plan[default_is], "plan": "default", "default_is": default_is})
     return records
 
 
@@ -79,15 +87,15 @@ def _m(x: float) -> str:
 def table(records: list[dict]) -> str:
     by = {(r["model"], r["core"], r["plan"]): r for r in records}
     lines = [
-        "| model | core | bit-exact | instr./inference: default / fastest | CMSIS-NN | default / CMSIS-NN (target) "
-        "| instr./MAC: default / fastest | est. cycles/MAC: default / fastest | est. ms at 120 MHz (fastest) "
-        "| model flash: default / fastest | arena: default / fastest |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | core | bit-exact | default plan | instr./inference: default / fastest / smallest | CMSIS-NN "
+        "| default / CMSIS-NN (target) | instr./MAC: default / smallest | est. cycles/MAC: default / smallest "
+        "| est. ms at 120 MHz (default) | model flash: fastest / smallest | arena: fastest / smallest |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name in MODELS:
         for core in BOARDS.values():
-            d, f = by[(name, core, "default")], by[(name, core, "fastest")]
-            ok = "yes" if d["bit_exact"] and f["bit_exact"] else "NO"
+            d, f, s = (by[(name, core, p)] for p in ("default", "fastest", "smallest"))
+            ok = "yes" if f["bit_exact"] and s["bit_exact"] else "NO"
             ref = d["cmsis_nn_instructions"]
             ratio = "n/a"
             if ref:
@@ -95,12 +103,13 @@ def table(records: list[dict]) -> str:
                 r = d["instructions_per_inference"] / ref
                 ratio = f"{r:.2f}x ({'met' if r <= target else 'missed'} <= {target:.2f}x)"
             lines.append(
-                f"| {name} | {core} | {ok} ({d['compared']} inputs) | {_m(d['instructions_per_inference'])} / "
-                f"{_m(f['instructions_per_inference'])} | {_m(ref) if ref else 'n/a'} | {ratio} | "
-                f"{d['instructions_per_mac']:.2f} / {f['instructions_per_mac']:.2f} | "
-                f"{d['estimated_cycles_per_mac']:.2f} / {f['estimated_cycles_per_mac']:.2f} | "
-                f"{f['estimated_ms_at_120_mhz']:.1f} | {d['model_flash_bytes']:,} / {f['model_flash_bytes']:,} | "
-                f"{d['arena_bytes']:,} / {f['arena_bytes']:,} |")
+                f"| {name} | {core} | {ok} ({d['compared']} inputs) | {d['default_is']} | "
+                f"{_m(d['instructions_per_inference'])} / {_m(f['instructions_per_inference'])} / "
+                f"{_m(s['instructions_per_inference'])} | {_m(ref) if ref else 'n/a'} | {ratio} | "
+                f"{d['instructions_per_mac']:.2f} / {s['instructions_per_mac']:.2f} | "
+                f"{d['estimated_cycles_per_mac']:.2f} / {s['estimated_cycles_per_mac']:.2f} | "
+                f"{d['estimated_ms_at_120_mhz']:.1f} | {f['model_flash_bytes']:,} / {s['model_flash_bytes']:,} | "
+                f"{f['arena_bytes']:,} / {s['arena_bytes']:,} |")
     return "\n".join(lines) + "\n"
 
 

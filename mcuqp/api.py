@@ -23,12 +23,13 @@ from typing import Any
 
 import numpy as np
 
-from mcuqp.codegen.emit import GeneratedModel, generate, write_library
-from mcuqp.codegen.provenance import Provenance, file_sha256, read_provenance
+from mcuqp.codegen.emit import GeneratedModel, check_name, default_name, generate, write_library
+from mcuqp.codegen.provenance import Provenance, file_sha256, model_header, read_provenance
 from mcuqp.errors import McuqpError, ToolchainError
 from mcuqp.ir import Graph
-from mcuqp.plan.formats import apply_formats, choose_formats, scratch_requests
-from mcuqp.plan.memory import MemoryPlan, plan_memory, validate_plan
+from mcuqp.plan.choice import PlanKind, PlanMode, arena_and_stack_fit, choose_plan, resolve_mode
+from mcuqp.plan.formats import apply_formats, choose_formats
+from mcuqp.plan.memory import MemoryPlan, validate_plan
 from mcuqp.quant.fixedpoint import Rounding
 from mcuqp.reference.interpreter import run as reference_run
 from mcuqp.target.boards import DEFAULT_BOARD, Board, load_board
@@ -204,17 +205,29 @@ def weight_formats(model: LoadedModel | Graph, formats: Mapping[str, str] | None
                                                features=features))
 
 
-def compile_plan(model: LoadedModel | Graph, *, inplace: bool = True) -> MemoryPlan:
-    """The memory plan `compile` would use, without generating anything (packed layers'
-    scratch included: see `weight_formats`).
+def compile_plan(model: LoadedModel | Graph, *, plan: PlanMode = "auto", inplace: bool | None = None,
+                 board: str | Board = DEFAULT_BOARD, ram_bytes: int | None = None,
+                 stack_bytes: int = DEFAULT_STACK_BYTES) -> MemoryPlan:
+    """The memory plan for `plan` (see mcuqp.plan.choice), without generating anything
+    (packed layers' scratch included: see `weight_formats`).
 
-    inplace: run depthwise and 1x1 convolutions over their input where that lowers the
-    arena (smallest RAM); False keeps every op on the faster out-of-place kernels."""
+    plan: "fastest" keeps every op on the out-of-place kernels; "smallest" runs depthwise
+    and 1x1 convolutions over their input where that lowers the arena; "auto" (default)
+    takes the fastest plan when its arena plus `stack_bytes` fits the RAM budget
+    (`ram_bytes`, default the board's RAM), else the smallest. `compile` decides "auto"
+    with the linked RAM instead. inplace: the older flag (True = "smallest", False = "fastest")."""
+    return _chosen_plan(model, plan=plan, inplace=inplace, board=board, ram_bytes=ram_bytes,
+                        stack_bytes=stack_bytes)[1]
+
+
+def _chosen_plan(model: LoadedModel | Graph, *, plan: PlanMode, inplace: bool | None, board: str | Board,
+                 ram_bytes: int | None, stack_bytes: int) -> tuple[PlanKind, MemoryPlan]:
     graph = model.graph if isinstance(model, LoadedModel) else model
-    mode = "auto" if inplace else "never"
-    plan = plan_memory(graph, inplace_depthwise=mode, inplace_conv=mode, scratch=scratch_requests(graph))
-    validate_plan(graph, plan)
-    return plan
+    b = board if isinstance(board, Board) else load_board(board)
+    budget = b.ram_size if ram_bytes is None else int(ram_bytes)
+    kind, mem = choose_plan(graph, resolve_mode(plan, inplace), arena_and_stack_fit(budget, stack_bytes))
+    validate_plan(graph, mem)
+    return kind, mem
 
 
 def predict_footprint(graph: Graph, plan: MemoryPlan, generated: GeneratedModel, board: Board | str, *,
@@ -229,7 +242,7 @@ def predict_footprint(graph: Graph, plan: MemoryPlan, generated: GeneratedModel,
         info = plan.steps[plan.peak_step]
         peak = f"{info.op}: {len(info.live)} live tensors, {info.storage_bytes:,} B"
     layers = [(graph.ops[i].name, graph.ops[i].kind.value) for i in plan.order]
-    sources = ModelSources(generated.model_c, generated.model_h, generated.kernels, layers, peak)
+    sources = ModelSources(generated.model_c, generated.model_h, generated.kernels, layers, peak, generated.name)
     return _predict_linked(sources, board, firmware=firmware, stack_bytes_reserved=stack_bytes_reserved)
 
 
@@ -241,6 +254,7 @@ class PlanResult(Result):
     board: str
     board_ram_bytes: int
     arena_fraction_of_ram: float  # arena_bytes / board_ram_bytes
+    plan: str  # the plan chosen: "fastest" or "smallest"
     arena_bytes: int
     scratch_bytes: int
     lower_bound_bytes: int
@@ -263,11 +277,15 @@ def plan(
     *,
     board: str = DEFAULT_BOARD,
     calib: str | None = None,
-    inplace: bool = True,
+    plan: PlanMode = "auto",
+    inplace: bool | None = None,
+    ram_bytes: int | None = None,
+    stack_bytes: int = DEFAULT_STACK_BYTES,
     plot: str | Path | None = None,
     formats: Mapping[str, str] | None = None,
 ) -> PlanResult:
-    """Plan the static arena of `model` (see `compile_plan`); `plot` also draws it to a PNG.
+    """Plan the static arena of `model` (see `compile_plan`: `plan`, `ram_bytes` and
+    `stack_bytes` choose the plan); `plot` also draws it to a PNG.
 
     Example: `r = mcuqp.plan("model.tflite", board="mps3-an547")`; `r.arena_bytes, r.arena_fraction_of_ram`"""
     from mcuqp.plan.report import plan_json, plot_plan
@@ -275,11 +293,11 @@ def plan(
     b = load_board(board)
     loaded = _loaded(model, calib)
     graph = weight_formats(loaded, formats, features=b.features)
-    p = compile_plan(graph, inplace=inplace)
+    kind, p = _chosen_plan(graph, plan=plan, inplace=inplace, board=b, ram_bytes=ram_bytes, stack_bytes=stack_bytes)
     if plot is not None:
         plot_plan(graph, p, plot)
     d = plan_json(graph, p)
-    return PlanResult(board=b.name, board_ram_bytes=b.ram_size, arena_fraction_of_ram=p.arena_bytes / b.ram_size,
+    return PlanResult(board=b.name, board_ram_bytes=b.ram_size, arena_fraction_of_ram=p.arena_bytes / b.ram_size, plan=kind,
                       plot=None if plot is None else str(plot), memory_plan=p, graph=graph, **d)
 
 
@@ -301,8 +319,16 @@ class CompileResult(Result):
     plan: MemoryPlan = field(repr=False, metadata=INTERNAL)
     generated: GeneratedModel = field(repr=False, metadata=INTERNAL)
     footprint: Footprint | None = field(repr=False, metadata=INTERNAL)
+    plan_kind: str = "fastest"  # the plan chosen: "fastest" or "smallest" (see mcuqp.plan.choice)
     project_files: list[Path] = field(default_factory=list)  # CMake project, example main.c, README, qemu/
     weight_formats: list[dict] = field(default_factory=list)  # per layer with weights: format, weight/index bytes
+    name: str = "model"  # the C prefix: NAME.c, NAME.h, NAME_invoke()
+
+
+def model_name(model: LoadedModel, name: str | None = None) -> str:
+    """`name` checked as a C prefix, or the one derived from the model file's name
+    (`model` for an in-memory module)."""
+    return check_name(name) if name is not None else default_name(model.source)
 
 
 def footprint(
@@ -312,17 +338,20 @@ def footprint(
     calib: str | None = None,
     rounding: Rounding | None = None,
     stack_bytes: int = DEFAULT_STACK_BYTES,
-    inplace: bool = True,
+    plan: PlanMode = "auto",
+    inplace: bool | None = None,
     formats: Mapping[str, str] | None = None,
+    name: str | None = None,
 ) -> Footprint:
     """The flash and RAM of the verification image that `compile` predicts before writing
     anything (the definitions `verify` measures), without checking any budget."""
     loaded = _loaded(model, calib, rounding)
     b = load_board(board)
     graph = weight_formats(loaded, formats, features=b.features)
-    plan = compile_plan(graph, inplace=inplace)
-    gen = generate(graph, plan, rounding=loaded.rounding, board=b.name, features=b.features)
-    return predict_footprint(graph, plan, gen, b, stack_bytes_reserved=stack_bytes)
+    mem = compile_plan(graph, plan=plan, inplace=inplace, board=b, stack_bytes=stack_bytes)
+    gen = generate(graph, mem, rounding=loaded.rounding, board=b.name, features=b.features,
+                   name=model_name(loaded, name))
+    return predict_footprint(graph, mem, gen, b, stack_bytes_reserved=stack_bytes)
 
 
 def _atomic_dir(target: Path) -> Path:
@@ -352,9 +381,11 @@ def compile(
     flash_bytes: int | None = None,
     ram_bytes: int | None = None,
     stack_bytes: int = DEFAULT_STACK_BYTES,
-    inplace: bool = True,
+    plan: PlanMode = "auto",
+    inplace: bool | None = None,
     project: bool = True,
     formats: Mapping[str, str] | None = None,
+    name: str | None = None,
 ) -> CompileResult:
     """Generate the C library into `out_dir` (written to a temporary folder, then renamed
     into place, so a failure never leaves a half-written library).
@@ -373,26 +404,53 @@ def compile(
     where it would not; `formats` (layer name -> "int8" | "sparse" | "int4" | "ternary" |
     "binary" | "xnor") overrides.
 
+    plan: "auto" (default) generates the fastest plan when its predicted RAM (linked static
+    RAM with the reserved stack, and the stack bound within the reservation) fits the RAM
+    budget, else the smallest; "fastest" / "smallest" force one (see mcuqp.plan.choice).
+    inplace: the older flag (True = "smallest", False = "fastest").
+
+    name: the C prefix of the library (NAME.c, NAME.h, NAME_invoke...); default: the model
+    file's name as a C identifier, `model` for an in-memory module.
+
     Example: `mcuqp.compile("model.tflite", "out/", board="mps2-an386").files`"""
     loaded = _loaded(model, calib, rounding)
     rounding = loaded.rounding
+    name = model_name(loaded, name)
     b = load_board(board)
     graph = weight_formats(loaded, formats, features=b.features)
     extra = {"formats": ",".join(f"{k}={v}" for k, v in sorted(formats.items()))} if formats else {}
-    provenance = Provenance.of(loaded.source, board=b.name, rounding=rounding, inplace=inplace, flash=flash_bytes,
-                               ram=ram_bytes, stack=stack_bytes, **extra)
+    mode = resolve_mode(plan, inplace)
+    ram_budget = b.ram_size if ram_bytes is None else int(ram_bytes)
 
-    def build(graph: Graph) -> tuple[MemoryPlan, GeneratedModel, Footprint | None]:
-        plan = compile_plan(graph, inplace=inplace)
-        gen = generate(graph, plan, rounding=rounding, board=b.name, features=b.features, provenance=provenance)
-        try:
-            return plan, gen, predict_footprint(graph, plan, gen, b, stack_bytes_reserved=stack_bytes)
-        except ToolchainError:
-            if flash_bytes is not None or ram_bytes is not None:
-                raise
-            return plan, gen, None
+    def build(graph: Graph) -> tuple[PlanKind, MemoryPlan, Provenance, GeneratedModel, Footprint | None]:
+        built: dict[int, tuple[Provenance, GeneratedModel, Footprint | None]] = {}
 
-    plan, gen, footprint = build(graph)
+        def generated(kind: PlanKind, mem: MemoryPlan) -> tuple[Provenance, GeneratedModel, Footprint | None]:
+            if id(mem) not in built:
+                prov = Provenance.of(loaded.source, board=b.name, rounding=rounding, plan=kind, flash=flash_bytes,
+                                     ram=ram_bytes, stack=stack_bytes, **extra)
+                gen = generate(graph, mem, rounding=rounding, board=b.name, features=b.features, provenance=prov,
+                               name=name)
+                try:
+                    fp = predict_footprint(graph, mem, gen, b, stack_bytes_reserved=stack_bytes)
+                except ToolchainError:
+                    if flash_bytes is not None or ram_bytes is not None:
+                        raise
+                    fp = None
+                built[id(mem)] = (prov, gen, fp)
+            return built[id(mem)]
+
+        def fits(kind: PlanKind, mem: MemoryPlan) -> bool:
+            fp = generated(kind, mem)[2]
+            if fp is None:
+                return mem.arena_bytes + stack_bytes <= ram_budget
+            return fp.linked_ram_bytes <= ram_budget and fp.stack_bytes <= fp.stack_reserved_bytes
+
+        kind, mem = choose_plan(graph, mode, fits)
+        validate_plan(graph, mem)
+        return (kind, mem, *generated(kind, mem))
+
+    plan_kind, plan_, provenance, gen, footprint = build(graph)
     budget = flash_bytes if flash_bytes is not None else b.flash_size
     if footprint is not None and footprint.flash_bytes > budget:
         smaller = weight_formats(loaded, formats, excess_flash_bytes=footprint.flash_bytes - budget,
@@ -401,13 +459,13 @@ def compile(
                 [getattr(o.attrs, "weight_format", None) for o in graph.ops]:
             trial = build(smaller)
             # packed kernels add code: keep the smaller weights only where the image shrinks
-            if trial[2] is None or trial[2].flash_bytes < footprint.flash_bytes:
-                graph, (plan, gen, footprint) = smaller, trial
+            if trial[4] is None or trial[4].flash_bytes < footprint.flash_bytes:
+                graph, (plan_kind, plan_, provenance, gen, footprint) = smaller, trial
     if footprint is not None:
         check_budget(footprint, b, flash_bytes=flash_bytes, ram_bytes=ram_bytes)
         # The header states the worst-case stack; a #define does not change the code it was measured on.
-        gen = generate(graph, plan, rounding=rounding, board=b.name, features=b.features, provenance=provenance,
-                       stack_bytes=footprint.invoke_stack_bytes)
+        gen = generate(graph, plan_, rounding=rounding, board=b.name, features=b.features, provenance=provenance,
+                       stack_bytes=footprint.invoke_stack_bytes, name=name)
     target = Path(out_dir)
     tmp = _atomic_dir(target)
     try:
@@ -423,21 +481,24 @@ def compile(
     fp = footprint
     return CompileResult(
         out_dir=target, board=b.name, files=[target / f.name for f in files], layers=len(graph.ops),
-        arena_bytes=plan.arena_bytes, lower_bound_bytes=plan.lower_bound_bytes,
+        arena_bytes=plan_.arena_bytes, lower_bound_bytes=plan_.lower_bound_bytes,
         weight_bytes=gen.weight_bytes, param_bytes=gen.param_bytes,
         predicted_flash_bytes=fp.flash_bytes if fp else None, predicted_ram_bytes=fp.ram_bytes if fp else None,
-        predicted_stack_bytes=fp.stack_bytes if fp else None, plan=plan, generated=gen, footprint=footprint,
+        predicted_stack_bytes=fp.stack_bytes if fp else None, plan=plan_, plan_kind=plan_kind, generated=gen,
+        footprint=footprint,
         project_files=[target / f.relative_to(tmp) for f in project_files],
         weight_formats=[{"layer": ly.name, "kind": ly.kind, "format": ly.weight_format, "weight_bytes": ly.weight_bytes,
                          "index_bytes": ly.index_bytes} for ly in gen.layers if ly.weight_format],
+        name=name,
     )
 
 
 def existing_library(model: LoadedModel, folder: str | Path, board: Board, *, rounding: Rounding) -> CompileResult:
     """A folder generated earlier, as `compile` would have returned it; refused (one line)
-    when its model.h names another model file, board or rounding than the ones given."""
+    when its NAME.h names another model file, board or rounding than the ones given."""
     folder = Path(folder)
     prov = read_provenance(folder)
+    name = model_header(folder).stem
     path = Path(model.source)
     if not path.is_file():
         raise McuqpError("--sources needs the model as a file (.tflite or .pt) to compare its sha256")
@@ -450,15 +511,18 @@ def existing_library(model: LoadedModel, folder: str | Path, board: Board, *, ro
             raise McuqpError(f"{folder} was generated with --{key} {prov.options[key]}, not {want}; "
                              f"pass --{key} {prov.options[key]}")
     given = dict(kv.split("=", 1) for kv in prov.options.get("formats", "").split(",") if "=" in kv)
+    # Older headers record inplace=true|false instead of plan=fastest|smallest.
+    kind = prov.options.get("plan") or ("smallest" if prov.options.get("inplace", "true") == "true" else "fastest")
     plan = compile_plan(weight_formats(model, given or None, features=board.features),
-                        inplace=prov.options.get("inplace", "true") == "true")
+                        plan=kind if kind in ("fastest", "smallest") else "smallest", board=board)
     from mcuqp.codegen.project import EXAMPLE_SOURCES
 
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.name not in EXAMPLE_SOURCES)
     return CompileResult(out_dir=folder, board=board.name, files=files, layers=len(model.graph.ops),
                          arena_bytes=plan.arena_bytes, lower_bound_bytes=plan.lower_bound_bytes,
                          weight_bytes=0, param_bytes=0, predicted_flash_bytes=None, predicted_ram_bytes=None,
-                         predicted_stack_bytes=None, plan=plan, generated=None, footprint=None)  # type: ignore[arg-type]
+                         predicted_stack_bytes=None, plan=plan, plan_kind=kind, generated=None,  # type: ignore[arg-type]
+                         footprint=None, name=name)
 
 
 def _write_project(out: Path, loaded: LoadedModel, gen: GeneratedModel, b: Board, footprint: Footprint | None, *,
@@ -528,6 +592,7 @@ class VerifyResult(Result):
     per_layer_checked: bool = False  # whether every layer was compared with TFLite Micro
     model_const_bytes: int = 0  # read-only data of model.c in the linked image: weights (packed), indices, parameters
     weight_formats: list[dict] = field(default_factory=list)  # per layer with weights, as CompileResult
+    plan_kind: str = "fastest"  # the plan that ran: "fastest" or "smallest" (see mcuqp.plan.choice)
     inputs: np.ndarray = field(default=None, repr=False, metadata=INTERNAL)
     reference_outputs: np.ndarray = field(default=None, repr=False, metadata=INTERNAL)
     device_outputs: np.ndarray = field(default=None, repr=False, metadata=INTERNAL)
@@ -573,9 +638,11 @@ def verify(
     flash_bytes: int | None = None,
     ram_bytes: int | None = None,
     stack_bytes: int = DEFAULT_STACK_BYTES,
-    inplace: bool = True,
+    plan: PlanMode = "auto",
+    inplace: bool | None = None,
     sources: str | Path | None = None,
     formats: Mapping[str, str] | None = None,
+    name: str | None = None,
 ) -> VerifyResult:
     """Build the model with the verification firmware, run it on QEMU and compare every
     output with the numpy reference, exactly. `per_layer` (a .tflite) also compares every
@@ -584,8 +651,9 @@ def verify(
     Example: `r = mcuqp.verify("model.tflite", board="mps3-an547", n_inputs=20)`; `r.bit_exact, r.instructions_per_inference`
 
     sources: an existing generated folder (e.g. committed in a firmware tree) to check
-    instead of generating one; it must have been generated from this model file."""
-    from mcuqp.target.build import build_firmware, platform_include_dirs, platform_sources
+    instead of generating one; it must have been generated from this model file.
+    name: the C prefix of the generated library (see `compile`)."""
+    from mcuqp.target.build import build_firmware, platform_include_dirs, platform_sources, verify_defines
     from mcuqp.target.mapfile import flash_bytes_of, input_sections, ram_bytes_of
     from mcuqp.target.qemu import run_firmware
 
@@ -604,11 +672,12 @@ def verify(
             lib = existing_library(model, sources, b, rounding=rounding)
         else:
             lib = compile(model, Path(work) / "model", board=board, flash_bytes=flash_bytes, ram_bytes=ram_bytes,
-                          stack_bytes=stack_bytes, inplace=inplace, project=False, formats=formats)
+                          stack_bytes=stack_bytes, plan=plan, inplace=inplace, project=False, formats=formats,
+                          name=name)
         # A real board's firmware runs on its QEMU stand-in, linked at the stand-in's addresses.
         emulated = b.emulated()
         c_sources = [f for f in lib.files if f.suffix == ".c"] + platform_sources(emulated)
-        defines = ["MCUQP_PROFILE"] + (["MCUQP_SINGLE_ROUNDING=1"] if rounding == "single" else [])
+        defines = ["MCUQP_PROFILE", *verify_defines(lib.name)] + (["MCUQP_SINGLE_ROUNDING=1"] if rounding == "single" else [])
         fw = build_firmware(c_sources, [lib.out_dir, *platform_include_dirs()], emulated, Path(work) / "build",
                             defines=defines, flash_bytes=flash_bytes, ram_bytes=ram_bytes, stack_bytes=stack_bytes)
         run = run_firmware(fw, emulated, x.reshape(n, -1), graph.output.size, timeout=timeout,
@@ -640,6 +709,7 @@ def verify(
         static_ram_bytes=fw.static_ram_bytes,
         stack_bytes=run.stack_bytes,
         arena_bytes=lib.plan.arena_bytes,
+        plan_kind=lib.plan_kind,
         instructions_per_inference=int(round(counts.mean())) if counts.size else 0,
         instructions_min=int(counts.min()) if counts.size else 0,
         instructions_max=int(counts.max()) if counts.size else 0,
@@ -834,7 +904,8 @@ def report(
     rounding: Rounding | None = None,
     n_inputs: int = 20,
     device: bool = True,
-    inplace: bool = True,
+    plan: PlanMode = "auto",
+    inplace: bool | None = None,
 ) -> ReportResult:
     """Write one self-contained HTML report (inline CSS, the arena plot as a data: URI):
     model summary, per-layer table, arena, flash and RAM against the board's budget,
@@ -852,14 +923,14 @@ def report(
     loaded = _loaded(model, calib, rounding)
     graph = loaded.graph
     b = load_board(board)
-    plan = compile_plan(graph, inplace=inplace)
-    ver = verify(loaded, board=b.name, n_inputs=n_inputs, inplace=inplace) if device else None
+    ver = verify(loaded, board=b.name, n_inputs=n_inputs, plan=plan, inplace=inplace) if device else None
     if ver is not None:
-        flash, ram, source = ver.flash_bytes, ver.ram_bytes, "measured"
+        flash, ram, source, kind = ver.flash_bytes, ver.ram_bytes, "measured", ver.plan_kind
     else:
         with tempfile.TemporaryDirectory(prefix="mcuqp-report-") as work:
-            lib = compile(loaded, Path(work) / "model", board=b.name, inplace=inplace)
-        flash, ram, source = lib.predicted_flash_bytes, lib.predicted_ram_bytes, "predicted"
+            lib = compile(loaded, Path(work) / "model", board=b.name, plan=plan, inplace=inplace)
+        flash, ram, source, kind = lib.predicted_flash_bytes, lib.predicted_ram_bytes, "predicted", lib.plan_kind
+    mem = compile_plan(graph, plan=kind, board=b)  # type: ignore[arg-type]
     acc_n, float_acc, ref_acc = 0, None, None
     if loaded.labels is not None and loaded.verify_inputs is not None:
         y = np.asarray(loaded.labels)
@@ -868,18 +939,18 @@ def report(
         ref_acc = float((ref.reshape(acc_n, -1).argmax(1) == y).mean())
         if loaded.float_logits is not None:
             float_acc = float((np.asarray(loaded.float_logits)[:acc_n].argmax(1) == y).mean())
-    rows = layer_rows(graph, plan, None if ver is None else [layer.instructions for layer in ver.layers])
+    rows = layer_rows(graph, mem, None if ver is None else [layer.instructions for layer in ver.layers])
     result = ReportResult(
         output=out, html_bytes=0, model=Path(str(loaded.source)).name, board=b.name, rounding=loaded.rounding,
         layers=len(graph.ops), macs=graph_macs(graph), weight_bytes=sum(r.weight_bytes for r in rows),
-        arena_bytes=plan.arena_bytes, lower_bound_bytes=plan.lower_bound_bytes, memory_source=source,
+        arena_bytes=mem.arena_bytes, lower_bound_bytes=mem.lower_bound_bytes, memory_source=source,
         flash_bytes=flash, ram_bytes=ram, flash_budget_bytes=b.flash_size, ram_budget_bytes=b.ram_size,
         instructions_per_inference=None if ver is None else ver.instructions_per_inference,
         bit_exact=None if ver is None else ver.bit_exact, compared=0 if ver is None else ver.compared,
         mismatches=0 if ver is None else ver.mismatches, float_accuracy=float_acc, reference_accuracy=ref_acc,
         device_accuracy=None if ver is None else ver.device_accuracy, accuracy_inputs=acc_n, layer_table=rows,
     )
-    html = render(result, rows, plot_data_uri(graph, plan), board_description=b.description, version=__version__,
+    html = render(result, rows, plot_data_uri(graph, mem), board_description=b.description, version=__version__,
                   input_shape=list(graph.input.shape), output_shape=list(graph.output.shape))
     data = html.encode("utf-8")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,7 @@ from mcuqp.api import LoadedModel, compile
 from mcuqp.errors import McuqpError
 
 from mcuqp.ops.registry import KernelVariant
+from mcuqp.plan.choice import PlanMode
 from mcuqp.plan.cost import op_macs
 from mcuqp.plan.memory import MemoryPlan
 from mcuqp.reference.interpreter import run as reference_run
@@ -51,7 +52,7 @@ class BenchResult:
     model: str
     board: str
     cpu: str
-    plan: str  # "smallest" (in-place where it lowers the arena) or "fastest"
+    plan: str  # the plan that ran: "fastest" or "smallest" (in place where it lowers the arena)
     bit_exact: bool
     inputs: int
     layers: list[BenchLayer]
@@ -127,14 +128,17 @@ def bench(
     model: LoadedModel,
     *,
     board: str | Board,
-    inplace: bool = True,
+    plan: PlanMode = "auto",
+    inplace: bool | None = None,
+    ram_bytes: int | None = None,
     n_inputs: int = 2,
     rounding: str = "double",
     timeout: float = 900.0,
     formats: dict[str, str] | None = None,
+    name: str | None = None,
 ) -> BenchResult:
     """Per-layer instructions, classes and estimated cycles of `model` on `board`."""
-    from mcuqp.target.build import build_firmware, platform_include_dirs, platform_sources
+    from mcuqp.target.build import build_firmware, platform_include_dirs, platform_sources, verify_defines
     from mcuqp.target.mapfile import flash_bytes_of
     from mcuqp.target.qemu import run_firmware
 
@@ -147,10 +151,10 @@ def bench(
     graph = model.graph
     ref = reference_run(graph, x, rounding=rounding)
     with tempfile.TemporaryDirectory(prefix="mcuqp-bench-") as work:
-        lib = compile(model, Path(work) / "model", board=b.name, rounding=rounding, inplace=inplace,
-                      formats=formats)
+        lib = compile(model, Path(work) / "model", board=b.name, rounding=rounding, plan=plan, inplace=inplace,
+                      ram_bytes=ram_bytes, formats=formats, name=name)
         sources = [f for f in lib.files if f.suffix == ".c"] + platform_sources(b)
-        defines = ["MCUQP_PROFILE"] + (["MCUQP_SINGLE_ROUNDING=1"] if rounding == "single" else [])
+        defines = ["MCUQP_PROFILE", *verify_defines(lib.name)] + (["MCUQP_SINGLE_ROUNDING=1"] if rounding == "single" else [])
         fw = build_firmware(sources, [lib.out_dir, *platform_include_dirs()], b, Path(work) / "build",
                             defines=defines)
         run = run_firmware(fw, b, x.reshape(n, -1), graph.output.size, timeout=timeout, count_classes=True)
@@ -160,8 +164,8 @@ def bench(
     total_classes = cycles.as_dict([int(round(v)) for v in per_layer.sum(axis=0)])
     total_instr = int(round(float(np.mean(run.instructions))))
     layers = []
-    plan = lib.plan
-    for i, op_index in enumerate(plan.order):
+    mem = lib.plan
+    for i, op_index in enumerate(mem.order):
         op = graph.ops[op_index]
         k = cycles.as_dict([int(round(v)) for v in per_layer[i]])
         instr = cycles.instructions(k)
@@ -177,13 +181,13 @@ def bench(
             weight_bytes=(gl.weight_bytes + gl.index_bytes + sum(int(t.data.nbytes) for t in tensors[2:] if t.is_const)
                           if (gl := lib.generated.layers[i]).weight_format
                           else sum(int(t.data.nbytes) for t in tensors if t.is_const)),
-            scratch_bytes=int(plan.scratch.get(op_index, 0)),
+            scratch_bytes=int(mem.scratch.get(op_index, 0)),
             cycles=cycles.estimate_cycles(k, b.cpu), classes=k,
         ))
     return BenchResult(
-        model=graph.name, board=b.name, cpu=b.cpu, plan="smallest" if inplace else "fastest", bit_exact=bit_exact,
+        model=graph.name, board=b.name, cpu=b.cpu, plan=lib.plan_kind, bit_exact=bit_exact,
         inputs=n, layers=layers, instructions=total_instr, macs=sum(ly.macs for ly in layers),
         cycles=cycles.estimate_cycles(total_classes, b.cpu), cycle_table=cpu_table.source, clock_hz=b.clock_hz,
         classes=total_classes, flash_bytes=fw.flash_bytes, model_flash_bytes=model_flash,
-        ram_bytes=fw.static_ram_bytes + run.stack_bytes, arena_bytes=plan.arena_bytes, stack_bytes=run.stack_bytes,
+        ram_bytes=fw.static_ram_bytes + run.stack_bytes, arena_bytes=mem.arena_bytes, stack_bytes=run.stack_bytes,
     )

@@ -119,10 +119,22 @@ rounding_option = click.option(
     "--rounding", type=click.Choice(["double", "single"]), default="double", show_default=True,
     help="Requantization rounding: TFLite Micro's double rounding, or single rounding.",
 )
-inplace_option = click.option(
-    "--inplace/--no-inplace", default=True, show_default=True,
-    help="Run depthwise and 1x1 convs over their input where that lowers the arena (less RAM, slower kernels).",
-)
+
+
+def plan_options(f):
+    """--plan (passed as `plan_mode`) and its older spelling --inplace/--no-inplace (`inplace`)."""
+    f = click.option(
+        "--inplace/--no-inplace", default=None,
+        help="Older spelling of --plan: --inplace is --plan smallest, --no-inplace is --plan fastest.")(f)
+    f = click.option(
+        "--plan", "plan_mode", type=click.Choice(["auto", "fastest", "smallest"]), default="auto", show_default=True,
+        help="Memory plan: fastest (out-of-place kernels), smallest (depthwise and 1x1 convs over their input where "
+             "that lowers the arena; slower), auto = the fastest whose RAM fits the budget (--ram), else the smallest.")(f)
+    return f
+
+
+ram_option = click.option("--ram", "ram_bytes", type=click.IntRange(min=1), default=None,
+                          help="RAM budget in bytes that --plan auto must fit (default: the board's RAM).")
 model_argument = click.argument("model", type=click.Path(dir_okay=False))
 
 
@@ -148,11 +160,27 @@ format_option = click.option(
          "default: the fastest its weights allow whose model fits the flash budget).")
 
 
+def _check_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    from mcuqp.codegen.emit import check_name
+
+    try:
+        return None if value is None else check_name(value)
+    except McuqpError as e:
+        raise click.BadParameter(str(e).removeprefix(f"--name {value!r} ")) from None
+
+
+name_option = click.option(
+    "--name", default=None, callback=_check_name,
+    help="C prefix of the generated library: NAME.c, NAME.h, NAME_invoke(), NAME_INPUT_SIZE... "
+         "[default: the model file's name as a C identifier]")
+
+
 def _budget_options(f):
     f = click.option("--stack", "stack_bytes", type=click.IntRange(min=256), default=16384, show_default=True,
                      help="Stack bytes reserved in RAM.")(f)
     f = click.option("--ram", "ram_bytes", type=click.IntRange(min=1), default=None,
-                     help="RAM budget in bytes (default: the board's RAM).")(f)
+                     help="RAM budget in bytes (default: the board's RAM); --plan auto picks the fastest plan "
+                          "that fits it.")(f)
     f = click.option("--flash", "flash_bytes", type=click.IntRange(min=1), default=None,
                      help="Flash budget in bytes (default: the board's flash).")(f)
     return f
@@ -187,19 +215,21 @@ def boards(as_json: bool, quiet: bool, verbose: bool) -> None:
 
 @main.command(name="compile", epilog=_example(
     "mcuqp compile model.tflite --board mps2-an386 -o out/",
-    "mcuqp compile net.pt --calib digits -o out/ --json"))
+    "mcuqp compile net.pt --calib digits -o out/ --json",
+    "mcuqp compile kws_ref_model.tflite --name kws -o kws/"))
 @model_argument
 @board_option
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the generated C.")
 @calib_option
 @rounding_option
 @_budget_options
-@inplace_option
+@plan_options
 @format_option
+@name_option
 @output_options
 def compile_cmd(model: str, board: str, out_dir: str, calib: str | None, rounding: str, flash_bytes: int | None,
-                ram_bytes: int | None, stack_bytes: int, inplace: bool, formats: dict | None, as_json: bool, quiet: bool,
-                verbose: bool) -> None:
+                ram_bytes: int | None, stack_bytes: int, plan_mode: str, inplace: bool | None, formats: dict | None,
+                name: str | None, as_json: bool, quiet: bool, verbose: bool) -> None:
     """Generate a self-contained C library for MODEL (.tflite or .pt)."""
     from mcuqp import api
 
@@ -208,7 +238,8 @@ def compile_cmd(model: str, board: str, out_dir: str, calib: str | None, roundin
     loaded = api.load(model, calib=calib, rounding=rounding)
     out.progress(f"planning and generating C for {board}")
     res = api.compile(loaded, out_dir, board=board, flash_bytes=flash_bytes,
-                      ram_bytes=ram_bytes, stack_bytes=stack_bytes, inplace=inplace, formats=formats)
+                      ram_bytes=ram_bytes, stack_bytes=stack_bytes, plan=plan_mode, inplace=inplace, formats=formats,
+                      name=name)
 
     def show() -> None:
         click.echo(f"wrote {len(res.files)} files to {res.out_dir} for {res.board}"
@@ -216,7 +247,7 @@ def compile_cmd(model: str, board: str, out_dir: str, calib: str | None, roundin
         click.echo(f"  layers        {res.layers}")
         click.echo(f"  weights       {_fmt_int(res.weight_bytes)} B (+ {_fmt_int(res.param_bytes)} B of parameters)")
         click.echo(f"  arena         {_fmt_int(res.arena_bytes)} B (live-activation lower bound "
-                   f"{_fmt_int(res.lower_bound_bytes)} B)")
+                   f"{_fmt_int(res.lower_bound_bytes)} B), {res.plan_kind} plan")
         for w in res.weight_formats:
             click.echo(f"  layer         {w['layer']}: {w['format']}, {_fmt_int(w['weight_bytes'])} B weights"
                        + (f" + {_fmt_int(w['index_bytes'])} B indices" if w["index_bytes"] else ""))
@@ -264,22 +295,30 @@ def export_cmd(model: str, calib: str | None, out_path: str, as_json: bool, quie
 @board_option
 @calib_option
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Draw the arena over time to this PNG.")
-@inplace_option
+@plan_options
+@ram_option
+@click.option("--stack", "stack_bytes", type=click.IntRange(min=256), default=16384, show_default=True,
+              help="Stack bytes reserved in RAM (--plan auto: the arena plus this must fit --ram).")
 @format_option
 @output_options
-def plan(model: str, board: str, calib: str | None, plot: str | None, inplace: bool, formats: dict | None,
-         as_json: bool, quiet: bool, verbose: bool) -> None:
+def plan(model: str, board: str, calib: str | None, plot: str | None, plan_mode: str, inplace: bool | None,
+         ram_bytes: int | None, stack_bytes: int, formats: dict | None, as_json: bool, quiet: bool,
+         verbose: bool) -> None:
     """Plan MODEL's static arena, print the live tensors per layer and the arena's share of BOARD's RAM."""
     from mcuqp import api
-    from mcuqp.plan.report import plan_table
+    from mcuqp.plan.report import plan_table, weights_table
 
     out = _out(as_json, quiet, verbose)
-    res = api.plan(model, board=board, calib=calib, inplace=inplace, plot=plot, formats=formats)
+    res = api.plan(model, board=board, calib=calib, plan=plan_mode, inplace=inplace, ram_bytes=ram_bytes,
+                   stack_bytes=stack_bytes, plot=plot, formats=formats)
 
     def show() -> None:
         click.echo(plan_table(res.graph, res.memory_plan).rstrip("\n"))
+        weights = weights_table(res.graph, res.memory_plan)
+        if weights:
+            click.echo("\n" + "\n".join(weights))
         click.echo(f"arena {_fmt_int(res.arena_bytes)} B = {res.arena_fraction_of_ram * 100:.2f} % of {res.board}'s "
-                   f"{_fmt_int(res.board_ram_bytes)} B of RAM")
+                   f"{_fmt_int(res.board_ram_bytes)} B of RAM ({res.plan} plan)")
         if plot:
             click.echo(f"plot written to {plot}")
 
@@ -453,16 +492,18 @@ def _print_verify(res, title: str | None = None, out: Output | None = None) -> N
 @click.option("--per-layer", is_flag=True,
               help="Compare every layer with TFLite Micro (.tflite models) and print instructions per layer.")
 @_budget_options
-@inplace_option
+@plan_options
 @format_option
 @click.option("--sources", type=click.Path(file_okay=False, exists=True), default=None,
               help="Check this existing generated folder (e.g. one in your firmware tree) instead of generating one.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=600.0, show_default=True,
               help="Seconds the firmware may run on QEMU.")
+@name_option
 @output_options
 def verify(model: str, board: str, n_inputs: int, save_io: str | None, calib: str | None, rounding: str,
-           per_layer: bool, flash_bytes: int | None, ram_bytes: int | None, stack_bytes: int, inplace: bool,
-           formats: dict | None, sources: str | None, timeout: float, as_json: bool, quiet: bool, verbose: bool) -> None:
+           per_layer: bool, flash_bytes: int | None, ram_bytes: int | None, stack_bytes: int, plan_mode: str,
+           inplace: bool | None, formats: dict | None, sources: str | None, timeout: float, name: str | None, as_json: bool, quiet: bool,
+           verbose: bool) -> None:
     """Build MODEL for BOARD, run it on QEMU and compare with the integer reference.
 
     With --sources, an existing generated folder is checked instead of a fresh one (exit 2
@@ -474,8 +515,8 @@ def verify(model: str, board: str, n_inputs: int, save_io: str | None, calib: st
     loaded = api.load(model, calib=calib, rounding=rounding)
     out.progress(f"building for {board} and running {min(n_inputs, 0 if loaded.verify_inputs is None else len(loaded.verify_inputs))} inputs on QEMU")
     res = api.verify(loaded, board=board, n_inputs=n_inputs, per_layer=per_layer, save_io=save_io,
-                     flash_bytes=flash_bytes, ram_bytes=ram_bytes, stack_bytes=stack_bytes, inplace=inplace,
-                     sources=sources, timeout=timeout, formats=formats)
+                     flash_bytes=flash_bytes, ram_bytes=ram_bytes, stack_bytes=stack_bytes, plan=plan_mode,
+                     inplace=inplace, sources=sources, timeout=timeout, formats=formats, name=name)
     out.result(res.to_dict(), lambda: _print_verify(res, f"{Path(model).name} on {res.board}:", out))
     if not res.ok:
         sys.exit(EXIT_MISMATCH)
@@ -491,17 +532,17 @@ def verify(model: str, board: str, n_inputs: int, save_io: str | None, calib: st
 @click.option("--inputs", "n_inputs", default=20, show_default=True, type=click.IntRange(min=1),
               help="How many inputs to run on QEMU for the bit-exact verdict and the instruction counts.")
 @click.option("--no-device", is_flag=True, help="Skip the QEMU run (no verdict, no instructions, no device accuracy).")
-@inplace_option
+@plan_options
 @output_options
 def report(model: str, board: str, calib: str | None, rounding: str, out_path: str, n_inputs: int, no_device: bool,
-           inplace: bool, as_json: bool, quiet: bool, verbose: bool) -> None:
+           plan_mode: str, inplace: bool | None, as_json: bool, quiet: bool, verbose: bool) -> None:
     """Write one self-contained HTML report for MODEL on BOARD: layers, arena, flash and RAM, accuracy, verdict."""
     from mcuqp import api
 
     out = _out(as_json, quiet, verbose)
     out.progress(f"loading {model}")
     res = api.report(model, out_path, board=board, calib=calib, rounding=rounding, n_inputs=n_inputs,
-                     device=not no_device, inplace=inplace)
+                     device=not no_device, plan=plan_mode, inplace=inplace)
 
     def show() -> None:
         verdict = "not run" if res.bit_exact is None else ("BIT-EXACT" if res.bit_exact else "MISMATCH")
@@ -521,11 +562,14 @@ def report(model: str, board: str, calib: str | None, rounding: str, out_path: s
 @rounding_option
 @click.option("--inputs", "n_inputs", default=2, show_default=True, type=click.IntRange(min=1),
               help="Inputs to run (counts are averaged; the outputs are checked against the reference).")
-@inplace_option
+@plan_options
+@ram_option
 @format_option
+@name_option
 @output_options
-def bench(model: str, board: str, calib: str | None, rounding: str, n_inputs: int, inplace: bool,
-          formats: dict | None, as_json: bool, quiet: bool, verbose: bool) -> None:
+def bench(model: str, board: str, calib: str | None, rounding: str, n_inputs: int, plan_mode: str,
+          inplace: bool | None, ram_bytes: int | None, formats: dict | None, name: str | None, as_json: bool, quiet: bool,
+          verbose: bool) -> None:
     """Per-layer instructions and estimated cycles of MODEL on BOARD (QEMU + cycle tables)."""
     from mcuqp import api
     from mcuqp.bench import bench as run_bench
@@ -535,7 +579,8 @@ def bench(model: str, board: str, calib: str | None, rounding: str, n_inputs: in
     b = load_board(board)
     out.progress(f"loading {model}")
     loaded = api.load(model, calib=calib, rounding=rounding)
-    res = run_bench(loaded, board=b, inplace=inplace, n_inputs=n_inputs, rounding=rounding, formats=formats)
+    res = run_bench(loaded, board=b, plan=plan_mode, inplace=inplace, ram_bytes=ram_bytes, n_inputs=n_inputs,
+                    rounding=rounding, formats=formats, name=name)
     out.result(res.to_dict(), lambda: click.echo(res.table()))
     if not res.bit_exact:
         sys.exit(EXIT_MISMATCH)

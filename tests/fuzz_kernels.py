@@ -83,6 +83,9 @@ from test_kernels_relu import ACTS as RELU_ACTS, c_relu, random_quant as relu_qu
 from mcuqp.ops.hard_swish import hard_swish_s8  # noqa: E402
 from mcuqp.ops.leaky_relu import leaky_relu_s8  # noqa: E402
 from mcuqp.ops.relu import relu_attrs, relu_s8  # noqa: E402
+from mcuqp.ops.tanh import tanh_s8  # noqa: E402
+from test_kernels_broadcast import check_case as broadcast_case  # noqa: E402
+from test_kernels_tanh import c_tanh  # noqa: E402
 
 SRC = hostlib.RUNTIME_DIR / "src"
 DSP = SRC / "dsp"
@@ -374,6 +377,20 @@ def prop_reshape(lib, rounding, data):
     assert rc == OK and np.array_equal(y.reshape(want.shape), want)
 
 
+def _broadcast(op: str):
+    def prop(lib, rounding, data):
+        broadcast_case(lib, rounding, op, data)
+
+    return prop
+
+
+def prop_tanh(lib, rounding, data):
+    x = _elementwise(data)
+    a = logistic_attrs(float(10.0 ** data.draw(st.floats(-3.5, 0.7))), data.draw(ZP))
+    rc, got = c_tanh(lib, x, a)
+    assert rc == OK and np.array_equal(got, tanh_s8(x, a, rounding)), a
+
+
 # (name, property, weight: relative number of examples, run on the DSP build too)
 PACKED_WEIGHT = 1  # 20 packed jobs (~3,000 cases); the run stays ~2 min on 2 cores, >= 10,000 cases
 KERNELS = [
@@ -397,6 +414,12 @@ KERNELS = [
     ("relu_s8", prop_relu, 1, False),
     ("leaky_relu_s8", prop_leaky_relu, 1, False),
     ("hard_swish_s8", prop_hard_swish, 1, False),
+    ("add_broadcast_s8", _broadcast("add"), 1, False),
+    ("sub_s8", _broadcast("sub"), 1, False),
+    ("maximum_s8", _broadcast("maximum"), 1, False),
+    ("minimum_s8", _broadcast("minimum"), 1, False),
+    ("prelu_s8", _broadcast("prelu"), 1, False),
+    ("tanh_s8", prop_tanh, 1, False),
     *((name, prop, PACKED_WEIGHT, (DSP / f"{name}.c").exists()) for name, prop in PACKED),
 ]
 BASE_EXAMPLES = 150  # per unit of weight, per rounding mode

@@ -38,7 +38,8 @@ class Dims(C.Structure):
 
 @mirrors("mcuqp_requant")
 class Requant(C.Structure):
-    _fields_ = [("multiplier", C.POINTER(C.c_int32)), ("shift", C.POINTER(C.c_int32)), ("count", C.c_int32)]
+    _fields_ = [("multiplier", C.POINTER(C.c_int32)), ("shift", C.POINTER(C.c_int32)), ("count", C.c_int32),
+                ("flags", C.c_int32)]
 
 
 @mirrors("mcuqp_conv_params")
@@ -96,6 +97,27 @@ class HardSwishParams(C.Structure):
         "input_zero_point output_zero_point reluish_multiplier reluish_exponent output_multiplier "
         "output_exponent").split()]
 
+
+
+@mirrors("mcuqp_broadcast")
+class Broadcast(C.Structure):
+    _fields_ = [(f, C.c_int32 * 6) for f in ("shape", "stride1", "stride2")]
+
+
+@mirrors("mcuqp_prelu_params")
+class PreluParams(C.Structure):
+    _fields_ = [(f, C.c_int32) for f in (
+        "input_offset alpha_offset output_offset output_multiplier_1 output_shift_1 output_multiplier_2 "
+        "output_shift_2").split()]
+
+
+def broadcast(a: tuple[int, ...], b: tuple[int, ...], y: tuple[int, ...]) -> Broadcast:
+    """The mcuqp_broadcast of inputs shaped `a` and `b` and output `y` (as the code generator emits it)."""
+    from mcuqp.ops.broadcast import walk
+
+    shape, s1, s2 = walk(a, b, y)
+    row = C.c_int32 * 6
+    return Broadcast(row(*shape), row(*s1), row(*s2))
 
 def dims(shape: tuple[int, ...]) -> Dims:
     """NHWC dims from a 1-4-D shape (missing leading dimensions are 1)."""
@@ -187,7 +209,7 @@ def check_mirrors() -> None:
 
 
 class HostModel:
-    """A generated model library (model.c + kernels) compiled for the host."""
+    """A generated model library (NAME.c + kernels) compiled for the host, run through NAME_run."""
 
     def __init__(self, lib_dir: Path, input_size: int, output_size: int, defines: tuple[str, ...] = ()):
         srcs = sorted(Path(lib_dir).glob("*.c"))
@@ -207,8 +229,11 @@ class HostModel:
             if r.returncode != 0:
                 raise RuntimeError(f"host build of {lib_dir} failed:\n{r.stderr}")
             os.replace(tmp, so)
+        from mcuqp.codegen.provenance import model_header
+
+        self.name = model_header(lib_dir).stem
         self._lib = C.CDLL(str(so))
-        self._invoke = self._lib.mcuqp_model_invoke
+        self._invoke = getattr(self._lib, f"{self.name}_run")
         self._invoke.argtypes = [C.POINTER(C.c_int8), C.POINTER(C.c_int8)]
         self._invoke.restype = C.c_int
         self.input_size = input_size
@@ -225,5 +250,5 @@ class HostModel:
             dst = out[i]
             rc = self._invoke(ptr(row), dst.ctypes.data_as(C.POINTER(C.c_int8)))
             if rc != 0:
-                raise RuntimeError(f"mcuqp_model_invoke failed at layer {rc - 1}")
+                raise RuntimeError(f"{self.name}_run failed at layer {rc - 1}")
         return out

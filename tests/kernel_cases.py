@@ -315,7 +315,7 @@ def target_model(layers: list[Layer], out_shapes: list[tuple[int, ...]]) -> tupl
         decls.append(c_array("int32_t", f"b{i}", ly.bias))
         decls.append(c_array("int32_t", f"m{i}", a.requant.multiplier))
         decls.append(c_array("int32_t", f"s{i}", a.requant.shift))
-        decls.append(f"static const mcuqp_requant q{i} = {{m{i}, s{i}, {a.requant.multiplier.size}}};\n")
+        decls.append(f"static const mcuqp_requant q{i} = {{m{i}, s{i}, {a.requant.multiplier.size}, 0}};\n")
         if ly.kind == "fc":
             decls.append(f"static const mcuqp_fc_params p{i} = {{{a.input_offset}, {a.filter_offset}, "
                          f"{a.output_offset}, {a.act_min}, {a.act_max}}};\n")
@@ -332,13 +332,12 @@ def target_model(layers: list[Layer], out_shapes: list[tuple[int, ...]]) -> tupl
         calls.append(f"    if ({call} != MCUQP_OK) {{\n        return {i + 1};\n    }}\n    MCUQP_LAYER_HOOK({i});\n")
         in_off += int(np.prod(ly.x_shape))
         out_off += int(np.prod(out_shape))
-    header = ("#ifndef MODEL_H\n#define MODEL_H\n#include <stdint.h>\n"
-              f"#define MCUQP_MODEL_INPUT_SIZE {in_off}\n#define MCUQP_MODEL_OUTPUT_SIZE {out_off}\n"
-              "int mcuqp_model_invoke(const int8_t *input, int8_t *output);\n#endif\n")
+    from mcuqp.codegen import harness
+
     source = ('#include "model.h"\n#include "mcuqp_nn.h"\n#include "mcuqp_profile.h"\n\n' + "".join(decls) +
-              "\nint mcuqp_model_invoke(const int8_t *input, int8_t *output)\n{\n" + "".join(calls) +
-              "    return 0;\n}\n")
-    return source, header
+              f"\nstatic int {harness.LAYERS}(const int8_t *input, int8_t *output)\n{{\n" + "".join(calls) +
+              "    return 0;\n}\n" + harness.api_source(in_off, out_off))
+    return source, harness.api_header(in_off, out_off)
 
 
 def run_layers_on_qemu(tmp_path, board: str, rounding: str, layers: list[Layer], kernel_sources: list,

@@ -70,9 +70,10 @@ def test_plan_result_matches_plan_json(module, saved, tmp_path, capsys):
 
 
 def test_compile_result_matches_compile_json(module, saved, tmp_path, capsys):
-    res = mcuqp.compile(module, tmp_path / "lib", calib="digits", board="mps2-an386")
+    # an in-memory module is named `model` by default; the CLI names the library after net.pt
+    res = mcuqp.compile(module, tmp_path / "lib", calib="digits", board="mps2-an386", name="net")
     assert capsys.readouterr() == ("", "")
-    assert {f.name for f in res.files} >= {"model.c", "model.h"} and all(f.is_file() for f in res.files)
+    assert res.name == "net" and {f.name for f in res.files} >= {"net.c", "net.h"} and all(f.is_file() for f in res.files)
     assert res.layers == len(res.plan.order) and res.arena_bytes == res.plan.arena_bytes
     cli = _cli_json("compile", str(saved), "--calib", "digits", "-o", str(tmp_path / "lib"))
     assert cli == res.to_dict()

@@ -15,6 +15,7 @@ import pytest
 
 from mcuqp import api
 from mcuqp.codegen.project import EXAMPLE_SOURCES
+from mcuqp.codegen.provenance import model_header
 from mcuqp.errors import McuqpError
 from mcuqp.target import build
 from mcuqp.target.boards import load_board
@@ -65,7 +66,7 @@ def _kernels(features: frozenset[str]) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory) -> dict[str, list[Path]]:
-    """Generated library folders (model.c plus copied kernels), per board."""
+    """Generated library folders (NAME.c plus copied kernels), per board."""
     _need(build.CC)
     out: dict[str, list[Path]] = {}
     for board in ("mps2-an385", "mps2-an386", "mps3-an547"):
@@ -74,6 +75,10 @@ def generated(tmp_path_factory) -> dict[str, list[Path]]:
             res = api.compile(loaded, tmp_path_factory.mktemp("gen") / f"{Path(name).stem}-{board}", board=board)
             out.setdefault(board, []).append(res.out_dir)
     return out
+
+
+def _model_c(folder: Path) -> Path:
+    return model_header(folder).with_suffix(".c")
 
 
 def _compile(cmd: list[str], files: list[Path], includes: list[Path], cwd: Path) -> None:
@@ -103,16 +108,17 @@ def test_arm_gcc_is_warning_free_on_every_board(board, generated, tmp_path):
     cc = _need(build.CC)
     b = load_board(board)
     _compile([cc, *b.gcc_flags], _kernels(b.features), build.platform_include_dirs(), tmp_path)
-    folders = generated.get(board) or generated["mps2-an386"][:1]  # verify_main.c includes a model.h
+    folders = generated.get(board) or generated["mps2-an386"][:1]  # verify_main.c includes a NAME.h
     for folder in folders:
         files = sorted(folder.glob("*.c")) + build.platform_sources(b)
-        _compile([cc, *b.gcc_flags], files, [folder, *build.platform_include_dirs()], tmp_path)
+        verify = [f"-D{d}" for d in build.verify_defines(model_header(folder).stem)]
+        _compile([cc, *b.gcc_flags, *verify], files, [folder, *build.platform_include_dirs()], tmp_path)
 
 
 def test_cppcheck_is_clean(generated):
     tool = _need("cppcheck")
     folders = [f for fs in generated.values() for f in fs]
-    for target, inc in [([SRC, INCLUDE], INCLUDE), *[([f / "model.c"], f) for f in folders]]:
+    for target, inc in [([SRC, INCLUDE], INCLUDE), *[([_model_c(f)], f) for f in folders]]:
         r = subprocess.run([tool, *CPPCHECK, f"-I{inc}", *map(str, target)], capture_output=True, text=True)
         assert r.returncode == 0 and not r.stderr.strip(), r.stderr[:3000]
 
@@ -122,15 +128,16 @@ _ALLOC_CALL = re.compile(r"\b(" + "|".join(sorted(ALLOCATORS)) + r")\s*\(")
 
 def test_sources_call_no_allocator(generated):
     offenders = [str(p) for p in [*SRC.rglob("*.c"), *INCLUDE.glob("*.h"),
-                                  *[f / "model.c" for fs in generated.values() for f in fs]]
+                                  *[_model_c(f) for fs in generated.values() for f in fs]]
                  if _ALLOC_CALL.search(re.sub(r"/\*.*?\*/", "", p.read_text(), flags=re.S))]
     assert not offenders, f"dynamic allocation in {offenders}"
 
 
-def _link_graph(sources: list[Path], board: str, out: Path, ldflags: list[str], includes: tuple[Path, ...] = ()):
+def _link_graph(sources: list[Path], board: str, out: Path, ldflags: list[str], includes: tuple[Path, ...] = (),
+                defines: tuple[str, ...] = ()):
     b = load_board(board)
     out.mkdir(parents=True, exist_ok=True)
-    objs = build.compile_objects(sources, includes, b, out, defines=["MCUQP_PROFILE"])
+    objs = build.compile_objects(sources, includes, b, out, defines=["MCUQP_PROFILE", *defines])
     elf, map_path = build.link_objects(objs, b, out, b.flash_size, b.ram_size, 4096, ldflags=ldflags)
     return call_graph(elf, input_sections(map_path), {o.name: read_stack_usage(o.with_suffix(".su")) for o in objs})
 
@@ -159,7 +166,8 @@ def test_verification_images_have_no_allocation_or_recursion(generated, tmp_path
         for folder in folders:
             # the library and the verification platform; the CMake example main.c is another program
             srcs = sorted(f for f in folder.glob("*.c") if f.name not in EXAMPLE_SOURCES) + build.platform_sources(board)
-            graph = _link_graph(srcs, board, tmp_path / f"{board}-{folder.name}", [], (folder,))
+            graph = _link_graph(srcs, board, tmp_path / f"{board}-{folder.name}", [], (folder,),
+                                tuple(build.verify_defines(model_header(folder).stem)))
             assert graph.depth("Reset_Handler")[1][:2] == ["Reset_Handler", "main"]
             _assert_static(graph)
 

@@ -79,7 +79,7 @@ def test_rounding_reaches_the_tflite_softmax_parameters(tmp_path):
         r = _invoke("compile", str(model), "--rounding", rounding, "-o", str(tmp_path / rounding), "--quiet")
         assert r.exit_code == 0, r.output
         assert r.output == ""
-    assert (tmp_path / "single" / "model.c").read_text() != (tmp_path / "double" / "model.c").read_text()
+    assert (tmp_path / "single" / "m.c").read_text() != (tmp_path / "double" / "m.c").read_text()
 
 
 def test_quiet_prints_nothing_and_verbose_prints_more(tmp_path):
@@ -87,7 +87,7 @@ def test_quiet_prints_nothing_and_verbose_prints_more(tmp_path):
     normal = _invoke("compile", str(model), "-o", str(tmp_path / "a"))
     verbose = _invoke("compile", str(model), "-o", str(tmp_path / "b"), "--verbose")
     assert normal.exit_code == verbose.exit_code == 0
-    assert "model.c" not in normal.output and "model.c" in verbose.output
+    assert "m.c" not in normal.output and "m.c" in verbose.output
     assert set(normal.output.splitlines()) < set(verbose.output.splitlines()) | {
         line for line in normal.output.splitlines() if str(tmp_path / "a") in line}
     assert _invoke("plan", str(model), "-q").output == ""

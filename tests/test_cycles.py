@@ -184,13 +184,15 @@ def test_bench_cli_json_and_table():
     r = CliRunner().invoke(main, ["bench", model, "--board", "mps3-an547", "--json"])
     assert r.exit_code == 0, r.output
     d = json.loads(r.output)
-    assert d["bit_exact"] and d["plan"] == "smallest" and d["cpu"] == "cortex-m55"
+    assert d["bit_exact"] and d["plan"] == "fastest" and d["cpu"] == "cortex-m55"  # the default: fastest that fits
     assert d["macs"] == sum(ly["macs"] for ly in d["layers"]) > 0
     assert d["milliseconds_at_120_mhz"] > 0 and d["mlperf_m4_cycles_per_mac"] == [1.6, 2.2]
     assert all(ly["kernel"].startswith("mve/") for ly in d["layers"] if ly["op"] == "fully_connected")
     r = CliRunner().invoke(main, ["bench", model, "--board", "mps2-an385", "--no-inplace"])
     assert r.exit_code == 0, r.output
     assert "fastest plan" in r.output and "cycles/MAC" in r.output and "fully_connected_s8.c" in r.output
+    r = CliRunner().invoke(main, ["bench", model, "--board", "mps2-an385", "--plan", "smallest"])
+    assert r.exit_code == 0 and "smallest plan" in r.output, r.output
     r = CliRunner().invoke(main, ["bench", model, "--board", "nope"])
     assert r.exit_code == 2 and "unknown board" in r.output and "Traceback" not in r.output
     np.testing.assert_equal(r.exception.code if r.exception else 2, 2)

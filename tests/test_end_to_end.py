@@ -121,7 +121,7 @@ def test_cli_compile(saved_model, tmp_path):
     assert r.exit_code == 0, r.output
     info = json.loads(r.output)
     assert info["arena_bytes"] > 0 and info["weight_bytes"] > 0
-    assert (tmp_path / "c" / "model.c").exists() and (tmp_path / "c" / "model.h").exists()
+    assert (tmp_path / "c" / "digits.c").exists() and (tmp_path / "c" / "digits.h").exists()  # named after digits.pt
 
 
 def _one_line_error(result) -> str:
@@ -198,10 +198,10 @@ def test_generated_makefile_fragment_builds_the_library(loaded, tmp_path):
 
     res = api.compile(loaded, tmp_path / "lib")
     (tmp_path / "Makefile").write_text(
-        "MCUQP_MODEL_DIR := lib\ninclude lib/model.mk\n"
-        "OBJS := $(patsubst lib/%.c,build/%.o,$(MCUQP_MODEL_SRCS))\n"
+        "MODEL_DIR := lib\ninclude lib/model.mk\n"
+        "OBJS := $(patsubst lib/%.c,build/%.o,$(MODEL_SRCS))\n"
         "libmodel.a: $(OBJS)\n\tar rcs $@ $^\n"
-        "build/%.o: lib/%.c\n\t@mkdir -p build\n\tgcc -std=c99 -O2 -Wall -Wextra -Werror $(MCUQP_MODEL_CFLAGS) -c $< -o $@\n"
+        "build/%.o: lib/%.c\n\t@mkdir -p build\n\tgcc -std=c99 -O2 -Wall -Wextra -Werror $(MODEL_CFLAGS) -c $< -o $@\n"
     )
     r = subprocess.run(["make", "-s", "libmodel.a"], cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

@@ -14,7 +14,7 @@ from mcuqp.models import DigitsCNN
 from mcuqp.api import predict_footprint
 from mcuqp.target.footprint import Footprint, LayerFlash, check_budget
 from mcuqp.target.boards import load_board
-from mcuqp.target.build import build_firmware, platform_include_dirs, platform_sources
+from mcuqp.target.build import build_firmware, platform_include_dirs, platform_sources, verify_defines
 import prereq
 
 FLASH_TOLERANCE = 0.02  # the targets: predicted flash within 2 %, RAM within 5 %
@@ -73,7 +73,8 @@ def test_breakdown_adds_up_and_layers_carry_the_constants(digits_cnn, tmp_path):
     fp, lib = _predict(digits_cnn, "mps2-an386", tmp_path)
     board = load_board("mps2-an386")
     fw = build_firmware([f for f in lib.files if f.suffix == ".c"] + platform_sources(board),
-                        [lib.out_dir, *platform_include_dirs()], board, tmp_path / "build", defines=["MCUQP_PROFILE"])
+                        [lib.out_dir, *platform_include_dirs()], board, tmp_path / "build",
+                        defines=["MCUQP_PROFILE", *verify_defines(lib.name)])
     # The prediction is the real link: its sections equal the built image's, byte for byte.
     assert (fp.text, fp.rodata, fp.data, fp.bss) == (fw.text, fw.rodata, fw.data, fw.bss)
     # flash.alignment is the remainder of the attributed parts: it must stay padding-sized
@@ -87,7 +88,7 @@ def test_breakdown_adds_up_and_layers_carry_the_constants(digits_cnn, tmp_path):
     assert sum(la.param_bytes for la in fp.layers) == fp.breakdown["flash.params"]
     assert {la.name for la in fp.layers} <= {op.name for op in digits_cnn.graph.ops}
     assert fp.breakdown["ram.arena"] == lib.plan.arena_bytes
-    assert fp.stack_path[:3] == ["Reset_Handler", "main", "mcuqp_model_invoke"]
+    assert fp.stack_path[:3] == ["Reset_Handler", "main", "model_invoke"]
 
 
 @needs_gcc
@@ -97,7 +98,7 @@ def test_library_footprint_is_the_model_alone(digits_cnn, tmp_path):
     assert lib.breakdown["flash.platform"] == 0 and lib.breakdown["ram.other_bss"] == 0
     assert lib.breakdown["flash.weights"] == full.breakdown["flash.weights"]
     assert lib.flash_bytes < full.flash_bytes and lib.bss == lib.arena_bytes
-    assert lib.stack_path[0] == "mcuqp_model_invoke" and lib.stack_bytes < full.stack_bytes
+    assert lib.stack_path[0] == "model_invoke" and lib.stack_bytes < full.stack_bytes
 
 
 @needs_gcc
@@ -110,7 +111,7 @@ def test_linked_spans_are_the_smallest_budgets_the_linker_accepts(tmp_path):
 
     def link(**budget) -> None:
         build_firmware(srcs, [lib.out_dir, *platform_include_dirs()], board, tmp_path / "build",
-                       defines=["MCUQP_PROFILE"], stack_bytes=2048, **budget)
+                       defines=["MCUQP_PROFILE", *verify_defines(lib.name)], stack_bytes=2048, **budget)
 
     link(flash_bytes=fp.linked_flash_bytes, ram_bytes=fp.linked_ram_bytes)
     with pytest.raises(BudgetError, match="FLASH overflowed by 8 bytes"):
@@ -163,6 +164,6 @@ def test_check_budget_message_without_toolchain():
 
 
 def test_check_budget_refuses_a_stack_reserve_below_the_bound():
-    fp = _footprint(stack_bytes=20_000, stack_path=["Reset_Handler", "main", "mcuqp_model_invoke", "deep"])
+    fp = _footprint(stack_bytes=20_000, stack_path=["Reset_Handler", "main", "model_invoke", "deep"])
     with pytest.raises(BudgetError, match="20,000 B of stack, 3,616 B over the 16,384 B reserved.*-> deep"):
         check_budget(fp, "mps2-an386")

@@ -196,8 +196,8 @@ def test_generated_kws_runs_pointwise_in_place_on_the_host(tmp_path):
     gen = generate(g, plan)
     assert RUNTIME_SRC / "conv2d_1x1_s8_inplace.c" in gen.kernels and RUNTIME_SRC / "depthwise_conv2d_s8_inplace.c" in gen.kernels
     for oi in plan.inplace_conv:
-        call = f"(mcuqp_arena + {plan.offsets[g.ops[oi].inputs[0]]}), &l{plan.order.index(oi)}_filter"
-        assert call in gen.model_c and f"(mcuqp_arena + {plan.scratch_offsets[oi]}))" in gen.model_c
+        call = f"(model_arena + {plan.offsets[g.ops[oi].inputs[0]]}), &l{plan.order.index(oi)}_filter"
+        assert call in gen.model_c and f"(model_arena + {plan.scratch_offsets[oi]}))" in gen.model_c
     assert gen.model_c.count("mcuqp_conv2d_1x1_s8_inplace(") == 4
     assert gen.model_c.count("mcuqp_conv2d_s8(") == 1  # the first conv (10x4, stride 2) stays regular
     write_library(gen, tmp_path)
@@ -216,9 +216,9 @@ def test_kws_in_place_below_the_lower_bound_on_qemu(board):
     from mcuqp import api
 
     loaded = api.load(kws(), n_random=8, seed=5)
-    plan = api.compile_plan(loaded)
+    plan = api.compile_plan(loaded, plan="smallest")
     assert plan.inplace_conv == [2, 4, 6, 8] and plan.inplace_depthwise == [1, 3, 5, 7]
-    res = api.verify(loaded, board=board, n_inputs=8)
+    res = api.verify(loaded, board=board, n_inputs=8, plan="smallest")
     assert res.bit_exact and np.array_equal(res.device_outputs, res.reference_outputs)
     assert res.arena_bytes == plan.arena_bytes == 8492 < plan.lower_bound_bytes == 16000
 
@@ -232,9 +232,9 @@ def test_mixed28_auto_runs_a_pointwise_conv_in_place_on_qemu():
 
     path = prereq.shared_model("fixtures/mixed28_int8.tflite")
     loaded = api.load(path, n_random=8, seed=3)
-    plan = api.compile_plan(loaded)
+    plan = api.compile_plan(loaded, plan="smallest")
     assert plan.inplace_conv == [1] and plan.inplace_depthwise == []
-    res = api.verify(loaded, board="mps2-an386", n_inputs=8)
+    res = api.verify(loaded, board="mps2-an386", n_inputs=8, plan="smallest")
     assert res.bit_exact and np.array_equal(res.device_outputs, res.reference_outputs)
     assert res.arena_bytes == plan.arena_bytes == 3144 < plan.lower_bound_bytes == 4704
     assert res.predicted_flash_bytes == res.flash_bytes

@@ -227,8 +227,8 @@ def test_generated_model_runs_depthwise_in_place_on_the_host(tmp_path, model, mo
     n_depthwise = sum(op.kind.value == "depthwise_conv2d" for op in g.ops)
     assert (regular in gen.kernels) == (len(in_place) < n_depthwise)
     for oi in in_place:
-        call = f"(mcuqp_arena + {plan.offsets[g.ops[oi].inputs[0]]}), &l{plan.order.index(oi)}_filter"
-        assert call in gen.model_c and f"(mcuqp_arena + {plan.scratch_offsets[oi]}))" in gen.model_c
+        call = f"(model_arena + {plan.offsets[g.ops[oi].inputs[0]]}), &l{plan.order.index(oi)}_filter"
+        assert call in gen.model_c and f"(model_arena + {plan.scratch_offsets[oi]}))" in gen.model_c
     assert gen.model_c.count("mcuqp_depthwise_conv2d_s8_inplace(") == len(in_place)
     write_library(gen, tmp_path)
     x = np.random.default_rng(11).integers(-128, 128, (16, *g.input.shape[1:]), dtype=np.int8)
@@ -256,12 +256,12 @@ def test_mixed28_in_place_below_the_lower_bound_on_qemu(monkeypatch, board):
     tests/test_kernels_conv_inplace.py)."""
     from mcuqp import api
 
-    monkeypatch.setattr(api, "plan_memory", _forced_plan(inplace_conv="never"))
+    monkeypatch.setattr("mcuqp.plan.choice.plan_memory", _forced_plan(inplace_conv="never"))
 
     loaded = api.load(shared_model(MIXED28), n_random=12, seed=3)
-    plan = api.compile_plan(loaded)
+    plan = api.compile_plan(loaded, plan="smallest")
     assert plan.inplace_depthwise == [2]
-    res = api.verify(loaded, board=board, n_inputs=12)
+    res = api.verify(loaded, board=board, n_inputs=12, plan="smallest")
     assert res.bit_exact and np.array_equal(res.device_outputs, res.reference_outputs)
     assert res.arena_bytes == plan.arena_bytes == 3332 < plan.lower_bound_bytes == 4704
     # the footprint prediction counts the in-place kernel's code (flash) and its scratch (in the arena)
@@ -280,10 +280,10 @@ def test_kws_bit_exact_on_qemu(monkeypatch, mode):
     tests/test_kernels_conv_inplace.py.)"""
     from mcuqp import api
 
-    monkeypatch.setattr(api, "plan_memory", _forced_plan(inplace_depthwise=mode, inplace_conv="never"))
+    monkeypatch.setattr("mcuqp.plan.choice.plan_memory", _forced_plan(inplace_depthwise=mode, inplace_conv="never"))
     loaded = api.load(shared_model(KWS), n_random=8, seed=5)
-    plan = api.compile_plan(loaded)
+    plan = api.compile_plan(loaded, plan="smallest")
     assert plan.inplace_depthwise == ([1, 3, 5, 7] if mode == "always" else [])
-    res = api.verify(loaded, board="mps2-an386", n_inputs=8)
+    res = api.verify(loaded, board="mps2-an386", n_inputs=8, plan="smallest")
     assert res.bit_exact and np.array_equal(res.device_outputs, res.reference_outputs)
     assert res.arena_bytes == plan.arena_bytes == plan.lower_bound_bytes == 16000

@@ -477,6 +477,10 @@ def _target_layers(rounding: str) -> list[Layer]:
         conv("conv2d", (1, 13, 5, 1), 10, 4, 9, stride=(2, 2), pad=Padding(4, 5, 1, 1)),
         fc(256, 32),
         fc(101, 10, w_zp=17),
+        fc(640, 33),  # rows longer than the widened buffer: the on-the-fly loop, an odd last channel
+        fc(24, 7),
+        fc(8, 5, w_zp=-3),
+        fc(300, 2, w_zp=4),
     ]
 
 
@@ -522,7 +526,7 @@ def test_model_with_dsp_layers_bit_exact_on_m4():
     assert used["conv2d_s8.c"] == DSP and used["fully_connected_s8.c"] == DSP, used
     # Its depthwise layer runs either in place (portable kernel) or on the DSP variant.
     assert any(op.kind.value == "depthwise_conv2d" for op in loaded.graph.ops)
-    if api.compile_plan(loaded).inplace_depthwise:
+    if api.compile_plan(loaded, plan="smallest").inplace_depthwise:
         assert used["depthwise_conv2d_s8_inplace.c"] == SRC and "depthwise_conv2d_s8.c" not in used, used
     else:
         assert used["depthwise_conv2d_s8.c"] == DSP, used

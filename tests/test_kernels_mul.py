@@ -9,7 +9,7 @@ import pytest
 
 from mcuqp.ops.mul import MulAttrs, mul_attrs, mul_s8
 from mcuqp.quant.fixedpoint import quantize_multiplier
-from hostlib import dims, mirrors, ptr
+from hostlib import broadcast, mirrors, ptr
 
 
 @mirrors("mcuqp_mul_params")
@@ -23,8 +23,8 @@ def c_mul(lib, x1: np.ndarray, x2: np.ndarray, a: MulAttrs, out_shape: tuple[int
     y = np.full(out_shape, 77, np.int8)
     p = MulParams(a.input1_offset, a.input2_offset, a.output_offset, a.output_multiplier, a.output_shift,
                   a.act_min, a.act_max)
-    d1, d2, do = dims(x1.shape), dims(x2.shape), dims(y.shape)
-    rc = lib.mcuqp_mul_s8(C.byref(p), C.byref(d1), ptr(x1), C.byref(d2), ptr(x2), C.byref(do), ptr(y))
+    b = broadcast(x1.shape, x2.shape, y.shape)
+    rc = lib.mcuqp_mul_s8(C.byref(p), C.byref(b), ptr(x1), ptr(x2), ptr(y))
     return rc, y
 
 
@@ -78,7 +78,7 @@ def test_mul_attrs_follow_tflm_prepare() -> None:
 def test_mul_rejects_bad_arguments(runtime) -> None:
     x = np.zeros((1, 2, 2, 3), np.int8)
     good = MulAttrs(output_multiplier=1 << 30)
-    rc, _ = c_mul(runtime, x, np.zeros((1, 2, 2, 2), np.int8), good, (1, 2, 2, 3))  # 2 channels vs 3
+    rc, _ = c_mul(runtime, x, x, MulAttrs(output_multiplier=1 << 30, input1_offset=-128), (1, 2, 2, 3))
     assert rc == -1
     rc, _ = c_mul(runtime, x, x, MulAttrs(output_multiplier=1 << 30, act_min=5, act_max=4), (1, 2, 2, 3))
     assert rc == -1

@@ -99,6 +99,17 @@ def _edge_layers(rounding: str) -> list[Layer]:
         conv("depthwise", (1, 9, 9, 8), 3, 3, 8, stride=(2, 2), pad=Padding(0, 1, 0, 1)),
         conv("conv2d", (1, 6, 6, 32), 1, 1, 24),
         target_fc_layer(rng, rounding, 640, 128),
+        # the faster paths: depthwise tiles of 5 and 6 (one group), partial channel groups
+        conv("depthwise", (1, 7, 6, 32), 3, 3, 32, pad=Padding(1, 1, 1, 1)),
+        conv("depthwise", (1, 5, 5, 10), 3, 3, 10, pad=Padding(1, 1, 1, 1)),
+        conv("depthwise", (2, 4, 21, 16), 3, 3, 16, pad=Padding(1, 1, 1, 1)),   # tiles of 16 and 5
+        # 1x1 with k <= 16 over contiguous pixels (fewer than four; a last group that overlaps)
+        conv("conv2d", (1, 12, 12, 8), 1, 1, 16),
+        conv("conv2d", (1, 3, 5, 7), 1, 1, 9),
+        conv("conv2d", (1, 1, 3, 5), 1, 1, 6),
+        # filter rows of whole 16-byte chunks interleaved straight from the input
+        conv("conv2d", (1, 9, 8, 16), 3, 3, 13, pad=Padding(1, 1, 1, 1)),
+        conv("conv2d", (1, 7, 7, 32), 3, 3, 6, stride=(2, 2), pad=Padding(0, 1, 0, 1)),
     ]
     odd = conv("conv2d", (1, 4, 4, 8), 3, 3, 5, pad=Padding(1, 1, 1, 1))
     m = odd.attrs.requant.multiplier.copy()
@@ -153,12 +164,12 @@ def run_calls_on_qemu(tmp_path, rounding: str, calls: list[Call], sources: list,
                     f"            return {i + 1};\n        }}\n    }}\n    MCUQP_LAYER_HOOK({i});\n")
         in_off += c.x.size
         out_off += c.want.size
+    from mcuqp.codegen import harness
+
     src = ('#include <string.h>\n#include "model.h"\n#include "mcuqp_nn.h"\n#include "mcuqp_profile.h"\n\n' +
-           "".join(decls) + "\nint mcuqp_model_invoke(const int8_t *input, int8_t *output)\n{\n" + "".join(body) +
-           "    return 0;\n}\n")
-    hdr = ("#ifndef MODEL_H\n#define MODEL_H\n#include <stdint.h>\n"
-           f"#define MCUQP_MODEL_INPUT_SIZE {in_off}\n#define MCUQP_MODEL_OUTPUT_SIZE {out_off}\n"
-           "int mcuqp_model_invoke(const int8_t *input, int8_t *output);\n#endif\n")
+           "".join(decls) + f"\nstatic int {harness.LAYERS}(const int8_t *input, int8_t *output)\n{{\n" +
+           "".join(body) + "    return 0;\n}\n" + harness.api_source(in_off, out_off))
+    hdr = harness.api_header(in_off, out_off)
     (tmp_path / "model.c").write_text(src)
     (tmp_path / "model.h").write_text(hdr)
     defines = ("MCUQP_SINGLE_ROUNDING=1",) if rounding == "single" else ()
@@ -206,7 +217,7 @@ def _conv_decls(a, x_shape, w, bias, out_shape) -> str:
               a.depth_multiplier, a.act_min, a.act_max]
     return (c_array("int8_t", "w@", w) + c_array("int32_t", "b@", bias) +
             c_array("int32_t", "m@", a.requant.multiplier) + c_array("int32_t", "s@", a.requant.shift) +
-            f"static const mcuqp_requant q@ = {{m@, s@, {a.requant.multiplier.size}}};\n"
+            f"static const mcuqp_requant q@ = {{m@, s@, {a.requant.multiplier.size}, 0}};\n"
             f"static const mcuqp_conv_params p@ = {{{', '.join(map(str, fields))}}};\n" +
             "".join(f"static const mcuqp_dims {t}@ = {{{', '.join(map(str, s))}}};\n"
                     for t, s in (("i", x_shape), ("f", w.shape), ("o", out_shape))))

@@ -100,7 +100,7 @@ def test_wheel_compiles_and_verifies_from_an_unrelated_folder(installed, tmp_pat
     assert r.returncode == 0, r.stderr
     info = json.loads(r.stdout)
     assert info["board"] == "mps2-an386" and info["predicted_flash_bytes"] > 0
-    assert (work / "out" / "model.c").is_file() and (work / "out" / "model.h").is_file()
+    assert (work / "out" / "net.c").is_file() and (work / "out" / "net.h").is_file()  # named after net.pt
 
     r = _run([str(bindir / "mcuqp"), "verify", "net.pt", "--calib", "digits", "--inputs", "5", "--json"], work, env)
     assert r.returncode == 0, r.stdout + r.stderr

@@ -43,7 +43,7 @@ def test_same_model_and_options_give_byte_identical_sources(tmp_path):
         assert outs[0] == outs[1]
         assert len(outs[0]) >= 5
     # a different option changes the recorded options (and only what it should)
-    r = CliRunner().invoke(main, ["compile", str(path), "-o", str(tmp_path / "inplace")])
+    r = CliRunner().invoke(main, ["compile", str(path), "--plan", "smallest", "-o", str(tmp_path / "inplace")])
     assert r.exit_code == 0, r.output
     assert _files(tmp_path / "inplace")["model.h"] != _files(tmp_path / "model-0")["model.h"]
 
@@ -54,13 +54,13 @@ def test_header_records_version_sha256_and_options(tmp_path):
     header = (tmp_path / "lib" / "model.h").read_text()
     digest = file_sha256(path)
     assert re.fullmatch(r"[0-9a-f]{64}", digest)
-    assert f'#define MCUQP_MODEL_SHA256 "{digest}"' in header
-    assert f'#define MCUQP_GENERATOR_VERSION "{mcuqp_version()}"' in header and mcuqp_version() != "unknown"
+    assert f'#define MODEL_MODEL_SHA256 "{digest}"' in header
+    assert f'#define MODEL_GENERATOR_VERSION "{mcuqp_version()}"' in header and mcuqp_version() != "unknown"
     assert f"from model.tflite (sha256 {digest})" in header
     prov = read_provenance(tmp_path / "lib")
     assert prov.model_sha256 == digest
     assert prov.options["board"] == "mps3-an547" and prov.options["rounding"] == "single"
-    assert prov.options["inplace"] == "false" and prov.options["stack"] == "16384"
+    assert prov.options["plan"] == "fastest" and prov.options["stack"] == "16384"
 
 
 @pytest.mark.qemu

@@ -114,8 +114,8 @@ def test_every_readme_command_runs(tmp_path):
             tour_seconds += time.monotonic() - start
         assert r.returncode == 0, f"README block in {section!r} failed:\n{code}\n--- stdout\n{r.stdout[-3000:]}" \
                                   f"\n--- stderr\n{r.stderr[-3000:]}"
-    for made in ("net.pt", "small.pt", "out/model.c", "report.html", "io/io.json", "arena.png", "model.html", "small4.pt",
-                 "small.tflite", "small4.tflite"):
+    for made in ("net.pt", "small.pt", "out/net.c", "kws/kws.c", "kws/kws.h", "report.html", "io/io.json", "arena.png",
+                 "model.html", "small4.pt", "small.tflite", "small4.tflite"):
         assert (work / made).exists(), made
     assert "BIT-EXACT" in (work / "report.html").read_text()
     assert tour_seconds < TOUR_LIMIT_S, f"the five-minute tour took {tour_seconds:.0f} s"

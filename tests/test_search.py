@@ -131,7 +131,7 @@ def test_compile_folder_builds_with_cmake_and_runs_on_the_stand_in(digits_model,
     assert r.returncode == 0, r.stderr
     b = load_board(board)
     readme = (out / "README.md").read_text()
-    assert f"-mcpu={b.cpu}" in readme and "arena" in readme and "stack of `mcuqp_model_invoke`" in readme
+    assert f"-mcpu={b.cpu}" in readme and "arena" in readme and "stack of `digits_invoke`" in readme
     build = tmp_path / "build"
     from mcuqp.target.build import WARNINGS
 
@@ -150,7 +150,7 @@ def test_compile_folder_builds_with_cmake_and_runs_on_the_stand_in(digits_model,
     # The check in main.c can fail: a corrupted expected output makes the example return 2.
     io_h = out / "example_io.h"
     text = io_h.read_text()
-    head, sep, tail = text.partition("mcuqp_example_expected[MCUQP_MODEL_OUTPUT_SIZE] = {\n    ")
+    head, sep, tail = text.partition("mcuqp_example_expected[DIGITS_OUTPUT_SIZE] = {\n    ")
     first, rest = tail.split(",", 1)
     io_h.write_text(head + sep + str(-128 if int(first) != -128 else 127) + "," + rest)
     subprocess.run([cmake, "--build", str(build)], check=True, capture_output=True, env=env)
@@ -199,7 +199,7 @@ def test_search_writes_outputs_and_resumes_from_the_study_file(digits_model, tmp
     out = tmp_path / "out"
     first = search(_options(digits_model, out, trials=1)).summary
     assert [t["number"] for t in first["trials"]] == [0]
-    for name in ("study.db", "search.json", "pareto.png", "best.pt", "firmware/model.c", "firmware/CMakeLists.txt",
+    for name in ("study.db", "search.json", "pareto.png", "best.pt", "firmware/digits.c", "firmware/CMakeLists.txt",
                  "firmware/verification.json"):
         assert (out / name).exists(), name
     best = first["best"]

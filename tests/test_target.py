@@ -126,7 +126,7 @@ def test_outputs_bit_exact_and_counts_consistent(firmwares, board):
     assert 0 < r1.stack_bytes < fw.stack_bytes
     flash, ram = _elf_footprint(fw.elf)  # measured independently of `size`, from the ELF itself
     assert fw.flash_bytes == flash and fw.static_ram_bytes == ram
-    assert fw.elf.is_file() and fw.map.is_file() and fw.stack_usage["mcuqp_model_invoke"] > 0
+    assert fw.elf.is_file() and fw.map.is_file() and fw.stack_usage["model_invoke"] > 0
 
 
 @pytest.mark.qemu
@@ -185,7 +185,7 @@ def test_stack_high_water_tracks_stack_use(firmwares, tmp_path):
     fw = fw_build(DEFAULT_BOARD, tmp_path, defines=["FAKE_STACK_BYTES=3000"])
     deep = qemu.run_firmware(fw, DEFAULT_BOARD, inputs(2), OUT_SIZE, count_instructions=False)
     # the painted measurement covers the static frames of the deepest call chain
-    chain = sum(fw.stack_usage[f] for f in ("Reset_Handler", "main", "mcuqp_model_invoke", "use_stack"))
+    chain = sum(fw.stack_usage[f] for f in ("Reset_Handler", "main", "model_invoke", "use_stack"))
     assert fw.stack_usage["use_stack"] >= 3000 and deep.stack_bytes > base.stack_bytes
     assert chain <= deep.stack_bytes < chain + 64
 
@@ -222,7 +222,7 @@ def test_budgets_shrink_the_regions(tmp_path):
 @pytest.mark.qemu
 def test_compile_error_reports_first_error(tmp_path):
     bad = tmp_path / "model.c"
-    bad.write_text('#include "model.h"\nint mcuqp_model_invoke(const int8_t *i, int8_t *o) { return i + o; }\n')
+    bad.write_text('#include "model.h"\nint model_invoke(void) { return model_input() + 1; }\n')
     with pytest.raises(McuqpError, match=r"compiling model\.c for mps2-an386 failed: .*model\.c:2:.*error"):
         build.build_firmware([bad, *build.platform_sources(DEFAULT_BOARD)], [FIXTURE], DEFAULT_BOARD, tmp_path)
 
@@ -233,7 +233,7 @@ def test_guest_failures_propagate(firmwares, tmp_path):
     x = inputs(4)
     x[2, 14] = x[2, 15] = -128
     with pytest.raises(McuqpError, match=r"exit code 4 \(model returned an error\): "
-                                         r"mcuqp_model_invoke returned -7 on input 2$"):
+                                         r"model_invoke returned -7 on input 2$"):
         qemu.run_firmware(fw, "mps3-an547", x, OUT_SIZE)
     with pytest.raises(McuqpError, match=r"exit code 3 \(bad input file\): input file length 24 is not"):
         qemu.run_firmware(fw, "mps3-an547", np.zeros((3, 8), np.int8), OUT_SIZE)
@@ -256,7 +256,7 @@ def test_fault_reports_the_faulting_instruction(board, tmp_path):
         qemu.run_firmware(fw, None, x, OUT_SIZE)
     pc = int(re.search(r"pc=(0x[0-9a-f]+)", str(e.value)).group(1), 16)
     cfsr = int(re.search(r"cfsr=(0x[0-9a-f]+)", str(e.value)).group(1), 16)
-    start, size = symbol(fw, "mcuqp_model_invoke")
+    start, size = symbol(fw, "model_invoke")
     assert start <= pc < start + size and cfsr == 1 << 25  # UFSR.DIVBYZERO
 
 

@@ -37,11 +37,13 @@ def initializer(a: np.ndarray, per_line: int = 20) -> str:
     return "{\n" + "\n".join(lines) + "\n}"
 
 
-def const_array(name: str, a: np.ndarray, *, align: int = 4, comment: str = "") -> str:
-    """`static const T name[N] __attribute__((aligned(align))) = {...};`"""
+def const_array(name: str, a: np.ndarray, *, align: int = 4, comment: str = "", attrs: str = "") -> str:
+    """`static const T name[N] attrs __attribute__((aligned(align))) = {...};` (attrs: e.g. a
+    section macro)."""
     a = np.asarray(a)
     head = f"/* {comment} */\n" if comment else ""
+    attrs = f"{attrs} " if attrs else ""
     return (
-        f"{head}static const {ctype(a)} {name}[{max(a.size, 1)}] __attribute__((aligned({align}))) = "
+        f"{head}static const {ctype(a)} {name}[{max(a.size, 1)}] {attrs}__attribute__((aligned({align}))) = "
         f"{initializer(a)};\n"
     )

@@ -1,5 +1,6 @@
-"""Generate the C library for an integer graph: model.h, model.c and the runtime files
-it needs, into a folder that builds on its own.
+"""Generate the C library for an integer graph: NAME.h, NAME.c and the runtime files
+it needs, into a folder that builds on its own (NAME: `--name`, a C identifier that
+prefixes every symbol and macro of the model, so that several models link into one image).
 
 Each op becomes constant parameter structs plus one kernel call on arena offsets
 decided by the memory plan. Nothing is allocated at run time. A layer is (op, weight
@@ -21,10 +22,12 @@ from mcuqp.codegen.accumulator import check_accumulators
 from mcuqp.codegen.carrays import const_array
 from mcuqp.codegen.packed import pack_layer, packed_filter_decls
 from mcuqp.codegen.provenance import Provenance
+from mcuqp.codegen.rqflags import requant_flags
 from mcuqp.errors import McuqpError, UnsupportedModelError
 from mcuqp.ir import Graph, Op, Requant, Tensor
 from mcuqp.ops import registry
 from mcuqp.ops.registry import KernelVariant
+from mcuqp.plan.formats import op_family
 from mcuqp.plan.memory import MemoryPlan, plan_in_place
 from mcuqp.quant.fixedpoint import Rounding
 from mcuqp.resources import RUNTIME_DIR as RUNTIME
@@ -57,11 +60,48 @@ class GeneratedModel:
     weight_bytes: int  # bytes of constant tensors (weights, biases) in flash
     param_bytes: int  # bytes of requantization arrays and parameter structs
     layers: list[Layer] = field(default_factory=list)  # in execution order, with each one's kernel
+    name: str = "model"  # the C prefix: NAME.c / NAME.h, NAME_invoke, NAME_INPUT_SIZE...
+
+    @property
+    def source_name(self) -> str:
+        return f"{self.name}.c"
+
+    @property
+    def header_name(self) -> str:
+        return f"{self.name}.h"
 
 
 def c_ident(name: str) -> str:
     s = re.sub(r"[^0-9A-Za-z_]", "_", name)
     return s if s and not s[0].isdigit() else "_" + s
+
+
+DEFAULT_NAME = "model"  # an in-memory model (no file name to derive one from)
+_C_KEYWORDS = frozenset(
+    "auto break case char const continue default do double else enum extern float for goto if inline int long "
+    "register restrict return short signed sizeof static struct switch typedef union unsigned void volatile while "
+    "_Bool _Complex _Imaginary bool true false asm".split())
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,39}$")
+
+
+def check_name(name: str) -> str:
+    """`name` when it can prefix the model's C symbols; McuqpError (one line) otherwise."""
+    if not _NAME.match(name) or name in _C_KEYWORDS or name.lower().startswith("mcuqp"):
+        raise McuqpError(f"--name {name!r} is not usable as a C prefix: give a C identifier of at most 40 letters, "
+                         "digits and underscores that starts with a letter, is not a C keyword and does not start "
+                         "with 'mcuqp' (e.g. --name kws)")
+    return name
+
+
+def default_name(source: str) -> str:
+    """The model file's name as a C identifier (`vww-96.tflite` -> `vww_96`), or `model`."""
+    path = Path(str(source))
+    if path.suffix.lower() not in (".tflite", ".pt", ".pth"):
+        return DEFAULT_NAME
+    s = re.sub(r"_+", "_", re.sub(r"[^0-9A-Za-z_]", "_", path.stem)).strip("_")[:36]
+    if not s or not s[0].isalpha() or s.lower().startswith("mcuqp"):
+        s = f"m_{s}".rstrip("_")
+    return f"{s}_model" if s in _C_KEYWORDS else s
 
 
 def nhwc(shape: tuple[int, ...]) -> tuple[int, int, int, int]:
@@ -72,14 +112,16 @@ def nhwc(shape: tuple[int, ...]) -> tuple[int, int, int, int]:
 
 
 class _Emitter:
-    def __init__(self, graph: Graph, plan: MemoryPlan):
+    def __init__(self, graph: Graph, plan: MemoryPlan, name: str = DEFAULT_NAME):
         self.graph = graph
         self.plan = plan
+        self.arena = f"{name}_arena"  # the pointer every kernel call indexes (see templates/model.c.j2)
+        self.weights_section = f"{name.upper()}_WEIGHTS_SECTION"
         self.weight_bytes = 0
         self.param_bytes = 0
 
     def buf(self, tensor: str) -> str:
-        return f"(mcuqp_arena + {self.plan.offsets[tensor]})"
+        return f"({self.arena} + {self.plan.offsets[tensor]})"
 
     def operand(self, layer: Layer, op: Op, i: int) -> str:
         """An input that is either an activation in the arena or a constant array."""
@@ -97,7 +139,7 @@ class _Emitter:
 
     def const(self, layer: Layer, suffix: str, a: np.ndarray, comment: str = "", weight: bool = True) -> str:
         name = f"l{layer.index}_{suffix}"
-        layer.decls.append(const_array(name, a, comment=comment))
+        layer.decls.append(const_array(name, a, comment=comment, attrs=self.weights_section if weight else ""))
         if weight:
             self.weight_bytes += a.nbytes
         else:
@@ -114,8 +156,9 @@ class _Emitter:
         m = self.const(layer, "mult", requant.multiplier, weight=False)
         s = self.const(layer, "shift", requant.shift, weight=False)
         name = f"l{layer.index}_quant"
-        layer.decls.append(f"static const mcuqp_requant {name} = {{{m}, {s}, {requant.multiplier.size}}};\n")
-        self.param_bytes += 12
+        flags = requant_flags(requant.multiplier, requant.shift)
+        layer.decls.append(f"static const mcuqp_requant {name} = {{{m}, {s}, {requant.multiplier.size}, {flags}}};\n")
+        self.param_bytes += 16
         return f"&{name}"
 
     def struct(self, layer: Layer, ctype: str, fields: dict[str, int]) -> str:
@@ -139,9 +182,10 @@ class _Emitter:
             name = self.tensor_const(layer, "weights", op, 1)
             layer.weight_bytes = t.nbytes
             return name
-        fam = {"fully_connected": "fc", "conv2d": "conv2d", "depthwise_conv2d": "depthwise"}[op.kind.value]
+        fam = op_family(op)
         packed = pack_layer(fam, kernel.weight_format, t.data)
-        decls, expr = packed_filter_decls(f"l{layer.index}_weights", fam, kernel.weight_format, packed)
+        decls, expr = packed_filter_decls(f"l{layer.index}_weights", fam, kernel.weight_format, packed,
+                                          self.weights_section)
         layer.decls.append(f"/* {t.name} int8 {list(t.shape)} as {kernel.weight_format} */\n" + decls)
         layer.weight_bytes, layer.index_bytes = packed.weight_bytes, packed.index_bytes
         self.weight_bytes += packed.weight_bytes + packed.index_bytes
@@ -155,7 +199,7 @@ class _Emitter:
             raise McuqpError(f"plan has no scratch for the packed layer {op.name}: plan it with "
                              f"mcuqp.plan.formats.scratch_requests")
         layer.comment = f"{self.plan.scratch[op_index]} B of scratch at arena + {offset}"
-        return f"(mcuqp_arena + {offset})"
+        return f"({self.arena} + {offset})"
 
     def aliased(self, op: Op) -> bool:
         """The plan gave the op's output the bytes of its input."""
@@ -169,7 +213,7 @@ class _Emitter:
             raise McuqpError(f"plan lists {op.name} as in-place {op.kind} but does not alias its output onto its "
                              f"input or place its scratch")
         layer.comment = f"in place over its input; {self.plan.scratch[op_index]} B of scratch at arena + {offset}"
-        return f"(mcuqp_arena + {offset})"
+        return f"({self.arena} + {offset})"
 
 
 def _env() -> jinja2.Environment:
@@ -195,12 +239,14 @@ def generate(
     features: frozenset[str] = frozenset(),
     provenance: Provenance | None = None,
     stack_bytes: int | None = None,
+    name: str = DEFAULT_NAME,
 ) -> GeneratedModel:
-    """Render model.c / model.h for `graph` with tensors placed by `plan`; `provenance`
-    (version, model sha256, options) goes into model.h."""
+    """Render NAME.c / NAME.h for `graph` with tensors placed by `plan`; `provenance`
+    (version, model sha256, options) goes into NAME.h."""
+    check_name(name)
     graph.validate()
     check_accumulators(graph)
-    emitter = _Emitter(graph, plan)
+    emitter = _Emitter(graph, plan, name)
     in_place = plan_in_place(plan)
     layers: list[Layer] = []
     kernels: list[Path] = []
@@ -224,7 +270,9 @@ def generate(
     out_s, out_zp = _qparams(out)
     ctx = dict(
         graph=graph,
-        name=graph.name,
+        name=name,
+        NAME=name.upper(),
+        arena=emitter.arena,
         board=board,
         layers=layers,
         arena_bytes=max(plan.arena_bytes, 1),
@@ -242,14 +290,14 @@ def generate(
         provenance=provenance,
     )
     env = _env()
-    sources = ["model.c", *(k.name for k in kernels)]
-    build_ctx = dict(name=graph.name, board=board, sources=sources, single_rounding=ctx["single_rounding"],
-                     target=c_ident(f"mcuqp_{graph.name}"))
+    sources = [f"{name}.c", *(k.name for k in kernels)]
+    build_ctx = dict(name=name, NAME=name.upper(), board=board, sources=sources,
+                     single_rounding=ctx["single_rounding"], target=library_target(name))
     return GeneratedModel(
         model_c=env.get_template("model.c.j2").render(**ctx),
         model_h=env.get_template("model.h.j2").render(**ctx),
         build_files={
-            "model.mk": env.get_template("model.mk.j2").render(**build_ctx),
+            f"{name}.mk": env.get_template("model.mk.j2").render(**build_ctx),
             "CMakeLists.txt": env.get_template("CMakeLists.txt.j2").render(**build_ctx),
         },
         kernels=kernels,
@@ -257,16 +305,22 @@ def generate(
         weight_bytes=emitter.weight_bytes,
         param_bytes=emitter.param_bytes,
         layers=layers,
+        name=name,
     )
 
 
+def library_target(name: str) -> str:
+    """The CMake static-library target of model `name`."""
+    return f"mcuqp_{name}"
+
+
 def write_library(gen: GeneratedModel, out_dir: Path) -> list[Path]:
-    """Write model.c/h plus the runtime headers and the kernels used into `out_dir`
+    """Write NAME.c/h plus the runtime headers and the kernels used into `out_dir`
     (a self-contained folder: `cc -I. *.c` builds it)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "model.c").write_text(gen.model_c)
-    (out_dir / "model.h").write_text(gen.model_h)
-    files = [out_dir / "model.c", out_dir / "model.h"]
+    (out_dir / gen.source_name).write_text(gen.model_c)
+    (out_dir / gen.header_name).write_text(gen.model_h)
+    files = [out_dir / gen.source_name, out_dir / gen.header_name]
     for name, text in gen.build_files.items():
         (out_dir / name).write_text(text)
         files.append(out_dir / name)

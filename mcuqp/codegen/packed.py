@@ -15,6 +15,7 @@ import numpy as np
 from mcuqp import packing
 from mcuqp.ops.conv2d import ConvAttrs
 from mcuqp.ops.fully_connected import FullyConnectedAttrs
+from mcuqp.plan.formats import kernel_scratch_bytes
 from mcuqp.reference import packed as twins
 from mcuqp.ops.conv2d import conv2d_s8
 from mcuqp.ops.depthwise_conv2d import depthwise_conv2d_s8
@@ -60,13 +61,7 @@ class PackedLayer:
 
     def scratch_bytes(self) -> int:
         """What the kernel's *_get_buffer_size() returns (0 for dense)."""
-        k = int(np.prod(self.w.shape[1:])) if self.op != "depthwise" else int(self.w.size)
-        kh, kw = (self.w.shape[1], self.w.shape[2]) if self.op != "fc" else (1, 1)
-        return {
-            "dense": 0,
-            "sparse": {"fc": 2 * k, "conv2d": 4 * k, "depthwise": 6 * kh * kw}[self.op],
-            "xnor": 4 * (-(-k // 32)) * (1 if self.op == "fc" else 2),
-        }.get(self.fmt, _round_up(k, 4) if self.op == "depthwise" else (2 if self.op == "fc" else 4) * _round_up(k, 32))
+        return kernel_scratch_bytes(self.op, "int8" if self.fmt == "dense" else self.fmt, tuple(self.w.shape))
 
     def reference(self, x: np.ndarray, rounding: str = "double") -> np.ndarray:
         """The numpy twin of the packed kernel (the dense reference for "dense")."""
@@ -80,10 +75,6 @@ class PackedLayer:
             return out_size * self.w.shape[1]
         per = self.w.shape[1] * self.w.shape[2]
         return out_size * per * (1 if self.op == "depthwise" else self.w.shape[3])
-
-
-def _round_up(v: int, m: int) -> int:
-    return -(-v // m) * m
 
 
 def pack_layer(op: str, fmt: str, w: np.ndarray):
@@ -116,13 +107,15 @@ for _f in _LOWBIT:
                                                                                  ly.bias, ly.attrs, r)
 
 
-def c_array(ctype: str, name: str, values: np.ndarray) -> str:
+def c_array(ctype: str, name: str, values: np.ndarray, attrs: str = "") -> str:
+    """`static const T name[] attrs = {...};` (attrs: e.g. the model's weights-section macro)."""
     v = np.ravel(values)
+    attrs = f" {attrs}" if attrs else ""
     if ctype == "uint32_t":  # no -Wconversion warning on words >= 2^31
         body = ", ".join(f"{int(e)}u" for e in v) if v.size else "0"
-        return f"static const {ctype} {name}[] = {{{body}}};\n"
+        return f"static const {ctype} {name}[]{attrs} = {{{body}}};\n"
     body = ", ".join(str(int(e)) for e in v) if v.size else "0"  # C has no empty arrays
-    return f"static const {ctype} {name}[] = {{{body}}};\n"
+    return f"static const {ctype} {name}[]{attrs} = {{{body}}};\n"
 
 
 def weight_symbols(name: str, ly: PackedLayer) -> dict[str, str]:
@@ -141,17 +134,17 @@ def filter_decls(name: str, ly: PackedLayer) -> tuple[str, str]:
     return packed_filter_decls(name, ly.op, ly.fmt, ly.packed)
 
 
-def packed_filter_decls(name: str, op: str, fmt: str, p) -> tuple[str, str]:
+def packed_filter_decls(name: str, op: str, fmt: str, p, attrs: str = "") -> tuple[str, str]:
     """The const arrays and struct of a packed filter `p` (pack_layer(op, fmt, w)) and the
-    C expression passed as the kernel's filter."""
+    C expression passed as the kernel's filter; `attrs` goes on every array (a section macro)."""
     if fmt == "sparse":
         ctype = "uint8_t" if op == "depthwise" else "uint16_t"
         struct = "mcuqp_sparse_depthwise" if op == "depthwise" else "mcuqp_sparse_rows"
-        decl = (c_array(ctype, f"{name}_counts", p.counts) + c_array("uint8_t", f"{name}_index", p.index) +
-                c_array("int8_t", f"{name}_values", p.values) +
+        decl = (c_array(ctype, f"{name}_counts", p.counts, attrs) + c_array("uint8_t", f"{name}_index", p.index, attrs) +
+                c_array("int8_t", f"{name}_values", p.values, attrs) +
                 f"static const {struct} {name} = {{{name}_counts, {name}_index, {name}_values}};\n")
         return decl, f"&{name}"
-    decl = (c_array("uint32_t", f"{name}_words", p.words) +
+    decl = (c_array("uint32_t", f"{name}_words", p.words, attrs) +
             f"static const mcuqp_lowbit_weights {name} = {{{name}_words, {p.bits}}};\n")
     return decl, f"&{name}"
 
@@ -164,7 +157,7 @@ def emit_layer(i: int, ly: PackedLayer, out_shape: tuple[int, ...], src: str, ds
     decls += c_array("int32_t", f"b{i}", ly.bias) if ly.bias is not None else ""
     bias = f"b{i}" if ly.bias is not None else "NULL"
     decls += c_array("int32_t", f"m{i}", a.requant.multiplier) + c_array("int32_t", f"s{i}", a.requant.shift)
-    decls += f"static const mcuqp_requant q{i} = {{m{i}, s{i}, {a.requant.multiplier.size}}};\n"
+    decls += f"static const mcuqp_requant q{i} = {{m{i}, s{i}, {a.requant.multiplier.size}, 0}};\n"
     buf = "" if ly.fmt == "dense" else f", {scratch}"
     if ly.op == "fc":
         decls += (f"static const mcuqp_fc_params p{i} = {{{a.input_offset}, {a.filter_offset}, {a.output_offset}, "
@@ -212,11 +205,10 @@ def model_source(layers: list[PackedLayer], out_shapes: list[tuple[int, ...]],
             in_off += int(np.prod(ly.x_shape))
         out_off += int(np.prod(shape))
     in_size = int(np.prod(layers[0].x_shape)) if shared_input else in_off
-    header = ("#ifndef MODEL_H\n#define MODEL_H\n#include <stdint.h>\n"
-              f"#define MCUQP_MODEL_INPUT_SIZE {in_size}\n#define MCUQP_MODEL_OUTPUT_SIZE {out_off}\n"
-              "int mcuqp_model_invoke(const int8_t *input, int8_t *output);\n#endif\n")
+    from mcuqp.codegen import harness
+
     source = ('#include <stddef.h>\n#include "model.h"\n#include "mcuqp_nn.h"\n#include "mcuqp_profile.h"\n\n'
               f"static int32_t scratch[{-(-scratch // 4)}];\n" + "".join(decls) +
-              "\nint mcuqp_model_invoke(const int8_t *input, int8_t *output)\n{\n" + "".join(calls) +
-              "    return 0;\n}\n")
-    return source, header
+              f"\nstatic int {harness.LAYERS}(const int8_t *input, int8_t *output)\n{{\n" + "".join(calls) +
+              "    return 0;\n}\n" + harness.api_source(in_size, out_off))
+    return source, harness.api_header(in_size, out_off)

@@ -12,7 +12,7 @@ from pathlib import Path
 import jinja2
 import numpy as np
 
-from mcuqp.codegen.emit import GeneratedModel, _qparams, c_ident
+from mcuqp.codegen.emit import GeneratedModel, _qparams, library_target
 from mcuqp.ir import Graph
 from mcuqp.resources import RUNTIME_DIR, TEMPLATES_DIR
 
@@ -35,7 +35,7 @@ class ProjectInfo:
     stand_in: str
     notes: str
     linker_script: str  # for the stand-in's memory map, budgets as memory lengths
-    stack_bytes: int | None  # predicted stack of mcuqp_model_invoke
+    stack_bytes: int | None  # predicted stack of NAME_invoke
     stack_reserved_bytes: int
     flash_bytes: int | None
     ram_bytes: int | None
@@ -59,16 +59,16 @@ def write_project(out_dir: Path, graph: Graph, gen: GeneratedModel, info: Projec
                   example_input: np.ndarray, example_output: np.ndarray, *, rounding: str) -> list[Path]:
     """Write the project files beside the library in `out_dir`; returns them."""
     env = _env()
-    name = graph.name
-    target = c_ident(f"mcuqp_{name}")  # the library target emit's CMakeLists.txt names
+    name = gen.name
+    target = library_target(name)  # the library target emit's CMakeLists.txt names
     cflags = [*info.target_flags, *COMMON_CFLAGS]
     in_s, in_zp = _qparams(graph.input)
     out_s, out_zp = _qparams(graph.output)
-    ctx = dict(name=name, board=info.board, description=info.description, target=target, cflags=cflags,
+    ctx = dict(name=name, NAME=name.upper(), board=info.board, description=info.description, target=target, cflags=cflags,
                target_flags=list(info.target_flags), opt=OPT, qemu_machine=info.qemu_machine,
                stand_in=info.stand_in, notes=info.notes, example=True,
                single_rounding=int(rounding == "single"),
-               sources=["model.c", *(k.name for k in gen.kernels)],
+               sources=[gen.source_name, *(k.name for k in gen.kernels)],
                input_size=graph.input.size, output_size=graph.output.size,
                input_shape="x".join(str(d) for d in graph.input.shape[1:]),
                input_scale=repr(float(in_s)), input_zero_point=int(in_zp),

@@ -33,7 +33,8 @@ from mcuqp.ops import registry
 SUPPORTED = (
     "Conv2d (groups=1 or depthwise), BatchNorm2d after a conv, BatchNorm1d after a Linear, Linear, "
     "ReLU, ReLU6 / Hardtanh(0, 6), MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, mean over (H, W), "
-    "Flatten / view / reshape to (N, -1), add of two tensors, Softmax(dim=1), Hardswish, LeakyReLU, Dropout, Identity, "
+    "Flatten / view / reshape to (N, -1), + - * of two tensors (broadcasting), Softmax(dim=1), Hardswish, LeakyReLU, "
+    "Tanh, PReLU, torch.maximum / minimum of tensors sharing a quantization, Dropout, Identity, "
     "BinaryActivation (sign) and other modules naming their op in a `mcuqp_op` attribute"
 )
 # A torch module class may map itself to one elementwise mcuqp op by a class attribute
@@ -49,6 +50,8 @@ _ADD_FNS = {operator.add, operator.iadd, torch.add}
 _SOFTMAX_FNS = {F.softmax, torch.softmax}
 _FLATTEN_FNS = {torch.flatten}
 _MEAN_FNS = {torch.mean}
+_SUB_FNS = {operator.sub, operator.isub, torch.sub}
+_MUL_FNS = {operator.mul, operator.imul, torch.mul}
 _DROPOUT_FNS = {F.dropout, F.dropout2d}
 
 _ARGS: dict[object, tuple[str, ...]] = {
@@ -77,6 +80,20 @@ _ARGS: dict[object, tuple[str, ...]] = {
     "mean": ("input", "dim", "keepdim", "dtype"),
     "add": ("input", "other", "alpha"),
     "add_": ("input", "other", "alpha"),
+    torch.sub: ("input", "other", "alpha"),
+    operator.sub: ("input", "other"),
+    operator.isub: ("input", "other"),
+    torch.mul: ("input", "other"),
+    operator.mul: ("input", "other"),
+    operator.imul: ("input", "other"),
+    torch.tanh: ("input",),
+    torch.maximum: ("input", "other"),
+    torch.minimum: ("input", "other"),
+    "maximum": ("input", "other"),
+    "minimum": ("input", "other"),
+    "sub": ("input", "other", "alpha"),
+    "mul": ("input", "other"),
+    "tanh": ("input",),
 }
 
 
@@ -515,17 +532,35 @@ def _mean(ctx: _Ctx, node: fx.Node, b: dict[str, object]) -> None:
     ctx.add(FloatOp(OpKind.RESHAPE, node.name, [pool.name], (1, c), source=ctx.describe(node), fused=[node.name]), (1, c))
 
 
-def _add(ctx: _Ctx, node: fx.Node, b: dict[str, object]) -> None:
-    if b.get("alpha", 1) != 1:
-        raise ctx.fail(node, "add with alpha != 1 is not supported")
-    a, c = b.get("input"), b.get("other")
-    if not (isinstance(a, fx.Node) and isinstance(c, fx.Node)):
-        raise ctx.fail(node, "adding a constant is not supported (only the sum of two tensors)")
-    xa, xc = ctx.value(node, a), ctx.value(node, c)
-    if ctx.torch_shape[xa] != ctx.torch_shape[xc]:
-        raise ctx.fail(node, f"add with broadcasting {ctx.torch_shape[xa]} + {ctx.torch_shape[xc]} is not supported")
-    shape = ctx.torch_shape[xa]
-    ctx.add(FloatOp(OpKind.ADD, node.name, [xa, xc], _nhwc(shape), source=ctx.describe(node), fused=[node.name]), shape)
+def _binary(kind: OpKind):
+    """`+`, `-`, `*` of two tensors (and torch.add / sub / mul, with alpha 1) with torch's
+    broadcasting between tensors of one rank."""
+
+    def handler(ctx: _Ctx, node: fx.Node, b: dict[str, object]) -> None:
+        if _is_shape_query(node):
+            return  # x.size(2) * x.size(3): consumed by a view/reshape
+        what = kind.value
+        if b.get("alpha", 1) != 1:
+            raise ctx.fail(node, f"{what} with alpha != 1 is not supported")
+        a, c = b.get("input"), b.get("other")
+        if not (isinstance(a, fx.Node) and isinstance(c, fx.Node)):
+            verb = {"add": "adding", "sub": "subtracting", "mul": "multiplying by"}.get(what, what)
+            raise ctx.fail(node, f"{verb} a constant is not supported (only two tensors)")
+        xa, xc = ctx.value(node, a), ctx.value(node, c)
+        sa, sc = ctx.torch_shape[xa], ctx.torch_shape[xc]
+        try:
+            shape = tuple(int(d) for d in np.broadcast_shapes(sa, sc))
+        except ValueError:
+            raise ctx.fail(node, f"{what} of shapes {sa} and {sc}: they do not broadcast") from None
+        if len(sa) != len(sc):
+            raise ctx.fail(node, f"{what} with broadcasting of tensors of ranks {len(sa)} and {len(sc)} is not "
+                                 f"supported (give both the same rank)")
+        ctx.add(FloatOp(kind, node.name, [xa, xc], _nhwc(shape), source=ctx.describe(node), fused=[node.name]), shape)
+
+    return handler
+
+
+_add = _binary(OpKind.ADD)
 
 
 def _softmax(ctx: _Ctx, node: fx.Node, dim: object) -> None:
@@ -565,6 +600,17 @@ def _leaky_relu(ctx: _Ctx, node: fx.Node, m: nn.LeakyReLU) -> None:
                     source=ctx.describe(node), fused=[node.name]), shape)
 
 
+def _prelu(ctx: _Ctx, node: fx.Node, m: nn.PReLU) -> None:
+    x = ctx.value(node, node.args[0] if node.args else next(iter(node.kwargs.values()), None))
+    shape = ctx.torch_shape[x]
+    alpha = _np(m.weight).astype(np.float32).reshape(-1)
+    if alpha.size > 1 and len(shape) not in (2, 4):
+        raise ctx.fail(node, f"PReLU with {alpha.size} parameters on a rank-{len(shape)} tensor is not supported "
+                             "(rank 2 or 4)")
+    ctx.add(FloatOp(OpKind.PRELU, node.name, [x], _nhwc(shape), weight=alpha, source=ctx.describe(node),
+                    fused=[node.name]), shape)
+
+
 # ----------------------------------------------------------------------------- dispatch
 
 
@@ -588,6 +634,8 @@ _MODULES: tuple[tuple[type | tuple[type, ...], object], ...] = (
     (nn.Softmax, lambda ctx, node, m: _softmax(ctx, node, m.dim)),
     (nn.Hardswish, _unary(OpKind.HARD_SWISH)),
     (nn.LeakyReLU, _leaky_relu),
+    (nn.Tanh, _unary(OpKind.TANH)),
+    (nn.PReLU, lambda ctx, node, m: _prelu(ctx, node, m)),
 )
 
 
@@ -634,6 +682,11 @@ _FUNCTIONS: dict[object, object] = {
     **{f: _softmax_call for f in _SOFTMAX_FNS},
     **{f: _flatten_call for f in _FLATTEN_FNS},
     **{f: _mean for f in _MEAN_FNS},
+    **{f: _binary(OpKind.SUB) for f in _SUB_FNS},
+    **{f: _binary(OpKind.MUL) for f in _MUL_FNS},
+    torch.tanh: lambda ctx, node, b: _unary(OpKind.TANH)(ctx, node, None),
+    torch.maximum: _binary(OpKind.MAXIMUM),
+    torch.minimum: _binary(OpKind.MINIMUM),
 }
 # Tensor method name -> its importer, given the bound arguments
 _METHODS: dict[str, object] = {
@@ -642,6 +695,11 @@ _METHODS: dict[str, object] = {
     "add": _add,
     "add_": _add,
     "softmax": lambda ctx, node, b: _softmax(ctx, node, b.get("dim")),
+    "sub": _binary(OpKind.SUB),
+    "mul": _binary(OpKind.MUL),
+    "tanh": lambda ctx, node, b: _unary(OpKind.TANH)(ctx, node, None),
+    "maximum": _binary(OpKind.MAXIMUM),
+    "minimum": _binary(OpKind.MINIMUM),
 }
 
 

@@ -124,18 +124,40 @@ def _lower(ctx, op) -> list[tfl.LoweredOp]:
     return out
 
 
+def folded_bias(w: np.ndarray, bias: np.ndarray | None, input_offset: int, filter_offset: int) -> np.ndarray | None:
+    """bias + input_offset * sum_i (w[oc][i] + filter_offset): the input offset's share of
+    every accumulator, so the kernel can run with input_offset 0 and give the same int32
+    sums. None when some folded bias leaves the int32 range (then the offset stays a
+    run-time argument) or when there is no offset to fold."""
+    if input_offset == 0:
+        return None
+    rows = w.astype(np.int64).sum(axis=1) + filter_offset * w.shape[1]
+    folded = (np.zeros(w.shape[0], np.int64) if bias is None else bias.astype(np.int64)) + input_offset * rows
+    if folded.min() < np.iinfo(np.int32).min or folded.max() > np.iinfo(np.int32).max:
+        return None
+    return folded.astype(np.int32)
+
+
 def _emit(e: EmitContext, layer, op: Op, kernel: KernelVariant) -> None:
     a = op.attrs
     x, y = e.graph.tensors[op.inputs[0]], e.graph.tensors[op.outputs[0]]
     w = e.graph.tensors[op.inputs[1]]
     out_ch, in_ch = w.shape
+    bias = _const(e.graph, op, 2)
+    # Fold the input offset into the bias at generation time (dense weights only: the
+    # packed formats' kernels read their own layouts).
+    folded = folded_bias(w.data, bias, a.input_offset, a.filter_offset) if kernel.weight_format == DENSE_INT8 else None
     params = e.struct(layer, "mcuqp_fc_params", {
-        "input_offset": a.input_offset, "filter_offset": a.filter_offset,
+        "input_offset": a.input_offset if folded is None else 0, "filter_offset": a.filter_offset,
         "output_offset": a.output_offset, "act_min": a.act_min, "act_max": a.act_max,
     })
     quant = e.requant(layer, a.requant)
     wname = e.weights(layer, op, kernel)
-    bname = e.tensor_const(layer, "bias", op, 2)
+    if folded is None:
+        bname = e.tensor_const(layer, "bias", op, 2)
+    else:
+        bname = e.const(layer, "bias", folded, comment=f"bias + input offset {a.input_offset} x filter row sums",
+                        weight=bias is not None)
     packed = "" if kernel.weight_format == DENSE_INT8 else ", " + e.packed_scratch(layer, op)
     layer.call = (
         f"{kernel.function}({params}, {quant}, {x.size // in_ch}, {in_ch}, {e.buf(x.name)}, "

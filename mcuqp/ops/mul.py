@@ -1,5 +1,5 @@
 """MUL: int8 elementwise product with TFLite's broadcasting (shapes right-aligned, a
-dimension of 1 repeats; rank <= 4), exactly as TFLite Micro's reference kernel
+dimension of 1 repeats; `mcuqp.ops.broadcast`), exactly as TFLite Micro's reference kernel
 (integer_ops::Mul). Either input may be a constant.
 
 C kernel: `mcuqp_mul_s8` (portable).
@@ -11,9 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from mcuqp.errors import UnsupportedModelError
-from mcuqp.ir import Graph, Op, OpKind
+from mcuqp.ir import Graph, Op, OpKind, QParams, Tensor
+from mcuqp.ops import broadcast
 from mcuqp.ops import tflite_lowering as tfl
-from mcuqp.ops.common import activation_range, double
+from mcuqp.ops.common import activation_range, double, float_activation
 from mcuqp.ops.registry import EmitContext, Env, KernelVariant, OpDef, variants
 from mcuqp.quant.fixedpoint import Rounding, multiply_by_quantized_multiplier, quantize_multiplier
 
@@ -22,7 +23,7 @@ from mcuqp.quant.fixedpoint import Rounding, multiply_by_quantized_multiplier, q
 class MulAttrs:
     """TFLite int8 MUL. inputs: [x1, x2] (either may be a constant); outputs: [y].
     y = clamp(MBQM((x1 + input1_offset) * (x2 + input2_offset)) + output_offset), with
-    TFLite's broadcasting (shapes right-aligned, a dimension of 1 repeats; rank <= 4)."""
+    TFLite's broadcasting (shapes right-aligned, a dimension of 1 repeats)."""
 
     input1_offset: int = 0
     input2_offset: int = 0
@@ -55,21 +56,17 @@ def mul_s8(x1: np.ndarray, x2: np.ndarray, attrs: MulAttrs, rounding: Rounding =
     return np.clip(y + attrs.output_offset, attrs.act_min, attrs.act_max).astype(np.int8)
 
 
-def _operand(graph: Graph, env: Env, name: str, rank: int) -> np.ndarray:
-    """Input `name`, batch first, with `rank` dimensions: missing leading dimensions of an
-    activation go after its batch axis (TFLite extends shapes on the left); a constant's
-    leading 1 broadcasts over the batch."""
-    if name in env:
-        x = env[name]
-        return x.reshape((x.shape[0],) + (1,) * (rank - x.ndim) + x.shape[1:])
-    data = graph.tensors[name].data
-    return data.reshape((1,) * (rank - data.ndim) + data.shape)
-
-
 def _reference(graph: Graph, op: Op, env: Env, rounding: Rounding) -> np.ndarray:
-    rank = len(graph.tensors[op.outputs[0]].shape)
-    return mul_s8(_operand(graph, env, op.inputs[0], rank), _operand(graph, env, op.inputs[1], rank), op.attrs,
-                  rounding)
+    return mul_s8(*broadcast.operands(graph, op, env), op.attrs, rounding)
+
+
+def _float_run(op, xs: list[np.ndarray]) -> np.ndarray:
+    return float_activation(xs[0] * xs[1], op.activation).astype(np.float32)
+
+
+def _from_float(op, ins: list[Tensor], y_q: QParams, rounding: Rounding, weight_scales: np.ndarray | None) -> MulAttrs:
+    x, x2 = ins
+    return mul_attrs(x.quant.s, x.quant.zp, x2.quant.s, x2.quant.zp, y_q.s, y_q.zp, op.activation)
 
 
 def _lower(ctx, op) -> list[tfl.LoweredOp]:
@@ -77,14 +74,7 @@ def _lower(ctx, op) -> list[tfl.LoweredOp]:
         raise tfl.Reject("both inputs are constants")
     (a, a_name), (b, b_name) = tfl.operand(ctx, op.inputs[0], "input 1"), tfl.operand(ctx, op.inputs[1], "input 2")
     y = ctx.act(op.outputs[0], "output")
-    if max(len(a.shape), len(b.shape), len(y.shape)) > 4:
-        raise tfl.Reject("more than 4 dimensions")
-    try:
-        shape = np.broadcast_shapes(a.shape, b.shape)
-    except ValueError:
-        raise tfl.Reject(f"shapes {list(a.shape)} and {list(b.shape)} do not broadcast") from None
-    if tuple(shape) != y.shape:
-        raise tfl.Reject(f"output shape {list(y.shape)}, expected {list(shape)}")
+    broadcast.output_shape(a.shape, b.shape, y.shape)
     attrs = mul_attrs(a.scale[0], int(a.zero_point[0]), b.scale[0], int(b.zero_point[0]), y.scale[0],
                       int(y.zero_point[0]), tfl.activation(op))
     return [tfl.LoweredOp(OpKind.MUL, [a_name, b_name], ctx.ir_act(op.outputs[0]), attrs)]
@@ -92,16 +82,13 @@ def _lower(ctx, op) -> list[tfl.LoweredOp]:
 
 def _emit(e: EmitContext, layer, op: Op, kernel: KernelVariant) -> None:
     a = op.attrs
-    x1, x2 = (e.graph.tensors[n] for n in op.inputs[:2])
     y = e.graph.tensors[op.outputs[0]]
     params = e.struct(layer, "mcuqp_mul_params", {k: getattr(a, k) for k in (
         "input1_offset", "input2_offset", "output_offset", "output_multiplier", "output_shift",
         "act_min", "act_max")})
-    layer.call = (
-        f"{kernel.function}({params}, {e.dims(layer, 'in1', x1.shape)}, {e.operand(layer, op, 0)}, "
-        f"{e.dims(layer, 'in2', x2.shape)}, {e.operand(layer, op, 1)}, "
-        f"{e.dims(layer, 'out', y.shape)}, {e.buf(y.name)})"
-    )
+    shape = broadcast.emit(e, layer, op)
+    layer.call = (f"{kernel.function}({params}, {shape}, {e.operand(layer, op, 0)}, {e.operand(layer, op, 1)}, "
+                  f"{e.buf(y.name)})")
 
 
 OPS = (
@@ -112,5 +99,8 @@ OPS = (
         emit=_emit,
         kernels=variants("mcuqp_mul_s8", "mul_s8.c"),
         tflite={"MUL": _lower},
+        float_run=_float_run,
+        from_float=_from_float,
+        fuses_activation=True,
     ),
 )

@@ -142,6 +142,9 @@ class OpDef:
     # weight axes an output channel's int32 accumulator sums over (None: no accumulator to check)
     accumulator_axes: tuple[int, ...] | None = None
     tflite: Mapping[str, Callable[..., list]] = field(default_factory=dict)  # opcode -> lowerer
+    # float constants of a float op that become int8 inputs after its activations, each with
+    # per-tensor asymmetric quantization of its range (PReLU's alpha): float op -> [float32 array]
+    constant_inputs: Callable[[Any], list[np.ndarray]] | None = None
 
 
 _REGISTRY: dict[str, OpDef] = {}

@@ -222,7 +222,15 @@ def scratch_bytes(graph: Graph, op: Op) -> int:
     fmt, fam = weight_format(op), op_family(op)
     if fmt == DENSE or fam is None:
         return 0
-    w = weights(graph, op)
+    return kernel_scratch_bytes(fam, fmt, tuple(weights(graph, op).shape))
+
+
+def kernel_scratch_bytes(fam: str, fmt: str, w_shape: tuple[int, ...]) -> int:
+    """What the `fam` ("fc" | "conv2d" | "depthwise") kernel of format `fmt` returns from its
+    *_get_buffer_size() for weights of shape `w_shape` (0 for dense int8)."""
+    if fmt == DENSE:
+        return 0
+    w = np.empty(w_shape, dtype=np.int8)
     k = int(w.size) if fam == "depthwise" else int(np.prod(w.shape[1:]))
     taps = 1 if fam == "fc" else int(w.shape[1] * w.shape[2])
     if fmt == "sparse":

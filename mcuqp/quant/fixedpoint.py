@@ -207,9 +207,9 @@ def exp_on_negative_values(a: np.ndarray | int, integer_bits: int) -> np.ndarray
     return np.where(a == 0, INT32_MAX, result).astype(np.int64)
 
 
-def one_over_one_plus_x_for_x_in_0_1(a: np.ndarray | int) -> np.ndarray:
-    """gemmlowp: 1 / (1 + a) for FixedPoint<int32, 0> a in [0, 1), by three Newton-Raphson
-    steps in FixedPoint<int32, 2>. Result is FixedPoint<int32, 0>."""
+def _reciprocal_of_one_plus_x_q2(a: np.ndarray | int) -> np.ndarray:
+    """gemmlowp's Newton-Raphson 1 / (1 + a) for FixedPoint<int32, 0> a in [0, 1): three steps
+    in FixedPoint<int32, 2> from the 48/17 - 32/17 * d guess; the FixedPoint<int32, 2> raw."""
     srdhm = saturating_rounding_doubling_high_mul
     half_denominator = rounding_half_sum(a, INT32_MAX)
     constant_48_over_17 = 1515870810
@@ -220,8 +220,19 @@ def one_over_one_plus_x_for_x_in_0_1(a: np.ndarray | int) -> np.ndarray:
         half_denominator_times_x = srdhm(half_denominator, x)
         one_minus_half_denominator_times_x = one_f2 - half_denominator_times_x
         x = x + rescale(srdhm(x, one_minus_half_denominator_times_x), 4, 2)
+    return x
+
+
+def one_over_one_plus_x_for_x_in_0_1(a: np.ndarray | int) -> np.ndarray:
+    """gemmlowp: 1 / (1 + a) for FixedPoint<int32, 0> a in [0, 1). Result is FixedPoint<int32, 0>."""
     # ExactMulByPot<-1> turns Q2 into Q1 without touching the raw; then Rescale<0>.
-    return rescale(x, 1, 0)
+    return rescale(_reciprocal_of_one_plus_x_q2(a), 1, 0)
+
+
+def one_minus_x_over_one_plus_x_for_x_in_0_1(a: np.ndarray | int) -> np.ndarray:
+    """gemmlowp: (1 - a) / (1 + a) for FixedPoint<int32, 0> a in [0, 1): the reciprocal's
+    FixedPoint<int32, 2> minus one, rescaled to FixedPoint<int32, 0>."""
+    return rescale(_reciprocal_of_one_plus_x_q2(a) - (1 << 29), 2, 0)
 
 
 def get_reciprocal(x: np.ndarray | int, x_integer_digits: int) -> tuple[np.ndarray, np.ndarray]:

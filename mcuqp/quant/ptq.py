@@ -155,6 +155,14 @@ def _add_weights(g: ir.Graph, op: FloatOp, x: ir.Tensor, axis: int) -> tuple[lis
     return [w_name, b_name], ws
 
 
+def _constant_input(name: str, v: np.ndarray) -> ir.Tensor:
+    """A float constant as int8 with per-tensor asymmetric quantization of its range (with 0)."""
+    v = np.asarray(v, np.float32)
+    scale, zp = activation_qparams(float(v.min()), float(v.max()))
+    q = np.clip(round_half_away(v / np.float32(scale)) + zp, -128, 127).astype(np.int8)
+    return ir.Tensor(name, q.shape, ir.DType.INT8, ir.QParams(np.float32(scale), zp), q)
+
+
 def _output_qparams(d: registry.OpDef, x: ir.Tensor, ranges: dict[str, Range], name: str) -> ir.QParams:
     if d.output_qparams == "shared":
         return ir.QParams(x.quant.scale.copy(), x.quant.zero_point.copy())
@@ -187,6 +195,10 @@ def lower_to_int8(float_graph: FloatGraph, ranges: dict[str, Range], *, rounding
         if d.weight_axis is not None:
             consts, weight_scales = _add_weights(g, op, ins[0], d.weight_axis)
             names += consts
+        for i, v in enumerate(d.constant_inputs(op) if d.constant_inputs else ()):
+            t = g.add_tensor(_constant_input(f"{op.name}.const{i}", v))
+            names.append(t.name)
+            ins.append(t)
         attrs = d.from_float(op, ins, y_q, rounding, weight_scales)
         g.add_tensor(ir.Tensor(op.name, op.shape, ir.DType.INT8, y_q))
         g.ops.append(ir.Op(op.kind, op.name, names, [op.name], attrs, op.source))

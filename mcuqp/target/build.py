@@ -75,6 +75,11 @@ def platform_sources(board: Board | str, *, verify_main: bool = True) -> list[Pa
     return srcs + ([VERIFY_MAIN] if verify_main else [])
 
 
+def verify_defines(name: str) -> list[str]:
+    """Defines that point verify_main.c at model `name` (NAME.h, NAME_input, NAME_INPUT_SIZE...)."""
+    return [f"MCUQP_VERIFY_MODEL={name}", f"MCUQP_VERIFY_MODEL_UPPER={name.upper()}", f'MCUQP_VERIFY_HEADER="{name}.h"']
+
+
 def build_firmware(
     sources: Sequence[Path | str],
     include_dirs: Sequence[Path | str],
@@ -92,7 +97,8 @@ def build_firmware(
 
     flash_bytes / ram_bytes are budgets (default: the board's whole memories); the stack
     is reserved inside the RAM budget. profile=True defines MCUQP_PROFILE, so that
-    MCUQP_LAYER_HOOK(i) calls the per-layer marker.
+    MCUQP_LAYER_HOOK(i) calls the per-layer marker. The verification main runs the model
+    named by `verify_defines(name)` among `defines` (default: `model`).
     """
     b = _as_board(board)
     _tool(CC)

@@ -6,7 +6,8 @@
   code, weights, biases, requantization arrays and parameter structs, the kernels used,
   startup / semihosting / verification main, and the libc and libgcc members the link
   pulls in);
-- RAM = data + bss (the arena, the firmware's I/O buffers) + the stack high-water.
+- RAM = data + bss (the arena; the verification firmware has no I/O buffers: it reads and
+  writes the model's tensors in the arena) + the stack high-water.
 
 How: the sources are compiled with exactly the flags `build_firmware` uses (same object
 cache) and linked for real, in a temporary folder, with the board's linker script whose
@@ -16,7 +17,7 @@ per-layer parts from the map file. The stack is a call-graph bound on the linked
 frames from -fstack-usage (.su files) of the compiled sources and from the prologue
 (push / sub sp / vpush) of library functions, edges from the branches in its disassembly
 (a branch that is not a call is a tail call: it replaces the caller's frame). For the
-verification firmware it is the depth of Reset_Handler -> main -> mcuqp_model_invoke ->
+verification firmware it is the depth of Reset_Handler -> main -> NAME_invoke ->
 kernels -> helpers (and main's semihosting calls), which the painted-stack measurement
 sees: write_stats runs after the measurement and is left out.
 """
@@ -44,7 +45,6 @@ from mcuqp.target.mapfile import InputSection, input_sections
 FirmwareKind = Literal["verify", "library"]
 
 ENTRY = "Reset_Handler"
-LIBRARY_ENTRY = "mcuqp_model_invoke"
 # Called by main after the stack high-water is measured (see verify_main.c).
 AFTER_MEASUREMENT = frozenset({"write_stats"})
 _WIDE_REGION = 0x1000_0000  # 256 MiB: an over-budget model still links, and the overrun is reported
@@ -107,6 +107,12 @@ class ModelSources:
     kernels: Sequence[Path]  # runtime_c kernel sources the model calls
     layers: Sequence[tuple[str, str]] = ()  # (name, kind) of each layer in execution order
     arena_peak: str = ""
+    name: str = "model"  # the model's C prefix: NAME.c, NAME.h, NAME_invoke
+
+    @property
+    def entry(self) -> str:
+        """The library's entry point (the stack of a library-only build starts here)."""
+        return f"{self.name}_invoke"
 
 
 _ROUNDING = re.compile(r"#if MCUQP_SINGLE_ROUNDING != (\d)")
@@ -128,21 +134,21 @@ def predict_footprint(
     firmware="verify": the image `mcuqp verify` builds (model, kernels, platform and
     verification main; flash and RAM as verify reports them). firmware="library": what the
     model adds to an application (model.c, kernels and the libc members they need, no
-    profiling hooks); its stack is that of mcuqp_model_invoke alone.
+    profiling hooks); its stack is that of NAME_invoke alone.
     """
     b = board if isinstance(board, Board) else load_board(board)
     if firmware not in ("verify", "library"):
         raise McuqpError(f"firmware {firmware!r}: give 'verify' or 'library'")
     verify = firmware == "verify"
     model_dir = _model_dir(model)
-    srcs = [model_dir / "model.c", *map(Path, model.kernels), *(build.platform_sources(b) if verify else [])]
+    srcs = [model_dir / f"{model.name}.c", *map(Path, model.kernels), *(build.platform_sources(b) if verify else [])]
     stack = (int(stack_bytes_reserved) + 7) // 8 * 8
     region = max(_WIDE_REGION, b.flash_size, b.ram_size)
     with tempfile.TemporaryDirectory(prefix="mcuqp-footprint-") as tmp:
         work = Path(tmp)
         (work / "obj").mkdir()
         objs = build.compile_objects(srcs, [model_dir], b, work / "obj", defines=_defines(model, profile=verify))
-        ldflags = ["-Wl,--print-memory-usage", *([] if verify else [f"-Wl,--entry={LIBRARY_ENTRY}"])]
+        ldflags = ["-Wl,--print-memory-usage", *([] if verify else [f"-Wl,--entry={model.entry}"])]
         elf, map_path = build.link_objects(objs, b, work, region, region, stack, ldflags=ldflags)
         sizes = build.section_sizes(elf)
         spans = _region_usage((work / "link.stdout").read_text())
@@ -153,12 +159,12 @@ def predict_footprint(
         depth, path = graph.depth("main", exclude=AFTER_MEASUREMENT)
         stack_bound, stack_path = graph.frame(ENTRY) + depth, [ENTRY, *path]
     else:
-        stack_bound, stack_path = graph.depth(LIBRARY_ENTRY)
+        stack_bound, stack_path = graph.depth(model.entry)
 
     text, rodata, data, bss = sizes["text"], sizes["rodata"], sizes["data"], sizes["bss"]
     flash = text + rodata + data
     kernel_objs = {o.name for o in objs[1:1 + len(model.kernels)]}
-    breakdown, layers, arena = _attribute(rows, objs[0].name, kernel_objs, model.layers)
+    breakdown, layers, arena = _attribute(rows, objs[0].name, kernel_objs, model.layers, f"{model.name}_arena_storage")
     breakdown["flash.alignment"] = flash - sum(v for k, v in breakdown.items() if k.startswith("flash."))
     breakdown.update({"ram.arena": arena, "ram.data": data, "ram.other_bss": bss - arena, "ram.stack": stack_bound})
     return Footprint(
@@ -166,20 +172,21 @@ def predict_footprint(
         stack_bytes=stack_bound, text=text, rodata=rodata, data=data, bss=bss, arena_bytes=arena,
         stack_reserved_bytes=int(stack_bytes_reserved), linked_flash_bytes=spans["FLASH"],
         linked_ram_bytes=spans["RAM"], breakdown=breakdown, layers=layers, stack_path=stack_path,
-        arena_peak=model.arena_peak, invoke_stack_bytes=graph.depth(LIBRARY_ENTRY)[0],
+        arena_peak=model.arena_peak, invoke_stack_bytes=graph.depth(model.entry)[0],
     )
 
 
 def _model_dir(model: ModelSources) -> Path:
-    """model.c / model.h in a content-addressed folder (stable path: the object cache hits)."""
-    h = hashlib.sha256(model.model_c.encode() + b"\0" + model.model_h.encode()).hexdigest()[:24]
+    """NAME.c / NAME.h in a content-addressed folder (stable path: the object cache hits)."""
+    h = hashlib.sha256(model.name.encode() + b"\0" + model.model_c.encode() + b"\0" +
+                       model.model_h.encode()).hexdigest()[:24]
     root = build._cache_dir().parent / "footprint-src"
     final = root / h
-    if not (final / "model.c").exists():
+    if not (final / f"{model.name}.c").exists():
         root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{h}.", dir=root))
-        (tmp / "model.h").write_text(model.model_h)
-        (tmp / "model.c").write_text(model.model_c)
+        (tmp / f"{model.name}.h").write_text(model.model_h)
+        (tmp / f"{model.name}.c").write_text(model.model_c)
         try:
             os.replace(tmp, final)
         except OSError:  # another process got there first
@@ -191,7 +198,8 @@ def _defines(model: ModelSources, profile: bool) -> list[str]:
     m = _ROUNDING.search(model.model_c)
     if m is None:
         raise McuqpError("generated model.c lacks its rounding guard; regenerate it with mcuqp.codegen.emit.generate")
-    return (["MCUQP_PROFILE"] if profile else []) + (["MCUQP_SINGLE_ROUNDING=1"] if m.group(1) == "1" else [])
+    return ((["MCUQP_PROFILE", *build.verify_defines(model.name)] if profile else []) +
+            (["MCUQP_SINGLE_ROUNDING=1"] if m.group(1) == "1" else []))
 
 
 def _region_usage(ld_stdout: str) -> dict[str, int]:
@@ -218,7 +226,7 @@ def read_stack_usage(path: Path) -> dict[str, int]:
 
 
 def _attribute(rows: list[InputSection], model_obj: str, kernel_objs: set[str],
-               names: Sequence[tuple[str, str]]) -> tuple[dict[str, int], list[LayerFlash], int]:
+               names: Sequence[tuple[str, str]], arena_symbol: str) -> tuple[dict[str, int], list[LayerFlash], int]:
     """Flash parts (weights, params, code by origin), per-layer constant bytes, arena bytes."""
     weights: dict[int, int] = {}
     params: dict[int, int] = {}
@@ -227,7 +235,7 @@ def _attribute(rows: list[InputSection], model_obj: str, kernel_objs: set[str],
     arena = 0
     for r in rows:
         if r.output not in _FLASH_OUTPUTS:
-            if r.output == ".bss" and r.obj == model_obj and r.name.endswith("mcuqp_arena"):
+            if r.output == ".bss" and r.obj == model_obj and r.name.endswith(arena_symbol):
                 arena += r.size
             continue
         if r.output == ".data":

@@ -43,6 +43,21 @@ MCUQP_INLINE int32_t mcuqp_srdhm(int32_t a, int32_t b)
     return (int32_t)((ab + nudge) / (1LL << 31));
 }
 
+/* mcuqp_srdhm, computed as floor((ab + 2^30) / 2^31): gemmlowp's sign-dependent nudge and
+ * division rounding toward zero give that value for every int64 ab, here with one add and
+ * an arithmetic shift instead of a signed 64-bit division (b is tested first: it is the
+ * per-channel multiplier). Kept apart from mcuqp_srdhm because arm-none-eabi-gcc 12.2
+ * mis-assembles an MVE kernel (vldrb with a high register) when the shared helper takes
+ * this form. */
+MCUQP_INLINE int32_t mcuqp_srdhm_floor(int32_t a, int32_t b)
+{
+    if (b == INT32_MIN && a == INT32_MIN) {
+        return INT32_MAX;
+    }
+    const int64_t ab = (int64_t)a * (int64_t)b;
+    return (int32_t)((ab + (1LL << 30)) >> 31);
+}
+
 /* gemmlowp RoundingDivideByPOT: round half away from zero. exponent in [0, 31]. */
 MCUQP_INLINE int32_t mcuqp_rdbpot(int32_t x, int32_t exponent)
 {
@@ -74,6 +89,43 @@ MCUQP_INLINE int8_t mcuqp_requantize_clamp_s8(uint32_t acc, int32_t multiplier, 
                                               int32_t out_offset)
 {
     const int32_t r = mcuqp_requantize((int32_t)acc, multiplier, shift);
+    return (int8_t)(mcuqp_clamp_i32(r, lo, hi) + out_offset);
+}
+
+/* One output channel's requantization with its shift already split, for kernels that
+ * requantize many outputs of the same channel: mcuqp_requant_ch_apply gives exactly
+ * mcuqp_requantize_clamp_s8 without recomputing the shift amounts and the rounding mask
+ * for every output. */
+typedef struct {
+    int32_t multiplier;
+    int32_t shift;
+    int32_t left;  /* max(shift, 0) */
+    int32_t right; /* max(-shift, 0) */
+    int32_t mask;  /* 2^right - 1 */
+    int32_t half;  /* mask / 2 */
+} mcuqp_requant_ch;
+
+MCUQP_INLINE mcuqp_requant_ch mcuqp_requant_ch_make(int32_t multiplier, int32_t shift)
+{
+    mcuqp_requant_ch q;
+    q.multiplier = multiplier;
+    q.shift = shift;
+    q.left = shift > 0 ? shift : 0;
+    q.right = shift > 0 ? 0 : -shift;
+    q.mask = (int32_t)((1LL << q.right) - 1);
+    q.half = q.mask >> 1;
+    return q;
+}
+
+MCUQP_INLINE int8_t mcuqp_requant_ch_apply(const mcuqp_requant_ch *q, uint32_t acc, int32_t lo, int32_t hi,
+                                           int32_t out_offset)
+{
+#if MCUQP_SINGLE_ROUNDING
+    const int32_t r = mcuqp_requantize((int32_t)acc, q->multiplier, q->shift);
+#else
+    const int32_t s = mcuqp_srdhm_floor(mcuqp_shl_wrap((int32_t)acc, q->left), q->multiplier);
+    const int32_t r = (s >> q->right) + ((s & q->mask) > q->half + (s < 0 ? 1 : 0) ? 1 : 0);
+#endif
     return (int8_t)(mcuqp_clamp_i32(r, lo, hi) + out_offset);
 }
 

@@ -93,7 +93,7 @@ typedef struct {
 #define MCUQP_LDRD(base, offset, lo, hi)                                                                         \
     __asm__("ldrd %0, %1, [%2, %3]"                                                                              \
             : "=r"(lo), "=r"(hi)                                                                                 \
-            : "r"(base), "n"(offset), "m"(*(const mcuqp_u32x2 *)(const void *)((const uint8_t *)(base) + (offset))))
+            : "r"(base), "n"(offset), "m"(*(const uint8_t(*)[(offset) + 8])(const void *)(base)))
 #else
 #define MCUQP_LDRD(base, offset, lo, hi)                                                                         \
     do {                                                                                                         \

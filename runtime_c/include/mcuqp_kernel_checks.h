@@ -62,8 +62,26 @@ static inline int mcuqp_valid_requant(const mcuqp_requant *q, int32_t channels)
     if (q->multiplier == NULL || q->shift == NULL || (q->count != 1 && q->count != channels)) {
         return 0;
     }
+    if ((q->flags & MCUQP_RQ_SHIFTS_OK) != 0) {
+        return 1; /* checked at generation time */
+    }
     for (i = 0; i < q->count; ++i) {
         if (q->shift[i] < -31 || q->shift[i] > 30) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* 1 when no multiplier of q is INT32_MIN (the flag, or a look at every channel). */
+static inline int mcuqp_requant_nomin(const mcuqp_requant *q)
+{
+    int32_t i;
+    if ((q->flags & MCUQP_RQ_NOMIN) != 0) {
+        return 1;
+    }
+    for (i = 0; i < q->count; ++i) {
+        if (q->multiplier[i] == INT32_MIN) {
             return 0;
         }
     }

@@ -41,6 +41,16 @@ MCUQP_INLINE int32x4_t mcuqp_mve_mla(int32x4_t acc, int32x4_t x, int32x4_t w)
     return acc;
 }
 
+/* {a0, a1, a2, a3} by lane moves. (Not VCREATE: GCC 12 emits it as VMOVs of two general
+ * registers to two lanes, which QEMU 7.2 fills in the opposite lane order.) */
+MCUQP_INLINE int32x4_t mcuqp_mve_from4(int32_t a0, int32_t a1, int32_t a2, int32_t a3)
+{
+    int32x4_t v = vdupq_n_s32(a0);
+    v = vsetq_lane_s32(a1, v, 1);
+    v = vsetq_lane_s32(a2, v, 2);
+    return vsetq_lane_s32(a3, v, 3);
+}
+
 /* A requantization for four lanes: multiplier, left shift (>= 0), right shift (<= 0). */
 typedef struct {
     int32x4_t m;
@@ -153,6 +163,18 @@ MCUQP_INLINE int32x4_t mcuqp_mve_output(int32x4_t acc, const mcuqp_mve_rq *q, co
     return vaddq_n_s32(vmaxq_s32(vminq_s32(r, o->hi), o->lo), o->offset);
 }
 
+/* mcuqp_mve_output for requantizations without a left shift (q->l is not read). */
+MCUQP_INLINE int32x4_t mcuqp_mve_output_nl(int32x4_t acc, const mcuqp_mve_rq *q, const mcuqp_mve_out *o)
+{
+#if MCUQP_SINGLE_ROUNDING
+    const int32x4_t r = vrshlq_s32(vqdmulhq_s32(acc, q->m), q->r);
+#else
+    const int32x4_t x = vqrdmulhq_s32(acc, q->m);
+    const int32x4_t r = vrshlq_s32(vqaddq_s32(x, vshrq_n_s32(vandq_s32(x, q->r), 31)), q->r);
+#endif
+    return vaddq_n_s32(vmaxq_s32(vminq_s32(r, o->hi), o->lo), o->offset);
+}
+
 /* The scalar output stage of channel ch. */
 MCUQP_INLINE int8_t mcuqp_mve_output_scalar(int32_t acc, const mcuqp_mve_out *o, int32_t ch)
 {
@@ -170,6 +192,7 @@ MCUQP_INLINE int8_t mcuqp_mve_output_scalar(int32_t acc, const mcuqp_mve_out *o,
 typedef struct {
     int32_t c0;
     int32_t n;
+    int32_t lsh_any; /* some channel of the block has a left shift (else the VSHL is skipped) */
     int32_t base[MCUQP_MVE_BLOCK];
     int32_t mult[MCUQP_MVE_BLOCK];
     int32_t lsh[MCUQP_MVE_BLOCK];
@@ -183,11 +206,13 @@ MCUQP_INLINE void mcuqp_mve_block_quant(mcuqp_mve_block *b, const mcuqp_requant 
     int32_t i;
     b->c0 = c0;
     b->n = n;
+    b->lsh_any = 0;
     for (i = 0; i < end; ++i) {
         const int32_t j = q->count == 1 ? 0 : c0 + i;
         const int32_t s = i < n ? q->shift[j] : 0;
         b->mult[i] = i < n ? q->multiplier[j] : 0;
         b->lsh[i] = s > 0 ? s : 0;
+        b->lsh_any |= s > 0;
         b->rsh[i] = s < 0 ? s : 0;
         if (i >= n) {
             b->base[i] = 0;
@@ -253,16 +278,14 @@ MCUQP_INLINE int32x4_t mcuqp_mve_dot4(const int8_t *x, const int8_t *w0, const i
     MCUQP_MVE_MLA16X4(x, w0, w1, w2, w3, blocks, a0, a1, a2, a3);
     if ((len & 15) != 0) {
         const mve_pred16_t p = vctp8q((uint32_t)(len & 15));
+        /* the zeroing loads leave 0 in the lanes past len: no predicated VMLADAV needed */
         const int8x16_t v = vldrbq_z_s8(x, p);
-        a0 = vmladavaq_p_s8(a0, v, vldrbq_z_s8(w0, p), p);
-        a1 = vmladavaq_p_s8(a1, v, vldrbq_z_s8(w1, p), p);
-        a2 = vmladavaq_p_s8(a2, v, vldrbq_z_s8(w2, p), p);
-        a3 = vmladavaq_p_s8(a3, v, vldrbq_z_s8(w3, p), p);
+        a0 = vmladavaq_s8(a0, v, vldrbq_z_s8(w0, p));
+        a1 = vmladavaq_s8(a1, v, vldrbq_z_s8(w1, p));
+        a2 = vmladavaq_s8(a2, v, vldrbq_z_s8(w2, p));
+        a3 = vmladavaq_s8(a3, v, vldrbq_z_s8(w3, p));
     }
-    int32x4_t acc = vdupq_n_s32(a0);
-    acc = vsetq_lane_s32(a1, acc, 1);
-    acc = vsetq_lane_s32(a2, acc, 2);
-    return vsetq_lane_s32(a3, acc, 3);
+    return mcuqp_mve_from4(a0, a1, a2, a3);
 }
 
 /* sum over k < len of w[k] (modulo 2^32). */
@@ -330,6 +353,26 @@ MCUQP_INLINE void mcuqp_mve_pixel(const int8_t *x, const int8_t *filter, int32_t
     }
 }
 
+/* Channel i of four pixels (acc lane j: pixel j) to out + offsets[j] + i. */
+MCUQP_INLINE void mcuqp_mve_store_pixels4(int8_t *out, int32x4_t acc, const mcuqp_mve_block *b, int32_t i,
+                                          const mcuqp_mve_out *o, uint32x4_t offsets)
+{
+    if (o->vec) {
+        const int32x4_t r = mcuqp_mve_requantize_1(acc, b->mult[i], b->lsh[i], b->rsh[i]);
+        const int32x4_t y = vaddq_n_s32(vmaxq_s32(vminq_s32(r, o->hi), o->lo), o->offset);
+        vstrbq_scatter_offset_s32(out + i, offsets, y);
+    } else {
+        int32_t a[4];
+        uint32_t off[4];
+        int32_t j;
+        vst1q_s32(a, acc);
+        vst1q_u32(off, offsets);
+        for (j = 0; j < 4; ++j) {
+            out[off[j] + (uint32_t)i] = mcuqp_mve_output_scalar(a[j], o, b->c0 + i);
+        }
+    }
+}
+
 /* The block's channels of four pixels whose inputs (k bytes each, in filter order) are at
  * x[0 .. 3]: pixel j's channel c0 + i goes to out + offsets[j] + i (a scatter store; repeat a
  * pixel and its offset to compute fewer than four). Per channel: the four dot products share
@@ -343,6 +386,35 @@ MCUQP_INLINE void mcuqp_mve_pixels4(const int8_t *const x[4], const int8_t *filt
     const int32_t rest = k & 15;
     const mve_pred16_t pr = vctp8q((uint32_t)rest);
     int32_t i;
+    if (o->vec && rest == 0) {
+        /* the common case with the output stage's invariants hoisted */
+        const int8_t *const x0 = x[0];
+        const int8_t *const x1 = x[1];
+        const int8_t *const x2 = x[2];
+        const int8_t *const x3 = x[3];
+        const int32_t *base = b->base;
+        const int32_t *mult = b->mult;
+        const int32_t *lsh = b->lsh;
+        const int32_t *rsh = b->rsh;
+        const int32_t n = b->n;
+        const int32x4_t hi = o->hi;
+        const int32x4_t lo = o->lo;
+        const int32_t off = o->offset;
+        for (i = 0; i < n; ++i, ++out) {
+            const int8_t *p0 = x0;
+            const int8_t *p1 = x1;
+            const int8_t *p2 = x2;
+            const int8_t *p3 = x3;
+            int32_t a0 = base[i];
+            int32_t a1 = a0;
+            int32_t a2 = a0;
+            int32_t a3 = a0;
+            MCUQP_MVE_MLA16X4(w, p0, p1, p2, p3, full, a0, a1, a2, a3);
+            const int32x4_t r = mcuqp_mve_requantize_1(mcuqp_mve_from4(a0, a1, a2, a3), mult[i], lsh[i], rsh[i]);
+            vstrbq_scatter_offset_s32(out, offsets, vaddq_n_s32(vmaxq_s32(vminq_s32(r, hi), lo), off));
+        }
+        return;
+    }
     for (i = 0; i < b->n; ++i) {
         const int8_t *p0 = x[0];
         const int8_t *p1 = x[1];
@@ -354,31 +426,152 @@ MCUQP_INLINE void mcuqp_mve_pixels4(const int8_t *const x[4], const int8_t *filt
         int32_t a3 = a0;
         MCUQP_MVE_MLA16X4(w, p0, p1, p2, p3, full, a0, a1, a2, a3);
         if (rest != 0) {
-            const int8x16_t wv = vldrbq_z_s8(w, pr);
-            a0 = vmladavaq_p_s8(a0, vldrbq_z_s8(p0, pr), wv, pr);
-            a1 = vmladavaq_p_s8(a1, vldrbq_z_s8(p1, pr), wv, pr);
-            a2 = vmladavaq_p_s8(a2, vldrbq_z_s8(p2, pr), wv, pr);
-            a3 = vmladavaq_p_s8(a3, vldrbq_z_s8(p3, pr), wv, pr);
+            const int8x16_t wv = vldrbq_z_s8(w, pr); /* 0 past the row: plain VMLADAVs */
+            a0 = vmladavaq_s8(a0, vldrbq_z_s8(p0, pr), wv);
+            a1 = vmladavaq_s8(a1, vldrbq_z_s8(p1, pr), wv);
+            a2 = vmladavaq_s8(a2, vldrbq_z_s8(p2, pr), wv);
+            a3 = vmladavaq_s8(a3, vldrbq_z_s8(p3, pr), wv);
             w += rest;
         }
-        int32x4_t acc = vdupq_n_s32(a0);
-        acc = vsetq_lane_s32(a1, acc, 1);
-        acc = vsetq_lane_s32(a2, acc, 2);
-        acc = vsetq_lane_s32(a3, acc, 3);
-        if (o->vec) {
-            const int32x4_t r = mcuqp_mve_requantize_1(acc, b->mult[i], b->lsh[i], b->rsh[i]);
-            const int32x4_t y = vaddq_n_s32(vmaxq_s32(vminq_s32(r, o->hi), o->lo), o->offset);
-            vstrbq_scatter_offset_s32(out + i, offsets, y);
-        } else {
-            int32_t a[4];
-            uint32_t off[4];
-            int32_t j;
-            vst1q_s32(a, acc);
-            vst1q_u32(off, offsets);
-            for (j = 0; j < 4; ++j) {
-                out[off[j] + (uint32_t)i] = mcuqp_mve_output_scalar(a[j], o, b->c0 + i);
-            }
+        const int32x4_t acc = mcuqp_mve_from4(a0, a1, a2, a3);
+        mcuqp_mve_store_pixels4(out, acc, b, i, o, offsets);
+    }
+}
+
+/* mcuqp_mve_pixels4 for k <= 16: the four inputs stay in registers (zero past k) over all
+ * the block's channels, so a channel costs one weight load and four VMLADAVs; the output
+ * stage is hoisted out of the channel loop. */
+MCUQP_INLINE void mcuqp_mve_pixels4_short(const int8_t *const x[4], const int8_t *filter, int32_t k,
+                                          const mcuqp_mve_block *b, const mcuqp_mve_out *o, int8_t *out,
+                                          uint32x4_t offsets)
+{
+    const mve_pred16_t pk = vctp8q((uint32_t)k);
+    const int8x16_t x0 = vldrbq_z_s8(x[0], pk);
+    const int8x16_t x1 = vldrbq_z_s8(x[1], pk);
+    const int8x16_t x2 = vldrbq_z_s8(x[2], pk);
+    const int8x16_t x3 = vldrbq_z_s8(x[3], pk);
+    const int8_t *w = filter;
+    const int32_t n = b->n;
+    int32_t i;
+    if (!o->vec) {
+        for (i = 0; i < n; ++i, w += k) {
+            const int8x16_t wv = vldrbq_z_s8(w, pk);
+            const int32_t base = b->base[i];
+            const int32x4_t acc = mcuqp_mve_from4(vmladavaq_s8(base, x0, wv), vmladavaq_s8(base, x1, wv),
+                                                  vmladavaq_s8(base, x2, wv), vmladavaq_s8(base, x3, wv));
+            mcuqp_mve_store_pixels4(out, acc, b, i, o, offsets);
         }
+        return;
+    }
+    const int32_t *base = b->base;
+    const int32_t *mult = b->mult;
+    const int32_t *lsh = b->lsh;
+    const int32_t *rsh = b->rsh;
+    const int32_t offset = o->offset;
+    for (i = 0; i < n; ++i, w += k, ++out) {
+        const int8x16_t wv = vldrbq_z_s8(w, pk);
+        const int32_t s = base[i];
+        const int32x4_t acc = mcuqp_mve_from4(vmladavaq_s8(s, x0, wv), vmladavaq_s8(s, x1, wv),
+                                              vmladavaq_s8(s, x2, wv), vmladavaq_s8(s, x3, wv));
+        const int32x4_t r = mcuqp_mve_requantize_1(acc, mult[i], lsh[i], rsh[i]);
+        vstrbq_scatter_offset_s32(out, offsets, vaddq_n_s32(vmaxq_s32(vminq_s32(r, o->hi), o->lo), offset));
+    }
+}
+
+/* Four pixels' inputs interleaved in 16-byte chunks: chunk c of pixel j at il + (4 c + j) 16,
+ * k bytes per pixel, zero from k up to the next multiple of 16. */
+MCUQP_INLINE void mcuqp_mve_interleave(int8_t *il, int32_t j, const int8_t *src, int32_t k)
+{
+    int8_t *dst = il + 16 * j;
+    for (; k >= 16; k -= 16, dst += 64, src += 16) {
+        vstrbq_s8(dst, vldrbq_s8(src));
+    }
+    if (k > 0) {
+        vstrbq_s8(dst, vldrbq_z_s8(src, vctp8q((uint32_t)k)));
+    }
+}
+
+/* a_j += x_j . w over n chunks of four interleaved pixels (j < 4): per chunk one weight load,
+ * four input loads and four VMLADAVs, in a low-overhead loop; w advances by 16 n and x by
+ * 64 n. (Two weight rows per pass would need eight accumulators, and VMLADAV accumulates only
+ * into even registers, of which lr is the eighth.) */
+#define MCUQP_MVE_MLA1X4(x, w, n, a0, a1, a2, a3)                                                               \
+    __asm__ volatile("   wls lr, %[cnt], 2f\n"                                                                  \
+                     "1: vldrb.u8 q0, [%[pw]], #16\n"                                                           \
+                     "   vldrb.u8 q1, [%[px], #16]\n"                                                           \
+                     "   vmlava.s8 %[b1], q1, q0\n"                                                             \
+                     "   vldrb.u8 q1, [%[px], #32]\n"                                                           \
+                     "   vmlava.s8 %[b2], q1, q0\n"                                                             \
+                     "   vldrb.u8 q1, [%[px], #48]\n"                                                           \
+                     "   vmlava.s8 %[b3], q1, q0\n"                                                             \
+                     "   vldrb.u8 q1, [%[px]], #64\n"                                                           \
+                     "   vmlava.s8 %[b0], q1, q0\n"                                                             \
+                     "   le lr, 1b\n"                                                                           \
+                     "2:\n"                                                                                     \
+                     : [b0] "+Te"(a0), [b1] "+Te"(a1), [b2] "+Te"(a2), [b3] "+Te"(a3), [px] "+r"(x),          \
+                       [pw] "+r"(w)                                                                             \
+                     : [cnt] "r"(n)                                                                             \
+                     : "q0", "q1", "lr", "memory")
+
+/* The block's channels of four pixels whose inputs (k bytes each, in filter order) are
+ * interleaved at il (mcuqp_mve_interleave): pixel j's channel c0 + i goes to out +
+ * offsets[j] + i (repeat a pixel and its offset to compute fewer than four). One input
+ * pointer instead of four leaves the output stage its registers. */
+MCUQP_INLINE void mcuqp_mve_pixels4_il(const int8_t *il, const int8_t *filter, int32_t k, const mcuqp_mve_block *b,
+                                       const mcuqp_mve_out *o, int8_t *out, uint32x4_t offsets)
+{
+    const int32_t full = k >> 4;
+    const int32_t rest = k & 15;
+    const mve_pred16_t pr = vctp8q((uint32_t)rest);
+    const int32_t n = b->n;
+    const int8_t *w = filter;
+    int32_t i;
+    if (o->vec) {
+        /* the output stage's invariants hoisted */
+        const int32x4_t hi = o->hi;
+        const int32x4_t lo = o->lo;
+        const int32_t off = o->offset;
+        const int32_t *base = b->base;
+        const int32_t *mult = b->mult;
+        const int32_t *lsh = b->lsh;
+        const int32_t *rsh = b->rsh;
+        for (i = 0; i < n; ++i, ++out) {
+            const int8_t *x = il;
+            int32_t a0 = base[i];
+            int32_t a1 = a0;
+            int32_t a2 = a0;
+            int32_t a3 = a0;
+            MCUQP_MVE_MLA1X4(x, w, full, a0, a1, a2, a3);
+            if (rest != 0) {
+                const int8x16_t v = vldrbq_z_s8(w, pr);
+                a0 = vmladavaq_s8(a0, vldrbq_s8(x), v);
+                a1 = vmladavaq_s8(a1, vldrbq_s8(x + 16), v);
+                a2 = vmladavaq_s8(a2, vldrbq_s8(x + 32), v);
+                a3 = vmladavaq_s8(a3, vldrbq_s8(x + 48), v);
+                w += rest;
+            }
+            const int32x4_t r = mcuqp_mve_requantize_1(mcuqp_mve_from4(a0, a1, a2, a3), mult[i], lsh[i], rsh[i]);
+            vstrbq_scatter_offset_s32(out, offsets, vaddq_n_s32(vmaxq_s32(vminq_s32(r, hi), lo), off));
+        }
+        return;
+    }
+    for (i = 0; i < n; ++i) {
+        const int8_t *x = il;
+        int32_t a0 = b->base[i];
+        int32_t a1 = a0;
+        int32_t a2 = a0;
+        int32_t a3 = a0;
+        MCUQP_MVE_MLA1X4(x, w, full, a0, a1, a2, a3);
+        if (rest != 0) {
+            /* the inputs are 0 past k, so the zeroing weight load needs no predicated VMLADAVs */
+            const int8x16_t v = vldrbq_z_s8(w, pr);
+            a0 = vmladavaq_s8(a0, vldrbq_s8(x), v);
+            a1 = vmladavaq_s8(a1, vldrbq_s8(x + 16), v);
+            a2 = vmladavaq_s8(a2, vldrbq_s8(x + 32), v);
+            a3 = vmladavaq_s8(a3, vldrbq_s8(x + 48), v);
+            w += rest;
+        }
+        mcuqp_mve_store_pixels4(out, mcuqp_mve_from4(a0, a1, a2, a3), b, i, o, offsets);
     }
 }
 

@@ -16,9 +16,21 @@
 #define DW3_COLS ((DW3_TILE - 1) * 2 + 3 + 8) /* tile columns at stride 2, plus slack for the last group */
 
 typedef struct {
-    int8_t rows[3][DW3_COLS * DW3_G]; /* the tile's three input rows, column-major, zero point outside */
-    int8_t w[9 * DW3_G];              /* the pass's filter taps, [ky][kx][g] */
+    int8_t store[3][DW3_COLS * DW3_G]; /* three input rows of a tile, column-major, zero point outside */
+    int8_t *rows[3];                   /* the window's rows ky = 0, 1, 2: slots of store */
+    int8_t w[9 * DW3_G];               /* the pass's filter taps, [ky][kx][g] */
 } dw3_buf;
+
+/* rows[k] = store[k]. */
+MCUQP_INLINE void dw3_buf_init(dw3_buf *buf)
+{
+    /* cppcheck-suppress uninitvar ; only the slots' addresses are taken, nothing is read */
+    buf->rows[0] = buf->store[0];
+    /* cppcheck-suppress uninitvar ; as above */
+    buf->rows[1] = buf->store[1];
+    /* cppcheck-suppress uninitvar ; as above */
+    buf->rows[2] = buf->store[2];
+}
 
 /* a_j += the 3x3 window of output pixel j (stride 1) whose rows start at r0, r1, r2 (columns
  * of DW3_G bytes) times the taps at w ([ky][kx][DW3_G]): four int32 lanes of channels. One asm
@@ -409,6 +421,119 @@ MCUQP_INLINE void dw3_prepare(dw3_buf *buf, mcuqp_mve_block *b, const int8_t *fi
     }
 }
 
+/* Five or six output pixels at stride 1 (a tile of 5 or 6, or a tile's last 5 or 6): one pass
+ * instead of a group of four and a group that computes four for one or two. Each tap is one
+ * weight load and, per pixel, a load, VMUL and VADD ("DW3_M" below); the taps' offsets are
+ * literal (16 bytes per column, the weights past tap 3 from w + 64). The widening VLDRB.S32
+ * takes only r0-r7 as its base ("l"). */
+#define DW3_M(a, r, off)                                                                                        \
+    "vldrb.s32 %q[qx], [%[" #r "], #" #off "]\n\tvmul.i32 %q[qx], %q[qx], %q[qw]\n\t"                      \
+    "vadd.i32 %q[" #a "], %q[" #a "], %q[qx]\n\t"
+#define DW3_W(p, off) "vldrb.s32 %q[qw], [%[" #p "], #" #off "]\n\t"
+#define DW3_K5(r, o0, o1, o2, o3, o4) DW3_M(a0, r, o0) DW3_M(a1, r, o1) DW3_M(a2, r, o2) DW3_M(a3, r, o3) DW3_M(a4, r, o4)
+#define DW3_ROW5(r) DW3_K5(r, 0, 16, 32, 48, 64)
+#define DW3_ROW5_1(r) DW3_K5(r, 16, 32, 48, 64, 80)
+#define DW3_ROW5_2(r) DW3_K5(r, 32, 48, 64, 80, 96)
+#define DW3_TAPS5                                                                                               \
+    DW3_W(w, 0) DW3_ROW5(r0) DW3_W(w, 16) DW3_ROW5_1(r0) DW3_W(w, 32) DW3_ROW5_2(r0)                            \
+    DW3_W(w, 48) DW3_ROW5(r1) DW3_W(w2, 0) DW3_ROW5_1(r1) DW3_W(w2, 16) DW3_ROW5_2(r1)                         \
+    DW3_W(w2, 32) DW3_ROW5(r2) DW3_W(w2, 48) DW3_ROW5_1(r2) DW3_W(w2, 64) DW3_ROW5_2(r2)
+#define DW3_K6(r, o0, o1, o2, o3, o4, o5) DW3_K5(r, o0, o1, o2, o3, o4) DW3_M(a5, r, o5)
+#define DW3_TAPS6                                                                                               \
+    DW3_W(w, 0) DW3_K6(r0, 0, 16, 32, 48, 64, 80) DW3_W(w, 16) DW3_K6(r0, 16, 32, 48, 64, 80, 96)                \
+    DW3_W(w, 32) DW3_K6(r0, 32, 48, 64, 80, 96, 112) DW3_W(w, 48) DW3_K6(r1, 0, 16, 32, 48, 64, 80)              \
+    DW3_W(w2, 0) DW3_K6(r1, 16, 32, 48, 64, 80, 96) DW3_W(w2, 16) DW3_K6(r1, 32, 48, 64, 80, 96, 112)            \
+    DW3_W(w2, 32) DW3_K6(r2, 0, 16, 32, 48, 64, 80) DW3_W(w2, 48) DW3_K6(r2, 16, 32, 48, 64, 80, 96)             \
+    DW3_W(w2, 64) DW3_K6(r2, 32, 48, 64, 80, 96, 112)
+
+/* The output stage of one pixel's channels i .. i + 3 (the first m stored at out + i); `fast`
+ * (vector requantization, whole groups of four channels; 2: no left shift either) is decided
+ * once per call. */
+MCUQP_INLINE void dw3_out1(int8_t *out, int32x4_t acc, const mcuqp_mve_block *b, int32_t i, int32_t m,
+                           const mcuqp_mve_out *o, int fast)
+{
+    if (fast == 2) {
+        mcuqp_mve_rq rq;
+        rq.m = vld1q_s32(b->mult + i);
+        rq.r = vld1q_s32(b->rsh + i);
+        vstrbq_s32(out + i, mcuqp_mve_output_nl(acc, &rq, o));
+    } else if (fast) {
+        mcuqp_mve_rq rq;
+        rq.m = vld1q_s32(b->mult + i);
+        rq.l = vld1q_s32(b->lsh + i);
+        rq.r = vld1q_s32(b->rsh + i);
+        vstrbq_s32(out + i, mcuqp_mve_output(acc, &rq, o));
+    } else {
+        mcuqp_mve_store4(out, acc, b, i, m, o);
+    }
+}
+
+MCUQP_MVE_NOINLINE static void dw3_group5_s1(const dw3_buf *buf, int32_t col, const mcuqp_mve_block *b,
+                                             const mcuqp_mve_out *o, int8_t *out, size_t out_c)
+{
+    const int8_t *r0 = buf->rows[0] + col * DW3_G;
+    const int8_t *r1 = buf->rows[1] + col * DW3_G;
+    const int8_t *r2 = buf->rows[2] + col * DW3_G;
+    const int8_t *w = buf->w;
+    const int fast = o->vec && (b->n & 3) == 0 ? 2 - b->lsh_any : 0;
+    int32_t i;
+    for (i = 0; i < b->n; i += 4, r0 += 4, r1 += 4, r2 += 4, w += 4) {
+        const int32x4_t init = vld1q_s32(b->base + i);
+        int32x4_t a0 = init;
+        int32x4_t a1 = init;
+        int32x4_t a2 = init;
+        int32x4_t a3 = init;
+        int32x4_t a4 = init;
+        int32x4_t qw;
+        int32x4_t qx;
+        __asm__(DW3_TAPS5
+                : [a0] "+w"(a0), [a1] "+w"(a1), [a2] "+w"(a2), [a3] "+w"(a3), [a4] "+w"(a4), [qw] "=&w"(qw),
+                  [qx] "=&w"(qx)
+                : [r0] "l"(r0), [r1] "l"(r1), [r2] "l"(r2), [w] "l"(w), [w2] "l"(w + 64)
+                : "memory");
+        const int32_t m = mcuqp_min_i32(4, b->n - i);
+        dw3_out1(out, a0, b, i, m, o, fast);
+        dw3_out1(out + out_c, a1, b, i, m, o, fast);
+        dw3_out1(out + 2 * out_c, a2, b, i, m, o, fast);
+        dw3_out1(out + 3 * out_c, a3, b, i, m, o, fast);
+        dw3_out1(out + 4 * out_c, a4, b, i, m, o, fast);
+    }
+}
+
+MCUQP_MVE_NOINLINE static void dw3_group6_s1(const dw3_buf *buf, int32_t col, const mcuqp_mve_block *b,
+                                             const mcuqp_mve_out *o, int8_t *out, size_t out_c)
+{
+    const int8_t *r0 = buf->rows[0] + col * DW3_G;
+    const int8_t *r1 = buf->rows[1] + col * DW3_G;
+    const int8_t *r2 = buf->rows[2] + col * DW3_G;
+    const int8_t *w = buf->w;
+    const int fast = o->vec && (b->n & 3) == 0 ? 2 - b->lsh_any : 0;
+    int32_t i;
+    for (i = 0; i < b->n; i += 4, r0 += 4, r1 += 4, r2 += 4, w += 4) {
+        const int32x4_t init = vld1q_s32(b->base + i);
+        int32x4_t a0 = init;
+        int32x4_t a1 = init;
+        int32x4_t a2 = init;
+        int32x4_t a3 = init;
+        int32x4_t a4 = init;
+        int32x4_t a5 = init;
+        int32x4_t qw;
+        int32x4_t qx;
+        __asm__(DW3_TAPS6
+                : [a0] "+w"(a0), [a1] "+w"(a1), [a2] "+w"(a2), [a3] "+w"(a3), [a4] "+w"(a4), [a5] "+w"(a5),
+                  [qw] "=&w"(qw), [qx] "=&w"(qx)
+                : [r0] "l"(r0), [r1] "l"(r1), [r2] "l"(r2), [w] "l"(w), [w2] "l"(w + 64)
+                : "memory");
+        const int32_t m = mcuqp_min_i32(4, b->n - i);
+        dw3_out1(out, a0, b, i, m, o, fast);
+        dw3_out1(out + out_c, a1, b, i, m, o, fast);
+        dw3_out1(out + 2 * out_c, a2, b, i, m, o, fast);
+        dw3_out1(out + 3 * out_c, a3, b, i, m, o, fast);
+        dw3_out1(out + 4 * out_c, a4, b, i, m, o, fast);
+        dw3_out1(out + 5 * out_c, a5, b, i, m, o, fast);
+    }
+}
+
 /* The output pixels [0, tile) of a tile whose rows are in buf (stride sw), to out (pixel
  * 0, channel b->c0), out_c bytes per pixel. */
 MCUQP_INLINE void dw3_tile(const dw3_buf *buf, int32_t tile, int32_t sw, const mcuqp_mve_block *b,
@@ -417,6 +542,14 @@ MCUQP_INLINE void dw3_tile(const dw3_buf *buf, int32_t tile, int32_t sw, const m
     int32_t j;
     for (j = 0; j < tile; j += 4, out += 4 * out_c) {
         const int32_t count = mcuqp_min_i32(4, tile - j);
+        if (sw == 1 && tile - j == 5) {
+            dw3_group5_s1(buf, j, b, o, out, out_c);
+            return;
+        }
+        if (sw == 1 && tile - j == 6) {
+            dw3_group6_s1(buf, j, b, o, out, out_c);
+            return;
+        }
         if (count == 1) {
             dw3_one(buf, sw * j, b, o, out);
         } else if (sw == 1) {

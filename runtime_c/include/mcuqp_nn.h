@@ -38,11 +38,17 @@ typedef struct {
     int32_t c;
 } mcuqp_dims;
 
-/* Per-output-channel (or per-tensor when count == 1) requantization. */
+/* Per-output-channel (or per-tensor when count == 1) requantization. `flags` states facts
+ * the code generator checked when it wrote the arrays, so kernels skip checking them on
+ * every call; 0 (what a struct built without it gets) makes the kernels check. */
+#define MCUQP_RQ_SHIFTS_OK 1 /* every shift is in [-31, 30] */
+#define MCUQP_RQ_NOMIN 2     /* no multiplier is INT32_MIN */
+#define MCUQP_RQ_HIGHWORD 4  /* every channel has a zero multiplier or a shift <= -2 */
 typedef struct {
     const int32_t *multiplier;
     const int32_t *shift;
     int32_t count; /* 1 (per-tensor) or the number of output channels */
+    int32_t flags; /* MCUQP_RQ_* facts, or 0 */
 } mcuqp_requant;
 
 typedef struct {
@@ -182,12 +188,6 @@ typedef struct {
     int32_t multiplier;
     int32_t shift;
 } mcuqp_quantize_params;
-
-/* y = requant((x1 + input1_offset) * (x2 + input2_offset)) + output_offset, clamped. Each
- * dimension of an input equals the output's or is 1 (broadcast). */
-mcuqp_status mcuqp_mul_s8(const mcuqp_mul_params *params, const mcuqp_dims *input1_dims,
-                          const int8_t *input1, const mcuqp_dims *input2_dims, const int8_t *input2,
-                          const mcuqp_dims *output_dims, int8_t *output);
 
 /* Mean over h and w: input (n, h, w, c) -> n * c outputs. */
 mcuqp_status mcuqp_mean_s8(const mcuqp_mean_params *params, const mcuqp_dims *input_dims,
@@ -377,6 +377,55 @@ mcuqp_status mcuqp_conv2d_xnor_s8(const mcuqp_conv_params *params, const mcuqp_r
                                   const mcuqp_lowbit_weights *filter, const int32_t *bias,
                                   const mcuqp_dims *output_dims, int8_t *output, void *buffer);
 int32_t mcuqp_conv2d_xnor_s8_get_buffer_size(const mcuqp_dims *filter_dims);
+
+/* ---- broadcasting binary ops (ADD, SUB, MUL, MAXIMUM, MINIMUM, PRELU) and TANH ---- */
+
+#define MCUQP_BROADCAST_MAX_RANK 6
+
+/* Element strides of two inputs over the output's index space (TFLite broadcasting: shapes
+ * right-aligned and padded at the front with 1s; an input dimension of 1 repeats, stride 0).
+ * shape: the output shape, row-major, padded at the front with 1s; each entry >= 0. */
+typedef struct {
+    int32_t shape[MCUQP_BROADCAST_MAX_RANK];
+    int32_t stride1[MCUQP_BROADCAST_MAX_RANK];
+    int32_t stride2[MCUQP_BROADCAST_MAX_RANK];
+} mcuqp_broadcast;
+
+/* ADD with broadcasting (mcuqp_add_s8's arithmetic per output element). */
+mcuqp_status mcuqp_add_broadcast_s8(const mcuqp_add_params *params, const mcuqp_broadcast *shape,
+                                    const int8_t *input1, const int8_t *input2, int8_t *output);
+
+/* SUB: as ADD with the rescaled second input subtracted (TFLite Micro int8 SUB). */
+mcuqp_status mcuqp_sub_s8(const mcuqp_add_params *params, const mcuqp_broadcast *shape, const int8_t *input1,
+                          const int8_t *input2, int8_t *output);
+
+/* y = max / min(x1, x2) of the raw int8 values (inputs and output share quantization). */
+mcuqp_status mcuqp_maximum_s8(const mcuqp_broadcast *shape, const int8_t *input1, const int8_t *input2,
+                              int8_t *output);
+mcuqp_status mcuqp_minimum_s8(const mcuqp_broadcast *shape, const int8_t *input1, const int8_t *input2,
+                              int8_t *output);
+
+typedef struct {
+    int32_t input_offset; /* -input zero point */
+    int32_t alpha_offset; /* -alpha zero point */
+    int32_t output_offset;
+    int32_t output_multiplier_1; /* in_scale / out_scale, for x >= zero point */
+    int32_t output_shift_1;
+    int32_t output_multiplier_2; /* in_scale * alpha_scale / out_scale, for x < zero point */
+    int32_t output_shift_2;
+} mcuqp_prelu_params;
+
+/* MUL: y = requant((x1 + input1_offset) * (x2 + input2_offset)) + output_offset, clamped. */
+mcuqp_status mcuqp_mul_s8(const mcuqp_mul_params *params, const mcuqp_broadcast *shape, const int8_t *input1,
+                          const int8_t *input2, int8_t *output);
+
+/* PRELU: input1 = x, input2 = alpha (broadcast like a second input). */
+mcuqp_status mcuqp_prelu_s8(const mcuqp_prelu_params *params, const mcuqp_broadcast *shape, const int8_t *input,
+                            const int8_t *alpha, int8_t *output);
+
+/* TFLite Micro int8 TANH: output scale 1/128, zero point 0; params as LOGISTIC's. */
+mcuqp_status mcuqp_tanh_s8(const mcuqp_logistic_params *params, int32_t size, const int8_t *input,
+                           int8_t *output);
 
 #ifdef __cplusplus
 }

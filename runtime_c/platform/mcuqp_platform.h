@@ -14,7 +14,7 @@
 #define MCUQP_EXIT_OK 0
 #define MCUQP_EXIT_IO 2          /* a semihosting file operation failed */
 #define MCUQP_EXIT_INPUT 3       /* input file length is not a positive multiple of the input size */
-#define MCUQP_EXIT_MODEL 4       /* mcuqp_model_invoke returned non-zero */
+#define MCUQP_EXIT_MODEL 4       /* the model's NAME_invoke returned non-zero */
 #define MCUQP_EXIT_STACK 5       /* the painted stack was used up completely */
 #define MCUQP_EXIT_NMI 10
 #define MCUQP_EXIT_HARDFAULT 11

@@ -2,13 +2,15 @@
  * Verification firmware: runs the generated model on every input of a semihosting file
  * and writes the outputs and run statistics back to the host.
  *
- * "model.h" (generated) defines MCUQP_MODEL_INPUT_SIZE and MCUQP_MODEL_OUTPUT_SIZE in
- * bytes and declares int mcuqp_model_invoke(const int8_t *input, int8_t *output),
- * which returns 0 on success.
+ * It uses the model the way an application does, with no buffer of its own: each input is
+ * read straight into NAME_input() (the arena), NAME_invoke() runs, and the output is written
+ * from NAME_output(). NAME is MCUQP_VERIFY_MODEL (default `model`: model.h, model_invoke,
+ * MODEL_INPUT_SIZE...), its upper-case form MCUQP_VERIFY_MODEL_UPPER and its header
+ * MCUQP_VERIFY_HEADER; mcuqp.target.build.verify_defines(NAME) gives the three.
  *
  * Files, in QEMU's working directory:
- *   MCUQP_VERIFY_INPUT   N * MCUQP_MODEL_INPUT_SIZE bytes, read
- *   MCUQP_VERIFY_OUTPUT  N * MCUQP_MODEL_OUTPUT_SIZE bytes, written
+ *   MCUQP_VERIFY_INPUT   N * NAME_INPUT_SIZE bytes, read
+ *   MCUQP_VERIFY_OUTPUT  N * NAME_OUTPUT_SIZE bytes, written
  *   MCUQP_VERIFY_STATS   "key value" text lines, written
  */
 #include <stdint.h>
@@ -16,7 +18,24 @@
 
 #include "mcuqp_platform.h"
 #include "mcuqp_profile.h"
-#include "model.h"
+
+#ifndef MCUQP_VERIFY_MODEL
+#define MCUQP_VERIFY_MODEL model
+#define MCUQP_VERIFY_MODEL_UPPER MODEL
+#define MCUQP_VERIFY_HEADER "model.h"
+#endif
+
+#include MCUQP_VERIFY_HEADER
+
+#define MCUQP_PASTE2(a, b) a##b
+#define MCUQP_PASTE(a, b) MCUQP_PASTE2(a, b)
+#define MODEL_IN_SIZE MCUQP_PASTE(MCUQP_VERIFY_MODEL_UPPER, _INPUT_SIZE)
+#define MODEL_OUT_SIZE MCUQP_PASTE(MCUQP_VERIFY_MODEL_UPPER, _OUTPUT_SIZE)
+#define model_input_ptr MCUQP_PASTE(MCUQP_VERIFY_MODEL, _input)
+#define model_output_ptr MCUQP_PASTE(MCUQP_VERIFY_MODEL, _output)
+#define model_invoke_fn MCUQP_PASTE(MCUQP_VERIFY_MODEL, _invoke)
+#define MCUQP_STR2(x) #x
+#define MCUQP_STR(x) MCUQP_STR2(x)
 
 #ifndef MCUQP_VERIFY_INPUT
 #define MCUQP_VERIFY_INPUT "mcuqp_input.bin"
@@ -27,9 +46,6 @@
 #ifndef MCUQP_VERIFY_STATS
 #define MCUQP_VERIFY_STATS "mcuqp_stats.txt"
 #endif
-
-static int8_t input_buf[MCUQP_MODEL_INPUT_SIZE] __attribute__((aligned(16)));
-static int8_t output_buf[MCUQP_MODEL_OUTPUT_SIZE] __attribute__((aligned(16)));
 
 static char *put(char *dst, const char *s)
 {
@@ -93,8 +109,8 @@ __attribute__((noinline)) static int write_stats(uint32_t inferences, uint32_t s
     int32_t fd;
 
     e = stat_line(e, "inferences", inferences);
-    e = stat_line(e, "input_size", (uint32_t)MCUQP_MODEL_INPUT_SIZE);
-    e = stat_line(e, "output_size", (uint32_t)MCUQP_MODEL_OUTPUT_SIZE);
+    e = stat_line(e, "input_size", (uint32_t)MODEL_IN_SIZE);
+    e = stat_line(e, "output_size", (uint32_t)MODEL_OUT_SIZE);
     e = stat_line(e, "stack_used", stack_used);
     e = stat_line(e, "stack_size", mcuqp_stack_size());
     fd = mcuqp_sh_open(MCUQP_VERIFY_STATS, MCUQP_SH_MODE_WB);
@@ -122,11 +138,11 @@ int main(void)
         return fail(MCUQP_EXIT_IO, "cannot open the input file, code ", in_fd, " (" MCUQP_VERIFY_INPUT ")");
     }
     len = mcuqp_sh_flen(in_fd);
-    if (len <= 0 || len % MCUQP_MODEL_INPUT_SIZE != 0) {
+    if (len <= 0 || len % MODEL_IN_SIZE != 0) {
         return fail(MCUQP_EXIT_INPUT, "input file length ", len,
-                    " is not a positive multiple of MCUQP_MODEL_INPUT_SIZE");
+                    " is not a positive multiple of " MCUQP_STR(MODEL_IN_SIZE));
     }
-    count = len / MCUQP_MODEL_INPUT_SIZE;
+    count = len / MODEL_IN_SIZE;
     out_fd = mcuqp_sh_open(MCUQP_VERIFY_OUTPUT, MCUQP_SH_MODE_WB);
     if (out_fd < 0) {
         return fail(MCUQP_EXIT_IO, "cannot create the output file, code ", out_fd, " (" MCUQP_VERIFY_OUTPUT ")");
@@ -134,18 +150,18 @@ int main(void)
 
     for (k = 0; k < count; ++k) {
         int rc;
-        if (mcuqp_sh_read(in_fd, input_buf, MCUQP_MODEL_INPUT_SIZE) != 0) {
+        if (mcuqp_sh_read(in_fd, model_input_ptr(), MODEL_IN_SIZE) != 0) {
             return fail(MCUQP_EXIT_IO, "short read of input ", k, "");
         }
         mcuqp_profile_begin();
-        rc = mcuqp_model_invoke(input_buf, output_buf);
+        rc = model_invoke_fn();
         mcuqp_profile_end();
         if (rc != 0) {
-            msg_text("mcuqp_model_invoke returned ");
+            msg_text(MCUQP_STR(model_invoke_fn) " returned ");
             msg_num(rc);
             return fail(MCUQP_EXIT_MODEL, " on input ", k, "");
         }
-        if (mcuqp_sh_write(out_fd, output_buf, MCUQP_MODEL_OUTPUT_SIZE) != 0) {
+        if (mcuqp_sh_write(out_fd, model_output_ptr(), MODEL_OUT_SIZE) != 0) {
             return fail(MCUQP_EXIT_IO, "short write of output ", k, "");
         }
     }

@@ -50,14 +50,28 @@ mcuqp_status mcuqp_add_s8(const mcuqp_add_params *params, int32_t size, const in
         return MCUQP_ERR_ARG;
     }
 
+    /* The parameters in locals: the int8 stores may alias *params, so reading them through
+     * the pointer would reload all of them for every element. */
+    const int32_t left_shift = params->left_shift;
+    const int32_t off1 = params->input1_offset;
+    const int32_t off2 = params->input2_offset;
+    const int32_t m1 = params->input1_multiplier;
+    const int32_t sh1 = params->input1_shift;
+    const int32_t m2 = params->input2_multiplier;
+    const int32_t sh2 = params->input2_shift;
+    const int32_t mo = params->output_multiplier;
+    const int32_t sho = params->output_shift;
+    const int32_t out_off = params->output_offset;
+    const int32_t lo = params->act_min;
+    const int32_t hi = params->act_max;
     int32_t i;
     for (i = 0; i < size; ++i) {
-        const int32_t a1 = mcuqp_shl_wrap(add_wrap(params->input1_offset, input1[i]), params->left_shift);
-        const int32_t a2 = mcuqp_shl_wrap(add_wrap(params->input2_offset, input2[i]), params->left_shift);
-        const int32_t s1 = scale_smaller_than_one(a1, params->input1_multiplier, params->input1_shift);
-        const int32_t s2 = scale_smaller_than_one(a2, params->input2_multiplier, params->input2_shift);
-        const int32_t raw = scale_smaller_than_one(add_wrap(s1, s2), params->output_multiplier, params->output_shift);
-        output[i] = (int8_t)mcuqp_clamp_i32(add_wrap(raw, params->output_offset), params->act_min, params->act_max);
+        const int32_t a1 = mcuqp_shl_wrap(add_wrap(off1, input1[i]), left_shift);
+        const int32_t a2 = mcuqp_shl_wrap(add_wrap(off2, input2[i]), left_shift);
+        const int32_t s1 = scale_smaller_than_one(a1, m1, sh1);
+        const int32_t s2 = scale_smaller_than_one(a2, m2, sh2);
+        const int32_t raw = scale_smaller_than_one(add_wrap(s1, s2), mo, sho);
+        output[i] = (int8_t)mcuqp_clamp_i32(add_wrap(raw, out_off), lo, hi);
     }
     return MCUQP_OK;
 }

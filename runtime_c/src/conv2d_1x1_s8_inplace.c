@@ -85,8 +85,9 @@ mcuqp_status mcuqp_conv2d_1x1_s8_inplace(const mcuqp_conv_params *params, const 
     const int32_t in_c = input_dims->c;
     const int32_t out_c = filter_dims->n;
     const int32_t off = params->input_offset;
-    const int32_t lo = params->act_min - params->output_offset;
-    const int32_t hi = params->act_max - params->output_offset;
+    const int32_t out_offset = params->output_offset;
+    const int32_t lo = params->act_min - out_offset;
+    const int32_t hi = params->act_max - out_offset;
     const size_t pixels = (size_t)input_dims->n * (size_t)input_dims->h * (size_t)input_dims->w;
     size_t px;
     for (px = 0; px < pixels; ++px) {
@@ -106,17 +107,20 @@ mcuqp_status mcuqp_conv2d_1x1_s8_inplace(const mcuqp_conv_params *params, const 
             uint32_t a1 = 0u;
             uint32_t a2 = 0u;
             uint32_t a3 = 0u;
-            for (i = 0; i < in_c; ++i) {
-                const int32_t u = buffer[i] + off;
-                a0 += (uint32_t)(u * w0[i]);
-                a1 += (uint32_t)(u * w1[i]);
-                a2 += (uint32_t)(u * w2[i]);
-                a3 += (uint32_t)(u * w3[i]);
+            /* rolled over walking pointers: loads with write-back, no index arithmetic */
+            const int8_t *x = buffer;
+            const int8_t *const end = buffer + in_c;
+            while (x != end) {
+                const int32_t u = *x++ + off;
+                a0 += (uint32_t)(u * *w0++);
+                a1 += (uint32_t)(u * *w1++);
+                a2 += (uint32_t)(u * *w2++);
+                a3 += (uint32_t)(u * *w3++);
             }
-            pwi_store(dst, oc, a0, bias, quant, lo, hi, params->output_offset);
-            pwi_store(dst, oc + 1, a1, bias, quant, lo, hi, params->output_offset);
-            pwi_store(dst, oc + 2, a2, bias, quant, lo, hi, params->output_offset);
-            pwi_store(dst, oc + 3, a3, bias, quant, lo, hi, params->output_offset);
+            pwi_store(dst, oc, a0, bias, quant, lo, hi, out_offset);
+            pwi_store(dst, oc + 1, a1, bias, quant, lo, hi, out_offset);
+            pwi_store(dst, oc + 2, a2, bias, quant, lo, hi, out_offset);
+            pwi_store(dst, oc + 3, a3, bias, quant, lo, hi, out_offset);
         }
         for (; oc < out_c; ++oc) {
             const int8_t *w0 = filter + (size_t)oc * (size_t)in_c;
@@ -124,7 +128,7 @@ mcuqp_status mcuqp_conv2d_1x1_s8_inplace(const mcuqp_conv_params *params, const 
             for (i = 0; i < in_c; ++i) {
                 a0 += (uint32_t)((buffer[i] + off) * w0[i]);
             }
-            pwi_store(dst, oc, a0, bias, quant, lo, hi, params->output_offset);
+            pwi_store(dst, oc, a0, bias, quant, lo, hi, out_offset);
         }
     }
     return MCUQP_OK;

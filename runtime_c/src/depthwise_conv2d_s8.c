@@ -27,8 +27,14 @@
  * every tap is shared by four multiply-accumulates; with depth_multiplier 1 the four
  * inputs and weights are adjacent bytes. input_offset * sum(filter[.][.][oc]) is computed
  * once per channel and added to a plain dot product for every window fully inside the
- * input; border windows add the offset to each input they read.
+ * input; border windows add the offset to each input they read. The common 3x3 undilated
+ * case with depth_multiplier 1 copies the group's 36 filter bytes once (constant offsets
+ * instead of nine tap pointers) and runs one unrolled nine-tap dot product for every
+ * window: in place inside the input, and on a 3x3x4 patch padded with the input zero point
+ * (whose offset-corrected value is zero) at the border.
  */
+#include <string.h>
+
 #include "mcuqp_fixedpoint.h"
 #include "mcuqp_kernel_checks.h"
 #include "mcuqp_nn.h"
@@ -81,11 +87,38 @@ MCUQP_INLINE void window_c4(const dw_geom *g, int32_t y0, int32_t x0, int32_t ky
     acc[3] = a3;
 }
 
+/* One tap of four adjacent channels (depth_multiplier 1): a[j] += x[j] * w[j]. */
+MCUQP_INLINE void tap_c4(const int8_t *x, const int8_t *w, uint32_t a[4])
+{
+    a[0] += (uint32_t)(x[0] * w[0]);
+    a[1] += (uint32_t)(x[1] * w[1]);
+    a[2] += (uint32_t)(x[2] * w[2]);
+    a[3] += (uint32_t)(x[3] * w[3]);
+}
+
+/* A 3x3 window inside the input, four adjacent channels, no offset: the nine taps
+ * unrolled (x at the window's top-left input, rows in_row apart, columns in_px apart; the
+ * filter's taps w_tap apart). */
+MCUQP_INLINE void window_3x3_c4(const int8_t *x, const int8_t *w, size_t in_row, size_t in_px, size_t w_tap,
+                                uint32_t a[4])
+{
+    const int8_t *x1 = x + in_row;
+    const int8_t *x2 = x1 + in_row;
+    tap_c4(x, w, a);
+    tap_c4(x + in_px, w + w_tap, a);
+    tap_c4(x + 2 * in_px, w + 2 * w_tap, a);
+    tap_c4(x1, w + 3 * w_tap, a);
+    tap_c4(x1 + in_px, w + 4 * w_tap, a);
+    tap_c4(x1 + 2 * in_px, w + 5 * w_tap, a);
+    tap_c4(x2, w + 6 * w_tap, a);
+    tap_c4(x2 + in_px, w + 7 * w_tap, a);
+    tap_c4(x2 + 2 * in_px, w + 8 * w_tap, a);
+}
+
 /* A group of four channels over the whole output. full[j] = bias + input_offset *
  * sum(filter) and bias[j] are added for windows inside / crossing the input border. */
 typedef struct {
-    const int32_t *mult;
-    const int32_t *shift;
+    const mcuqp_requant_ch *rq;
     const uint32_t *full;
     const uint32_t *bias;
     int32_t count; /* channels stored: 1..4 */
@@ -125,8 +158,99 @@ MCUQP_INLINE void run_group(const dw_geom *g, const dw_group *grp, const mcuqp_c
             }
             int32_t j;
             for (j = 0; j < grp->count; ++j) {
-                o[j] = mcuqp_requantize_clamp_s8(acc[j] + base[j], grp->mult[j], grp->shift[j], lo, hi, p->output_offset);
+                o[j] = mcuqp_requant_ch_apply(&grp->rq[j], acc[j] + base[j], lo, hi, p->output_offset);
             }
+        }
+    }
+}
+
+/* Four adjacent channels' requantized outputs at o. */
+MCUQP_INLINE void store_c4(int8_t *o, const uint32_t a[4], const dw_group *grp, int32_t lo, int32_t hi,
+                           int32_t out_offset)
+{
+    o[0] = mcuqp_requant_ch_apply(&grp->rq[0], a[0], lo, hi, out_offset);
+    o[1] = mcuqp_requant_ch_apply(&grp->rq[1], a[1], lo, hi, out_offset);
+    o[2] = mcuqp_requant_ch_apply(&grp->rq[2], a[2], lo, hi, out_offset);
+    o[3] = mcuqp_requant_ch_apply(&grp->rq[3], a[3], lo, hi, out_offset);
+}
+
+/* Four input bytes where keep is all ones, the zero point (four times in zp4) where it is
+ * zero; src is always readable (coordinates clamped into the input). */
+MCUQP_INLINE uint32_t gather4(const int8_t *src, uint32_t keep, uint32_t zp4)
+{
+    uint32_t v;
+    memcpy(&v, src, 4);
+    return (v & keep) | (zp4 & ~keep);
+}
+
+/* 3x3 undilated filter, depth_multiplier 1, four channels: one batch image. A window
+ * inside the input is read in place; a border window is first gathered into a 3x3x4
+ * patch whose outside taps hold the input zero point (-input_offset), which makes their
+ * (input + input_offset) terms zero, so every window is the same unrolled dot product
+ * plus bias + input_offset * sum(filter), with constant strides for the patch. */
+static void run_group_3x3(const dw_geom *g, const dw_group *grp, const mcuqp_conv_params *p, int32_t in_h,
+                          int32_t in_w, int32_t out_h, int32_t out_w, int8_t *out, size_t out_px)
+{
+    const int32_t lo = p->act_min - p->output_offset;
+    const int32_t hi = p->act_max - p->output_offset;
+    const uint32_t zp4 = 0x01010101u * (uint32_t)(uint8_t)(-p->input_offset); /* the zero point, four times */
+    /* columns [ox_lo, ox_hi) have windows inside the input width */
+    int32_t ox_lo = 0;
+    while (ox_lo < out_w && ox_lo * p->stride_w - p->pad_w < 0) {
+        ++ox_lo;
+    }
+    int32_t ox_hi = ox_lo;
+    while (ox_hi < out_w && ox_hi * p->stride_w - p->pad_w + 2 < in_w) {
+        ++ox_hi;
+    }
+    const size_t x_step = (size_t)p->stride_w * g->in_px;
+    /* The group's 3x3x4 filter bytes, gathered once: the windows then read them at
+     * constant offsets instead of holding nine tap pointers. */
+    int8_t wl[36];
+    int32_t t;
+    for (t = 0; t < 9; ++t) {
+        memcpy(wl + 4 * t, g->filter + (size_t)t * g->w_tap, 4);
+    }
+    int32_t oy;
+    for (oy = 0; oy < out_h; ++oy) {
+        const int32_t y0 = oy * p->stride_h - p->pad_h;
+        const int row_in = y0 >= 0 && y0 + 2 < in_h;
+        int8_t *o = out + (size_t)oy * (size_t)out_w * out_px;
+        int32_t ox = 0;
+        while (ox < out_w) {
+            if (row_in && ox >= ox_lo && ox < ox_hi) {
+                const int8_t *x = g->input + (size_t)y0 * g->in_row + (size_t)(ox * p->stride_w - p->pad_w) * g->in_px;
+                for (; ox < ox_hi; ++ox) {
+                    uint32_t a[4] = {grp->full[0], grp->full[1], grp->full[2], grp->full[3]};
+                    window_3x3_c4(x, wl, g->in_row, g->in_px, 4, a);
+                    store_c4(o + (size_t)ox * out_px, a, grp, lo, hi, p->output_offset);
+                    x += x_step;
+                }
+                continue;
+            }
+            /* Branch-free gather: every tap loads from coordinates clamped into the input and
+             * keeps the bytes where the tap is inside, the zero point elsewhere. */
+            uint32_t patch[9]; /* 3x3 taps of four bytes */
+            const int32_t x0 = ox * p->stride_w - p->pad_w;
+            const size_t c0 = (size_t)mcuqp_clamp_i32(x0, 0, in_w - 1) * g->in_px;
+            const size_t c1 = (size_t)mcuqp_clamp_i32(x0 + 1, 0, in_w - 1) * g->in_px;
+            const size_t c2 = (size_t)mcuqp_clamp_i32(x0 + 2, 0, in_w - 1) * g->in_px;
+            const uint32_t k0 = x0 >= 0 && x0 < in_w ? 0xFFFFFFFFu : 0u;
+            const uint32_t k1 = x0 + 1 >= 0 && x0 + 1 < in_w ? 0xFFFFFFFFu : 0u;
+            const uint32_t k2 = x0 + 2 >= 0 && x0 + 2 < in_w ? 0xFFFFFFFFu : 0u;
+            int32_t r;
+            for (r = 0; r < 3; ++r) {
+                const int32_t y = y0 + r;
+                const int8_t *row = g->input + (size_t)mcuqp_clamp_i32(y, 0, in_h - 1) * g->in_row;
+                const uint32_t y_in = y >= 0 && y < in_h ? 0xFFFFFFFFu : 0u;
+                patch[3 * r] = gather4(row + c0, y_in & k0, zp4);
+                patch[3 * r + 1] = gather4(row + c1, y_in & k1, zp4);
+                patch[3 * r + 2] = gather4(row + c2, y_in & k2, zp4);
+            }
+            uint32_t a[4] = {grp->full[0], grp->full[1], grp->full[2], grp->full[3]};
+            window_3x3_c4((const int8_t *)patch, wl, 12, 4, 4, a);
+            store_c4(o + (size_t)ox * out_px, a, grp, lo, hi, p->output_offset);
+            ++ox;
         }
     }
 }
@@ -166,8 +290,7 @@ mcuqp_status mcuqp_depthwise_conv2d_s8(const mcuqp_conv_params *params, const mc
     int32_t oc0;
     for (oc0 = 0; oc0 < out_c; oc0 += 4) {
         /* Channels oc0 .. oc0 + 3; past the last channel, the last one is recomputed, not stored. */
-        int32_t mult[4];
-        int32_t shift[4];
+        mcuqp_requant_ch rq[4];
         uint32_t full[4];
         uint32_t b[4];
         size_t xo[4];
@@ -183,14 +306,13 @@ mcuqp_status mcuqp_depthwise_conv2d_s8(const mcuqp_conv_params *params, const mc
                 const int32_t v = filter[(size_t)t * g.w_tap + (size_t)oc]; /* named: see conv2d_s8.c */
                 w_sum += (uint32_t)v;
             }
-            mult[j] = quant->multiplier[q];
-            shift[j] = quant->shift[q];
+            rq[j] = mcuqp_requant_ch_make(quant->multiplier[q], quant->shift[q]);
             b[j] = bias != NULL ? (uint32_t)bias[oc] : 0u;
             full[j] = b[j] + (uint32_t)params->input_offset * w_sum;
             xo[j] = (size_t)(oc / dm - ic0);
             wo[j] = (size_t)(oc - oc0);
         }
-        const dw_group grp = {mult, shift, full, b, mcuqp_min_i32(4, out_c - oc0)};
+        const dw_group grp = {rq, full, b, mcuqp_min_i32(4, out_c - oc0)};
         /* The common case gets constant offsets: adjacent input and filter bytes. */
         const int adjacent = dm == 1 && grp.count == 4;
         g.filter = filter + oc0;
@@ -198,7 +320,9 @@ mcuqp_status mcuqp_depthwise_conv2d_s8(const mcuqp_conv_params *params, const mc
         for (n = 0; n < input_dims->n; ++n) {
             g.input = input + (size_t)n * in_image + (size_t)ic0;
             int8_t *out = output + (size_t)n * out_image + (size_t)oc0;
-            if (adjacent) {
+            if (adjacent && k_h == 3 && k_w == 3 && g.dil_h == 1 && g.dil_w == 1) {
+                run_group_3x3(&g, &grp, params, in_h, in_w, out_h, out_w, out, (size_t)out_c);
+            } else if (adjacent) {
                 run_group(&g, &grp, params, in_h, in_w, k_h, k_w, out_h, out_w, out, (size_t)out_c, 1, 2, 3, 1, 2, 3);
             } else {
                 run_group(&g, &grp, params, in_h, in_w, k_h, k_w, out_h, out_w, out, (size_t)out_c, xo[1], xo[2],

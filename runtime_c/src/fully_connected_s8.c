@@ -20,9 +20,11 @@
  * it cannot wrap for in_ch below 16512 and |bias| below 2^30.
  *
  * Speed: four output channels at a time, so each input byte loaded (and offset) feeds
- * four multiply-accumulates. With a filter offset the sum splits into
- * sum(filter * (input + input_offset)) plus filter_offset * sum(input + input_offset),
- * the latter computed once per row.
+ * four multiply-accumulates. With a filter offset the sum splits
+ * into sum(filter * (input + input_offset)) plus filter_offset * sum(input + input_offset),
+ * the latter computed once per row. The code generator folds the input offset into the
+ * bias where the result stays in int32 (bias + input_offset * filter row sums) and passes
+ * input_offset 0, which takes a loop without the per-input add.
  */
 #include "mcuqp_fixedpoint.h"
 #include "mcuqp_kernel_checks.h"
@@ -51,13 +53,26 @@ static inline void dot4_offset_s8(const int8_t *x, const int8_t *w, size_t row_l
     uint32_t a1 = 0u;
     uint32_t a2 = 0u;
     uint32_t a3 = 0u;
-    int32_t i;
-    for (i = 0; i < n; ++i) {
-        const int32_t v = x[i] + offset;
-        a0 += (uint32_t)(v * w0[i]);
-        a1 += (uint32_t)(v * w1[i]);
-        a2 += (uint32_t)(v * w2[i]);
-        a3 += (uint32_t)(v * w3[i]);
+    if (offset == 0) {
+        /* the generated code's case (offset folded into the bias): no add per input */
+        /* one input per pass: unrolling makes GCC re-associate the sums into MUL + MLA + ADD */
+        const int8_t *const end = x + n;
+        while (x != end) {
+            const int32_t v = *x++;
+            a0 += (uint32_t)(v * *w0++);
+            a1 += (uint32_t)(v * *w1++);
+            a2 += (uint32_t)(v * *w2++);
+            a3 += (uint32_t)(v * *w3++);
+        }
+    } else {
+        int32_t i;
+        for (i = 0; i < n; ++i) {
+            const int32_t v = x[i] + offset;
+            a0 += (uint32_t)(v * w0[i]);
+            a1 += (uint32_t)(v * w1[i]);
+            a2 += (uint32_t)(v * w2[i]);
+            a3 += (uint32_t)(v * w3[i]);
+        }
     }
     acc[0] = a0;
     acc[1] = a1;

@@ -465,7 +465,7 @@ SOURCES_CASES = [
     _sources_case("guest-hangs", _hang, "did not finish within 5 s", extra=("--timeout", "5")),
     _sources_case("guest-faults", _fault, "in layer 2 (fully_connected_1"),
     _sources_case("sources-from-another-model", None, "generated from another model", qemu=False, after=_other_model),
-    _sources_case("sources-without-header", None, "no model.h", qemu=False,
+    _sources_case("sources-without-header", None, "no generated model header", qemu=False,
                   after=lambda d: (d / "lib" / "model.h").unlink()),
     _sources_case("sources-other-rounding", None, "--rounding double", extra=("--rounding", "single"), qemu=False),
     _sources_case("sources-other-board", None, "--board mps2-an386", extra=("--board", "mps3-an547"), qemu=False),

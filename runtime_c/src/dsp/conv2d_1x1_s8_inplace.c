@@ -210,7 +210,7 @@ mcuqp_status mcuqp_conv2d_1x1_s8_inplace(const mcuqp_conv_params *params, const 
     const int32_t in_c = input_dims->c;
     const int32_t out_c = filter_dims->n;
     const size_t pixels = (size_t)input_dims->n * (size_t)input_dims->h * (size_t)input_dims->w;
-    if (in_c > PWD_ROW || !mcuqp_multipliers_nomin(quant->multiplier, quant->count)) {
+    if (in_c > PWD_ROW || !mcuqp_requant_nomin(quant)) {
         pwd_plain(params, quant, data, pixels, in_c, out_c, filter, bias, buffer);
         return MCUQP_OK;
     }

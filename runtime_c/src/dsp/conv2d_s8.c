@@ -444,7 +444,7 @@ mcuqp_status mcuqp_conv2d_s8(const mcuqp_conv_params *params, const mcuqp_requan
         !mcuqp_conv2d_valid_args(params, quant, input_dims, filter_dims, output_dims)) {
         return MCUQP_ERR_ARG;
     }
-    if (!mcuqp_multipliers_nomin(quant->multiplier, quant->count)) {
+    if (!mcuqp_requant_nomin(quant)) {
         conv_plain(params, quant, input_dims, input, filter_dims, filter, bias, output_dims, output);
         return MCUQP_OK;
     }

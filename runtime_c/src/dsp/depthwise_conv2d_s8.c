@@ -299,7 +299,7 @@ mcuqp_status mcuqp_depthwise_conv2d_s8(const mcuqp_conv_params *params, const mc
     const int32_t taps = k_h * k_w;
     if (taps > DW_MAX_TAPS || k_h > DW_ROWS ||
         (DW_RING_WORDS / 2 / k_h) < (k_w - 1) * params->dilation_w + 1 ||
-        !mcuqp_multipliers_nomin(quant->multiplier, quant->count)) {
+        !mcuqp_requant_nomin(quant)) {
         dw_plain(params, quant, input_dims, input, filter_dims, filter, bias, output_dims, output, 0);
         return MCUQP_OK;
     }

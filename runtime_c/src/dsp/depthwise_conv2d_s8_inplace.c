@@ -179,7 +179,7 @@ mcuqp_status mcuqp_depthwise_conv2d_s8_inplace(const mcuqp_conv_params *params, 
     const int rows_3x3 = filter_dims->h == 3 && filter_dims->w == 3 && params->stride_h == 1 &&
                          params->stride_w == 1 && params->dilation_h == 1 && params->dilation_w == 1 &&
                          params->pad_h == 1 && params->pad_w == 1;
-    if (!rows_3x3 || g_max < 1 || !mcuqp_multipliers_nomin(quant->multiplier, quant->count)) {
+    if (!rows_3x3 || g_max < 1 || !mcuqp_requant_nomin(quant)) {
         dwd_plain(params, quant, input_dims, data, filter_dims, filter, bias, buffer);
         return MCUQP_OK;
     }

@@ -16,7 +16,9 @@
  * (single-rounding MultiplyByQuantizedMultiplier with MCUQP_SINGLE_ROUNDING=1). Additions
  * and the left shift wrap in two's complement.
  *
- * Technique: four elements per int32 vector (VLDRB.S32 widens, VSTRB.32 narrows); each
+ * Technique: four elements per int32 vector (VLDRB.S32 widens, VSTRB.32 narrows; one predicated
+ * step for the tail); the offset and left shift are one VMLAS (x * 2^left_shift + offset *
+ * 2^left_shift, modulo 2^32 like the shift); each
  * multiply is the exact vector form of mcuqp_mve.h (multipliers are never INT32_MIN here,
  * so VQRDMULH / VQDMULH never saturate; a single-rounding shift of 0 is one VQRDMULH).
  */
@@ -58,7 +60,12 @@ mcuqp_status mcuqp_add_s8(const mcuqp_add_params *params, int32_t size, const in
         params->act_min > params->act_max || params->act_min < -128 || params->act_max > 127) {
         return MCUQP_ERR_ARG;
     }
-    const int32x4_t ls = vdupq_n_s32(params->left_shift);
+    /* (x + offset) << left_shift == x * 2^left_shift + offset * 2^left_shift modulo 2^32: one
+     * VMLAS per input (2^31 is INT32_MIN as a multiplier, still exact modulo 2^32) */
+    const uint32_t scale_ls = 1u << params->left_shift;
+    const int32x4_t mul_ls = vdupq_n_s32((int32_t)scale_ls);
+    const int32_t add1 = (int32_t)((uint32_t)params->input1_offset * scale_ls);
+    const int32_t add2 = (int32_t)((uint32_t)params->input2_offset * scale_ls);
     const int32x4_t r1 = vdupq_n_s32(params->input1_shift);
     const int32x4_t r2 = vdupq_n_s32(params->input2_shift);
     const int32x4_t ro = vdupq_n_s32(params->output_shift);
@@ -67,25 +74,25 @@ mcuqp_status mcuqp_add_s8(const mcuqp_add_params *params, int32_t size, const in
     const int32_t m1 = params->input1_multiplier;
     const int32_t m2 = params->input2_multiplier;
     const int32_t mo = params->output_multiplier;
+    const int32_t out_off = params->output_offset;
     const int z1 = params->input1_shift == 0;
     const int z2 = params->input2_shift == 0;
     const int zo = params->output_shift == 0;
     int32_t i;
-    for (i = 0; i < size; i += 4) {
-        const int32_t n = size - i;
-        const mve_pred16_t p = vctp32q((uint32_t)n);
-        const int32x4_t x1 = n >= 4 ? vldrbq_s32(input1 + i) : vldrbq_z_s32(input1 + i, p);
-        const int32x4_t x2 = n >= 4 ? vldrbq_s32(input2 + i) : vldrbq_z_s32(input2 + i, p);
-        const int32x4_t a1 = vshlq_s32(vaddq_n_s32(x1, params->input1_offset), ls);
-        const int32x4_t a2 = vshlq_s32(vaddq_n_s32(x2, params->input2_offset), ls);
-        const int32x4_t s = vaddq_s32(scale(a1, m1, r1, z1), scale(a2, m2, r2, z2));
-        const int32x4_t y = vaddq_n_s32(scale(s, mo, ro, zo), params->output_offset);
-        const int32x4_t c = vminq_s32(vmaxq_s32(y, lo), hi);
-        if (n >= 4) {
-            vstrbq_s32(output + i, c);
-        } else {
-            vstrbq_p_s32(output + i, c, p);
-        }
+    for (i = 0; i + 4 <= size; i += 4) {
+        const int32x4_t a1 = vmlasq_n_s32(vldrbq_s32(input1 + i), mul_ls, add1);
+        const int32x4_t a2 = vmlasq_n_s32(vldrbq_s32(input2 + i), mul_ls, add2);
+        const int32x4_t sum = vaddq_s32(scale(a1, m1, r1, z1), scale(a2, m2, r2, z2));
+        const int32x4_t y = vaddq_n_s32(scale(sum, mo, ro, zo), out_off);
+        vstrbq_s32(output + i, vminq_s32(vmaxq_s32(y, lo), hi));
+    }
+    if (i < size) {
+        const mve_pred16_t p = vctp32q((uint32_t)(size - i));
+        const int32x4_t a1 = vmlasq_n_s32(vldrbq_z_s32(input1 + i, p), mul_ls, add1);
+        const int32x4_t a2 = vmlasq_n_s32(vldrbq_z_s32(input2 + i, p), mul_ls, add2);
+        const int32x4_t sum = vaddq_s32(scale(a1, m1, r1, z1), scale(a2, m2, r2, z2));
+        const int32x4_t y = vaddq_n_s32(scale(sum, mo, ro, zo), out_off);
+        vstrbq_p_s32(output + i, vminq_s32(vmaxq_s32(y, lo), hi), p);
     }
     return MCUQP_OK;
 }

@@ -11,8 +11,9 @@
  * then clamps to [act_min, act_max]. A window with no in-bounds pixel is an error
  * (MCUQP_ERR_ARG), found before anything is written.
  *
- * Technique: the window sums of four channels at a time in int32 lanes (one widening VLDRB and
- * one VADD per tap; predicated for the last channels); the rounding divisions stay scalar
+ * Technique: the window sums of eight channels at a time in int16 lanes when a window has at
+ * most 256 taps (|sum| <= 256 * 128 fits), else, and for the last channels, four at a time in
+ * int32 lanes (one widening VLDRB and one VADD per tap); the rounding divisions stay scalar
  * (one per output), which for the global pools of the MLPerf models is a few per channel.
  */
 #include "mcuqp_fixedpoint.h"
@@ -27,12 +28,45 @@ MCUQP_INLINE void taps(int32_t origin, int32_t filter, int32_t size, int32_t *lo
     *hi = mcuqp_min_i32(filter, size - origin);
 }
 
+/* The rounded average of each of n sums s[j] of count taps, clamped, to out[j]. */
+MCUQP_INLINE void pool_store(const int32_t *s, int32_t n, int32_t count, int32_t act_min, int32_t act_max, int8_t *out)
+{
+    int32_t j;
+    for (j = 0; j < n; ++j) {
+        const int32_t avg = s[j] > 0 ? (s[j] + count / 2) / count : (s[j] - count / 2) / count;
+        out[j] = (int8_t)mcuqp_clamp_i32(avg, act_min, act_max);
+    }
+}
+
 MCUQP_MVE_NOINLINE static void pool_pixel(const int8_t *first, size_t row_step, int32_t rows, int32_t cols,
                                           int32_t ch, int32_t act_min, int32_t act_max, int8_t *out)
 {
     const int32_t count = rows * cols;
-    int32_t c;
-    for (c = 0; c < ch; c += 4) {
+    int32_t c = 0;
+    if (count <= 256) {
+        /* eight channels per vector in int16 lanes: |sum| <= 256 * 128 */
+        for (; c + 8 <= ch; c += 8) {
+            int16x8_t sum = vdupq_n_s16(0);
+            const int8_t *row = first + c;
+            int32_t y;
+            for (y = 0; y < rows; ++y, row += row_step) {
+                const int8_t *x = row;
+                int32_t k;
+                for (k = 0; k < cols; ++k, x += ch) {
+                    sum = vaddq_s16(sum, vldrbq_s16(x));
+                }
+            }
+            int16_t h[8];
+            int32_t s[8];
+            int32_t j;
+            vst1q_s16(h, sum);
+            for (j = 0; j < 8; ++j) {
+                s[j] = h[j];
+            }
+            pool_store(s, 8, count, act_min, act_max, out + c);
+        }
+    }
+    for (; c < ch; c += 4) {
         const int32_t n = mcuqp_min_i32(4, ch - c);
         const mve_pred16_t p = vctp32q((uint32_t)n);
         int32x4_t sum = vdupq_n_s32(0);
@@ -46,12 +80,8 @@ MCUQP_MVE_NOINLINE static void pool_pixel(const int8_t *first, size_t row_step, 
             }
         }
         int32_t s[4];
-        int32_t j;
         vst1q_s32(s, sum);
-        for (j = 0; j < n; ++j) {
-            const int32_t avg = s[j] > 0 ? (s[j] + count / 2) / count : (s[j] - count / 2) / count;
-            out[c + j] = (int8_t)mcuqp_clamp_i32(avg, act_min, act_max);
-        }
+        pool_store(s, n, count, act_min, act_max, out + c);
     }
 }
 

@@ -59,6 +59,27 @@ static void im2col(const conv_geom *g, int32_t y0, int32_t x0, int32_t kx_lo, in
 {
     const int32_t run = g->k_w * g->in_c;
     int32_t ky;
+    if (g->dil_w == 1 && run <= 16) {
+        /* a filter row in one vector: lanes [lo, hi) from the input, the zero point elsewhere;
+         * 16 bytes stored per row (the next row overwrites the excess; col has room past k) */
+        const int8x16_t zv = vdupq_n_s8(g->zero_point);
+        const int32_t lo = kx_lo * g->in_c;
+        const int32_t hi = mcuqp_max_i32(kx_hi * g->in_c, lo);
+        const mve_pred16_t p = (mve_pred16_t)(vctp8q((uint32_t)hi) ^ vctp8q((uint32_t)lo));
+        for (ky = 0; ky < g->k_h; ++ky, col += run) {
+            const int32_t iy = y0 + ky * g->dil_h;
+            if (iy < 0 || iy >= g->in_h || hi == lo) {
+                vstrbq_s8(col, zv);
+                continue;
+            }
+            /* lane lo reads input column x0 + kx_lo; inactive lanes touch no memory */
+            const uintptr_t first = (uintptr_t)(g->image + ((size_t)iy * (size_t)g->in_w + (size_t)(x0 + kx_lo)) *
+                                                               (size_t)g->in_c);
+            const int8_t *src = (const int8_t *)(first - (uintptr_t)lo);
+            vstrbq_s8(col, vpselq_s8(vldrbq_z_s8(src, p), zv, p));
+        }
+        return;
+    }
     for (ky = 0; ky < g->k_h; ++ky, col += run) {
         const int32_t iy = y0 + ky * g->dil_h;
         if (iy < 0 || iy >= g->in_h || kx_hi <= kx_lo) {
@@ -148,25 +169,54 @@ MCUQP_MVE_NOINLINE static void conv_pixel(const int8_t *x, const int8_t *w, int3
     mcuqp_mve_pixel(x, w, k, blk, o, out);
 }
 
+/* Four interleaved pixels (see mcuqp_mve_pixels4_il). */
+MCUQP_MVE_NOINLINE static void conv_pixels4_il(const int8_t *il, const int8_t *w, int32_t k,
+                                               const mcuqp_mve_block *blk, const mcuqp_mve_out *o, int8_t *out,
+                                               uint32x4_t offsets)
+{
+    mcuqp_mve_pixels4_il(il, w, k, blk, o, out, offsets);
+}
+
 /* Four pixels of a 1x1 convolution (see mcuqp_mve_pixels4). */
 MCUQP_MVE_NOINLINE static void conv_pixels4(const int8_t *const x[4], const int8_t *w, int32_t k,
                                             const mcuqp_mve_block *blk, const mcuqp_mve_out *o, int8_t *out,
                                             uint32x4_t offsets)
 {
-    mcuqp_mve_pixels4(x, w, k, blk, o, out, offsets);
+    if (k <= 16) {
+        mcuqp_mve_pixels4_short(x, w, k, blk, o, out, offsets);
+    } else {
+        mcuqp_mve_pixels4(x, w, k, blk, o, out, offsets);
+    }
+}
+
+/* Slots count .. 3 of an interleaved group repeat slot count - 1 (k bytes each). */
+static void il_repeat(int8_t *il, int32_t count, int32_t k)
+{
+    const int32_t chunks = (k + 15) >> 4;
+    int32_t j;
+    for (j = count; j < 4; ++j) {
+        int32_t c;
+        for (c = 0; c < chunks; ++c) {
+            vstrbq_s8(il + (4 * c + j) * 16, vldrbq_s8(il + (4 * c + count - 1) * 16));
+        }
+    }
 }
 
 /* Windows of at most CONV_COL4 bytes: output pixels four at a time in raster order, each
- * window gathered into its column of col4 (a 1x1 window inside the input read in place). */
+ * window gathered (through col where it is not one contiguous run) and interleaved into il
+ * (see mcuqp_mve_pixels4_il). */
 MCUQP_MVE_NOINLINE static void conv_windows4(const mcuqp_conv_params *params, conv_geom *g, const mcuqp_dims *in,
                                              const int8_t *input, const mcuqp_dims *out_dims, int8_t *output,
                                              const int8_t *w, const mcuqp_mve_block *blk, const mcuqp_mve_out *o,
-                                             int32_t out_c, int8_t *col4)
+                                             int32_t out_c, int8_t *il, int8_t *col)
 {
     const int32_t pixels = in->n * out_dims->h * out_dims->w;
     const size_t in_image = (size_t)in->h * (size_t)in->w * (size_t)in->c;
     const int32_t k = g->k_h * g->k_w * g->in_c;
-    const int pointwise = g->k_h == 1 && g->k_w == 1;
+    const int contiguous = g->k_w * g->in_c == k || (g->dil_w == 1 && g->in_w == g->k_w);
+    const int32_t run = g->k_w * g->in_c; /* bytes of one filter row */
+    const int whole_runs = g->dil_w == 1 && (run & 15) == 0;
+    const size_t row_step = (size_t)g->dil_h * (size_t)g->in_w * (size_t)g->in_c;
     const uint32x4_t four = mcuqp_mve_offsets4(4, out_c);
     int32_t nb = 0; /* the next pixel in raster order */
     int32_t ny = 0;
@@ -174,7 +224,6 @@ MCUQP_MVE_NOINLINE static void conv_windows4(const mcuqp_conv_params *params, co
     int32_t p;
     for (p = 0; p < pixels; p += 4) {
         const int32_t count = mcuqp_min_i32(4, pixels - p);
-        const int8_t *x[4];
         int32_t j;
         for (j = 0; j < count; ++j) {
             const int32_t y0 = ny * params->stride_h - params->pad_h;
@@ -182,17 +231,32 @@ MCUQP_MVE_NOINLINE static void conv_windows4(const mcuqp_conv_params *params, co
             g->image = input + (size_t)nb * in_image;
             const int full = y0 >= 0 && y0 + (g->k_h - 1) * g->dil_h < g->in_h && x0 >= 0 &&
                              x0 + (g->k_w - 1) * g->dil_w < g->in_w;
-            if (pointwise && full) {
-                x[j] = g->image + ((size_t)y0 * (size_t)g->in_w + (size_t)x0) * (size_t)g->in_c;
-            } else if (full && g->dil_w == 1) {
-                im2col_full(g, y0, x0, col4 + j * CONV_COL4);
-                x[j] = col4 + j * CONV_COL4;
+            if (full && contiguous && g->dil_h == 1) {
+                /* one run of k bytes in the input */
+                mcuqp_mve_interleave(il, j, g->image + ((size_t)y0 * (size_t)g->in_w + (size_t)x0) * (size_t)g->in_c,
+                                     k);
+            } else if (full && whole_runs) {
+                /* k_h runs of whole 16-byte chunks: straight from the input */
+                const int8_t *src = g->image + ((size_t)y0 * (size_t)g->in_w + (size_t)x0) * (size_t)g->in_c;
+                int8_t *dst = il + 16 * j;
+                int32_t ky;
+                for (ky = 0; ky < g->k_h; ++ky, src += row_step) {
+                    const int8_t *x = src;
+                    int32_t c;
+                    for (c = 0; c < run; c += 16, dst += 64, x += 16) {
+                        vstrbq_s8(dst, vldrbq_s8(x));
+                    }
+                }
             } else {
-                int32_t kx_lo;
-                int32_t kx_hi;
-                mcuqp_tap_range(x0, g->dil_w, g->k_w, g->in_w, &kx_lo, &kx_hi);
-                im2col(g, y0, x0, kx_lo, kx_hi, col4 + j * CONV_COL4);
-                x[j] = col4 + j * CONV_COL4;
+                if (full && g->dil_w == 1) {
+                    im2col_full(g, y0, x0, col);
+                } else {
+                    int32_t kx_lo;
+                    int32_t kx_hi;
+                    mcuqp_tap_range(x0, g->dil_w, g->k_w, g->in_w, &kx_lo, &kx_hi);
+                    im2col(g, y0, x0, kx_lo, kx_hi, col);
+                }
+                mcuqp_mve_interleave(il, j, col, k);
             }
             if (++nx == out_dims->w) {
                 nx = 0;
@@ -202,12 +266,36 @@ MCUQP_MVE_NOINLINE static void conv_windows4(const mcuqp_conv_params *params, co
                 }
             }
         }
-        for (; j < 4; ++j) {
-            /* cppcheck-suppress uninitvar ; count >= 1, so x[0] .. x[count - 1] are set */
-            x[j] = x[j - 1];
+        il_repeat(il, count, k);
+        conv_pixels4_il(il, w, k, blk, o, output + (size_t)p * (size_t)out_c + (size_t)blk->c0,
+                        count == 4 ? four : mcuqp_mve_offsets4(count, out_c));
+    }
+}
+
+/* A 1x1 convolution over contiguous pixels (stride 1, no padding) with 16 < in_c <=
+ * CONV_COL4: groups of four pixels interleaved into il (see mcuqp_mve_pixels4_il), the last
+ * group of four ending at the last pixel as in conv_pointwise_short. */
+MCUQP_MVE_NOINLINE static void conv_pointwise_il(const int8_t *input, int32_t pixels, int32_t in_c, int8_t *output,
+                                                 int32_t out_c, const int8_t *w, const mcuqp_mve_block *blk,
+                                                 const mcuqp_mve_out *o, int8_t *il)
+{
+    int32_t j;
+    output += blk->c0;
+    if (pixels < 4) {
+        for (j = 0; j < 4; ++j) {
+            mcuqp_mve_interleave(il, j, input + (size_t)mcuqp_min_i32(j, pixels - 1) * (size_t)in_c, in_c);
         }
-        conv_pixels4(x, w, k, blk, o, output + (size_t)p * (size_t)out_c + (size_t)blk->c0,
-                     count == 4 ? four : mcuqp_mve_offsets4(count, out_c));
+        conv_pixels4_il(il, w, in_c, blk, o, output, mcuqp_mve_offsets4(pixels, out_c));
+        return;
+    }
+    const uint32x4_t four = mcuqp_mve_offsets4(4, out_c);
+    int32_t p;
+    for (p = 0; p < pixels; p += 4) {
+        const int32_t q = mcuqp_min_i32(p, pixels - 4);
+        for (j = 0; j < 4; ++j) {
+            mcuqp_mve_interleave(il, j, input + (size_t)(q + j) * (size_t)in_c, in_c);
+        }
+        conv_pixels4_il(il, w, in_c, blk, o, output + (size_t)q * (size_t)out_c, four);
     }
 }
 
@@ -247,6 +335,34 @@ MCUQP_MVE_NOINLINE static void conv_pointwise(const mcuqp_conv_params *params, c
     }
 }
 
+/* A 1x1 convolution over contiguous pixels (stride 1, no padding) with in_c <= 16: groups of
+ * four pixels in one loop (see mcuqp_mve_pixels4_short); the last group of four ends at
+ * the last pixel (recomputing a few outputs, which the input does not alias). */
+MCUQP_MVE_NOINLINE static void conv_pointwise_short(const int8_t *input, int32_t pixels, int32_t in_c,
+                                                    int8_t *output, int32_t out_c, const int8_t *w,
+                                                    const mcuqp_mve_block *blk, const mcuqp_mve_out *o)
+{
+    const int8_t *x[4];
+    int32_t j;
+    output += blk->c0;
+    if (pixels < 4) {
+        for (j = 0; j < 4; ++j) {
+            x[j] = input + (size_t)mcuqp_min_i32(j, pixels - 1) * (size_t)in_c;
+        }
+        mcuqp_mve_pixels4_short(x, w, in_c, blk, o, output, mcuqp_mve_offsets4(pixels, out_c));
+        return;
+    }
+    const uint32x4_t four = mcuqp_mve_offsets4(4, out_c);
+    int32_t p;
+    for (p = 0; p < pixels; p += 4) {
+        const int32_t q = mcuqp_min_i32(p, pixels - 4);
+        for (j = 0; j < 4; ++j) {
+            x[j] = input + (size_t)(q + j) * (size_t)in_c;
+        }
+        mcuqp_mve_pixels4_short(x, w, in_c, blk, o, output + (size_t)q * (size_t)out_c, four);
+    }
+}
+
 mcuqp_status mcuqp_conv2d_s8(const mcuqp_conv_params *params, const mcuqp_requant *quant,
                              const mcuqp_dims *input_dims, const int8_t *input,
                              const mcuqp_dims *filter_dims, const int8_t *filter,
@@ -258,7 +374,7 @@ mcuqp_status mcuqp_conv2d_s8(const mcuqp_conv_params *params, const mcuqp_requan
         return MCUQP_ERR_ARG;
     }
     mcuqp_mve_block blk;
-    int8_t col[CONV_COL_MAX];
+    int8_t col[CONV_COL_MAX + 16]; /* 16 bytes of slack: im2col stores whole vectors per short filter row */
     int8_t col4[4 * CONV_COL4];
 
     const int32_t out_c = filter_dims->n;
@@ -286,12 +402,22 @@ mcuqp_status mcuqp_conv2d_s8(const mcuqp_conv_params *params, const mcuqp_requan
         const int8_t *w = filter + (size_t)c0 * (size_t)k;
         mcuqp_mve_block_quant(&blk, quant, c0, mcuqp_min_i32(MCUQP_MVE_BLOCK, out_c - c0));
         mcuqp_mve_block_row_sums(&blk, filter, (size_t)k, bias, params->input_offset);
+        if (pointwise && params->pad_h == 0 && params->pad_w == 0 && params->stride_h == 1 &&
+            params->stride_w == 1 && k <= 16 && out_h == input_dims->h && out_w == input_dims->w) {
+            conv_pointwise_short(input, input_dims->n * out_h * out_w, k, output, out_c, w, &blk, &o);
+            continue;
+        }
+        if (pointwise && params->pad_h == 0 && params->pad_w == 0 && params->stride_h == 1 &&
+            params->stride_w == 1 && k <= CONV_COL4 && out_h == input_dims->h && out_w == input_dims->w) {
+            conv_pointwise_il(input, input_dims->n * out_h * out_w, k, output, out_c, w, &blk, &o, col4);
+            continue;
+        }
         if (pointwise && params->pad_h == 0 && params->pad_w == 0) {
             conv_pointwise(params, input_dims, input, output_dims, output, w, &blk, &o, out_c);
             continue;
         }
         if (k <= CONV_COL4) {
-            conv_windows4(params, &g, input_dims, input, output_dims, output, w, &blk, &o, out_c, col4);
+            conv_windows4(params, &g, input_dims, input, output_dims, output, w, &blk, &o, out_c, col4, col);
             continue;
         }
         int8_t *out = output + c0;

@@ -191,7 +191,10 @@ MCUQP_MVE_NOINLINE static void dw_one(const dw_geom *g, const dw_group *q, const
     }
 }
 
-/* The 3x3 path over the whole tensor; the block (b->c0, b->n <= DW3_G) is prepared. */
+/* The 3x3 path over the whole tensor; the block (b->c0, b->n <= DW3_G) is prepared. Tiles
+ * of output columns outermost and output rows inside, so that the three row slots of buf
+ * act as a ring: input row iy lives in slot iy mod 3 and is gathered once per tile, not
+ * once for each of the (up to three) output rows that read it. */
 MCUQP_MVE_NOINLINE static void dw3_pass(const mcuqp_conv_params *p, const mcuqp_dims *in, const int8_t *input,
                                         const mcuqp_dims *out_dims, int8_t *output, int32_t out_c,
                                         const mcuqp_mve_block *b, const mcuqp_mve_out *o, dw3_buf *buf)
@@ -204,19 +207,27 @@ MCUQP_MVE_NOINLINE static void dw3_pass(const mcuqp_conv_params *p, const mcuqp_
     int32_t n;
     for (n = 0; n < in->n; ++n) {
         const int8_t *image = input + (size_t)n * (size_t)in->h * (size_t)in->w * in_c + (size_t)b->c0;
-        int32_t oy;
-        for (oy = 0; oy < out_dims->h; ++oy) {
-            int8_t *row_out = output + (((size_t)n * (size_t)out_dims->h + (size_t)oy) * (size_t)out_dims->w) *
-                                           (size_t)out_c + (size_t)b->c0;
-            int32_t ox0;
-            for (ox0 = 0; ox0 < out_dims->w; ox0 += DW3_TILE) {
-                const int32_t tile = mcuqp_min_i32(DW3_TILE, out_dims->w - ox0);
-                const int32_t cols = (tile - 1) * sw + 3;
-                const int32_t ix0 = ox0 * sw - p->pad_w;
+        int8_t *image_out = output + (size_t)n * (size_t)out_dims->h * (size_t)out_dims->w * (size_t)out_c +
+                            (size_t)b->c0;
+        int32_t ox0;
+        for (ox0 = 0; ox0 < out_dims->w; ox0 += DW3_TILE) {
+            const int32_t tile = mcuqp_min_i32(DW3_TILE, out_dims->w - ox0);
+            const int32_t cols = (tile - 1) * sw + 3;
+            const int32_t ix0 = ox0 * sw - p->pad_w;
+            int32_t held[3]; /* the input row in each slot; below every row's index when empty */
+            held[0] = held[1] = held[2] = -p->pad_h - 3;
+            int32_t oy;
+            for (oy = 0; oy < out_dims->h; ++oy) {
                 int32_t ky;
                 for (ky = 0; ky < 3; ++ky) {
                     const int32_t iy = oy * p->stride_h - p->pad_h + ky;
-                    int8_t *dst = buf->rows[ky];
+                    const int32_t slot = (iy + 3 * (p->pad_h + 3)) % 3;
+                    int8_t *dst = buf->store[slot];
+                    buf->rows[ky] = dst;
+                    if (held[slot] == iy) {
+                        continue;
+                    }
+                    held[slot] = iy;
                     if (iy < 0 || iy >= in->h) {
                         int32_t u;
                         for (u = 0; u < cols; ++u, dst += DW3_G) {
@@ -226,7 +237,9 @@ MCUQP_MVE_NOINLINE static void dw3_pass(const mcuqp_conv_params *p, const mcuqp_
                     }
                     dw3_fill_row(dst, image + (size_t)iy * (size_t)in->w * in_c, in_c, ix0, cols, in->w, zv, pc);
                 }
-                dw3_tile(buf, tile, sw, b, o, row_out + (size_t)ox0 * (size_t)out_c, (size_t)out_c);
+                dw3_tile(buf, tile, sw, b, o,
+                         image_out + ((size_t)oy * (size_t)out_dims->w + (size_t)ox0) * (size_t)out_c,
+                         (size_t)out_c);
             }
         }
     }
@@ -277,6 +290,7 @@ mcuqp_status mcuqp_depthwise_conv2d_s8(const mcuqp_conv_params *params, const mc
     int32_t c0;
     if (g.k_h == 3 && g.k_w == 3 && g.dil_h == 1 && g.dil_w == 1 && g.dm == 1 && (stride_w == 1 || stride_w == 2)) {
         dw3_buf buf;
+        dw3_buf_init(&buf);
         for (c0 = 0; c0 < out_c; c0 += DW3_G) {
             mcuqp_mve_block_quant(&blk, quant, c0, mcuqp_min_i32(DW3_G, out_c - c0));
             dw3_prepare(&buf, &blk, filter, bias, out_c, params->input_offset);

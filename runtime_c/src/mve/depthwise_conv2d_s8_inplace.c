@@ -162,6 +162,7 @@ mcuqp_status mcuqp_depthwise_conv2d_s8_inplace(const mcuqp_conv_params *params, 
     const int8_t z = (int8_t)(-params->input_offset);
     mcuqp_mve_block blk;
     dw3_buf buf;
+    dw3_buf_init(&buf);
     int32_t c0;
     for (c0 = 0; c0 < c; c0 += g) {
         mcuqp_mve_block_quant(&blk, quant, c0, mcuqp_min_i32(g, c - c0));

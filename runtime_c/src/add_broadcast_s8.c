@@ -1,0 +1,38 @@
+/*
+ * Elementwise add of two int8 tensors with broadcasting (TFLite int8 ADD); the arithmetic
+ * per output element is mcuqp_add_s8's (add_s8.c), params likewise.
+ *
+ * shape   mcuqp_broadcast: output shape (rank 6, padded with leading 1s) and the element
+ *         strides of each input over it (0 along a broadcast dimension)
+ * input1, input2  int8, addressed through the strides; output  int8, dense row-major
+ */
+#include "mcuqp_broadcast.h"
+#include "mcuqp_nn.h"
+
+mcuqp_status mcuqp_add_broadcast_s8(const mcuqp_add_params *params, const mcuqp_broadcast *shape, const int8_t *input1,
+                                    const int8_t *input2, int8_t *output)
+{
+    if (params == NULL || shape == NULL || input1 == NULL || input2 == NULL || output == NULL) {
+        return MCUQP_ERR_ARG;
+    }
+    int32_t rows = mcuqp_broadcast_rows(shape);
+    if (rows < 0 || !mcuqp_add_params_valid(params)) {
+        return MCUQP_ERR_ARG;
+    }
+    const int32_t n = shape->shape[MCUQP_BROADCAST_INNER];
+    const int32_t s1 = shape->stride1[MCUQP_BROADCAST_INNER];
+    const int32_t s2 = shape->stride2[MCUQP_BROADCAST_INNER];
+    mcuqp_broadcast_walk w;
+    mcuqp_broadcast_start(&w);
+    int8_t *y = output;
+    while (rows-- > 0) {
+        const int8_t *a = input1 + w.offset1;
+        const int8_t *b = input2 + w.offset2;
+        int32_t k;
+        for (k = 0; k < n; ++k) {
+            *y++ = mcuqp_add_sub_element(params, a[k * s1], b[k * s2], 0);
+        }
+        mcuqp_broadcast_next_row(shape, &w);
+    }
+    return MCUQP_OK;
+}
