@@ -66,7 +66,7 @@ def train_float(path: Path) -> float:
     return evaluate(model, test.x_test, test.y_test)
 
 
-def verify_at_budget(module_path: Path, flash: int, ram: int, inplace: bool) -> dict:
+def verify_at_budget(module_path: Path, flash: int, ram: int, plan: str) -> dict:
     """Build for the board with the budgets as the linker script's memory lengths, run the whole
     test split on QEMU, compare with the reference."""
     from mcuqp import api
@@ -75,10 +75,10 @@ def verify_at_budget(module_path: Path, flash: int, ram: int, inplace: bool) -> 
 
     loaded = api.load(module_path, calib=DATASET)
     fmts = lowbit_formats(loaded.graph) or None  # layers trained low-bit stay packed low-bit
-    probe = api.footprint(loaded, board=BOARD, inplace=inplace, formats=fmts)
+    probe = api.footprint(loaded, board=BOARD, plan=plan, formats=fmts)
     stack = (ram - (probe.ram_bytes - probe.stack_bytes) - 64) // 8 * 8
     res = api.verify(loaded, board=BOARD, n_inputs=len(loaded.verify_inputs), flash_bytes=flash, ram_bytes=ram,
-                     stack_bytes=stack, inplace=inplace, formats=fmts)
+                     stack_bytes=stack, plan=plan, formats=fmts)
     return {"test_accuracy": res.accuracy["device"], "bit_exact": res.bit_exact, "compared": res.compared,
             "flash_bytes": res.flash_bytes, "ram_bytes": res.ram_bytes, "stack_bytes": res.stack_bytes,
             "instructions_per_inference": res.instructions_per_inference,
@@ -92,6 +92,7 @@ def run_budget(model_path: str, flash: int, ram: int, out: str, trials: int) -> 
 
     from mcuqp.errors import BudgetError
     from mcuqp.search.run import search
+    from mcuqp.search.space import plan_of
     from mcuqp.search.study import SearchOptions, trial_path
 
     torch.set_num_threads(1)
@@ -104,7 +105,7 @@ def run_budget(model_path: str, flash: int, ram: int, out: str, trials: int) -> 
     widths = {v for k, v in first["params"].items() if k.startswith("width:")}
     base = {"width": widths.pop(), "validation_accuracy": first["accuracy"]}
     try:
-        base.update(verify_at_budget(trial_path(out, 0), flash, ram, first["params"]["inplace"]))
+        base.update(verify_at_budget(trial_path(out, 0), flash, ram, plan_of(first["params"])))
     except BudgetError:  # the width was chosen by the predicted footprint: report the miss
         base.update({"test_accuracy": float("nan"), "bit_exact": False, "compared": 0, "fits": False,
                      **{k: first[k] for k in ("flash_bytes", "ram_bytes", "instructions_per_inference")}})
@@ -122,11 +123,13 @@ def run_budget(model_path: str, flash: int, ram: int, out: str, trials: int) -> 
 
 
 def describe(params: dict) -> str:
+    from mcuqp.search.space import plan_of
+
     widths = [f"{k.split(':', 1)[1]} {v:.2f}" for k, v in params.items() if k.startswith("width:")]
     formats = sorted({v for k, v in params.items() if k.startswith("format:")}) or ["int8"]
     sparse = [v for k, v in params.items() if k.startswith("sparsity:") and v > 0]
     return (f"widths {', '.join(widths)}; formats {'/'.join(formats)}; "
-            f"{len(sparse)} layers pruned; {'in place' if params.get('inplace') else 'out of place'}")
+            f"{len(sparse)} layers pruned; plan {plan_of(params)}")
 
 
 def table(rows: list[dict], float_acc: float) -> str:

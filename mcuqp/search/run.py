@@ -122,18 +122,19 @@ def _finish(opts: SearchOptions, best, out: Path) -> dict:
     module = _best_module(opts, best)
     save_module(module, getattr(module, RANGES_ATTR, None), out / "best.pt")
     loaded = api.load(out / "best.pt", calib=opts.dataset)
+    from mcuqp.search.space import plan_of
     from mcuqp.search.trial import lowbit_formats
 
-    inplace = bool(best.params.get("inplace", True))
+    plan = plan_of(best.params)
     fmts = lowbit_formats(loaded.graph) or None  # layers trained low-bit stay packed low-bit
-    probe = api.footprint(loaded, board=opts.board, inplace=inplace, formats=fmts)
+    probe = api.footprint(loaded, board=opts.board, plan=plan, formats=fmts)
     static = probe.ram_bytes - probe.stack_bytes
     stack = (opts.ram_bytes - static - STACK_SLACK) // 8 * 8
     from mcuqp.codegen.emit import default_name
 
     # the firmware is named after the searched model file (digits.pt -> digits.c), not best.pt
     kwargs = dict(board=opts.board, flash_bytes=opts.flash_bytes, ram_bytes=opts.ram_bytes, stack_bytes=stack,
-                  inplace=inplace, formats=fmts, name=default_name(opts.model))
+                  plan=plan, formats=fmts, name=default_name(opts.model))
     res = api.verify(loaded, n_inputs=len(loaded.verify_inputs), **kwargs)  # the whole test split
     if not res.bit_exact:
         raise McuqpError(f"the best model's firmware differs from the reference on {res.mismatches} of "

@@ -2,8 +2,8 @@
 
 Per layer (every Conv2d / Linear): the weight format and the fraction of weights pruned
 (unstructured); per channel space (structured pruning, `compress/channels.py`): the fraction
-of channels kept; for the whole model: whether the planner may run depthwise and 1x1
-convolutions in place. Parameter names are stable strings ("format:<layer>", ...) so that a
+of channels kept; for the whole model: the memory plan (`--plan smallest`: depthwise and 1x1
+convolutions in place where that lowers the arena, or `fastest`). Parameter names are stable strings ("format:<layer>", ...) so that a
 study stored in a database can be resumed by another process or machine.
 """
 from __future__ import annotations
@@ -29,10 +29,20 @@ END_FORMATS: tuple[str, ...] = ("int8", "int4")
 # (mcuqp/plan/formats.py), so the per-layer sparsity dimension is the sparse density.
 PACKED_SPARSE_FORMATS: tuple[str, ...] = ()
 
+# The memory plans a trial may take (`--plan`; "auto" is one of the two, decided by the RAM budget).
+PLANS: tuple[str, ...] = ("smallest", "fastest")
+
 SPARSITY_STEP = 0.1
 MAX_SPARSITY = 0.9
 WIDTH_STEP = 0.05
 MIN_WIDTH = 0.1
+
+
+def plan_of(params: dict) -> str:
+    """The plan of stored trial parameters (studies from before `--plan` stored "inplace")."""
+    if "plan" in params:
+        return str(params["plan"])
+    return "smallest" if params.get("inplace", True) else "fastest"
 
 
 @dataclass(frozen=True)
@@ -42,7 +52,7 @@ class Config:
     formats: dict[str, str]  # layer -> weight format
     sparsity: dict[str, float]  # layer -> fraction of weights removed
     width: dict[str, float]  # channel space key -> fraction of channels kept
-    inplace: bool = True
+    plan: str = "smallest"  # the memory plan (`--plan`): "smallest" (in place where it helps) or "fastest"
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -74,8 +84,8 @@ class Space:
         sparsity = {n: (trial.suggest_float(f"sparsity:{n}", 0.0, self.max_sparsity, step=SPARSITY_STEP)
                         if self.max_sparsity > 0 else 0.0) for n in self.layers}
         width = {k: trial.suggest_float(f"width:{k}", MIN_WIDTH, 1.0, step=WIDTH_STEP) for k in self.channel_spaces}
-        inplace = trial.suggest_categorical("inplace", (True, False))
-        return Config(formats, sparsity, width, inplace)
+        plan = trial.suggest_categorical("plan", PLANS)
+        return Config(formats, sparsity, width, plan)
 
     def seeds(self) -> list[tuple[str, str | None]]:
         """(format, end format) of the uniform starting points the space offers: int8 (the
@@ -93,7 +103,7 @@ class Space:
     def _choice(trial, name: str, choices: tuple[str, ...]) -> str:
         return choices[0] if len(choices) == 1 else trial.suggest_categorical(name, choices)
 
-    def uniform(self, width: float, *, inplace: bool = True, fmt: str = "int8", ends: str | None = None) -> dict:
+    def uniform(self, width: float, *, plan: str = "smallest", fmt: str = "int8", ends: str | None = None) -> dict:
         """Optuna parameters of the network shrunk uniformly: dense, every channel space at
         `width`, every layer in `fmt` (the first and last in `ends`, default `fmt`) where the
         space offers it, int8 elsewhere (enqueued as the first trials of a new study)."""
@@ -105,7 +115,7 @@ class Space:
         if self.max_sparsity > 0:
             params.update({f"sparsity:{n}": 0.0 for n in self.layers})
         params.update({f"width:{k}": min(1.0, max(MIN_WIDTH, w)) for k in self.channel_spaces})
-        params["inplace"] = inplace
+        params["plan"] = plan
         return params
 
     @staticmethod
@@ -114,4 +124,4 @@ class Space:
         formats = {k.split(":", 1)[1]: v for k, v in params.items() if k.startswith("format:")}  # others int8
         sparsity = {k.split(":", 1)[1]: float(v) for k, v in params.items() if k.startswith("sparsity:")}
         width = {k.split(":", 1)[1]: float(v) for k, v in params.items() if k.startswith("width:")}
-        return Config(formats, sparsity, width, bool(params.get("inplace", True)))
+        return Config(formats, sparsity, width, plan_of(params))

@@ -121,7 +121,7 @@ def predicted_footprint(module: nn.Module, config: Config, calib: str, board: st
         t = tensors[op.inputs[1]]
         tensors[op.inputs[1]] = dataclasses.replace(t, data=_LEVELS[fmt](t.data).astype(np.int8))
     graph = dataclasses.replace(graph, tensors=tensors)
-    return api.footprint(graph, board=board, inplace=config.inplace, formats=fmts or None)
+    return api.footprint(graph, board=board, plan=config.plan, formats=fmts or None)
 
 
 def measure(module: nn.Module, config: Config, data: Dataset, calib: str, board: str,
@@ -132,10 +132,10 @@ def measure(module: nn.Module, config: Config, data: Dataset, calib: str, board:
     acc = int8_accuracy(loaded, data.x_test, data.y_test)
     fmts = lowbit_formats(loaded.graph) or None
     try:
-        res = api.verify(loaded, board=board, n_inputs=VERIFY_INPUTS, inplace=config.inplace, formats=fmts,
+        res = api.verify(loaded, board=board, n_inputs=VERIFY_INPUTS, plan=config.plan, formats=fmts,
                          flash_bytes=flash_bytes)
     except BudgetError:
-        fp = api.footprint(loaded, board=board, inplace=config.inplace, formats=fmts)
+        fp = api.footprint(loaded, board=board, plan=config.plan, formats=fmts)
         return Measurement(acc, fp.flash_bytes, fp.ram_bytes, None, measured=False, bit_exact=None)
     return Measurement(acc, res.flash_bytes, res.ram_bytes, res.instructions_per_inference,
                        measured=True, bit_exact=res.bit_exact)
