@@ -127,13 +127,19 @@ def predicted_footprint(module: nn.Module, config: Config, calib: str, board: st
 def measure(module: nn.Module, config: Config, data: Dataset, calib: str, board: str,
             flash_bytes: int | None = None) -> Measurement:
     """`flash_bytes`: the flash budget the code generator chooses weight formats for (and the
-    linker script's flash length); None: the board's flash."""
+    linker script's flash length); None: the board's flash. A model over that budget is still
+    linked and run with the board's flash (measured, never clipped) when it fits the board."""
     loaded = api.load(module, calib=calib)
     acc = int8_accuracy(loaded, data.x_test, data.y_test)
     fmts = lowbit_formats(loaded.graph) or None
     try:
-        res = api.verify(loaded, board=board, n_inputs=VERIFY_INPUTS, plan=config.plan, formats=fmts,
-                         flash_bytes=flash_bytes)
+        try:
+            res = api.verify(loaded, board=board, n_inputs=VERIFY_INPUTS, plan=config.plan, formats=fmts,
+                             flash_bytes=flash_bytes)
+        except BudgetError:
+            if flash_bytes is None:
+                raise
+            res = api.verify(loaded, board=board, n_inputs=VERIFY_INPUTS, plan=config.plan, formats=fmts)
     except BudgetError:
         fp = api.footprint(loaded, board=board, plan=config.plan, formats=fmts)
         return Measurement(acc, fp.flash_bytes, fp.ram_bytes, None, measured=False, bit_exact=None)
