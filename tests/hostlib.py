@@ -98,6 +98,16 @@ class HardSwishParams(C.Structure):
         "output_exponent").split()]
 
 
+@mirrors("mcuqp_transpose_params")
+class TransposeParams(C.Structure):
+    _fields_ = [("input_shape", C.c_int32 * 5), ("perm", C.c_int32 * 5)]
+
+
+@mirrors("mcuqp_strided_slice_params")
+class StridedSliceParams(C.Structure):
+    _fields_ = [(f, C.c_int32 * 5) for f in ("input_shape", "begin", "strides", "output_shape")]
+
+
 def dims(shape: tuple[int, ...]) -> Dims:
     """NHWC dims from a 1-4-D shape (missing leading dimensions are 1)."""
     s = (1,) * (4 - len(shape)) + tuple(int(x) for x in shape)

@@ -112,6 +112,7 @@ _OPTIONS: dict[str, tuple[type, dict[str, Any]]] = {
     "SHAPE": (tflite.ShapeOptions, {"OutType": _INT32}),
     "STRIDED_SLICE": (tflite.StridedSliceOptions, {
         "BeginMask": 0, "EndMask": 0, "EllipsisMask": 0, "NewAxisMask": 0, "ShrinkAxisMask": 0, "Offset": False}),
+    "RESIZE_NEAREST_NEIGHBOR": (tflite.ResizeNearestNeighborOptions, {"AlignCorners": False, "HalfPixelCenters": False}),
 }
 
 
@@ -418,9 +419,10 @@ def _lower(model: TfModel, label: str, name: str, rounding: Rounding = "double")
         try:
             if lower is None:
                 raise tfl.Reject("not supported")
-            if len(op.outputs) != 1:
+            ir_ops = lower(ctx, op)
+            if not {ctx.names[i] for i in op.outputs} <= {o.output for o in ir_ops}:
                 raise tfl.Reject(f"{len(op.outputs)} outputs")
-            lowered.append((op, lower(ctx, op)))
+            lowered.append((op, ir_ops))
         except tfl.Reject as e:
             problems.append(f"#{op.index} {op.opcode} ({e})")
     if problems:

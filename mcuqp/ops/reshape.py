@@ -88,6 +88,6 @@ OPS = (
         float_run=_float_run,
         from_float=_from_float,
         output_qparams="shared",
-        tflite={"RESHAPE": _lower, "SQUEEZE": _lower},
+        tflite={"RESHAPE": _lower, "SQUEEZE": _lower, "EXPAND_DIMS": _lower},
     ),
 )
