@@ -16,7 +16,7 @@ IR can be compared with TFLite Micro tensor by tensor (`TfliteImport.tensor_inde
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -405,9 +405,18 @@ def _check_int8_model(model: TfModel, label: str) -> None:
             f"{label} has {len(model.inputs)} inputs and {len(model.outputs)} outputs; mcuqp needs exactly one of each")
 
 
+def _vectors_as_rows(model: TfModel, known: dict[int, np.ndarray]) -> TfModel:
+    """Rank-1 activations (C,) (converters write them between dense layers) as (1, C): the
+    IR's batch-first vector, the same values in the same order."""
+    tensors = [replace(t, shape=(1, *t.shape)) if len(t.shape) == 1 and t.index not in known else t
+               for t in model.tensors]
+    return replace(model, tensors=tensors)
+
+
 def _lower(model: TfModel, label: str, name: str, rounding: Rounding = "double") -> TfliteImport:
     _check_int8_model(model, label)
     known, folded = _fold_constants(model)
+    model = _vectors_as_rows(model, known)
     ctx = _Ctx(model, unique_tensor_names(model), known, rounding=rounding)
     ctx.ir_act(model.inputs[0])
     problems: list[str] = []
