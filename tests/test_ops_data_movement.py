@@ -164,3 +164,108 @@ def test_bit_exact_on_qemu(name: str, board: str, tmp_path: Path) -> None:
     assert res.compared == 10
     assert res.mismatches == 0, f"{res.mismatched_elements} elements differ"
     assert np.array_equal(res.device_outputs, res.reference_outputs)
+
+
+# ---- from torch ------------------------------------------------------------------------
+
+
+def _torch_nets():
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    class Conv1dNet(nn.Module):
+        """Conv1d + BatchNorm1d + ReLU, a depthwise Conv1d residual, mean over the length."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.c1 = nn.Conv1d(3, 8, 3, padding=1)
+            self.bn = nn.BatchNorm1d(8)
+            self.c2 = nn.Conv1d(8, 8, 3, padding=1, groups=8)
+            self.fc = nn.Linear(8, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = F.relu(self.bn(self.c1(x)))
+            h = h + torch.relu(self.c2(h))
+            return self.fc(h.mean(dim=-1))
+
+    class MoveNet(nn.Module):
+        """torch.split, F.interpolate / nn.Upsample (nearest), slicing with steps, permute,
+        unsqueeze / squeeze (a rank-5 view), transpose, torch.chunk."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(2, 6, 3, padding=1)
+            self.up = nn.Upsample(scale_factor=2, mode="nearest")
+            self.fc = nn.Linear(4 * 4 * 5, 5)
+            self.fc2 = nn.Linear(2 * 4 * 2, 5)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            a, b = torch.split(torch.relu(self.conv(x)), [4, 2], dim=1)
+            a = F.interpolate(a, scale_factor=2, mode="nearest")[:, :, 1:6, ::2]
+            a = a.permute(0, 3, 1, 2).unsqueeze(2).squeeze(2)
+            c = torch.chunk(self.up(b.transpose(2, 3))[:, :, ::2, ::2], 2, dim=3)
+            return self.fc(torch.flatten(a, 1)) + self.fc2(torch.flatten(c[1], 1))
+
+    torch.manual_seed(0)
+    net1, net2 = Conv1dNet().eval(), MoveNet().eval()
+    with torch.no_grad():  # non-trivial batch-norm statistics
+        net1.bn.running_mean.uniform_(-0.5, 0.5)
+        net1.bn.running_var.uniform_(0.5, 2.0)
+    return {"conv1d": (net1, (3, 12)), "movement": (net2, (2, 4, 4))}
+
+
+@pytest.mark.parametrize("name", ["conv1d", "movement"])
+def test_torch_imports_and_runs_like_torch(name: str) -> None:
+    import torch
+
+    from mcuqp.frontends.torch_fx import import_torch
+    from mcuqp.ir import OpKind
+    from mcuqp.quant.ptq import quantize
+
+    net, shape = _torch_nets()[name]
+    x = torch.randn(64, *shape)
+    fg = import_torch(net, x[:1])
+    np.testing.assert_allclose(fg.run(x.numpy()), net(x).detach().numpy(), rtol=1e-4, atol=1e-4)
+    kinds = {op.kind for op in quantize(fg, x.numpy()).ops}
+    if name == "conv1d":
+        assert {OpKind.CONV2D, OpKind.DEPTHWISE_CONV2D, OpKind.ADD, OpKind.AVG_POOL2D} <= kinds
+    else:
+        assert {OpKind.STRIDED_SLICE, OpKind.TRANSPOSE, OpKind.RESIZE_NEAREST_NEIGHBOR} <= kinds
+
+
+def test_torch_refuses_what_it_cannot_map() -> None:
+    import torch
+    from torch import nn
+
+    from mcuqp.errors import UnsupportedModelError
+    from mcuqp.frontends.torch_fx import import_torch
+
+    class IntIndex(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x[:, 0]
+
+    class BatchPermute(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.permute(1, 0, 2, 3) + x.permute(1, 0, 2, 3)
+
+    for net, why in ((IntIndex(), "slices only"), (BatchPermute(), "batch dimension first")):
+        with pytest.raises(UnsupportedModelError, match=why):
+            import_torch(net, torch.zeros(1, 1, 3, 3))
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("board", ["mps2-an386", "mps3-an547"])
+@pytest.mark.parametrize("name", ["conv1d", "movement"])
+def test_torch_bit_exact_on_qemu(name: str, board: str, tmp_path: Path) -> None:
+    import torch
+
+    from mcuqp import api
+
+    net, shape = _torch_nets()[name]
+    calib = tmp_path / "calib.npy"
+    np.save(calib, torch.randn(64, *shape).numpy())
+    loaded = api.load(net, calib=str(calib))
+    res = api.verify(loaded, board=board, n_inputs=10)
+    assert res.compared == 10 and res.mismatches == 0
+    assert np.array_equal(res.device_outputs, res.reference_outputs)
