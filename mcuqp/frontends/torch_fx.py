@@ -37,7 +37,9 @@ SUPPORTED = (
     "Conv2d (groups=1 or depthwise), BatchNorm2d after a conv, BatchNorm1d after a Linear, Linear, "
     "ReLU, ReLU6 / Hardtanh(0, 6), MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, mean over (H, W), "
     "Flatten / view / reshape to (N, -1), add of two tensors, Softmax(dim=1), Hardswish, LeakyReLU, Dropout, Identity, "
-    "BinaryActivation (sign) and other modules naming their op in a `mcuqp_op` attribute"
+    "BinaryActivation (sign) and other modules naming their op in a `mcuqp_op` attribute, "
+    "Conv1d (+ BatchNorm1d), mean over the length, permute / transpose, slicing, split / chunk, "
+    "interpolate / Upsample (nearest), unsqueeze / squeeze"
 )
 # A torch module class may map itself to one elementwise mcuqp op by a class attribute
 # `mcuqp_op = "<op kind>"` (mcuqp.compress.binary_act.BinaryActivation: "sign"): the tracer
@@ -697,6 +699,8 @@ def _slice_value(ctx: _Ctx, node: fx.Node, x: str, begin: list[int], steps: list
 
 
 def _getitem(ctx: _Ctx, node: fx.Node, b: dict[str, object]) -> None:
+    if _is_shape_query(node):
+        return  # x.shape[0]: consumed by a view / reshape
     source, index = node.args
     if isinstance(source, fx.Node) and source.name in ctx.splits:  # one part of torch.split / chunk
         x, dim, sizes = ctx.splits[source.name]
