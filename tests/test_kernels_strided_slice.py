@@ -8,6 +8,7 @@ import ctypes as C
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -108,7 +109,8 @@ def _check(path: Path, model: bytes, rng, shape) -> None:
     for _ in range(2):
         x = rng.integers(-128, 128, shape).astype(np.int8)
         (want,) = run_tflm(model, [x])
-        np.testing.assert_array_equal(reference_run(g, x).reshape(want.shape), want)
+        ref = reference_run(g, x.reshape((1, *g.input.shape[1:])))  # a rank-1 input is imported as (1, C)
+        np.testing.assert_array_equal(ref.reshape(want.shape), want)
 
 
 def test_strided_slice_reference_matches_tflm(tmp_path: Path) -> None:
@@ -199,3 +201,33 @@ def test_split_and_split_v_match_tflm(tmp_path: Path) -> None:
         _check(path, model, rng, tuple(shape))
         kinds = [op.kind for op in load_tflite(path).ops]
         assert kinds.count(OpKind.STRIDED_SLICE) + kinds.count(OpKind.RESHAPE) == k
+
+
+def test_malformed_operators_are_reported(tmp_path: Path) -> None:
+    from tflite_builder import ModelBuilder
+
+    from mcuqp.errors import UnsupportedModelError
+    from mcuqp.frontends.tflite import load_tflite
+
+    cases = {  # what the importer says about each malformed operator
+        "SPLIT": ("axis \\[1, 1\\]", lambda b, x, o: b.add_operator(
+            "SPLIT", [b.add_constant("ax", np.ones(2, np.int32)), x], o, {"num_splits": 2},
+            options_type="SplitOptions")),
+        "SPLIT_V": ("do not cover", lambda b, x, o: b.add_operator(
+            "SPLIT_V", [x, b.add_constant("sv", np.array([3, 3], np.int32)), b.add_constant("ax", np.array([1], np.int32))],
+            o, {"num_splits": 2}, options_type="SplitVOptions")),
+        "STRIDED_SLICE": ("2 inputs, expected the tensor, begin", lambda b, x, o: b.add_operator(
+            "STRIDED_SLICE", [x, b.add_constant("b", np.zeros(2, np.int32))], o[:1])),
+    }
+    for opcode, (why, add) in cases.items():
+        b = ModelBuilder()
+        x = b.add_input("x", (1, 4), scale=0.1, zero_point=0)
+        outs = [b.add_tensor(f"o{k}", (1, 2), scale=0.1, zero_point=0) for k in range(2)]
+        add(b, x, outs)
+        y = b.add_tensor("y", (1, 4), scale=0.1, zero_point=0)
+        b.add_operator("CONCATENATION", outs, [y], {"axis": 1})
+        b.mark_output(y)
+        path = tmp_path / f"{opcode}.tflite"
+        path.write_bytes(b.build())
+        with pytest.raises(UnsupportedModelError, match=f"{opcode} \\(.*{why}"):
+            load_tflite(path)

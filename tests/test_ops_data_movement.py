@@ -116,7 +116,28 @@ def data_movement(seed=0):
     return b.build()
 
 
-MODELS = {"dense_rank1": dense_rank1, "conv1d_mean": conv1d_mean, "rank5": rank5, "data_movement": data_movement}
+def vector_slice(seed=0):
+    """Dense -> RESHAPE to a rank-1 (8,) (shape given as a tensor) -> backward STRIDED_SLICE of
+    the vector -> SPLIT_V of the vector -> dense on a rank-1 part."""
+    rng = np.random.default_rng(seed)
+    b = ModelBuilder()
+    x = b.add_input("x", (1, 12), scale=0.05, zero_point=1)
+    h = fc(b, rng, x, 12, 8, "h", 0.05, (1, 8))
+    v = b.add_tensor("v", (8,), scale=0.1, zero_point=0)
+    b.add_operator("RESHAPE", [h, b.add_constant("shape", np.array([8], np.int32))], [v])
+    s = b.add_tensor("s", (4,), scale=0.1, zero_point=0)
+    consts = [b.add_constant(n, np.array([c], np.int32)) for n, c in (("b", 7), ("e", 0), ("st", -2))]
+    b.add_operator("STRIDED_SLICE", [v, *consts], [s])
+    parts = [b.add_tensor(f"p{k}", (n,), scale=0.1, zero_point=0) for k, n in enumerate([1, 3])]
+    b.add_operator("SPLIT_V", [s, b.add_constant("sv", np.array([1, 3], np.int32)),
+                               b.add_constant("ax", np.array([0], np.int32))], parts, {"num_splits": 2},
+                   options_type="SplitVOptions")
+    y = fc(b, rng, parts[1], 3, 4, "y", 0.1, (1, 4), 0.2, 3)
+    b.mark_output(y)
+    return b.build()
+
+
+MODELS = {"vector_slice": vector_slice, "dense_rank1": dense_rank1, "conv1d_mean": conv1d_mean, "rank5": rank5, "data_movement": data_movement}
 
 
 def _write(name: str, tmp_path: Path) -> Path:

@@ -85,6 +85,7 @@ class TfModel:
     inputs: tuple[int, ...]
     outputs: tuple[int, ...]
     subgraphs: int = 1
+    vectors: frozenset[int] = frozenset()  # rank-1 activations, imported as (1, C)
 
 
 # Builtin options we read: op -> (options class, {accessor: default when the table is absent}).
@@ -408,9 +409,9 @@ def _check_int8_model(model: TfModel, label: str) -> None:
 def _vectors_as_rows(model: TfModel, known: dict[int, np.ndarray]) -> TfModel:
     """Rank-1 activations (C,) (converters write them between dense layers) as (1, C): the
     IR's batch-first vector, the same values in the same order."""
-    tensors = [replace(t, shape=(1, *t.shape)) if len(t.shape) == 1 and t.index not in known else t
-               for t in model.tensors]
-    return replace(model, tensors=tensors)
+    vectors = frozenset(t.index for t in model.tensors if len(t.shape) == 1 and t.index not in known)
+    tensors = [replace(t, shape=(1, *t.shape)) if t.index in vectors else t for t in model.tensors]
+    return replace(model, tensors=tensors, vectors=vectors)
 
 
 def _lower(model: TfModel, label: str, name: str, rounding: Rounding = "double") -> TfliteImport:

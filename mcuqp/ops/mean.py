@@ -81,7 +81,8 @@ def _lower(ctx, op) -> list[tfl.LoweredOp]:
     if not 2 <= rank <= 5:
         raise tfl.Reject(f"input '{x.name}' has rank {rank}; mcuqp reduces tensors of rank 2 to 5")
     axes = ctx.const(op.inputs[1], "axis", tfl.INT32)
-    resolved = tuple(sorted({int(a) % rank for a in ctx.known[axes.index].reshape(-1)}))
+    off = tfl.lead(ctx, op.inputs[0])  # a rank-1 input imported as (1, C)
+    resolved = tuple(sorted({int(a) % (rank - off) + off for a in ctx.known[axes.index].reshape(-1)}))
     try:
         _, h, w, _ = mean_view(x.shape, resolved)
     except UnsupportedModelError as e:

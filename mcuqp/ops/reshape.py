@@ -63,7 +63,7 @@ def _lower(ctx, op) -> list[tfl.LoweredOp]:
         if new_shape.count(-1) == 1:
             rest = int(np.prod([d for d in new_shape if d != -1]))
             new_shape[new_shape.index(-1)] = int(np.prod(x.shape)) // max(rest, 1)
-        if tuple(new_shape) != y.shape:
+        if tuple(new_shape) != y.shape and not (len(new_shape) == 1 and (1, *new_shape) == y.shape):  # (C,): (1, C)
             raise tfl.Reject(f"new shape {new_shape} disagrees with the output tensor {list(y.shape)}")
     attrs = ReshapeAttrs(new_shape=tuple(y.shape))
     return [tfl.LoweredOp(OpKind.RESHAPE, [ctx.ir_act(op.inputs[0])], ctx.ir_act(op.outputs[0]), attrs)]

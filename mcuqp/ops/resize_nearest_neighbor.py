@@ -68,6 +68,8 @@ def _reference(graph: Graph, op: Op, env: Env, rounding: Rounding) -> np.ndarray
 
 
 def _lower(ctx, op) -> list[tfl.LoweredOp]:
+    if len(op.inputs) != 2:
+        raise tfl.Reject(f"{len(op.inputs)} inputs, expected the tensor and size")
     x, y = ctx.act(op.inputs[0], "input"), ctx.act(op.outputs[0], "output")
     tfl.rank4(x, "input")
     tfl.rank4(y, "output")

@@ -117,18 +117,21 @@ def _input(ctx, index: int):
 
 
 def _lower_strided_slice(ctx, op) -> list[tfl.LoweredOp]:
+    if len(op.inputs) != 4:
+        raise tfl.Reject(f"{len(op.inputs)} inputs, expected the tensor, begin, end and strides")
     x = _input(ctx, op.inputs[0])
     o = op.options
     if o["EllipsisMask"] or o["NewAxisMask"] or o["Offset"]:
         raise tfl.Reject("ellipsis / new-axis masks and offset are not supported")
+    off = tfl.lead(ctx, op.inputs[0])  # a rank-1 input: the batch axis is not in the vectors
     vectors = []
-    for i, role in zip(op.inputs[1:4], ("begin", "end", "strides")):
+    for i, role, first in zip(op.inputs[1:4], ("begin", "end", "strides"), (0, 1, 1)):
         v = ctx.known[ctx.const(i, role, tfl.INT32).index].reshape(-1)
-        if v.size != len(x.shape):
-            raise tfl.Reject(f"{role} has {v.size} values for a {len(x.shape)}-D input")
-        vectors.append(v)
+        if v.size != len(x.shape) - off:
+            raise tfl.Reject(f"{role} has {v.size} values for a {len(x.shape) - off}-D input")
+        vectors.append(np.concatenate([[first] * off, v]))
     try:
-        attrs = resolve(x.shape, *vectors, o["BeginMask"], o["EndMask"], o["ShrinkAxisMask"])
+        attrs = resolve(x.shape, *vectors, o["BeginMask"] << off, o["EndMask"] << off, o["ShrinkAxisMask"] << off)
     except UnsupportedModelError as e:
         raise tfl.Reject(str(e)) from None
     if any(n < 1 for n in attrs.sizes):
@@ -136,14 +139,19 @@ def _lower_strided_slice(ctx, op) -> list[tfl.LoweredOp]:
     return [_slice_op(ctx, op.inputs[0], op.outputs[0], attrs)]
 
 
+def _axis(ctx, index: int, x_index: int) -> int:
+    off = tfl.lead(ctx, x_index)
+    rank = len(ctx.t(x_index).shape) - off
+    a = ctx.known[ctx.const(index, "axis", tfl.INT32).index].reshape(-1)
+    if a.size != 1 or not -rank <= int(a[0]) < rank:
+        raise tfl.Reject(f"axis {a.tolist()} of a {rank}-D input")
+    return int(a[0]) % rank + off
+
+
 def _split(ctx, op, x_index: int, axis_index: int, sizes: list[int]) -> list[tfl.LoweredOp]:
     x = _input(ctx, x_index)
-    a = ctx.const(axis_index, "axis", tfl.INT32)
-    axis = int(ctx.known[a.index].reshape(-1)[0])
-    if not -len(x.shape) <= axis < len(x.shape):
-        raise tfl.Reject(f"axis {axis} of a {len(x.shape)}-D input")
-    axis %= len(x.shape)
-    if len(sizes) != len(op.outputs) or sum(sizes) != x.shape[axis] or min(sizes) < 1:
+    axis = _axis(ctx, axis_index, x_index)
+    if not sizes or len(sizes) != len(op.outputs) or sum(sizes) != x.shape[axis] or min(sizes) < 1:
         raise tfl.Reject(f"splits {sizes} into {len(op.outputs)} outputs do not cover axis {axis} of "
                          f"{list(x.shape)}")
     out, start = [], 0
@@ -159,21 +167,23 @@ def _split(ctx, op, x_index: int, axis_index: int, sizes: list[int]) -> list[tfl
 
 
 def _lower_split(ctx, op) -> list[tfl.LoweredOp]:
+    if len(op.inputs) != 2:
+        raise tfl.Reject(f"{len(op.inputs)} inputs, expected axis and the tensor")
     x = _input(ctx, op.inputs[1])
-    a = ctx.const(op.inputs[0], "axis", tfl.INT32)
-    axis = int(ctx.known[a.index].reshape(-1)[0]) % max(len(x.shape), 1)
+    axis = _axis(ctx, op.inputs[0], op.inputs[1])
     k = len(op.outputs)
-    if x.shape[axis] % k:
+    if k < 1 or x.shape[axis] % k:
         raise tfl.Reject(f"axis {axis} of size {x.shape[axis]} does not split into {k} equal parts")
     return _split(ctx, op, op.inputs[1], op.inputs[0], [x.shape[axis] // k] * k)
 
 
 def _lower_split_v(ctx, op) -> list[tfl.LoweredOp]:
+    if len(op.inputs) != 3:
+        raise tfl.Reject(f"{len(op.inputs)} inputs, expected the tensor, size_splits and axis")
     x = _input(ctx, op.inputs[0])
     s = ctx.const(op.inputs[1], "size_splits", tfl.INT32)
     sizes = [int(v) for v in ctx.known[s.index].reshape(-1)]
-    a = ctx.const(op.inputs[2], "axis", tfl.INT32)
-    axis = int(ctx.known[a.index].reshape(-1)[0]) % max(len(x.shape), 1)
+    axis = _axis(ctx, op.inputs[2], op.inputs[0])
     if sizes.count(-1) == 1:
         sizes[sizes.index(-1)] = x.shape[axis] - (sum(sizes) + 1)
     return _split(ctx, op, op.inputs[0], op.inputs[2], sizes)

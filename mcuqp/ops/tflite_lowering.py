@@ -93,6 +93,12 @@ def bias(ctx, op, channels: int) -> list[str]:
     return [ctx.ir_const(op.inputs[2])]
 
 
+def lead(ctx, index: int) -> int:
+    """1 when TFLite tensor `index` is a rank-1 vector imported as (1, C): the axes in the
+    operator's parameters count from 0 where the IR's count from 1."""
+    return int(index in ctx.model.vectors)
+
+
 def same_qparams(a, b) -> bool:
     return bool(np.float32(a.scale[0]) == np.float32(b.scale[0]) and a.zero_point[0] == b.zero_point[0])
 

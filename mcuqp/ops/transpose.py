@@ -56,15 +56,19 @@ def _reference(graph: Graph, op: Op, env: Env, rounding: Rounding) -> np.ndarray
 
 
 def _lower(ctx, op) -> list[tfl.LoweredOp]:
+    if len(op.inputs) != 2:
+        raise tfl.Reject(f"{len(op.inputs)} inputs, expected the tensor and perm")
     x, y = ctx.act(op.inputs[0], "input"), ctx.act(op.outputs[0], "output")
     if len(x.shape) > MAX_RANK:
         raise tfl.Reject(f"{len(x.shape)} dimensions (at most {MAX_RANK})")
     if not tfl.same_qparams(x, y):
         raise tfl.Reject("input and output quantization differ")
-    p = ctx.const(op.inputs[1], "perm", tfl.INT32)
-    perm = tuple(int(v) % max(len(x.shape), 1) for v in ctx.known[p.index].reshape(-1))
-    if sorted(perm) != list(range(len(x.shape))):
-        raise tfl.Reject(f"perm {list(ctx.known[p.index].reshape(-1))} is not a permutation of {len(x.shape)} axes")
+    raw = [int(v) for v in ctx.known[ctx.const(op.inputs[1], "perm", tfl.INT32).index].reshape(-1)]
+    off = tfl.lead(ctx, op.inputs[0])  # a rank-1 input imported as (1, C)
+    r = len(x.shape) - off
+    perm = (*range(off), *(v % r + off for v in raw if -r <= v < r))
+    if sorted(perm) != list(range(len(x.shape))) or len(perm) != len(raw) + off:
+        raise tfl.Reject(f"perm {raw} is not a permutation of {len(x.shape)} axes")
     if y.shape != tuple(x.shape[d] for d in perm):
         raise tfl.Reject(f"output shape {list(y.shape)} does not match the permuted input {list(x.shape)}")
     ins, out = [ctx.ir_act(op.inputs[0])], ctx.ir_act(op.outputs[0])
