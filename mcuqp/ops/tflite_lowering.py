@@ -5,7 +5,8 @@ A lowerer is `lower(ctx, op) -> list[LoweredOp]`: `ctx` is the importer's contex
 TFLite tensors, the constants known at import, and `act`/`const`/`ir_act`/`ir_const`/
 `ir_derived`, which check a tensor and add it to the IR), `op` a parsed TFLite operator
 (`opcode`, `inputs`, `outputs`, `options`). A lowerer raises `Reject` with the reason when it
-cannot lower the operator; the importer collects every reason into one error.
+cannot lower the operator; the importer collects every reason into one error. An operator
+with several outputs (SPLIT) lowers to ops that between them produce every output.
 """
 from __future__ import annotations
 
