@@ -83,12 +83,13 @@ def tflm_run_all_tensors(path: str | Path, x: np.ndarray) -> dict[int, np.ndarra
     model = parse_tflite(raw, str(path))
     x = _check_batch(model, x)
     interp = _interpreter(raw, preserve_all=True)
-    activations = [t for t in model.tensors if t.data is None and t.shape and t.shape[0] == 1]
+    # batch-first tensors, and rank-1 vectors (C,) as (1, C) like the importer
+    activations = [t for t in model.tensors if t.data is None and t.shape and (t.shape[0] == 1 or len(t.shape) == 1)]
     values: dict[int, list[np.ndarray]] = {t.index: [] for t in activations}
     for _ in _invocations(interp, x):
         for t in activations:
             data = interp.GetTensor(t.index, 0)["tensor_data"]
-            values[t.index].append(np.array(data).reshape(t.shape))
+            values[t.index].append(np.array(data).reshape((1, *t.shape) if len(t.shape) == 1 else t.shape))
     return {i: np.concatenate(v, axis=0) for i, v in values.items() if v}
 
 

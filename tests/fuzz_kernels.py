@@ -86,6 +86,12 @@ from mcuqp.ops.relu import relu_attrs, relu_s8  # noqa: E402
 from mcuqp.ops.tanh import tanh_s8  # noqa: E402
 from test_kernels_broadcast import check_case as broadcast_case  # noqa: E402
 from test_kernels_tanh import c_tanh  # noqa: E402
+from mcuqp.ops.resize_nearest_neighbor import resize_attrs, resize_nearest_neighbor_s8  # noqa: E402
+from mcuqp.ops.strided_slice import StridedSliceAttrs, strided_slice_s8  # noqa: E402
+from mcuqp.ops.transpose import TransposeAttrs, transpose_s8  # noqa: E402
+from test_kernels_resize_nearest_neighbor import c_resize  # noqa: E402
+from test_kernels_strided_slice import c_slice  # noqa: E402
+from test_kernels_transpose import c_transpose  # noqa: E402
 
 SRC = hostlib.RUNTIME_DIR / "src"
 DSP = SRC / "dsp"
@@ -391,6 +397,40 @@ def prop_tanh(lib, rounding, data):
     assert rc == OK and np.array_equal(got, tanh_s8(x, a, rounding)), a
 
 
+def _rank5_shape(data, hi: int = 4) -> tuple[int, ...]:
+    return tuple(data.draw(st.integers(1, hi)) for _ in range(data.draw(st.integers(1, 5))))
+
+
+def prop_transpose(lib, rounding, data):
+    x = values(data, _rank5_shape(data))
+    perm = tuple(data.draw(st.permutations(range(x.ndim))))
+    rc, got = c_transpose(lib, x, perm)
+    assert rc == OK and np.array_equal(got, transpose_s8(x, TransposeAttrs(perm))), (x.shape, perm)
+
+
+def prop_strided_slice(lib, rounding, data):
+    x = values(data, _rank5_shape(data, 6))
+    begin, strides, sizes = [], [], []
+    for size in x.shape:
+        s = data.draw(st.integers(-size, size).filter(lambda v: v != 0))
+        b = data.draw(st.integers(0, size - 1))
+        begin.append(b)
+        strides.append(s)
+        sizes.append(data.draw(st.integers(0, b // -s + 1 if s < 0 else (size - 1 - b) // s + 1)))
+    a = StridedSliceAttrs(tuple(begin), tuple(strides), tuple(sizes))
+    rc, got = c_slice(lib, x, a)
+    assert rc == OK and np.array_equal(got, strided_slice_s8(x, a)), (x.shape, a)
+
+
+def prop_resize_nearest_neighbor(lib, rounding, data):
+    x = values(data, (data.draw(st.integers(1, 2)), data.draw(st.integers(1, 9)), data.draw(st.integers(1, 9)),
+                      data.draw(st.integers(1, 5))))
+    a = resize_attrs(x.shape[1:3], (data.draw(st.integers(1, 20)), data.draw(st.integers(1, 20))),
+                     data.draw(st.booleans()), data.draw(st.booleans()))
+    rc, got = c_resize(lib, x, a)
+    assert rc == OK and np.array_equal(got, resize_nearest_neighbor_s8(x, a)), (x.shape, a)
+
+
 # (name, property, weight: relative number of examples, run on the DSP build too)
 PACKED_WEIGHT = 1  # 20 packed jobs (~3,000 cases); the run stays ~2 min on 2 cores, >= 10,000 cases
 KERNELS = [
@@ -420,6 +460,9 @@ KERNELS = [
     ("minimum_s8", _broadcast("minimum"), 1, False),
     ("prelu_s8", _broadcast("prelu"), 1, False),
     ("tanh_s8", prop_tanh, 1, False),
+    ("transpose_s8", prop_transpose, 1, False),
+    ("strided_slice_s8", prop_strided_slice, 1, False),
+    ("resize_nearest_neighbor_s8", prop_resize_nearest_neighbor, 1, False),
     *((name, prop, PACKED_WEIGHT, (DSP / f"{name}.c").exists()) for name, prop in PACKED),
 ]
 BASE_EXAMPLES = 150  # per unit of weight, per rounding mode

@@ -119,6 +119,17 @@ def broadcast(a: tuple[int, ...], b: tuple[int, ...], y: tuple[int, ...]) -> Bro
     row = C.c_int32 * 6
     return Broadcast(row(*shape), row(*s1), row(*s2))
 
+
+@mirrors("mcuqp_transpose_params")
+class TransposeParams(C.Structure):
+    _fields_ = [("input_shape", C.c_int32 * 5), ("perm", C.c_int32 * 5)]
+
+
+@mirrors("mcuqp_strided_slice_params")
+class StridedSliceParams(C.Structure):
+    _fields_ = [(f, C.c_int32 * 5) for f in ("input_shape", "begin", "strides", "output_shape")]
+
+
 def dims(shape: tuple[int, ...]) -> Dims:
     """NHWC dims from a 1-4-D shape (missing leading dimensions are 1)."""
     s = (1,) * (4 - len(shape)) + tuple(int(x) for x in shape)

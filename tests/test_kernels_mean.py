@@ -66,3 +66,40 @@ def test_mean_rejects_bad_arguments(runtime) -> None:
     assert rc == -1
     rc, _ = c_mean(runtime, x, mean_attrs(0.1, 0, 0.1, 0, 9))
     assert rc == 0
+
+
+def test_mean_over_consecutive_axes_of_rank_2_to_5_matches_tflm(tmp_path) -> None:
+    """MEAN over any run of consecutive axes after the batch (the length of a Conv1D's
+    (1, L, C), channels, ...), with and without keep_dims, equals TFLite Micro."""
+    import prereq
+
+    prereq.require_module("tflite_micro")
+    from tflite_builder import ModelBuilder, run_tflm
+
+    from mcuqp.frontends.tflite import load_tflite
+    from mcuqp.reference.interpreter import run as reference_run
+
+    rng = np.random.default_rng(17)
+    for case in range(60):
+        rank = int(rng.integers(2, 6))
+        shape = (1, *(int(v) for v in rng.integers(1, 6, rank - 1)))
+        a0 = int(rng.integers(1, rank))
+        axes = list(range(a0, int(rng.integers(a0, rank)) + 1))
+        keep = bool(case % 2)
+        out = tuple(1 if d in axes else n for d, n in enumerate(shape)) if keep else tuple(
+            n for d, n in enumerate(shape) if d not in axes)
+        if len(out) < 2:
+            continue
+        b = ModelBuilder()
+        x = b.add_input("x", shape, scale=float(rng.uniform(0.01, 0.2)), zero_point=int(rng.integers(-128, 128)))
+        ax = b.add_constant("axes", np.array([a - rank if case % 3 == 0 else a for a in axes], np.int32))
+        y = b.add_tensor("y", out, scale=float(rng.uniform(0.01, 0.2)), zero_point=int(rng.integers(-128, 128)))
+        b.add_operator("MEAN", [x, ax], [y], {"keep_dims": keep})
+        b.mark_output(y)
+        path = tmp_path / f"m{case}.tflite"
+        path.write_bytes(b.build())
+        g = load_tflite(path)
+        for _ in range(2):
+            xs = rng.integers(-128, 128, shape).astype(np.int8)
+            (want,) = run_tflm(path.read_bytes(), [xs])
+            np.testing.assert_array_equal(reference_run(g, xs).reshape(want.shape), want, err_msg=f"{shape} {axes}")

@@ -139,7 +139,7 @@ def test_packed_library_on_host_equals_reference(request, which, fmt, tmp_path) 
         op = next(o for o in g.ops if o.name == name)
         lf = F.layer_format(g, op, w["format"])
         assert (w["weight_bytes"], w["index_bytes"]) == (lf.weight_bytes, lf.index_bytes)
-    src = (res.out_dir / "model.c").read_text()
+    src = (res.out_dir / f"{res.name}.c").read_text()
     kernel = {"sparse": "_sparse_s8(", "xnor": "_xnor_s8("}.get(fmt, "_lowbit_s8(")
     assert kernel in src
     host = HostModel(res.out_dir, g.input.size, g.output.size)

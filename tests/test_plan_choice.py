@@ -82,8 +82,8 @@ def test_compile_auto_uses_the_linked_ram_and_records_the_choice(kws, tmp_path):
     assert small.plan_kind == "smallest" and small.arena_bytes < fast.arena_bytes
     assert small.footprint.linked_ram_bytes <= linked - 1
     assert read_provenance(tmp_path / "small").options["plan"] == "smallest"
-    assert "mcuqp_conv2d_1x1_s8_inplace(" in (tmp_path / "small" / "model.c").read_text()
-    assert "mcuqp_conv2d_1x1_s8_inplace(" not in (tmp_path / "fast" / "model.c").read_text()
+    assert "mcuqp_conv2d_1x1_s8_inplace(" in (tmp_path / "small" / f"{small.name}.c").read_text()
+    assert "mcuqp_conv2d_1x1_s8_inplace(" not in (tmp_path / "fast" / f"{fast.name}.c").read_text()
     # asking for the fastest plan under the same budget is refused with the real figures
     r = CliRunner().invoke(main, ["compile", str(kws), "--board", BOARD, "--plan", "fastest",
                                   "--ram", str(linked - 1), "-o", str(tmp_path / "refused")])

@@ -105,10 +105,14 @@ def default_name(source: str) -> str:
 
 
 def nhwc(shape: tuple[int, ...]) -> tuple[int, int, int, int]:
-    s = (1,) * (4 - len(shape)) + tuple(int(x) for x in shape)
-    if len(s) != 4:
-        raise UnsupportedModelError(f"tensor of rank {len(shape)} is not supported (at most 4)")
-    return s  # type: ignore[return-value]
+    """A rank 1-5 shape as NHWC: missing leading dimensions are 1; the two leading
+    dimensions of a rank-5 shape fold into n (an outer loop for every kernel taking dims)."""
+    if not 1 <= len(shape) <= 5:
+        raise UnsupportedModelError(f"tensor of rank {len(shape)} is not supported (1 to 5)")
+    s = tuple(int(x) for x in shape)
+    if len(s) == 5:
+        s = (s[0] * s[1], *s[2:])
+    return (1,) * (4 - len(s)) + s  # type: ignore[return-value]
 
 
 class _Emitter:

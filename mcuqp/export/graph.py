@@ -14,6 +14,7 @@ TFLite would compute differently is refused instead of written.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from mcuqp.ops import registry
 from mcuqp.ops.common import activation_range
 from mcuqp.ops.leaky_relu import leaky_relu_attrs
 from mcuqp.ops.relu import relu_attrs
+from mcuqp.ops.resize_nearest_neighbor import resize_attrs
 from mcuqp.ops.tflite_lowering import same_or_valid_padding
 from mcuqp.quant.fixedpoint import Rounding
 
@@ -245,8 +247,8 @@ def _pad(w: _Writer, op: Op) -> None:
 
 def _mean(w: _Writer, op: Op) -> None:
     x, y = w.io(op)
-    axes = w.constant(y.name, "axes", np.array([1, 2], np.int32))
-    w.add("MEAN", op, [w.tensor(x.name), axes], {"keep_dims": len(y.shape) == 4})
+    axes = w.constant(y.name, "axes", np.array(op.attrs.axes, np.int32))
+    w.add("MEAN", op, [w.tensor(x.name), axes], {"keep_dims": len(y.shape) == len(x.shape)})
 
 
 def _concatenation(w: _Writer, op: Op) -> None:
@@ -256,6 +258,40 @@ def _concatenation(w: _Writer, op: Op) -> None:
 def _binary_activation(w: _Writer, op: Op) -> None:
     raise ExportError(f"{op.name}: a binary SIGN activation (fully binary XNOR layers) has no TFLite operator; "
                       "such models are checked against the numpy reference only")
+
+
+def _transpose(w: _Writer, op: Op) -> None:
+    x, y = w.io(op)
+    w.add("TRANSPOSE", op, [w.tensor(x.name), w.constant(y.name, "perm", np.array(op.attrs.perm, np.int32))])
+
+
+def _strided_slice(w: _Writer, op: Op) -> None:
+    """begin / end / strides that resolve to the same slice; the axes the output drops are
+    shrunk, a backward slice reaching index 0 ends by the end mask."""
+    x, y = w.io(op)
+    a = op.attrs
+    shrink = next((m for m in itertools.combinations(range(len(a.sizes)), len(a.sizes) - len(y.shape))
+                   if all(a.sizes[d] == 1 for d in m)
+                   and tuple(n for d, n in enumerate(a.sizes) if d not in m) == tuple(y.shape)), None)
+    if shrink is None:
+        raise ExportError(f"{op.name}: output {list(y.shape)} is not the slice {list(a.sizes)} with axes dropped")
+    end = [b + (n - 1) * s + (1 if s > 0 else -1) for b, s, n in zip(a.begin, a.strides, a.sizes)]
+    end_mask = sum(1 << d for d, e in enumerate(end) if e < 0)
+    vectors = [w.constant(y.name, k, np.array(v, np.int32)) for k, v in
+               (("begin", a.begin), ("end", [max(e, 0) for e in end]), ("strides", a.strides))]
+    w.add("STRIDED_SLICE", op, [w.tensor(x.name), *vectors],
+          {"end_mask": end_mask, "shrink_axis_mask": sum(1 << d for d in shrink)})
+
+
+def _resize_nearest_neighbor(w: _Writer, op: Op) -> None:
+    x, y = w.io(op)
+    for align, half in itertools.product((False, True), repeat=2):
+        if resize_attrs(x.shape[1:3], y.shape[1:3], align, half) == op.attrs:
+            size = w.constant(y.name, "size", np.array(y.shape[1:3], np.int32))
+            w.add("RESIZE_NEAREST_NEIGHBOR", op, [w.tensor(x.name), size],
+                  {"align_corners": align, "half_pixel_centers": half})
+            return
+    raise ExportError(f"{op.name}: no align_corners / half_pixel_centers choice gives its index maps")
 
 
 # Ops whose TFLite operator needs more than _declared_opcode gives (options, constant inputs,
@@ -274,6 +310,9 @@ EXPORTERS: dict[str, Callable[[_Writer, Op], None]] = {
     OpKind.MEAN: _mean,
     OpKind.CONCATENATION: _concatenation,
     OpKind.SIGN: _binary_activation,
+    OpKind.TRANSPOSE: _transpose,
+    OpKind.STRIDED_SLICE: _strided_slice,
+    OpKind.RESIZE_NEAREST_NEIGHBOR: _resize_nearest_neighbor,
 }
 
 

@@ -12,6 +12,7 @@ check the import against torch.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -40,6 +41,7 @@ class FloatOp:
     alpha: float = 0.0  # LEAKY_RELU's negative slope
     source: str = ""  # "features.0 (nn.Conv2d) at model.py:42"
     fused: list[str] = field(default_factory=list)  # fx nodes merged into this op, in order
+    params: dict[str, Any] = field(default_factory=dict)  # op-specific attrs (a transpose's perm, a slice)
 
     def __post_init__(self) -> None:
         self.kind = OpKind(self.kind)
@@ -84,17 +86,18 @@ class FloatGraph:
 
 
 def to_graph_layout(x: np.ndarray) -> np.ndarray:
-    """NCHW -> NHWC for 4-D batches; other ranks unchanged."""
-    return np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if x.ndim == 4 else x
+    """Channels last: NCHW -> NHWC for 4-D batches, (N, C, L) -> (N, L, C) for 3-D (Conv1d);
+    2-D unchanged."""
+    return np.ascontiguousarray(np.moveaxis(x, 1, -1)) if x.ndim >= 3 else x
 
 
 def to_torch_layout(x: np.ndarray) -> np.ndarray:
-    """NHWC -> NCHW for 4-D batches; other ranks unchanged."""
-    return np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if x.ndim == 4 else x
+    """Channels first again: NHWC -> NCHW, (N, L, C) -> (N, C, L); 2-D unchanged."""
+    return np.ascontiguousarray(np.moveaxis(x, -1, 1)) if x.ndim >= 3 else x
 
 
 def to_torch_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
-    return (shape[0], shape[3], shape[1], shape[2]) if len(shape) == 4 else tuple(shape)
+    return (shape[0], shape[-1], *shape[1:-1]) if len(shape) >= 3 else tuple(shape)
 
 
 def run_op(op: FloatOp, xs: list[np.ndarray]) -> np.ndarray:

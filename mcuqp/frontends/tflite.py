@@ -16,7 +16,7 @@ IR can be compared with TFLite Micro tensor by tensor (`TfliteImport.tensor_inde
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +85,7 @@ class TfModel:
     inputs: tuple[int, ...]
     outputs: tuple[int, ...]
     subgraphs: int = 1
+    vectors: frozenset[int] = frozenset()  # rank-1 activations, imported as (1, C)
 
 
 # Builtin options we read: op -> (options class, {accessor: default when the table is absent}).
@@ -112,6 +113,7 @@ _OPTIONS: dict[str, tuple[type, dict[str, Any]]] = {
     "SHAPE": (tflite.ShapeOptions, {"OutType": _INT32}),
     "STRIDED_SLICE": (tflite.StridedSliceOptions, {
         "BeginMask": 0, "EndMask": 0, "EllipsisMask": 0, "NewAxisMask": 0, "ShrinkAxisMask": 0, "Offset": False}),
+    "RESIZE_NEAREST_NEIGHBOR": (tflite.ResizeNearestNeighborOptions, {"AlignCorners": False, "HalfPixelCenters": False}),
 }
 
 
@@ -404,9 +406,18 @@ def _check_int8_model(model: TfModel, label: str) -> None:
             f"{label} has {len(model.inputs)} inputs and {len(model.outputs)} outputs; mcuqp needs exactly one of each")
 
 
+def _vectors_as_rows(model: TfModel, known: dict[int, np.ndarray]) -> TfModel:
+    """Rank-1 activations (C,) (converters write them between dense layers) as (1, C): the
+    IR's batch-first vector, the same values in the same order."""
+    vectors = frozenset(t.index for t in model.tensors if len(t.shape) == 1 and t.index not in known)
+    tensors = [replace(t, shape=(1, *t.shape)) if t.index in vectors else t for t in model.tensors]
+    return replace(model, tensors=tensors, vectors=vectors)
+
+
 def _lower(model: TfModel, label: str, name: str, rounding: Rounding = "double") -> TfliteImport:
     _check_int8_model(model, label)
     known, folded = _fold_constants(model)
+    model = _vectors_as_rows(model, known)
     ctx = _Ctx(model, unique_tensor_names(model), known, rounding=rounding)
     ctx.ir_act(model.inputs[0])
     problems: list[str] = []
@@ -418,9 +429,10 @@ def _lower(model: TfModel, label: str, name: str, rounding: Rounding = "double")
         try:
             if lower is None:
                 raise tfl.Reject("not supported")
-            if len(op.outputs) != 1:
+            ir_ops = lower(ctx, op)
+            if not {ctx.names[i] for i in op.outputs} <= {o.output for o in ir_ops}:
                 raise tfl.Reject(f"{len(op.outputs)} outputs")
-            lowered.append((op, lower(ctx, op)))
+            lowered.append((op, ir_ops))
         except tfl.Reject as e:
             problems.append(f"#{op.index} {op.opcode} ({e})")
     if problems:

@@ -29,13 +29,18 @@ from mcuqp.errors import McuqpError, UnsupportedModelError
 from mcuqp.frontends.float_graph import FloatGraph, FloatOp
 from mcuqp.ir import OpKind, Padding
 from mcuqp.ops import registry
+from mcuqp.ops.resize_nearest_neighbor import resize_attrs
+from mcuqp.ops.strided_slice import StridedSliceAttrs
+from mcuqp.ops.transpose import moves_data
 
 SUPPORTED = (
     "Conv2d (groups=1 or depthwise), BatchNorm2d after a conv, BatchNorm1d after a Linear, Linear, "
     "ReLU, ReLU6 / Hardtanh(0, 6), MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, mean over (H, W), "
     "Flatten / view / reshape to (N, -1), + - * of two tensors (broadcasting), Softmax(dim=1), Hardswish, LeakyReLU, "
     "Tanh, PReLU, torch.maximum / minimum of tensors sharing a quantization, Dropout, Identity, "
-    "BinaryActivation (sign) and other modules naming their op in a `mcuqp_op` attribute"
+    "BinaryActivation (sign) and other modules naming their op in a `mcuqp_op` attribute, "
+    "Conv1d (+ BatchNorm1d), mean over the length, permute / transpose, slicing, split / chunk, "
+    "interpolate / Upsample (nearest), unsqueeze / squeeze"
 )
 # A torch module class may map itself to one elementwise mcuqp op by a class attribute
 # `mcuqp_op = "<op kind>"` (mcuqp.compress.binary_act.BinaryActivation: "sign"): the tracer
@@ -94,6 +99,20 @@ _ARGS: dict[object, tuple[str, ...]] = {
     "sub": ("input", "other", "alpha"),
     "mul": ("input", "other"),
     "tanh": ("input",),
+    operator.getitem: ("input", "index"),
+    torch.split: ("tensor", "split_size_or_sections", "dim"),
+    torch.chunk: ("input", "chunks", "dim"),
+    torch.unsqueeze: ("input", "dim"),
+    torch.squeeze: ("input", "dim"),
+    F.interpolate: ("input", "size", "scale_factor", "mode", "align_corners", "recompute_scale_factor", "antialias"),
+    torch.permute: ("input", "dims"),
+    torch.transpose: ("input", "dim0", "dim1"),
+    "split": ("input", "split_size", "dim"),
+    "chunk": ("input", "chunks", "dim"),
+    "unsqueeze": ("input", "dim"),
+    "squeeze": ("input", "dim"),
+    "permute": ("input",),
+    "transpose": ("input", "dim0", "dim1"),
 }
 
 
@@ -154,6 +173,7 @@ class _Ctx:
     alias: dict[str, str] = field(default_factory=dict)  # fx node name -> value name
     torch_shape: dict[str, tuple[int, ...]] = field(default_factory=dict)  # value -> torch shape (batch 1)
     flatten_chw: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # flatten value -> (C, H, W)
+    splits: dict[str, tuple[str, int, list[int]]] = field(default_factory=dict)  # split node -> (x, dim, sizes)
     input_name: str = ""
     root_type: str = "model"
 
@@ -210,11 +230,14 @@ def _batch1(shape: tuple[int, ...]) -> tuple[int, ...]:
     return (1, *shape[1:])
 
 
+def _layout(rank: int) -> list[int]:
+    """The torch axis of each graph axis: channels (torch axis 1) last from rank 3 on."""
+    return [0, *range(2, rank), 1] if rank >= 3 else list(range(rank))
+
+
 def _nhwc(torch_shape: tuple[int, ...]) -> tuple[int, ...]:
-    if len(torch_shape) == 4:
-        n, c, h, w = torch_shape
-        return (n, h, w, c)
-    return torch_shape
+    """The graph shape of a torch shape: NCHW -> NHWC, (N, C, L) -> (N, L, C)."""
+    return tuple(torch_shape[a] for a in _layout(len(torch_shape)))
 
 
 def _bind(node: fx.Node, key: object) -> dict[str, object]:
@@ -232,7 +255,7 @@ def _np(t: torch.Tensor) -> np.ndarray:
 
 
 def _is_shape_query(node: fx.Node) -> bool:
-    return _shape(node) is None
+    return _shape(node) is None and not isinstance(node.meta.get("tensor_meta"), (tuple, list))
 
 
 def _is_identity(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
@@ -375,10 +398,23 @@ def _linear(ctx: _Ctx, node: fx.Node, m: nn.Linear) -> None:
     )
 
 
+def _behind_view(ctx: _Ctx, op: FloatOp | None) -> FloatOp | None:
+    """The op whose value a view (reshape) reads, when the view is its only reader: the
+    conv behind a Conv1d's reshape, into which a batch norm or activation folds."""
+    if op is None or registry.get(op.kind).alias != "view":
+        return None
+    inner = ctx.by_name.get(op.inputs[0])
+    if inner is None or any(inner.name in o.inputs for o in ctx.ops if o is not op):
+        return None
+    return inner
+
+
 def _batchnorm(ctx: _Ctx, node: fx.Node, m: nn.modules.batchnorm._BatchNorm) -> None:
     x = ctx.value(node, node.args[0])
-    prod = ctx.by_name.get(x)
-    is2d = isinstance(m, nn.BatchNorm2d)
+    view = prod = ctx.by_name.get(x)
+    is2d = isinstance(m, nn.BatchNorm2d) or len(ctx.torch_shape[x]) == 3  # BatchNorm1d after a Conv1d
+    if len(ctx.torch_shape[x]) == 3:
+        prod = _behind_view(ctx, prod)
     kinds = (OpKind.CONV2D, OpKind.DEPTHWISE_CONV2D) if is2d else (OpKind.FULLY_CONNECTED,)
     follows = "a Conv2d" if is2d else "a Linear"
     if prod is None or prod.kind not in kinds or prod.activation is not None or len(prod.fused) != 1:
@@ -397,12 +433,14 @@ def _batchnorm(ctx: _Ctx, node: fx.Node, m: nn.modules.batchnorm._BatchNorm) -> 
     shape[axis] = -1
     prod.weight = prod.weight * s.reshape(shape)
     prod.bias = (prod.bias - mean) * s + beta
-    ctx.rename(prod, node.name, node.name)
+    ctx.rename(view, node.name, node.name)
 
 
 def _activation(ctx: _Ctx, node: fx.Node, kind: str) -> None:
     x = ctx.value(node, node.args[0] if node.args else node.kwargs.get("input"))
-    prod = ctx.by_name.get(x)
+    view = prod = ctx.by_name.get(x)
+    if prod is not None and not registry.get(prod.kind).fuses_activation:
+        prod = _behind_view(ctx, prod) or prod  # relu(reshape(y)) == reshape(relu(y))
     if prod is None or not registry.get(prod.kind).fuses_activation:
         what = "the model input" if prod is None else f"a {prod.kind.value}"
         raise ctx.fail(
@@ -415,7 +453,7 @@ def _activation(ctx: _Ctx, node: fx.Node, kind: str) -> None:
         raise ctx.fail(node, f"{kind} cannot be fused: its input '{x}' is also used by {others}")
     # relu(relu6(x)) == relu6(relu(x)) == relu6(x)
     prod.activation = "relu6" if "relu6" in (kind, prod.activation) else "relu"
-    ctx.rename(prod, node.name, node.name)
+    ctx.rename(view, node.name, node.name)
 
 
 def _pool(ctx: _Ctx, node: fx.Node, kind: OpKind, k: tuple[int, int], s: tuple[int, int], p: tuple[int, int],
@@ -522,6 +560,9 @@ def _mean(ctx: _Ctx, node: fx.Node, b: dict[str, object]) -> None:
     in_shape = ctx.torch_shape[x]
     dims = b.get("dim")
     dims = tuple(dims) if isinstance(dims, (tuple, list)) else (dims,)
+    if len(in_shape) == 3 and [d % 3 for d in dims if d is not None] == [2] and not b.get("dtype"):
+        _mean_1d(ctx, node, x, bool(b.get("keepdim", False)))
+        return
     if len(in_shape) != 4 or sorted(d % 4 for d in dims if d is not None) != [2, 3] or b.get("dtype"):
         raise ctx.fail(node, "mean is supported only over the spatial dims (2, 3) of an (N, C, H, W) tensor")
     if b.get("keepdim", False):
@@ -611,6 +652,196 @@ def _prelu(ctx: _Ctx, node: fx.Node, m: nn.PReLU) -> None:
                     fused=[node.name]), shape)
 
 
+# ------------------------------------------------------ Conv1d and data movement (rank 2-5)
+
+
+def _op(ctx: _Ctx, node: fx.Node, kind: OpKind, name: str, x: str, torch_shape: tuple[int, ...],
+        **params: object) -> FloatOp:
+    return ctx.add(FloatOp(kind, name, [x], _nhwc(torch_shape), source=ctx.describe(node), fused=[node.name],
+                           params=dict(params)), torch_shape)
+
+
+def _transpose_or_view(ctx: _Ctx, node: fx.Node, name: str, x: str, perm: list[int],
+                       torch_shape: tuple[int, ...]) -> FloatOp:
+    """A graph-layout transpose of value `x` by `perm`; a view when only size-1 axes move."""
+    if not moves_data(_nhwc(ctx.torch_shape[x]), tuple(perm)):
+        return _op(ctx, node, OpKind.RESHAPE, name, x, torch_shape)
+    return _op(ctx, node, OpKind.TRANSPOSE, name, x, torch_shape, perm=tuple(perm))
+
+
+def _relayout(ctx: _Ctx, node: fx.Node, x: str, out: tuple[int, ...]) -> None:
+    """A torch reshape (unsqueeze, squeeze) of `x` to torch shape `out`: a view when the
+    channels-last order of the values does not change, else transposes into torch order
+    and back around it."""
+    src = ctx.torch_shape[x]
+    if out == src:
+        ctx.alias[node.name] = x
+        return
+    order = np.arange(int(np.prod(src))).reshape(src)
+    before = np.transpose(order, _layout(len(src))).reshape(-1)
+    after = np.transpose(order.reshape(out), _layout(len(out))).reshape(-1)
+    if np.array_equal(before, after):
+        _op(ctx, node, OpKind.RESHAPE, node.name, x, out)
+        return
+    to_torch = list(np.argsort(_layout(len(src))))
+    t = _transpose_or_view(ctx, node, f"{node.name}.torch_order", x, to_torch, src)
+    t.shape = src  # values in torch order
+    r = _op(ctx, node, OpKind.RESHAPE, f"{node.name}.reshape", t.name, out)
+    r.shape = out
+    ctx.torch_shape[r.name] = tuple(np.array(out)[to_torch_inverse(len(out))])
+    _transpose_or_view(ctx, node, node.name, r.name, _layout(len(out)), out)
+
+
+def to_torch_inverse(rank: int) -> list[int]:
+    """The torch shape whose graph shape is a given torch-order shape (for intermediate values)."""
+    return list(np.argsort(_layout(rank)))
+
+
+def _unsqueeze(ctx: _Ctx, node: fx.Node, b: dict[str, object]) -> None:
+    _relayout(ctx, node, ctx.value(node, b["input"]), _batch1(_shape(node)))
+
+
+def _permute(ctx: _Ctx, node: fx.Node, dims: list[int]) -> None:
+    x = ctx.value(node, node.args[0] if node.args else node.kwargs["input"])
+    src = ctx.torch_shape[x]
+    r = len(src)
+    p = [int(d) % r for d in dims]
+    if sorted(p) != list(range(r)) or p[0] != 0:
+        raise ctx.fail(node, f"permute {tuple(dims)} must keep the batch dimension first")
+    out = tuple(src[d] for d in p)
+    graph_of_torch = list(np.argsort(_layout(r)))  # graph axis holding each torch axis
+    perm = [int(graph_of_torch[p[a]]) for a in _layout(r)]
+    _transpose_or_view(ctx, node, node.name, x, perm, out)
+
+
+def _permute_call(ctx: _Ctx, node: fx.Node) -> None:
+    dims = node.args[1:] if node.op == "call_method" else node.args[1:2]
+    if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+        dims = dims[0]
+    if not dims and "dims" in node.kwargs:
+        dims = node.kwargs["dims"]
+    _permute(ctx, node, list(dims))
+
+
+def _transpose_call(ctx: _Ctx, node: fx.Node) -> None:
+    rank = len(ctx.torch_shape[ctx.value(node, node.args[0])])
+    d0, d1 = (int(v) % rank for v in node.args[1:3])
+    p = list(range(rank))
+    p[d0], p[d1] = p[d1], p[d0]
+    _permute(ctx, node, p)
+
+
+def _slice_value(ctx: _Ctx, node: fx.Node, x: str, begin: list[int], steps: list[int], sizes: list[int]) -> None:
+    """Slice value `x` (torch-axis begin / step / size) as a graph-layout strided slice."""
+    src = ctx.torch_shape[x]
+    if sizes[0] != src[0] or min(sizes) < 1:
+        raise ctx.fail(node, f"slicing must keep the batch and every dimension non-empty, got {tuple(sizes)}")
+    if list(sizes) == list(src):
+        ctx.alias[node.name] = x
+        return
+    lay = _layout(len(src))
+    attrs = StridedSliceAttrs(tuple(begin[a] for a in lay), tuple(steps[a] for a in lay), tuple(sizes[a] for a in lay))
+    _op(ctx, node, OpKind.STRIDED_SLICE, node.name, x, tuple(sizes), slice=attrs)
+
+
+def _getitem(ctx: _Ctx, node: fx.Node, b: dict[str, object]) -> None:
+    if _is_shape_query(node):
+        return  # x.shape[0]: consumed by a view / reshape
+    source, index = node.args
+    if isinstance(source, fx.Node) and source.name in ctx.splits:  # one part of torch.split / chunk
+        x, dim, sizes = ctx.splits[source.name]
+        src = ctx.torch_shape[x]
+        begin = [0] * len(src)
+        begin[dim] = sum(sizes[:index])
+        size = list(src)
+        size[dim] = sizes[index]
+        _slice_value(ctx, node, x, begin, [1] * len(src), size)
+        return
+    x = ctx.value(node, source)
+    src = ctx.torch_shape[x]
+    items = list(index) if isinstance(index, tuple) else [index]
+    if items.count(Ellipsis) > 1 or not all(isinstance(i, slice) or i is Ellipsis for i in items):
+        raise ctx.fail(node, "indexing is supported with slices only (no integer, None or tensor index)")
+    if Ellipsis in items:
+        k = items.index(Ellipsis)
+        items[k:k + 1] = [slice(None)] * (len(src) - len(items) + 1)
+    items += [slice(None)] * (len(src) - len(items))
+    begin, steps, sizes = [], [], []
+    for n, sl in zip(src, items):
+        start, stop, step = sl.indices(n)
+        begin.append(start)
+        steps.append(step)
+        sizes.append(len(range(start, stop, step)))
+    _slice_value(ctx, node, x, begin, steps, sizes)
+
+
+def _split(ctx: _Ctx, node: fx.Node, b: dict[str, object]) -> None:
+    x = ctx.value(node, b["input"] if "input" in b else b["tensor"])
+    rank = len(ctx.torch_shape[x])
+    dim = int(b.get("dim", 0)) % rank
+    meta = node.meta.get("tensor_meta") or ()
+    sizes = [int(m.shape[dim]) for m in meta]
+    if dim == 0 or not sizes:
+        raise ctx.fail(node, "split / chunk along the batch dimension is not supported")
+    ctx.splits[node.name] = (x, dim, sizes)
+
+
+def _interpolate(ctx: _Ctx, node: fx.Node, b: dict[str, object]) -> None:
+    x = ctx.value(node, b["input"])
+    src, out = ctx.torch_shape[x], _batch1(_shape(node))
+    if b.get("mode", "nearest") != "nearest" or len(src) != 4 or b.get("antialias"):
+        raise ctx.fail(node, "interpolation is supported with mode='nearest' on (N, C, H, W) tensors")
+    attrs = resize_attrs(src[2:], out[2:], False, False)
+    scale = b.get("scale_factor")
+    if scale is not None and not b.get("recompute_scale_factor"):
+        # torch reads input index floor(i / scale_factor); TFLite floor(i * in / out)
+        sh, sw = _pair(scale) if not isinstance(scale, float) else (scale, scale)
+        torch_maps = tuple(tuple(min(int(np.floor(np.float32(i) * np.float32(1.0 / f))), n - 1) for i in range(o))
+                           for f, n, o in ((sh, src[2], out[2]), (sw, src[3], out[3])))
+        if torch_maps != (attrs.y_map, attrs.x_map):
+            raise ctx.fail(node, f"nearest resize by {scale} picks other pixels than TFLite's; give `size`")
+    _op(ctx, node, OpKind.RESIZE_NEAREST_NEIGHBOR, node.name, x, out, resize=attrs)
+
+
+def _conv1d(ctx: _Ctx, node: fx.Node, m: nn.Conv1d) -> None:
+    """nn.Conv1d as TFLite converters write it: (1, L, C) -> view (1, 1, L, C) -> conv 2D with a
+    1 x k filter -> view (1, L', C'). A following BatchNorm1d or ReLU folds into the conv."""
+    x = ctx.value(node, node.args[0])
+    _, cin, length = ctx.torch_shape[x]
+    _, cout, out_len = _batch1(_shape(node))
+    if m.padding_mode != "zeros":
+        raise ctx.fail(node, f"unsupported padding_mode={m.padding_mode!r} (only 'zeros')")
+    (k,), (s,), (d,) = m.kernel_size, m.stride, m.dilation
+    if isinstance(m.padding, str):
+        p = 0 if m.padding == "valid" else d * (k - 1) // 2
+    else:
+        (p,) = m.padding
+    view = _op(ctx, node, OpKind.RESHAPE, f"{node.name}.in", x, (1, cin, 1, length))
+    wt = _np(m.weight)[:, :, None, :]  # (O, I/g, 1, k)
+    bias = _np(m.bias) if m.bias is not None else np.zeros(cout)
+    common = dict(name=f"{node.name}.conv", inputs=[view.name], shape=(1, 1, out_len, cout), bias=bias,
+                  stride=(1, s), padding=Padding(0, 0, p, _out_pad(length, out_len, k, s, d, p)), dilation=(1, d),
+                  source=ctx.describe(node), fused=[node.name])
+    if m.groups == 1:
+        conv = FloatOp(OpKind.CONV2D, weight=wt.transpose(0, 2, 3, 1), **common)
+    elif m.groups == cin and cout % cin == 0:
+        conv = FloatOp(OpKind.DEPTHWISE_CONV2D, weight=wt.transpose(1, 2, 3, 0), depth_multiplier=cout // cin,
+                       **common)
+    else:
+        raise ctx.fail(node, f"grouped conv with groups={m.groups} is not supported (only 1 or in_channels)")
+    ctx.add(conv, (1, cout, 1, out_len))
+    _op(ctx, node, OpKind.RESHAPE, node.name, conv.name, (1, cout, out_len))
+
+
+def _mean_1d(ctx: _Ctx, node: fx.Node, x: str, keepdim: bool) -> None:
+    """The mean over L of (N, C, L) (after a Conv1d): an average pool over the length."""
+    _, c, length = ctx.torch_shape[x]
+    view = _op(ctx, node, OpKind.RESHAPE, f"{node.name}.in", x, (1, c, 1, length))
+    pool = ctx.add(FloatOp(OpKind.AVG_POOL2D, f"{node.name}.pool", [view.name], (1, 1, 1, c), stride=(1, length),
+                           filter=(1, length), source=ctx.describe(node), fused=[node.name]), (1, c, 1, 1))
+    _op(ctx, node, OpKind.RESHAPE, node.name, pool.name, (1, c, 1) if keepdim else (1, c))
+
+
 # ----------------------------------------------------------------------------- dispatch
 
 
@@ -636,6 +867,10 @@ _MODULES: tuple[tuple[type | tuple[type, ...], object], ...] = (
     (nn.LeakyReLU, _leaky_relu),
     (nn.Tanh, _unary(OpKind.TANH)),
     (nn.PReLU, lambda ctx, node, m: _prelu(ctx, node, m)),
+    (nn.Conv1d, _conv1d),
+    (nn.Upsample, lambda ctx, node, m: _interpolate(ctx, node, {
+        "input": node.args[0], "mode": m.mode, "scale_factor": m.scale_factor,
+        "recompute_scale_factor": m.recompute_scale_factor})),
 )
 
 
@@ -687,6 +922,14 @@ _FUNCTIONS: dict[object, object] = {
     torch.tanh: lambda ctx, node, b: _unary(OpKind.TANH)(ctx, node, None),
     torch.maximum: _binary(OpKind.MAXIMUM),
     torch.minimum: _binary(OpKind.MINIMUM),
+    operator.getitem: _getitem,
+    torch.split: _split,
+    torch.chunk: _split,
+    torch.unsqueeze: _unsqueeze,
+    torch.squeeze: _unsqueeze,
+    F.interpolate: _interpolate,
+    torch.permute: lambda ctx, node, b: _permute_call(ctx, node),
+    torch.transpose: lambda ctx, node, b: _transpose_call(ctx, node),
 }
 # Tensor method name -> its importer, given the bound arguments
 _METHODS: dict[str, object] = {
@@ -700,6 +943,12 @@ _METHODS: dict[str, object] = {
     "tanh": lambda ctx, node, b: _unary(OpKind.TANH)(ctx, node, None),
     "maximum": _binary(OpKind.MAXIMUM),
     "minimum": _binary(OpKind.MINIMUM),
+    "split": _split,
+    "chunk": _split,
+    "unsqueeze": _unsqueeze,
+    "squeeze": _unsqueeze,
+    "permute": lambda ctx, node, b: _permute_call(ctx, node),
+    "transpose": lambda ctx, node, b: _transpose_call(ctx, node),
 }
 
 
@@ -809,9 +1058,9 @@ def import_torch(module: nn.Module, example_input: torch.Tensor | np.ndarray) ->
         raise McuqpError(f"expected a torch nn.Module, got {type(module).__name__}")
     example = torch.as_tensor(np.asarray(example_input) if not isinstance(example_input, torch.Tensor) else example_input)
     example = example.detach().to(torch.float32)
-    if example.ndim not in (2, 4):
+    if example.ndim not in (2, 3, 4):
         raise McuqpError(
-            f"example input must be (N, C, H, W) or (N, features); got shape {tuple(example.shape)}"
+            f"example input must be (N, C, H, W), (N, C, L) or (N, features); got shape {tuple(example.shape)}"
         )
     was_training = module.training
     module.eval()  # trace and run in inference mode: dropout off, batch norm on running stats

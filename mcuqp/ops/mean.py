@@ -1,12 +1,15 @@
 """MEAN: int8 mean over H and W (global average pooling) as TFLite Micro computes it: the
 sum of each channel, minus count * zero point, requantized by a multiplier that folds in
-1/count. Outputs (1, 1, 1, C) or (1, C).
+1/count. Outputs (1, 1, 1, C) or (1, C). Any run of consecutive axes after the batch of a
+rank 2-5 tensor reduces the same way (e.g. the length of a Conv1D's (1, L, C) output): the
+tensor is seen as (outer, H, W, inner) with the reduced axes in H and W.
 
 C kernel: `mcuqp_mean_s8` (portable).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -29,6 +32,17 @@ class MeanAttrs:
     output_offset: int = 0
     multiplier: int = 0
     shift: int = 0
+    axes: tuple[int, ...] = (1, 2)  # the reduced axes of the graph's tensor, consecutive, after the batch
+
+
+def mean_view(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """(outer, h, w, inner): `shape` with its consecutive reduced `axes` in h * w (the last
+    reduced axis in w), what the C kernel's NHWC mean over h and w reads."""
+    a0, a1 = min(axes), max(axes)
+    if sorted(axes) != list(range(a0, a1 + 1)) or a0 < 1 or a1 >= len(shape):
+        raise UnsupportedModelError(f"mean over axes {list(axes)} of a rank-{len(shape)} tensor: mcuqp reduces "
+                                    "consecutive axes after the batch")
+    return (math.prod(shape[:a0]), math.prod(shape[a0:a1]), shape[a1], math.prod(shape[a1 + 1:]))
 
 
 def mean_attrs(in_scale: float, in_zp: int, out_scale: float, out_zp: int, count: int) -> MeanAttrs:
@@ -55,22 +69,30 @@ def mean_s8(x: np.ndarray, attrs: MeanAttrs, rounding: Rounding = "double") -> n
 
 
 def _reference(graph: Graph, op: Op, env: Env, rounding: Rounding) -> np.ndarray:
-    y = mean_s8(env[op.inputs[0]], op.attrs, rounding)
-    return y.reshape((y.shape[0], *graph.tensors[op.outputs[0]].shape[1:]))
+    x = env[op.inputs[0]]
+    view = mean_view(graph.tensors[op.inputs[0]].shape, op.attrs.axes)
+    y = mean_s8(x.reshape((x.shape[0] * view[0], *view[1:])), op.attrs, rounding)
+    return y.reshape((x.shape[0], *graph.tensors[op.outputs[0]].shape[1:]))
 
 
 def _lower(ctx, op) -> list[tfl.LoweredOp]:
     x, y = ctx.act(op.inputs[0], "input"), ctx.act(op.outputs[0], "output")
-    tfl.rank4(x, "input")
+    rank = len(x.shape)
+    if not 2 <= rank <= 5:
+        raise tfl.Reject(f"input '{x.name}' has rank {rank}; mcuqp reduces tensors of rank 2 to 5")
     axes = ctx.const(op.inputs[1], "axis", tfl.INT32)
-    resolved = {int(a) % 4 for a in ctx.known[axes.index].reshape(-1)}
-    if resolved != {1, 2}:
-        raise tfl.Reject(f"mean over axes {sorted(resolved)}; mcuqp supports the mean over H and W (axes 1, 2)")
-    c = x.shape[3]
-    expected = (1, 1, 1, c) if op.options["KeepDims"] else (1, c)
+    off = tfl.lead(ctx, op.inputs[0])  # a rank-1 input imported as (1, C)
+    resolved = tuple(sorted({int(a) % (rank - off) + off for a in ctx.known[axes.index].reshape(-1)}))
+    try:
+        _, h, w, _ = mean_view(x.shape, resolved)
+    except UnsupportedModelError as e:
+        raise tfl.Reject(str(e)) from None
+    keep = tuple(1 if d in resolved else n for d, n in enumerate(x.shape))
+    expected = keep if op.options["KeepDims"] else tuple(n for d, n in enumerate(x.shape) if d not in resolved)
     if y.shape != expected:
         raise tfl.Reject(f"output shape {list(y.shape)}, expected {list(expected)}")
-    attrs = mean_attrs(x.scale[0], int(x.zero_point[0]), y.scale[0], int(y.zero_point[0]), x.shape[1] * x.shape[2])
+    attrs = replace(mean_attrs(x.scale[0], int(x.zero_point[0]), y.scale[0], int(y.zero_point[0]), h * w),
+                    axes=resolved)
     return [tfl.LoweredOp(OpKind.MEAN, [ctx.ir_act(op.inputs[0])], ctx.ir_act(op.outputs[0]), attrs)]
 
 
@@ -79,7 +101,8 @@ def _emit(e: EmitContext, layer, op: Op, kernel: KernelVariant) -> None:
     x, y = e.graph.tensors[op.inputs[0]], e.graph.tensors[op.outputs[0]]
     params = e.struct(layer, "mcuqp_mean_params", {k: getattr(a, k) for k in (
         "count", "input_offset", "output_offset", "multiplier", "shift")})
-    layer.call = f"{kernel.function}({params}, {e.dims(layer, 'in', x.shape)}, {e.buf(x.name)}, {e.buf(y.name)})"
+    layer.call = (f"{kernel.function}({params}, {e.dims(layer, 'in', mean_view(x.shape, a.axes))}, {e.buf(x.name)}, "
+                  f"{e.buf(y.name)})")
 
 
 OPS = (

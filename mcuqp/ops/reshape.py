@@ -63,7 +63,7 @@ def _lower(ctx, op) -> list[tfl.LoweredOp]:
         if new_shape.count(-1) == 1:
             rest = int(np.prod([d for d in new_shape if d != -1]))
             new_shape[new_shape.index(-1)] = int(np.prod(x.shape)) // max(rest, 1)
-        if tuple(new_shape) != y.shape:
+        if tuple(new_shape) != y.shape and not (len(new_shape) == 1 and (1, *new_shape) == y.shape):  # (C,): (1, C)
             raise tfl.Reject(f"new shape {new_shape} disagrees with the output tensor {list(y.shape)}")
     attrs = ReshapeAttrs(new_shape=tuple(y.shape))
     return [tfl.LoweredOp(OpKind.RESHAPE, [ctx.ir_act(op.inputs[0])], ctx.ir_act(op.outputs[0]), attrs)]
@@ -88,6 +88,6 @@ OPS = (
         float_run=_float_run,
         from_float=_from_float,
         output_qparams="shared",
-        tflite={"RESHAPE": _lower, "SQUEEZE": _lower},
+        tflite={"RESHAPE": _lower, "SQUEEZE": _lower, "EXPAND_DIMS": _lower},
     ),
 )

@@ -5,7 +5,8 @@ A lowerer is `lower(ctx, op) -> list[LoweredOp]`: `ctx` is the importer's contex
 TFLite tensors, the constants known at import, and `act`/`const`/`ir_act`/`ir_const`/
 `ir_derived`, which check a tensor and add it to the IR), `op` a parsed TFLite operator
 (`opcode`, `inputs`, `outputs`, `options`). A lowerer raises `Reject` with the reason when it
-cannot lower the operator; the importer collects every reason into one error.
+cannot lower the operator; the importer collects every reason into one error. An operator
+with several outputs (SPLIT) lowers to ops that between them produce every output.
 """
 from __future__ import annotations
 
@@ -91,6 +92,12 @@ def bias(ctx, op, channels: int) -> list[str]:
     if b.data.size != channels:
         raise Reject(f"bias '{b.name}' has {b.data.size} values for {channels} output channels")
     return [ctx.ir_const(op.inputs[2])]
+
+
+def lead(ctx, index: int) -> int:
+    """1 when TFLite tensor `index` is a rank-1 vector imported as (1, C): the axes in the
+    operator's parameters count from 0 where the IR's count from 1."""
+    return int(index in ctx.model.vectors)
 
 
 def same_qparams(a, b) -> bool:

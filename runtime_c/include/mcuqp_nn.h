@@ -427,6 +427,35 @@ mcuqp_status mcuqp_prelu_s8(const mcuqp_prelu_params *params, const mcuqp_broadc
 mcuqp_status mcuqp_tanh_s8(const mcuqp_logistic_params *params, int32_t size, const int8_t *input,
                            int8_t *output);
 
+/* ---- data movement of rank <= 5 tensors (TRANSPOSE, STRIDED_SLICE / SPLIT, RESIZE) ---- */
+
+#define MCUQP_MAX_RANK 5
+
+/* Shapes row-major, padded at the front with 1s to rank 5. */
+typedef struct {
+    int32_t input_shape[MCUQP_MAX_RANK];
+    int32_t perm[MCUQP_MAX_RANK]; /* output dimension d is input dimension perm[d] */
+} mcuqp_transpose_params;
+
+typedef struct {
+    int32_t input_shape[MCUQP_MAX_RANK];
+    int32_t begin[MCUQP_MAX_RANK]; /* first index read, resolved (masks, negative values) */
+    int32_t strides[MCUQP_MAX_RANK]; /* != 0; negative walks backwards */
+    int32_t output_shape[MCUQP_MAX_RANK];
+} mcuqp_strided_slice_params;
+
+/* output[i] = input[j], j[perm[d]] = i[d]: a copy (input and output share quantization). */
+mcuqp_status mcuqp_transpose_s8(const mcuqp_transpose_params *params, const int8_t *input, int8_t *output);
+
+/* output[i] = input[begin + i * strides] per dimension: a copy. */
+mcuqp_status mcuqp_strided_slice_s8(const mcuqp_strided_slice_params *params, const int8_t *input,
+                                    int8_t *output);
+
+/* Nearest-neighbour resize of NHWC: output (n, oh, ow, c) = input (n, y_map[oh], x_map[ow], c). */
+mcuqp_status mcuqp_resize_nearest_neighbor_s8(const mcuqp_dims *input_dims, const int8_t *input,
+                                              const int32_t *y_map, const int32_t *x_map,
+                                              const mcuqp_dims *output_dims, int8_t *output);
+
 #ifdef __cplusplus
 }
 #endif

@@ -345,7 +345,7 @@ TORCH_CASES = [
     torch_case("torch-gelu", "GeluNet", "gelu"),
     torch_case("torch-lstm", "LstmNet", "not supported"),
     torch_case("torch-conv-transpose", "ConvTransposeNet", "ConvTranspose2d"),
-    torch_case("torch-upsample", "UpsampleNet", "Upsample"),
+    torch_case("torch-upsample", "UpsampleNet", "mode='nearest'"),
     torch_case("torch-data-dependent-branch", "BranchNet", "BranchNet"),
     torch_case("torch-data-dependent-loop", "LoopNet", "LoopNet"),
     torch_case("torch-wrong-input-shape", "WrongShapeNet", "cannot be multiplied"),

@@ -43,7 +43,7 @@ class ConvTransposeNet(nn.Module):
 class UpsampleNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        self.up = nn.Upsample(scale_factor=2)
+        self.up = nn.Upsample(scale_factor=2, mode="bilinear")  # nearest is supported; bilinear is not
         self.fc = nn.Linear(16 * 16, 10)
 
     def forward(self, x):
