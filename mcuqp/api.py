@@ -684,7 +684,7 @@ def verify(
                            layer_names=[graph.ops[i].name for i in lib.plan.order])
         model_objects = {f.stem + ".o" for f in lib.files if f.suffix == ".c"}
         model_flash = flash_bytes_of(fw.map, model_objects)
-        model_const = sum(r.size for r in input_sections(fw.map) if r.obj == "model.o" and r.name.startswith(".rodata"))
+        model_const = sum(r.size for r in input_sections(fw.map) if r.obj == f"{lib.name}.o" and r.name.startswith(".rodata"))
         model_ram = ram_bytes_of(fw.map, model_objects)
     dev = run.outputs.reshape(ref.shape)
     diff = dev != ref

@@ -74,9 +74,10 @@ def _emit(e: EmitContext, layer, op: Op, kernel: KernelVariant) -> None:
     y = e.graph.tensors[op.outputs[0]]
     axis = op.attrs.axis % len(y.shape)
     ins = [e.graph.tensors[n] for n in op.inputs]
-    ptrs = f"l{layer.index}_inputs"
     operands = ", ".join(e.operand(layer, op, i) for i in range(len(ins)))
-    e.decl(layer, f"static const int8_t *const {ptrs}[{len(ins)}] = {{" + operands + "};\n", 0)
+    # A compound literal in the call: the arena is a pointer the caller may set at run time
+    # (NAME_set_arena), so the input addresses are not constant initialisers.
+    ptrs = f"(const int8_t *const[{len(ins)}]){{{operands}}}"
     sizes = e.const(layer, "axis_sizes", np.array([t.shape[axis] for t in ins], dtype=np.int32), weight=False)
     outer = int(np.prod(y.shape[:axis], dtype=np.int64))
     inner = int(np.prod(y.shape[axis + 1:], dtype=np.int64))

@@ -162,7 +162,7 @@ def _unsupported_op_model() -> bytes:
     b = ModelBuilder()
     x = b.add_input("x", (1, 8), scale=0.1, zero_point=0)
     y = b.add_tensor("y", (1, 8), scale=1 / 128, zero_point=0)
-    b.add_operator("TANH", [x], [y])
+    b.add_operator("EXP", [x], [y])
     b.mark_output(y)
     return b.build()
 
@@ -307,7 +307,7 @@ TFLITE_CASES = [
     tflite_case("cycle", _cycle_model, "cycle"),
     tflite_case("dangling-tensor", _dangling_model, "used before it is produced"),
     tflite_case("two-writers", _two_writers_model, "written by operators"),
-    tflite_case("unsupported-op", _unsupported_op_model, "TANH"),
+    tflite_case("unsupported-op", _unsupported_op_model, "EXP"),
     tflite_case("conv-output-shape-wrong", crafted(lambda b: _set(_tensor(b, 3), shape=(1, 5, 5, 4))), "shape"),
     tflite_case("accumulator-overflow", _overflow_fc_model, "int32 accumulator"),
     tflite_case("verify-corrupt", truncated(0.5), "TFLite", command="verify"),
