@@ -45,21 +45,7 @@ def plan_table(graph: Graph, plan: MemoryPlan) -> str:
         + (f"; {len(plan.inplace_depthwise)} depthwise op(s) in place" if plan.inplace_depthwise else "")
         + (f"; {len(plan.inplace_conv)} 1x1 conv op(s) in place" if plan.inplace_conv else "")
     )
-    return "\n".join(lines + _weights_table(graph, plan))
-
-
-def _weights_table(graph: Graph, plan: MemoryPlan) -> list[str]:
-    """Per layer with weights: its weight format and the flash bytes of its filter."""
-    chosen = formats.summary(graph)
-    rows = [(short_name(graph.ops[oi].name), chosen[oi]) for oi in plan.order if oi in chosen]
-    if not rows:
-        return []
-    name_w = max(len("layer"), *(len(n) for n, _ in rows))
-    out = ["", f"{'layer':<{name_w}}  {'format':<7}  {'weight B':>9}  {'index B':>8}"]
-    out += [f"{n:<{name_w}}  {f.format:<7}  {f.weight_bytes:>9,}  {f.index_bytes:>8,}" for n, f in rows]
-    total_w, total_i = sum(f.weight_bytes for _, f in rows), sum(f.index_bytes for _, f in rows)
-    out.append(f"weights {total_w:,} B + indices {total_i:,} B in flash")
-    return out
+    return "\n".join(lines)
 
 
 def weights_table(graph: Graph, plan: MemoryPlan) -> list[str]:
